@@ -1,0 +1,257 @@
+"""The Python API; the CLI is a thin layer over it.
+
+    import tinycluster
+    m = tinycluster.compile("model.tflite", bits=4)
+    m.write("build/model")          # <name>.c, <name>.h, report.json, report.md, <name>_clustered.tflite
+    host = m.build_host()           # the generated C compiled for this machine (cffi)
+    y = host.invoke(x)              # int8 in, int8 out
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .errors import TinyClusterError
+
+
+@dataclass
+class CompiledModel:
+    name: str
+    c_source: str
+    header: str
+    report: dict
+    clustered_tflite: bytes
+    graph: object = None
+    plan: object = None
+    extra_files: dict = field(default_factory=dict)  # relative path -> bytes/str
+
+    def write(self, out_dir) -> Path:
+        """Write all outputs into out_dir atomically: all files or none."""
+        return write_output_dir(out_dir, self.files())
+
+    def files(self) -> dict:
+        from .report import render_markdown
+
+        files = {
+            f"{self.name}.c": self.c_source,
+            f"{self.name}.h": self.header,
+            "report.json": json.dumps(self.report, indent=2, default=str) + "\n",
+            "report.md": render_markdown(self.report),
+            f"{self.name}_clustered.tflite": self.clustered_tflite,
+        }
+        files.update(self.extra_files)
+        return files
+
+    def build_host(self, opt: str = "-O2"):
+        """Compile the generated C for this machine; returns a HostModel."""
+        tmp = Path(tempfile.mkdtemp(prefix="tc_host_"))
+        try:
+            for fn, content in self.files().items():
+                if fn.endswith((".c", ".h")):
+                    (tmp / fn).write_text(content)
+            return HostModel.build(tmp, self.name, self.report, opt=opt)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+_NP_OF = {"int8": np.int8, "float32": np.float32}
+_C_OF = {"int8": "int8_t", "float32": "float"}
+
+
+class HostModel:
+    """The generated C built for the host through cffi."""
+
+    def __init__(self, ffi, lib, name, report):
+        self.ffi, self.lib, self.name = ffi, lib, name
+        self.in_shape = tuple(report["input"]["shape"])
+        self.out_shape = tuple(report["output"]["shape"])
+        self.in_dtype = _NP_OF[report["input"]["dtype"]]
+        self.out_dtype = _NP_OF[report["output"]["dtype"]]
+        self._init = getattr(lib, f"{name}_init")
+        self._invoke = getattr(lib, f"{name}_invoke")
+        self._init()
+        self._out = np.zeros(self.out_shape, dtype=self.out_dtype)
+
+    @classmethod
+    def build(cls, src_dir: Path, name: str, report: dict, opt: str = "-O2"):
+        from .build.host import build_host_module
+        from .paths import runtime_sources
+
+        ic, oc = _C_OF[report["input"]["dtype"]], _C_OF[report["output"]["dtype"]]
+        cdef = f"void {name}_init(void);\nint {name}_invoke(const {ic} *input, {oc} *output);\n"
+        ffi, lib = build_host_module([Path(src_dir) / f"{name}.c", *runtime_sources()], cdef,
+                                     header=f'#include "{name}.h"', include_dirs=[src_dir], opt=opt,
+                                     name_hint=f"model_{name}")
+        return cls(ffi, lib, name, report)
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=self.in_dtype).reshape(self.in_shape)
+        out = np.zeros(self.out_shape, dtype=self.out_dtype)
+        rc = self._invoke(self.ffi.from_buffer(x), self.ffi.from_buffer(out))
+        if rc != 0:
+            raise TinyClusterError(f"{self.name}_invoke returned {rc}")
+        return out
+
+    def time_invoke(self, x: np.ndarray, repeat: int = 20) -> float:
+        """Median seconds per invoke."""
+        import time
+
+        x = np.ascontiguousarray(x, dtype=self.in_dtype).reshape(self.in_shape)
+        out = np.zeros(self.out_shape, dtype=self.out_dtype)
+        px, po = self.ffi.from_buffer(x), self.ffi.from_buffer(out)
+        ts = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            self._invoke(px, po)
+            ts.append(time.perf_counter() - t0)
+        return float(np.median(ts))
+
+
+def write_output_dir(out_dir, files: dict) -> Path:
+    """Write files into out_dir via a sibling temp folder and a rename: never half-written.
+
+    An existing out_dir is replaced only if it is empty or a previous tinycluster output.
+    """
+    out = Path(out_dir)
+    if out.exists():
+        if not out.is_dir():
+            raise TinyClusterError(f"{out} exists and is not a folder; choose another -o")
+        if any(out.iterdir()) and not (out / "report.json").exists():
+            raise TinyClusterError(f"{out} exists and is not a tinycluster output folder; choose another -o or remove it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        for rel, content in files.items():
+            p = tmp / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                p.write_bytes(content)
+            else:
+                p.write_text(content)
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _validate(bits, clusters, lossless, granularity, codebooks):
+    n = sum(x is not None and x is not False for x in (bits, clusters, lossless or None))
+    if n > 1:
+        raise TinyClusterError("give only one of --bits, --clusters, --lossless")
+    if bits is not None and not (1 <= int(bits) <= 8):
+        raise TinyClusterError(f"--bits {bits} is out of range: index width must be 1..8 bits")
+    if clusters is not None and not (2 <= int(clusters) <= 256):
+        raise TinyClusterError(f"--clusters {clusters} is out of range: k must be 2..256 (an int8 weight has at most 256 values)")
+    if granularity not in ("per-channel", "per-tensor", "auto"):
+        raise TinyClusterError(f"--granularity {granularity}: use per-channel, per-tensor or auto")
+    if codebooks not in ("sram", "flash"):
+        raise TinyClusterError(f"--codebooks {codebooks}: use sram or flash")
+
+
+def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None, lossless: bool = False,
+            granularity: str = "auto", name: Optional[str] = None, codebooks: Optional[str] = None,
+            board: Optional[str] = None, seed: int = 0, command: str = "", frontend: Optional[dict] = None,
+            quiet: bool = True) -> CompiledModel:
+    """Compile a model file into generated C. See the README for the options."""
+    from .emit import emit_model
+    from .emit_context import sanitize_identifier
+    from .planner import plan_memory
+    from .report import build_report
+
+    board_profile = None
+    if board is not None:
+        from .boards import load_board
+
+        board_profile = load_board(board)
+    if codebooks is None:
+        codebooks = (board_profile.codebook_in if board_profile is not None else "sram")
+    _validate(bits, clusters, lossless, granularity, codebooks)
+    if bits is None and clusters is None and not lossless:
+        bits = 4
+    path = Path(model)
+    if not path.exists():
+        raise TinyClusterError(f"{path}: no such file or folder")
+    name = sanitize_identifier(name or path.stem.split(".")[0])
+    from .importers.tflite import load_tflite_bytes, resolve_graph
+
+    fe_info = None
+    if path.suffix.lower() == ".tflite" and not _is_float_tflite(path):
+        data = path.read_bytes()
+    else:
+        from .frontends.pipeline import compress_to_int8_tflite
+
+        fe = dict(frontend or {})
+        data, fe_info = compress_to_int8_tflite(str(path), bits=bits, clusters=clusters, quiet=quiet, seed=seed, **fe)
+        if fe_info and fe_info.get("per_layer_bits"):
+            lossless, bits, clusters = True, None, None
+    graph = load_tflite_bytes(data, source=str(path))
+    graph.name = name
+    resolve_graph(graph)
+    from .compress.cluster import cluster_graph
+
+    stats = cluster_graph(graph, bits=bits, clusters=clusters, lossless=lossless, granularity=granularity, seed=seed)
+    plan = plan_memory(graph)
+    em = emit_model(graph, plan, name=name, command=command or _default_command(model, bits, clusters, lossless, granularity),
+                    codebook_placement=codebooks,
+                    flash_section=getattr(board_profile, "index_section", "") or "",
+                    sram_section=getattr(board_profile, "codebook_section", "") or "",
+                    source_bytes=data)
+    options = {"bits": bits, "clusters": clusters, "lossless": lossless, "granularity": granularity,
+               "codebooks": codebooks, "board": board, "seed": seed}
+    report = build_report(graph, plan, em, cluster_stats=_stats_by_layer(stats), options=options,
+                          command=command)
+    if fe_info:
+        report["frontend"] = fe_info
+    from .export.tflite_writer import write_clustered_tflite
+
+    clustered = write_clustered_tflite(data, graph)
+    cm = CompiledModel(name, em.c_source, em.header, report, clustered, graph, plan)
+    if board_profile is not None:
+        from .build.firmware import firmware_files
+
+        cm.extra_files.update(firmware_files(board_profile, name, cm))
+        if fe_info is not None and hasattr(fe_info, "get"):
+            pass
+    return cm
+
+
+def _stats_by_layer(stats):
+    if isinstance(stats, dict) and "layers" in stats:
+        stats = stats["layers"]
+    if isinstance(stats, list):
+        return {s.get("layer") or s.get("name"): s for s in stats if isinstance(s, dict)}
+    if isinstance(stats, dict):
+        return stats
+    return {}
+
+
+def _is_float_tflite(path: Path) -> bool:
+    from .importers.tflite import is_float_model
+
+    return is_float_model(path.read_bytes(), source=str(path))
+
+
+def _default_command(model, bits, clusters, lossless, granularity):
+    parts = ["tinycluster", "compile", str(model)]
+    if bits is not None:
+        parts += ["--bits", str(bits)]
+    if clusters is not None:
+        parts += ["--clusters", str(clusters)]
+    if lossless:
+        parts += ["--lossless"]
+    parts += ["--granularity", granularity]
+    return " ".join(parts)

@@ -1,0 +1,204 @@
+"""Static memory planning: one arena, liveness-based offsets, in-place where legal.
+
+Every activation tensor (model input and output included, as in TFLite Micro, so that the
+arena figures compare like with like) gets an offset in one arena. Three ways to share:
+
+* alias: ops whose output *is* their input (RESHAPE) share one storage group;
+* elementwise in place: an op flagged ``inplace = "elementwise"`` writes its output over
+  input 0 when that input dies at this op and has the same byte size;
+* row-buffered in place: an op flagged ``inplace = "rows"`` (conv, depthwise) may write
+  its output over its dying input when a small ring of output rows, flushed as soon as the
+  input rows beneath them are no longer needed, costs less than a separate output buffer.
+  The ring size is found by simulating the row schedule here, at plan time.
+
+Offsets are then assigned greedily (largest first, first fit against the buffers whose
+lifetimes overlap), the same strategy as TFLite Micro's GreedyMemoryPlanner.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .ops import get_handler
+
+ALIGN = 4
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+@dataclass
+class RowPlan:
+    """In-place row schedule of one conv/depthwise node."""
+
+    out_rows: int
+    in_row_bytes: int
+    out_row_bytes: int
+    stride_h: int
+    pad_top: int
+    ring_rows: int
+
+    def first_needed_row(self, oy: int) -> int:
+        """First input row any output row >= oy still reads."""
+        return max(0, oy * self.stride_h - self.pad_top)
+
+
+@dataclass
+class Buffer:
+    """A storage group: tensors that share bytes (aliases and in-place results)."""
+
+    id: int
+    size: int
+    start: int  # node index of first write (-1: before the first node, i.e. model input)
+    end: int  # node index of last read (len(nodes): model output, read after invoke)
+    tensors: list = field(default_factory=list)
+    offset: int = 0
+    kind: str = "tensor"  # "tensor" | "scratch"
+
+
+@dataclass
+class Plan:
+    arena_size: int
+    tensor_offset: dict  # tensor id -> arena offset
+    scratch_offset: dict  # node index -> arena offset of its scratch (ring first, then kernel scratch)
+    scratch_size: dict  # node index -> kernel scratch bytes
+    row_plans: dict  # node index -> RowPlan for nodes run in place by rows
+    elementwise_inplace: set  # node indices whose output overwrites input 0
+    buffers: list
+
+    def summary(self) -> dict:
+        return {
+            "arena_bytes": self.arena_size,
+            "inplace_elementwise": sorted(self.elementwise_inplace),
+            "inplace_rows": {int(k): {"ring_rows": v.ring_rows} for k, v in self.row_plans.items()},
+        }
+
+
+def simulate_rows(out_rows, in_row_bytes, out_row_bytes, stride_h, pad_top, in_rows) -> Optional[int]:
+    """Ring rows needed to compute a conv in place row by row, or None if impossible.
+
+    After computing output row oy (into the ring), output rows j whose bytes end at or before
+    the first input byte still needed by rows > oy are copied to their final place.
+    """
+    flushed = 0
+    max_pending = 0
+    for oy in range(out_rows):
+        pending = oy + 1 - flushed
+        max_pending = max(max_pending, pending)
+        if oy + 1 < out_rows:
+            need = min(in_rows, max(0, (oy + 1) * stride_h - pad_top)) * in_row_bytes
+        else:
+            need = 1 << 62
+        while flushed <= oy and (flushed + 1) * out_row_bytes <= need:
+            flushed += 1
+    return max_pending
+
+
+def _row_geometry(node, graph):
+    h = get_handler(node.op)
+    if hasattr(h, "row_geometry"):
+        return h.row_geometry(node, graph)
+    p = node.params
+    return int(p["stride_h"]), int(p["pad_top"])
+
+
+def plan_memory(graph, scratch_of=None) -> Plan:
+    nodes = graph.nodes
+    n_nodes = len(nodes)
+    scratch_of = scratch_of or (lambda node: get_handler(node.op).scratch_bytes(node, graph))
+
+    # storage groups ------------------------------------------------------------------
+    group_of: dict = {}
+    buffers: list = []
+
+    def new_buffer(tid, start):
+        t = graph.tensors[tid]
+        b = Buffer(id=len(buffers), size=t.nbytes, start=start, end=start, tensors=[tid])
+        buffers.append(b)
+        group_of[tid] = b
+        return b
+
+    for tid in graph.inputs:
+        new_buffer(tid, -1)
+
+    last_use = {}
+    for n in nodes:
+        for tid in n.inputs:
+            if tid >= 0 and not graph.tensors[tid].is_const:
+                last_use[tid] = n.index
+    for tid in graph.outputs:
+        last_use[tid] = n_nodes
+
+    def group_dies_at(b: Buffer, idx: int) -> bool:
+        return all(last_use.get(t, -1) <= idx for t in b.tensors) and not any(t in graph.outputs for t in b.tensors)
+
+    row_plans: dict = {}
+    elementwise: set = set()
+    scratch_size: dict = {}
+    for n in nodes:
+        h = get_handler(n.op)
+        out = n.outputs[0]
+        src = n.inputs[0] if n.inputs else -1
+        srcb = group_of.get(src) if src >= 0 else None
+        placed = False
+        if h.inplace == "alias" and srcb is not None:
+            srcb.tensors.append(out)
+            srcb.size = max(srcb.size, graph.tensors[out].nbytes)
+            group_of[out] = srcb
+            placed = True
+        elif h.inplace == "elementwise" and srcb is not None and group_dies_at(srcb, n.index) \
+                and graph.tensors[out].nbytes == srcb.size and n.inputs.count(src) == 1:
+            srcb.tensors.append(out)
+            group_of[out] = srcb
+            elementwise.add(n.index)
+            placed = True
+        elif h.inplace == "rows" and srcb is not None and group_dies_at(srcb, n.index):
+            tin, tout = graph.tensors[src], graph.tensors[out]
+            _, ih, iw, ic = tin.shape
+            _, oh, ow, oc = tout.shape
+            sh, pt = _row_geometry(n, graph)
+            rin, rout = iw * ic, ow * oc
+            ring = simulate_rows(oh, rin, rout, sh, pt, ih)
+            shared = max(srcb.size, tout.nbytes)
+            if ring is not None and shared + ring * rout < srcb.size + tout.nbytes:
+                srcb.tensors.append(out)
+                srcb.size = shared
+                group_of[out] = srcb
+                row_plans[n.index] = RowPlan(oh, rin, rout, sh, pt, ring)
+                placed = True
+        if not placed:
+            new_buffer(out, n.index)
+        for extra in n.outputs[1:]:
+            new_buffer(extra, n.index)
+        k = int(scratch_of(n))
+        scratch_size[n.index] = k
+        ring_bytes = row_plans[n.index].ring_rows * row_plans[n.index].out_row_bytes if n.index in row_plans else 0
+        if k + ring_bytes > 0:
+            sb = Buffer(id=len(buffers), size=_align(ring_bytes) + k, start=n.index, end=n.index,
+                        tensors=[], kind="scratch")
+            sb.node = n.index
+            buffers.append(sb)
+
+    for b in buffers:
+        if b.kind == "tensor":
+            b.end = max([last_use.get(t, b.start) for t in b.tensors] + [b.start])
+
+    # greedy offsets ----------------------------------------------------------------
+    order = sorted(buffers, key=lambda b: (-b.size, b.start, b.id))
+    placed_bufs: list = []
+    for b in order:
+        live = sorted((p for p in placed_bufs if not (p.end < b.start or b.end < p.start)),
+                      key=lambda p: p.offset)
+        off = 0
+        for p in live:
+            if off + b.size <= p.offset:
+                break
+            off = max(off, _align(p.offset + p.size))
+        b.offset = off
+        placed_bufs.append(b)
+    arena = max((_align(b.offset + b.size) for b in buffers), default=0)
+
+    tensor_offset = {t: b.offset for b in buffers if b.kind == "tensor" for t in b.tensors}
+    scratch_offset = {b.node: b.offset for b in buffers if b.kind == "scratch"}
+    return Plan(arena, tensor_offset, scratch_offset, scratch_size, row_plans, elementwise, buffers)

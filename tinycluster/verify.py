@@ -1,0 +1,106 @@
+"""verify: the generated C (host build) against the TFLite Micro interpreter, byte for byte.
+
+Inputs: N seeded random int8 tensors plus all-min, all-max and all-zero-point ones.
+The reference runs <name>_clustered.tflite (the model with the clustered weights), so any
+difference is the C's fault, never the clustering's.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import TinyClusterError
+
+
+def load_output_dir(out_dir):
+    out = Path(out_dir)
+    rp = out / "report.json"
+    if not rp.exists():
+        raise TinyClusterError(f"{out}: not a tinycluster output folder (no report.json); run `tinycluster compile` first")
+    try:
+        report = json.loads(rp.read_text())
+        name = report["name"]
+    except (ValueError, KeyError) as e:
+        raise TinyClusterError(f"{rp}: unreadable report ({e}); run `tinycluster compile` again") from None
+    for fn in (f"{name}.c", f"{name}.h", f"{name}_clustered.tflite"):
+        if not (out / fn).exists():
+            raise TinyClusterError(f"{out}: {fn} is missing; run `tinycluster compile` again")
+    return out, report, name
+
+
+def make_inputs(shape, dtype, samples: int, seed: int, zero_point: int = 0):
+    rng = np.random.default_rng(seed)
+    if dtype != np.int8:
+        raise TinyClusterError("verify supports int8 model inputs")
+    xs = [rng.integers(-128, 128, size=shape, dtype=np.int8) for _ in range(samples)]
+    xs += [np.full(shape, -128, np.int8), np.full(shape, 127, np.int8), np.full(shape, zero_point, np.int8)]
+    return xs
+
+
+class TFLMReference:
+    def __init__(self, tflite_bytes: bytes, arena_size: int = 4 << 20):
+        from tflite_micro.python.tflite_micro import runtime
+
+        self.interp = runtime.Interpreter.from_bytes(tflite_bytes, arena_size=arena_size)
+
+    def invoke(self, x):
+        self.interp.set_input(x, 0)
+        t0 = time.perf_counter()
+        self.interp.invoke()
+        dt = time.perf_counter() - t0
+        return self.interp.get_output(0).copy(), dt
+
+
+def verify(out_dir, samples: int = 200, seed: int = 0, quiet: bool = False) -> dict:
+    from .api import HostModel
+
+    out, report, name = load_output_dir(out_dir)
+    host = HostModel.build(out, name, report)
+    ref = TFLMReference((out / f"{name}_clustered.tflite").read_bytes())
+    in_zp = 0
+    try:
+        from .importers.tflite import load_tflite
+
+        g = load_tflite(out / f"{name}_clustered.tflite")
+        q = g.tensors[g.inputs[0]].quant
+        in_zp = int(q.zero_point[0]) if q is not None else 0
+    except Exception:  # the zero-point input is a nicety; never fail verify on it
+        pass
+    xs = make_inputs(host.in_shape, host.in_dtype, samples, seed, in_zp)
+    mismatches, mismatch_bytes, max_diff = 0, 0, 0
+    host_t, tflm_t = [], []
+    first = None
+    for i, x in enumerate(xs):
+        y_ref, dt = ref.invoke(x)
+        tflm_t.append(dt)
+        t0 = time.perf_counter()
+        y = host.invoke(x)
+        host_t.append(time.perf_counter() - t0)
+        y_ref = y_ref.reshape(y.shape)
+        if y.tobytes() != y_ref.astype(y.dtype).tobytes():
+            mismatches += 1
+            diff = np.abs(y.astype(np.int64) - y_ref.astype(np.int64)) if y.dtype == np.int8 else np.zeros(1)
+            mismatch_bytes += int(np.count_nonzero(y.view(np.uint8) != y_ref.astype(y.dtype).view(np.uint8)))
+            max_diff = max(max_diff, int(diff.max()))
+            if first is None:
+                first = i
+    # timing medians on the same input, after warm-up
+    host_us = host.time_invoke(xs[0], repeat=30) * 1e6
+    tf_ts = [ref.invoke(xs[0])[1] for _ in range(30)]
+    result = {
+        "reference": "tflm",
+        "samples": len(xs),
+        "mismatches": mismatches,
+        "mismatching_bytes": mismatch_bytes,
+        "max_abs_diff": max_diff,
+        "first_mismatch_sample": first,
+        "host_invoke_us": round(host_us, 2),
+        "tflm_invoke_us": round(float(np.median(tf_ts)) * 1e6, 2),
+        "speedup": round(float(np.median(tf_ts)) * 1e6 / host_us, 2) if host_us > 0 else None,
+        "seed": seed,
+    }
+    (out / "verify.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result

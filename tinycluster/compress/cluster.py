@@ -1,0 +1,466 @@
+"""Weight clustering of int8 weight tensors: each weight becomes an index into a small
+int8 codebook (``ir.Clustering``), stored bit-packed by the emitter.
+
+Algorithm
+---------
+int8 weights take at most 256 distinct values, so clustering works on the *histogram*
+of the values, not on the weights themselves: 1-D weighted k-means with integer (int8)
+centroids, solved **exactly** by dynamic programming over the sorted distinct values
+(in 1-D the clusters of an optimal solution are contiguous runs of sorted values, and the
+best integer centroid of a run is the rounded weighted mean, because the cost is a
+parabola in the centroid). The cost is O(k n^2) for n <= 256 distinct values, a few
+milliseconds per channel with numpy. The result is the global optimum, so it is
+deterministic by construction: there is no random initialisation and no seed; ties are
+broken towards the first (smallest) split point.
+
+Error is measured in real units: weight ``q`` of output channel ``c`` stands for
+``scale[c] * (q - zero_point[c])``, so replacing ``q`` by ``q'`` costs
+``scale[c]^2 (q - q')^2``. Per-channel clustering has one scale per channel (minimising
+the integer error is the same thing); per-tensor clustering of a per-channel-quantized
+tensor weights every channel's histogram by its ``scale^2``.
+
+Granularity
+-----------
+``per-channel``: one codebook of k entries per output channel (``handler.weight_channel_axis``);
+``per-tensor``: one codebook for the tensor; ``auto``: per layer, the candidate with the
+smaller total footprint (packed indices + codebook bytes) whose error is *acceptable*:
+
+    per-tensor is acceptable  <=>  rms_pt <= max((1 + tolerance) * rms_pc, rms_int8)
+
+where ``rms_pt``/``rms_pc`` are the RMS clustering errors in real units of the two
+candidates (same index width, so per-tensor always has the smaller footprint) and
+``rms_int8 = sqrt(mean over weights of scale^2 / 12)`` is the RMS rounding error the int8
+quantization of the original float weights already made (uniform rounding noise). In
+words: one codebook is used when it costs at most ``tolerance`` (default 10 %, about
+0.8 dB of SNR) more RMS error than per-channel codebooks, or when its error is no larger
+than the int8 rounding noise already in the model. Otherwise per-channel is chosen. The
+reason (with both errors) is recorded per layer.
+
+``lossless``: per layer the smallest index width that keeps every weight exact:
+per-channel needs k = max distinct values of any channel, per-tensor k = distinct values
+of the tensor; the granularity with the smaller footprint wins (ties: per-tensor, which
+needs less SRAM). 8-bit clustering of an int8 model is always lossless (k = 256 covers
+every int8 value), so the clustered model equals the original bit for bit.
+
+Codebooks are sorted ascending and padded to exactly k entries (by repeating the last
+real centroid; padding entries are never indexed), so any k in 2..256 works, including
+2^n - 1. Index width is ``ceil(log2 k)``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from ..errors import TinyClusterError
+from ..ir import Clustering, Graph, Tensor
+from ..packing import packed_size
+
+GRANULARITIES = ("per-channel", "per-tensor", "auto")
+DEFAULT_TOLERANCE = 0.10
+
+
+# ---------------------------------------------------------------------------------------------
+# exact 1-D k-means with integer centroids
+# ---------------------------------------------------------------------------------------------
+def _segment_costs(v: np.ndarray, w: np.ndarray):
+    """cost[i, j] (i <= j) of one cluster holding sorted values v[i..j] with its best integer
+    centroid; centroid[i, j] that centroid. Entries with i > j are +inf."""
+    n = v.size
+    W = np.concatenate([[0.0], np.cumsum(w)])
+    S1 = np.concatenate([[0.0], np.cumsum(w * v)])
+    S2 = np.concatenate([[0.0], np.cumsum(w * v * v)])
+    i = np.arange(n)[:, None]
+    j = np.arange(n)[None, :]
+    valid = j >= i
+    jj = np.where(valid, j + 1, i + 1)
+    sw = W[jj] - W[i]
+    sv = S1[jj] - S1[i]
+    sq = S2[jj] - S2[i]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(sw > 0, sv / np.where(sw > 0, sw, 1.0), v[i])
+    c = np.rint(mean)
+    cost = sq - 2.0 * c * sv + c * c * sw
+    cost = np.maximum(cost, 0.0)  # float round-off
+    cost = np.where(valid, cost, np.inf)
+    return cost, c.astype(np.int64)
+
+
+def kmeans_1d(values, weights, k: int):
+    """Optimal weighted 1-D k-means with integer centroids.
+
+    values: distinct integers, ascending; weights: positive, same length; k >= 1.
+    Returns (centroids int64 [m], assignment int64 [n] into centroids, cost float) with
+    m = min(k, n) ascending centroids; minimises sum_i w_i (v_i - c_{a(i)})^2 over all
+    integer centroids exactly.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    n = v.size
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), 0.0
+    if k >= n:
+        return v.astype(np.int64), np.arange(n, dtype=np.int64), 0.0
+    # normalise weights (scale^2 weights can be ~1e-10): the argmin is unchanged
+    wmax = float(w.max())
+    wn = w / wmax if wmax > 0 else np.ones_like(w)
+    cost, cent = _segment_costs(v, wn)
+    # D[m][j]: best cost of v[0..j] in exactly m+1 clusters; start[m][j]: first index of the last
+    D = cost[0].copy()
+    starts = np.zeros((k, n), dtype=np.int64)
+    for m in range(1, k):
+        # last cluster v[i..j], i >= m; previous D[i-1]
+        M = D[:-1, None] + cost[1:, :]  # row r -> i = r + 1
+        M[: m - 1, :] = np.inf  # i >= m (each earlier cluster needs at least one value)
+        r = np.argmin(M, axis=0)
+        D = M[r, np.arange(n)]
+        starts[m] = r + 1
+    # backtrack from j = n-1 with k clusters
+    bounds = []
+    j = n - 1
+    for m in range(k - 1, -1, -1):
+        i = int(starts[m][j]) if m > 0 else 0
+        bounds.append((i, j))
+        j = i - 1
+    bounds.reverse()
+    centroids = np.array([cent[i, j] for i, j in bounds], dtype=np.int64)
+    assign = np.empty(n, dtype=np.int64)
+    for ci, (i, j) in enumerate(bounds):
+        assign[i:j + 1] = ci
+    total = float(sum(np.sum(w[i:j + 1] * (v[i:j + 1] - centroids[ci]) ** 2) for ci, (i, j) in enumerate(bounds)))
+    return centroids, assign, total
+
+
+def lloyd_1d(values, weights, k: int, iters: int = 100):
+    """Plain weighted Lloyd iterations from quantile initialisation with integer centroids.
+
+    A simple baseline (used by the tests to check kmeans_1d is never worse)."""
+    v = np.asarray(values, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if k >= v.size:
+        return v.astype(np.int64), np.arange(v.size), 0.0
+    cdf = np.cumsum(w) / w.sum()
+    qs = (np.arange(k) + 0.5) / k
+    c = np.rint(v[np.minimum(np.searchsorted(cdf, qs), v.size - 1)])
+    for _ in range(iters):
+        a = np.argmin(np.abs(v[:, None] - c[None, :]), axis=1)
+        new = c.copy()
+        for ci in range(k):
+            sel = a == ci
+            if sel.any():
+                new[ci] = np.rint(np.sum(w[sel] * v[sel]) / np.sum(w[sel]))
+        if np.array_equal(new, c):
+            break
+        c = new
+    a = np.argmin(np.abs(v[:, None] - c[None, :]), axis=1)
+    return c.astype(np.int64), a, float(np.sum(w * (v - c[a]) ** 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# one tensor
+# ---------------------------------------------------------------------------------------------
+def _scale_per_element(t: Tensor) -> np.ndarray:
+    """Real-unit scale of every weight (broadcast of the per-channel scales), float64."""
+    q = t.quant
+    shape = t.data.shape
+    if q is None or q.scale.size == 0:
+        return np.ones(shape, dtype=np.float64)
+    s = np.asarray(q.scale, dtype=np.float64)
+    if s.size == 1:
+        return np.full(shape, s[0], dtype=np.float64)
+    ax = q.axis
+    bshape = [1] * len(shape)
+    bshape[ax] = shape[ax]
+    return np.broadcast_to(s.reshape(bshape), shape)
+
+
+def _bits_for(k: int) -> int:
+    return max(1, int(math.ceil(math.log2(k)))) if k > 1 else 1
+
+
+def _pad(cb: np.ndarray, k: int) -> np.ndarray:
+    out = np.empty(k, dtype=np.int64)
+    out[: cb.size] = cb
+    out[cb.size:] = cb[-1] if cb.size else 0
+    return out
+
+
+def _cluster_group(q: np.ndarray, elem_w: Optional[np.ndarray], k: int):
+    """Cluster one group of int8 values (flat) into <= k integer centroids.
+
+    elem_w: per-element weight of the squared error (None: 1). Returns (codebook int64 [k]
+    padded, indices int64 like q)."""
+    vals = q.astype(np.int64) + 128
+    if elem_w is None:
+        hist = np.bincount(vals, minlength=256).astype(np.float64)
+    else:
+        hist = np.bincount(vals, weights=elem_w, minlength=256)
+    present = np.flatnonzero(np.bincount(vals, minlength=256))
+    v = present - 128
+    wts = hist[present]
+    if np.any(wts <= 0):  # zero-scale channels: fall back to counts
+        wts = np.bincount(vals, minlength=256)[present].astype(np.float64)
+    cent, assign, _ = kmeans_1d(v, wts, k)
+    lut = np.zeros(256, dtype=np.int64)
+    lut[present] = assign
+    return _pad(cent, k), lut[vals]
+
+
+def cluster_tensor(t: Tensor, k: int, granularity: str, channel_axis: Optional[int]) -> Clustering:
+    """Cluster the int8 data of ``t`` to k entries per codebook (per-channel or per-tensor)."""
+    if t.data is None or t.data.dtype != np.int8:
+        raise TinyClusterError(f"tensor '{t.name}' is not a constant int8 tensor; cannot cluster it")
+    if not 1 <= k <= 256:
+        raise TinyClusterError(f"internal: k={k} out of range")
+    q = t.data
+    bits = _bits_for(k)
+    unique_before = int(np.unique(q).size)
+    if granularity == "per-tensor" or channel_axis is None:
+        s = _scale_per_element(t)
+        per_ch_quant = t.quant is not None and t.quant.scale.size > 1
+        ew = (s * s).reshape(-1) if per_ch_quant else None
+        cb, idx = _cluster_group(q.reshape(-1), ew, k)
+        cl = Clustering(indices=idx.reshape(q.shape), codebooks=cb.reshape(1, k).astype(np.int8), bits=bits,
+                        channel_axis=None, codebook_of_channel=None, granularity="per-tensor")
+    elif granularity == "per-channel":
+        qc = np.moveaxis(q, channel_axis, 0)
+        n_ch = qc.shape[0]
+        idx = np.empty(qc.shape, dtype=np.int64)
+        cbs = np.empty((n_ch, k), dtype=np.int64)
+        for c in range(n_ch):
+            cb, ix = _cluster_group(qc[c].reshape(-1), None, k)
+            cbs[c] = cb
+            idx[c] = ix.reshape(qc.shape[1:])
+        cl = Clustering(indices=np.moveaxis(idx, 0, channel_axis), codebooks=cbs.astype(np.int8), bits=bits,
+                        channel_axis=channel_axis, codebook_of_channel=np.arange(n_ch), granularity="per-channel")
+    else:
+        raise TinyClusterError(f"granularity must be one of per-channel, per-tensor (got '{granularity}')")
+    cl.unique_before = unique_before
+    cl.unique_after = int(np.unique(cl.values()).size)
+    return cl
+
+
+def _distinct_per_channel(q: np.ndarray, axis: int) -> np.ndarray:
+    qc = np.moveaxis(q, axis, 0).reshape(q.shape[axis], -1).astype(np.int64) + 128
+    n = qc.shape[0]
+    present = np.zeros((n, 256), dtype=bool)
+    present[np.repeat(np.arange(n), qc.shape[1]), qc.reshape(-1)] = True
+    return present.sum(axis=1)
+
+
+def clustering_stats(t: Tensor, cl: Clustering, channel_axis: Optional[int]) -> dict:
+    """Error and footprint figures of one clustering (see module docstring for the units)."""
+    q = t.data.astype(np.int64)
+    qa = cl.values().astype(np.int64)
+    s = _scale_per_element(t)
+    zp = 0
+    if t.quant is not None and t.quant.zero_point.size:
+        zps = np.asarray(t.quant.zero_point, dtype=np.int64)
+        if zps.size == 1:
+            zp = int(zps[0])
+        else:
+            bshape = [1] * q.ndim
+            bshape[t.quant.axis] = q.shape[t.quant.axis]
+            zp = zps.reshape(bshape)
+    real = s * (q - zp)
+    err = s * (qa - q)
+    n = q.size
+    sse = float(np.sum(err * err))
+    ssw = float(np.sum(real * real))
+    rms = math.sqrt(sse / n) if n else 0.0
+    rms_w = math.sqrt(ssw / n) if n else 0.0
+    rms_int8 = math.sqrt(float(np.mean(s * s)) / 12.0) if n else 0.0
+    n_codebooks = int(cl.codebooks.shape[0])
+    cb_bytes = n_codebooks * cl.k
+    idx_bytes = packed_size(n, cl.bits)
+    changed = int(np.count_nonzero(qa != q))
+    if channel_axis is not None and q.ndim:
+        upc_before = int(_distinct_per_channel(t.data, channel_axis).max())
+        upc_after = int(_distinct_per_channel(cl.values(), channel_axis).max())
+    else:
+        upc_before = upc_after = None
+    return {
+        "granularity": cl.granularity,
+        "k": cl.k,
+        "bits": cl.bits,
+        "codebooks": n_codebooks,
+        "codebook_bytes": cb_bytes,
+        "index_bytes": idx_bytes,
+        "footprint_bytes": idx_bytes + cb_bytes,
+        "unique_before": int(cl.unique_before),
+        "unique_after": int(cl.unique_after),
+        "max_unique_per_channel_before": upc_before,
+        "max_unique_per_channel_after": upc_after,
+        "changed_weights": changed,
+        "exact": changed == 0,
+        "max_abs_error_q": int(np.max(np.abs(qa - q))) if n else 0,
+        "rms_error": rms,
+        "rel_rms_error": (rms / rms_w) if rms_w > 0 else 0.0,
+        "snr_db": (10.0 * math.log10(ssw / sse)) if sse > 0 and ssw > 0 else None,
+        "rms_int8_rounding": rms_int8,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the pass
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ClusterOptions:
+    bits: Optional[int] = None
+    clusters: Optional[int] = None
+    lossless: bool = False
+    granularity: str = "auto"
+    tolerance: float = DEFAULT_TOLERANCE
+
+    def validate(self) -> "ClusterOptions":
+        chosen = sum(x is not None and x is not False for x in (self.bits, self.clusters, self.lossless or None))
+        if chosen == 0:
+            raise TinyClusterError("give one of --bits B (1..8), --clusters K (2..256) or --lossless")
+        if chosen > 1:
+            raise TinyClusterError("give only one of --bits, --clusters and --lossless")
+        if self.bits is not None:
+            if isinstance(self.bits, bool) or not isinstance(self.bits, (int, np.integer)) or not 1 <= self.bits <= 8:
+                raise TinyClusterError(f"--bits must be an integer from 1 to 8 (got {self.bits}); "
+                                       "k = 2^bits clusters, 8 bits is lossless on int8 models")
+        if self.clusters is not None:
+            if isinstance(self.clusters, bool) or not isinstance(self.clusters, (int, np.integer)) \
+                    or not 2 <= self.clusters <= 256:
+                raise TinyClusterError(f"--clusters must be an integer from 2 to 256 (got {self.clusters}); "
+                                       "int8 weights have at most 256 distinct values")
+        if self.granularity not in GRANULARITIES:
+            raise TinyClusterError(f"--granularity must be one of {', '.join(GRANULARITIES)} "
+                                   f"(got '{self.granularity}')")
+        if not (self.tolerance >= 0):
+            raise TinyClusterError(f"tolerance must be >= 0 (got {self.tolerance})")
+        return self
+
+    @property
+    def k(self) -> Optional[int]:
+        if self.bits is not None:
+            return 1 << int(self.bits)
+        if self.clusters is not None:
+            return int(self.clusters)
+        return None
+
+    def as_dict(self) -> dict:
+        return {"bits": self.bits, "clusters": self.clusters, "lossless": bool(self.lossless),
+                "granularity": self.granularity, "tolerance": self.tolerance, "k": self.k}
+
+
+def _choose_auto(pt: dict, pc: dict, tolerance: float):
+    """Pick per-tensor or per-channel by the rule in the module docstring; returns (choice, reason)."""
+    limit = max((1.0 + tolerance) * pc["rms_error"], pc["rms_int8_rounding"])
+    ratio = (pt["rms_error"] / pc["rms_error"]) if pc["rms_error"] > 0 else (0.0 if pt["rms_error"] == 0 else math.inf)
+    saved = pc["footprint_bytes"] - pt["footprint_bytes"]
+    if pt["footprint_bytes"] <= pc["footprint_bytes"] and pt["rms_error"] <= limit:
+        if pt["rms_error"] == 0:
+            why = "exact with one codebook"
+        elif pt["rms_error"] <= (1.0 + tolerance) * pc["rms_error"]:
+            why = f"RMS error {ratio:.2f}x per-channel (<= {1 + tolerance:.2f}x allowed)"
+        else:
+            why = (f"RMS error {pt['rms_error']:.3g} within the int8 rounding noise "
+                   f"{pc['rms_int8_rounding']:.3g}")
+        return "per-tensor", f"per-tensor: {why}; saves {saved} codebook bytes"
+    if pt["footprint_bytes"] > pc["footprint_bytes"]:
+        return "per-channel", "per-channel: smaller footprint"
+    rtxt = "inf" if math.isinf(ratio) else f"{ratio:.2f}"
+    return "per-channel", (f"per-channel: per-tensor RMS error {rtxt}x per-channel (> {1 + tolerance:.2f}x allowed) "
+                           f"and above the int8 rounding noise; costs {saved} extra codebook bytes")
+
+
+def _lossless_k(t: Tensor, channel_axis: Optional[int]):
+    k_pt = max(2, int(np.unique(t.data).size))
+    k_pc = max(2, int(_distinct_per_channel(t.data, channel_axis).max())) if channel_axis is not None else None
+    return k_pt, k_pc
+
+
+def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[int] = None,
+                  lossless: bool = False, granularity: str = "auto",
+                  tolerance: float = DEFAULT_TOLERANCE) -> list:
+    """Cluster every weight tensor of ``graph`` (``graph.weight_tensors()``) in place.
+
+    Exactly one of ``bits`` (k = 2^bits, 1..8), ``clusters`` (k in 2..256, index width
+    ceil(log2 k)) or ``lossless`` must be given. ``granularity``: per-channel | per-tensor |
+    auto (see module docstring; ``tolerance`` is auto's allowed relative RMS increase).
+
+    Sets ``tensor.clustering`` and returns one dict per clustered tensor (also stored in
+    ``graph.meta["clustering"] = {"options": ..., "layers": [...]}``) with keys:
+    layer, op, node_index, tensor, tensor_id, shape, weights, channels, channel_axis,
+    granularity, granularity_reason, k, bits, codebooks, codebook_bytes, index_bytes,
+    footprint_bytes, unique_before, unique_after, max_unique_per_channel_before/after,
+    changed_weights, exact, max_abs_error_q, rms_error, rel_rms_error, snr_db (None when
+    exact), rms_int8_rounding, candidates (auto/lossless: the stats of both granularities).
+    """
+    from ..ops import get_handler
+
+    opts = ClusterOptions(bits=bits, clusters=clusters, lossless=bool(lossless), granularity=granularity,
+                          tolerance=tolerance).validate()
+    records = []
+    seen = set()
+    for node, t in graph.weight_tensors():
+        if t.id in seen:
+            continue  # a weight shared by two ops is clustered once
+        seen.add(t.id)
+        if t.data is None or t.data.dtype != np.int8:
+            continue
+        h = get_handler(node.op)
+        axis = h.weight_channel_axis
+        if axis is not None and not -t.data.ndim <= axis < t.data.ndim:
+            axis = None
+        if axis is not None:
+            axis %= t.data.ndim
+        cands = {}
+        if opts.lossless:
+            k_pt, k_pc = _lossless_k(t, axis)
+            cl_pt = cluster_tensor(t, k_pt, "per-tensor", axis)
+            cands["per-tensor"] = (cl_pt, clustering_stats(t, cl_pt, axis))
+            if axis is not None and opts.granularity != "per-tensor":
+                cl_pc = cluster_tensor(t, k_pc, "per-channel", axis)
+                cands["per-channel"] = (cl_pc, clustering_stats(t, cl_pc, axis))
+            if opts.granularity == "per-channel" and "per-channel" in cands:
+                choice, reason = "per-channel", "per-channel (requested), smallest exact k"
+            elif opts.granularity == "per-tensor" or "per-channel" not in cands:
+                choice, reason = "per-tensor", "per-tensor (requested or no channel axis), smallest exact k"
+            else:
+                fpt = cands["per-tensor"][1]["footprint_bytes"]
+                fpc = cands["per-channel"][1]["footprint_bytes"]
+                choice = "per-tensor" if fpt <= fpc else "per-channel"
+                reason = (f"{choice}: smaller exact footprint ({min(fpt, fpc)} vs {max(fpt, fpc)} bytes; "
+                          f"k {k_pt} per-tensor vs {k_pc} per-channel)")
+        else:
+            k = opts.k
+            want = [opts.granularity] if opts.granularity != "auto" else ["per-tensor", "per-channel"]
+            if axis is None:
+                want = ["per-tensor"]
+            for g in want:
+                cl = cluster_tensor(t, k, g, axis)
+                cands[g] = (cl, clustering_stats(t, cl, axis))
+            if len(cands) == 2:
+                choice, reason = _choose_auto(cands["per-tensor"][1], cands["per-channel"][1], opts.tolerance)
+            else:
+                choice = want[0]
+                reason = f"{choice} ({'requested' if axis is not None else 'no channel axis'})"
+        cl, st = cands[choice]
+        t.clustering = cl
+        rec = {
+            "layer": node.name,
+            "op": node.op,
+            "node_index": node.index,
+            "tensor": t.name,
+            "tensor_id": t.id,
+            "shape": list(t.shape),
+            "weights": int(t.size),
+            "channels": int(t.data.shape[axis]) if axis is not None else 1,
+            "channel_axis": axis,
+            "granularity_reason": reason,
+        }
+        rec.update(st)
+        if len(cands) > 1:
+            rec["candidates"] = {g: {kk: s[kk] for kk in ("k", "bits", "codebook_bytes", "index_bytes",
+                                                          "footprint_bytes", "rms_error", "snr_db", "exact")}
+                                 for g, (_, s) in cands.items()}
+        records.append(rec)
+    graph.meta["clustering"] = {"options": opts.as_dict(), "layers": records}
+    return records

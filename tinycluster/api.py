@@ -186,30 +186,35 @@ def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None
     if not path.exists():
         raise TinyClusterError(f"{path}: no such file or folder")
     name = sanitize_identifier(name or path.stem.split(".")[0])
-    from .importers.tflite import load_tflite_bytes, resolve_graph
+    from .importers.tflite import resolve_graph
 
     fe_info = None
     if path.suffix.lower() == ".tflite" and not _is_float_tflite(path):
         data = path.read_bytes()
     else:
-        from .frontends.pipeline import compress_to_int8_tflite
+        try:
+            from .frontends.pipeline import compress_to_int8_tflite
+        except ImportError as e:
+            raise TinyClusterError(f"{path}: is not a full-integer int8 .tflite and the Keras/float front end "
+                                   f"is unavailable ({e}); install tinycluster[tf]") from None
 
         fe = dict(frontend or {})
         data, fe_info = compress_to_int8_tflite(str(path), bits=bits, clusters=clusters, quiet=quiet, seed=seed, **fe)
         if fe_info and fe_info.get("per_layer_bits"):
             lossless, bits, clusters = True, None, None
-    graph = load_tflite_bytes(data, source=str(path))
+    graph = _load_graph(path, data)
     graph.name = name
     resolve_graph(graph)
     from .compress.cluster import cluster_graph
 
     stats = cluster_graph(graph, bits=bits, clusters=clusters, lossless=lossless, granularity=granularity, seed=seed)
     plan = plan_memory(graph)
+    placement = board_profile.emit_options() if board_profile is not None else {}
+    placement["codebook_placement"] = codebooks
+    if codebooks == "flash":
+        placement["sram_section"] = ""
     em = emit_model(graph, plan, name=name, command=command or _default_command(model, bits, clusters, lossless, granularity),
-                    codebook_placement=codebooks,
-                    flash_section=getattr(board_profile, "index_section", "") or "",
-                    sram_section=getattr(board_profile, "codebook_section", "") or "",
-                    source_bytes=data)
+                    source_bytes=data, **placement)
     options = {"bits": bits, "clusters": clusters, "lossless": lossless, "granularity": granularity,
                "codebooks": codebooks, "board": board, "seed": seed}
     report = build_report(graph, plan, em, cluster_stats=_stats_by_layer(stats), options=options,
@@ -240,9 +245,34 @@ def _stats_by_layer(stats):
 
 
 def _is_float_tflite(path: Path) -> bool:
-    from .importers.tflite import is_float_model
+    """True for a float .tflite (float activations): those go through the float front end."""
+    from .importers import tflite as imp
 
-    return is_float_model(path.read_bytes(), source=str(path))
+    p, data = imp._read_file(path)
+    try:
+        m = imp._read_model(p, data)
+    except TinyClusterError:
+        raise
+    except Exception:
+        return False  # load_tflite reports the corruption with its own message
+    return any(t["dtype"] in ("float32", "float16") and t["data"] is None for t in m["tensors"])
+
+
+def _load_graph(path: Path, data: bytes):
+    """Import int8 TFLite bytes; bytes made by the front end go through a temp file named like the model."""
+    from .importers.tflite import load_tflite
+
+    if path.suffix.lower() == ".tflite" and path.is_file() and path.read_bytes() == data:
+        return load_tflite(path)
+    tmp = Path(tempfile.mkdtemp(prefix="tc_fe_"))
+    try:
+        f = tmp / (path.stem + "_int8.tflite")
+        f.write_bytes(data)
+        g = load_tflite(f)
+        g.source = str(path)
+        return g
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _default_command(model, bits, clusters, lossless, granularity):

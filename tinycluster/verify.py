@@ -104,3 +104,35 @@ def verify(out_dir, samples: int = 200, seed: int = 0, quiet: bool = False) -> d
     }
     (out / "verify.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def tflm_arena_head(tflite_bytes: bytes) -> int:
+    """TFLite Micro's planned activation memory ("Arena allocation head", bytes) for a model."""
+    import os
+    import re
+    import sys
+    import tempfile
+
+    from tflite_micro.python.tflite_micro import runtime
+
+    interp = runtime.Interpreter.from_bytes(tflite_bytes, arena_size=4 << 20)
+    sys.stdout.flush()
+    with tempfile.TemporaryFile(mode="w+b") as f:
+        sys.stderr.flush()
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(f.fileno(), 1)
+            os.dup2(f.fileno(), 2)
+            interp.print_allocations()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, s in zip((1, 2), saved):
+                os.dup2(s, fd)
+                os.close(s)
+        f.seek(0)
+        text = f.read().decode(errors="replace")
+    m = re.search(r"Arena allocation head (\d+) bytes", text)
+    if not m:
+        raise TinyClusterError("could not read TFLite Micro's arena allocation figures")
+    return int(m.group(1))

@@ -207,7 +207,7 @@ def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None
     resolve_graph(graph)
     from .compress.cluster import cluster_graph
 
-    stats = cluster_graph(graph, bits=bits, clusters=clusters, lossless=lossless, granularity=granularity, seed=seed)
+    stats = cluster_graph(graph, bits=bits, clusters=clusters, lossless=lossless, granularity=granularity)
     plan = plan_memory(graph)
     placement = board_profile.emit_options() if board_profile is not None else {}
     placement["codebook_placement"] = codebooks
@@ -221,9 +221,9 @@ def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None
                           command=command)
     if fe_info:
         report["frontend"] = fe_info
-    from .export.tflite_writer import write_clustered_tflite
+    from .export.tflite_writer import clustered_model_bytes
 
-    clustered = write_clustered_tflite(data, graph)
+    clustered = clustered_model_bytes(graph, data)
     cm = CompiledModel(name, em.c_source, em.header, report, clustered, graph, plan)
     if board_profile is not None:
         from .build.firmware import firmware_files

@@ -1,0 +1,65 @@
+"""Flash accounting: the report's flash figure is what the compiled C really holds, and 4-bit
+kws_ref_model fits the issue's bound for each granularity."""
+import shutil
+import subprocess
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+import tinycluster
+from tinycluster.paths import RUNTIME_INCLUDE
+
+from conftest import shared_model, IN_CI
+
+
+def const_data_bytes(obj_path):
+    """Sum of the sizes of all data objects in .rodata*/.data* of an object file."""
+    total = 0
+    with open(obj_path, "rb") as f:
+        elf = ELFFile(f)
+        symtab = elf.get_section_by_name(".symtab")
+        for sym in symtab.iter_symbols():
+            if sym["st_info"]["type"] != "STT_OBJECT" or sym["st_shndx"] in ("SHN_UNDEF", "SHN_ABS", "SHN_COMMON"):
+                continue
+            sec = elf.get_section(sym["st_shndx"]).name
+            if sec.startswith((".rodata", ".data", ".flash", ".sram")) or sec.startswith(".ramfunc"):
+                total += sym["st_size"]
+    return total
+
+
+def compile_obj(cc, out, name, extra=()):
+    obj = out / f"{name}.o"
+    r = subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", *extra,
+                        f"-I{RUNTIME_INCLUDE}", f"-I{out}", "-c", str(out / f"{name}.c"), "-o", str(obj)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return obj
+
+
+@pytest.mark.parametrize("granularity", ["per-channel", "per-tensor", "auto"])
+def test_kws_4bit_flash_bound_and_real_size(granularity, tmp_path):
+    m = tinycluster.compile(shared_model("kws_ref_model.tflite"), bits=4, granularity=granularity)
+    t = m.report["totals"]
+    weights = t["weights"]
+    biases = sum(layer.get("biases", 0) for layer in m.report["layers"])
+    channels = sum(layer.get("output_channels", 0) for layer in m.report["layers"])
+    bound = weights * 4 / 8 + 4 * biases + 5 * channels + t["codebook_bytes"]
+    assert t["flash_bytes"] <= 1.03 * bound, (t["flash_bytes"], bound)
+    out = m.write(tmp_path / granularity)
+    obj = compile_obj("cc", out, m.name)
+    assert const_data_bytes(obj) == t["flash_bytes"]
+    if shutil.which("arm-none-eabi-gcc"):
+        obj = compile_obj("arm-none-eabi-gcc", out, m.name, ["-mcpu=cortex-m4", "-mthumb"])
+        assert const_data_bytes(obj) == t["flash_bytes"]
+    elif IN_CI:
+        pytest.fail("arm-none-eabi-gcc required in CI")
+
+
+def test_codebooks_in_flash_cost_no_sram():
+    m_sram = tinycluster.compile(shared_model("kws_ref_model.tflite"), bits=4, granularity="per-channel", codebooks="sram")
+    m_flash = tinycluster.compile(shared_model("kws_ref_model.tflite"), bits=4, granularity="per-channel", codebooks="flash")
+    ts, tf = m_sram.report["totals"], m_flash.report["totals"]
+    assert ts["codebook_sram_bytes"] == ts["codebook_bytes"] > 0
+    assert tf["codebook_sram_bytes"] == 0
+    assert ts["sram_bytes"] - tf["sram_bytes"] == ts["codebook_bytes"]
+    assert ts["flash_bytes"] == tf["flash_bytes"]

@@ -378,12 +378,14 @@ def _lossless_k(t: Tensor, channel_axis: Optional[int]):
 
 def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[int] = None,
                   lossless: bool = False, granularity: str = "auto",
-                  tolerance: float = DEFAULT_TOLERANCE) -> list:
+                  tolerance: float = DEFAULT_TOLERANCE, seed: Optional[int] = None) -> list:
     """Cluster every weight tensor of ``graph`` (``graph.weight_tensors()``) in place.
 
     Exactly one of ``bits`` (k = 2^bits, 1..8), ``clusters`` (k in 2..256, index width
     ceil(log2 k)) or ``lossless`` must be given. ``granularity``: per-channel | per-tensor |
     auto (see module docstring; ``tolerance`` is auto's allowed relative RMS increase).
+    ``seed`` is accepted for API symmetry with the stochastic front-end passes and recorded,
+    but unused: the solver is exact and deterministic, the same input gives the same result.
 
     Sets ``tensor.clustering`` and returns one dict per clustered tensor (also stored in
     ``graph.meta["clustering"] = {"options": ..., "layers": [...]}``) with keys:
@@ -397,6 +399,7 @@ def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[i
 
     opts = ClusterOptions(bits=bits, clusters=clusters, lossless=bool(lossless), granularity=granularity,
                           tolerance=tolerance).validate()
+    opts_dict = dict(opts.as_dict(), seed=seed)
     records = []
     seen = set()
     for node, t in graph.weight_tensors():
@@ -462,5 +465,5 @@ def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[i
                                                           "footprint_bytes", "rms_error", "snr_db", "exact")}
                                  for g, (_, s) in cands.items()}
         records.append(rec)
-    graph.meta["clustering"] = {"options": opts.as_dict(), "layers": records}
+    graph.meta["clustering"] = {"options": opts_dict, "layers": records}
     return records

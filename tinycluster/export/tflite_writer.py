@@ -85,21 +85,28 @@ def clustered_model_bytes(graph, source_bytes: bytes = None) -> bytes:
     return bytes(data)
 
 
-def write_clustered_tflite(graph, out_path, source_bytes: bytes = None) -> Path:
-    """Write the clustered model to ``out_path`` (atomically); returns the path.
+def write_clustered_tflite(source, graph, out_path=None) -> bytes:
+    """The clustered model's bytes; also written (atomically) to ``out_path`` when given.
 
-    ``graph`` must come from :func:`tinycluster.importers.tflite.load_tflite` (its ``source``
-    names the original file, read again unless ``source_bytes`` is given)."""
-    out_path = Path(out_path)
-    payload = clustered_model_bytes(graph, source_bytes)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=str(out_path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return out_path
+    source: the original model as bytes, or a path, or None for ``graph.source`` (the file
+    :func:`tinycluster.importers.tflite.load_tflite` read the graph from)."""
+    if source is None or isinstance(source, (str, os.PathLike)):
+        p = Path(source) if source is not None else (Path(graph.source) if graph.source else None)
+        if p is None or not p.is_file():
+            raise TinyClusterError(f"cannot write the clustered .tflite: the source model '{p}' is gone "
+                                   "(it is re-read to copy everything but the weights)")
+        source = p.read_bytes()
+    payload = clustered_model_bytes(graph, bytes(source))
+    if out_path is not None:
+        out_path = Path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=str(out_path.parent))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+            os.replace(tmp, out_path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    return payload

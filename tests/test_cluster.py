@@ -1,0 +1,271 @@
+"""Weight clustering: the exact 1-D k-means, codebook bookkeeping, granularities, lossless modes."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinycluster.compress.cluster import (
+    _cluster_group,
+    cluster_graph,
+    cluster_tensor,
+    clustering_stats,
+    kmeans_1d,
+    lloyd_1d,
+)
+from tinycluster.errors import TinyClusterError
+from tinycluster.importers.tflite import load_tflite
+from tinycluster.ir import QuantParams, Tensor
+
+from conftest import shared_model
+
+MODELS = ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite", "vww_96_int8.tflite", "ad01_int8.tflite"]
+
+
+# -- 1-D k-means ------------------------------------------------------------------------------
+def _cost(v, w, c, a):
+    return float(np.sum(np.asarray(w) * (np.asarray(v) - np.asarray(c)[a]) ** 2))
+
+
+def _brute_force(v, w, k):
+    """Best cost over all contiguous partitions with each run's best integer centroid (scanned)."""
+    n = len(v)
+    best = math.inf
+    for cuts in itertools.combinations(range(1, n), k - 1):
+        b = [0, *cuts, n]
+        tot = 0.0
+        for lo, hi in zip(b[:-1], b[1:]):
+            seg, ww = v[lo:hi], w[lo:hi]
+            tot += min(float(np.sum(ww * (seg - x) ** 2)) for x in range(int(seg.min()), int(seg.max()) + 1))
+        best = min(best, tot)
+    return best
+
+
+histograms = st.integers(2, 9).flatmap(lambda n: st.tuples(
+    st.lists(st.integers(-128, 127), min_size=n, max_size=n, unique=True),
+    st.lists(st.floats(1e-3, 1e3), min_size=n, max_size=n),
+    st.integers(1, n)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(histograms)
+def test_kmeans_1d_is_optimal(h):
+    vals, wts, k = h
+    order = np.argsort(vals)
+    v = np.asarray(vals)[order]
+    w = np.asarray(wts)[order]
+    c, a, cost = kmeans_1d(v, w, k)
+    assert cost == pytest.approx(_cost(v, w, c, a), rel=1e-9, abs=1e-9)
+    assert cost <= _brute_force(v, w, k) * (1 + 1e-9) + 1e-9
+
+
+wide_histograms = st.integers(3, 256).flatmap(lambda n: st.tuples(
+    st.lists(st.integers(-128, 127), min_size=n, max_size=n, unique=True),
+    st.lists(st.integers(1, 5000), min_size=n, max_size=n),
+    st.integers(1, 256)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(wide_histograms)
+def test_kmeans_1d_never_worse_than_lloyd(h):
+    vals, wts, k = h
+    order = np.argsort(vals)
+    v = np.asarray(vals)[order]
+    w = np.asarray(wts, dtype=np.float64)[order]
+    c, a, cost = kmeans_1d(v, w, k)
+    # well-formed: integer, ascending, distinct centroids; nearest-centroid assignment; <= k clusters
+    assert c.dtype.kind == "i" and np.all(np.diff(c) > 0) and c.size == min(k, v.size)
+    assert np.all(np.diff(a) >= 0) and a.min() == 0 and a.max() == c.size - 1
+    nearest = np.min(np.abs(v[:, None] - c[None, :]), axis=1)
+    assert np.array_equal(np.abs(v - c[a]), nearest)
+    assert c.min() >= -128 and c.max() <= 127
+    if k >= v.size:
+        assert cost == 0 and np.array_equal(c, v)
+    _, _, base = lloyd_1d(v, w, k)
+    assert cost <= base * (1 + 1e-9) + 1e-9
+    # one more cluster never hurts
+    if 1 < k <= v.size:
+        _, _, fewer = kmeans_1d(v, w, k - 1)
+        assert cost <= fewer * (1 + 1e-12) + 1e-12
+
+
+# -- one tensor ------------------------------------------------------------------------------
+def _tensor(data, scale, axis=0):
+    scale = np.asarray(scale, dtype=np.float32).reshape(-1)
+    return Tensor(id=0, name="w", shape=data.shape, dtype="int8",
+                  quant=QuantParams(scale=scale, zero_point=np.zeros(scale.size, np.int64), axis=axis), data=data)
+
+
+@pytest.mark.parametrize("k,bits", [(2, 1), (3, 2), (4, 2), (5, 3), (7, 3), (15, 4), (16, 4), (31, 5), (63, 6),
+                                    (127, 7), (255, 8), (256, 8)])
+@pytest.mark.parametrize("granularity", ["per-channel", "per-tensor"])
+def test_codebook_shape_for_any_k(k, bits, granularity):
+    rng = np.random.default_rng(k)
+    data = np.clip(np.round(rng.normal(0, 40, size=(6, 3, 3, 8))), -127, 127).astype(np.int8)
+    t = _tensor(data, rng.uniform(1e-3, 1e-2, 6))
+    cl = cluster_tensor(t, k, granularity, 0)
+    assert cl.bits == bits and cl.k == k
+    assert cl.codebooks.dtype == np.int8
+    assert cl.codebooks.shape == ((6, k) if granularity == "per-channel" else (1, k))
+    assert cl.indices.shape == data.shape and cl.indices.min() >= 0 and cl.indices.max() < k
+    assert np.all(np.diff(cl.codebooks.astype(int), axis=1) >= 0)  # sorted, padding repeats the last
+    vals = cl.values()
+    assert vals.dtype == np.int8 and vals.shape == data.shape
+    if granularity == "per-channel":
+        for c in range(6):
+            assert np.unique(vals[c]).size <= k
+            if np.unique(data[c]).size <= k:
+                assert np.array_equal(vals[c], data[c])  # few enough values: exact
+    else:
+        assert np.unique(vals).size <= k
+        if np.unique(data).size <= k:
+            assert np.array_equal(vals, data)
+    assert cl.unique_before == np.unique(data).size
+    assert cl.unique_after == np.unique(vals).size
+
+
+def test_depthwise_channel_axis_last():
+    rng = np.random.default_rng(3)
+    data = rng.integers(-127, 128, size=(1, 3, 3, 5)).astype(np.int8)
+    t = _tensor(data, np.full(5, 0.01), axis=3)
+    cl = cluster_tensor(t, 2, "per-channel", 3)
+    assert cl.channel_axis == 3 and cl.codebooks.shape == (5, 2)
+    v = cl.values()
+    for c in range(5):
+        assert set(np.unique(v[..., c])) <= set(cl.codebooks[c].tolist())
+
+
+def test_per_tensor_weights_channels_by_scale_squared():
+    """One codebook for a per-channel-quantized tensor minimises the real-unit error."""
+    rng = np.random.default_rng(5)
+    a = rng.integers(-127, 128, size=(1, 200))
+    b = rng.integers(-127, 128, size=(1, 200))
+    data = np.concatenate([a, b]).astype(np.int8)
+    t = _tensor(data, [1.0, 0.01])  # channel 0 matters 10^4 x more
+    cl = cluster_tensor(t, 4, "per-tensor", 0)
+    weighted = clustering_stats(t, cl, 0)["rms_error"]
+    cb, idx = _cluster_group(data.reshape(-1), None, 4)  # unweighted: counts only
+    plain = cb[idx].reshape(data.shape)
+    err = np.array([[1.0], [0.01]]) * (plain.astype(float) - data)
+    assert weighted <= math.sqrt(np.mean(err ** 2)) * (1 + 1e-12)
+    # and the weighted codebook is (near) optimal for channel 0 alone
+    _, _, c0 = kmeans_1d(*np.unique(a, return_counts=True), 4)
+    assert np.sum((cl.values()[0].astype(float) - a[0]) ** 2) == pytest.approx(c0, rel=0.05)
+
+
+# -- options ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kw,needle", [
+    (dict(bits=0), "--bits"), (dict(bits=9), "--bits"), (dict(clusters=1), "--clusters"),
+    (dict(clusters=300), "--clusters"), (dict(bits=4, clusters=16), "only one"), (dict(), "one of"),
+    (dict(bits=4, lossless=True), "only one"), (dict(bits=4, granularity="per-row"), "--granularity"),
+    (dict(bits=2.5), "--bits"),
+])
+def test_bad_options(kw, needle):
+    g = load_tflite(shared_model("kws_ref_model.tflite"))
+    with pytest.raises(TinyClusterError) as e:
+        cluster_graph(g, **kw)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+    assert all(t.clustering is None for t in g.tensors)
+
+
+# -- shared models -----------------------------------------------------------------------------
+def _load(model):
+    return load_tflite(shared_model(model))
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("granularity", ["per-channel", "per-tensor", "auto"])
+def test_8_bits_is_lossless(model, granularity):
+    g = _load(model)
+    recs = cluster_graph(g, bits=8, granularity=granularity)
+    assert len(recs) == len({t.id for _, t in g.weight_tensors()})
+    for _, t in g.weight_tensors():
+        assert t.clustering.bits == 8
+        assert np.array_equal(t.clustering.values(), t.data)
+    assert all(r["exact"] and r["changed_weights"] == 0 and r["snr_db"] is None for r in recs)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_lossless_picks_smallest_exact_footprint(model):
+    g = _load(model)
+    recs = cluster_graph(g, lossless=True)
+    by_tensor = {r["tensor_id"]: r for r in recs}
+    for node, t in g.weight_tensors():
+        r = by_tensor[t.id]
+        cl = t.clustering
+        assert np.array_equal(cl.values(), t.data)
+        axis = r["channel_axis"]
+        k_pt = max(2, np.unique(t.data).size)
+        per_ch = np.moveaxis(t.data, axis, 0).reshape(t.data.shape[axis], -1)
+        k_pc = max(2, max(np.unique(row).size for row in per_ch))
+        n = t.data.size
+        fp_pt = (n * math.ceil(math.log2(k_pt)) + 7) // 8 + k_pt
+        fp_pc = (n * math.ceil(math.log2(k_pc)) + 7) // 8 + per_ch.shape[0] * k_pc
+        assert r["footprint_bytes"] == min(fp_pt, fp_pc)
+        assert r["k"] == (k_pt if fp_pt <= fp_pc else k_pc)
+        assert r["bits"] == math.ceil(math.log2(r["k"]))
+        assert r["footprint_bytes"] == r["index_bytes"] + r["codebook_bytes"]
+
+
+def test_kws_lossless_at_64_clusters_per_channel():
+    g = _load("kws_ref_model.tflite")
+    recs = cluster_graph(g, clusters=64, granularity="per-channel")
+    assert all(r["exact"] and r["bits"] == 6 and r["k"] == 64 for r in recs)
+    for _, t in g.weight_tensors():
+        assert np.array_equal(t.clustering.values(), t.data)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_deterministic(model):
+    a, b = _load(model), _load(model)
+    ra = cluster_graph(a, bits=3, granularity="auto")
+    rb = cluster_graph(b, bits=3, granularity="auto")
+    assert ra == rb
+    for (_, ta), (_, tb) in zip(a.weight_tensors(), b.weight_tensors()):
+        assert np.array_equal(ta.clustering.indices, tb.clustering.indices)
+        assert np.array_equal(ta.clustering.codebooks, tb.clustering.codebooks)
+
+
+@pytest.mark.parametrize("model", ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite"])
+@pytest.mark.parametrize("bits", [2, 4])
+def test_bookkeeping_and_granularities(model, bits):
+    g = _load(model)
+    pc = {r["tensor_id"]: r for r in cluster_graph(g, bits=bits, granularity="per-channel")}
+    pc_vals = {t.id: t.clustering.values() for _, t in g.weight_tensors()}
+    pt = {r["tensor_id"]: r for r in cluster_graph(g, bits=bits, granularity="per-tensor")}
+    auto = {r["tensor_id"]: r for r in cluster_graph(g, bits=bits, granularity="auto")}
+    k = 1 << bits
+    for node, t in g.weight_tensors():
+        p, q, a = pc[t.id], pt[t.id], auto[t.id]
+        # unique counts are what the values say
+        assert p["unique_before"] == q["unique_before"] == np.unique(t.data).size
+        assert p["unique_after"] == np.unique(pc_vals[t.id]).size
+        assert a["unique_after"] == np.unique(t.clustering.values()).size
+        assert q["unique_after"] <= k and p["max_unique_per_channel_after"] <= k
+        assert p["codebook_bytes"] == p["channels"] * k and q["codebook_bytes"] == k
+        assert p["index_bytes"] == q["index_bytes"] == (t.size * bits + 7) // 8
+        # per-channel codebooks can always reproduce the per-tensor one: never more error
+        assert p["rms_error"] <= q["rms_error"] * (1 + 1e-9) + 1e-15
+        # auto: per-tensor exactly when the documented rule says so
+        limit = max(1.10 * p["rms_error"], p["rms_int8_rounding"])
+        expect = "per-tensor" if q["rms_error"] <= limit else "per-channel"
+        assert a["granularity"] == expect, a["granularity_reason"]
+        assert a["granularity_reason"].startswith(expect)
+        assert set(a["candidates"]) == {"per-tensor", "per-channel"}
+        # SNR consistent with the relative error
+        if p["snr_db"] is not None:
+            assert p["snr_db"] == pytest.approx(-20 * math.log10(p["rel_rms_error"]), rel=1e-6)
+
+
+def test_more_bits_never_more_error():
+    g = _load("kws_ref_model.tflite")
+    prev = None
+    for bits in range(1, 9):
+        recs = cluster_graph(g, bits=bits, granularity="per-channel")
+        errs = [r["rms_error"] for r in recs]
+        if prev is not None:
+            assert all(e <= p * (1 + 1e-12) + 1e-15 for e, p in zip(errs, prev))
+        prev = errs
+    assert all(e == 0 for e in prev)

@@ -1,0 +1,103 @@
+"""<name>_clustered.tflite: the original bytes with exactly the clustered weight buffers rewritten."""
+import numpy as np
+import pytest
+
+from tinycluster.compress.cluster import cluster_graph
+from tinycluster.errors import TinyClusterError
+from tinycluster.export.tflite_writer import write_clustered_tflite
+from tinycluster.importers.tflite import load_tflite
+
+from conftest import shared_model
+
+MODELS = ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite", "vww_96_int8.tflite", "ad01_int8.tflite"]
+
+
+def _buffer_ranges(data: bytes, buffer_indices):
+    import tflite
+
+    m = tflite.Model.GetRootAsModel(data, 0)
+    out = []
+    for bi in buffer_indices:
+        b = m.Buffers(bi)
+        o = b._tab.Offset(4)
+        start = b._tab.Vector(o)
+        out.append((start, start + b._tab.VectorLen(o)))
+    return out
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_8_bits_rewrites_identical_file(model, tmp_path):
+    path = shared_model(model)
+    g = load_tflite(path)
+    cluster_graph(g, bits=8, granularity="per-channel")
+    out = tmp_path / "m_clustered.tflite"
+    data = write_clustered_tflite(None, g, out)
+    assert data == path.read_bytes()
+    assert out.read_bytes() == data
+    assert list(tmp_path.iterdir()) == [out]  # no temp file left behind
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("bits", [4, 2])
+def test_lossy_changes_exactly_the_weight_buffers(model, bits, tmp_path):
+    path = shared_model(model)
+    src = path.read_bytes()
+    g = load_tflite(path)
+    cluster_graph(g, bits=bits, granularity="auto")
+    data = write_clustered_tflite(src, g)
+    assert len(data) == len(src)
+    clustered = [t for t in g.tensors if t.clustering is not None]
+    assert clustered
+    ranges = _buffer_ranges(src, [t.buffer_index for t in clustered])
+    inside = np.zeros(len(src), dtype=bool)
+    for lo, hi in ranges:
+        inside[lo:hi] = True
+    diff = np.frombuffer(src, np.uint8) != np.frombuffer(data, np.uint8)
+    assert diff.any()
+    assert not (diff & ~inside).any(), "bytes outside the clustered weight buffers changed"
+    # the rewritten model imports with exactly the clustered values, everything else unchanged
+    p = tmp_path / "c.tflite"
+    p.write_bytes(data)
+    g2 = load_tflite(p)
+    for t, t2 in zip(g.tensors, g2.tensors):
+        assert (t.name, t.shape, t.dtype, t.buffer_index) == (t2.name, t2.shape, t2.dtype, t2.buffer_index)
+        if t.clustering is not None:
+            assert np.array_equal(t2.data, t.clustering.values())
+        elif t.data is not None:
+            assert np.array_equal(t2.data, t.data)
+        else:
+            assert t2.data is None
+
+
+def test_clustered_model_runs_in_tflm():
+    from tflite_micro.python.tflite_micro import runtime
+
+    path = shared_model("kws_ref_model.tflite")
+    g = load_tflite(path)
+    cluster_graph(g, bits=3)
+    interp = runtime.Interpreter.from_bytes(write_clustered_tflite(None, g), arena_size=1 << 20)
+    x = np.zeros(g.tensors[g.inputs[0]].shape, dtype=np.int8)
+    interp.set_input(x, 0)
+    interp.invoke()
+    assert interp.get_output(0).shape == tuple(g.tensors[g.outputs[0]].shape)
+
+
+def test_missing_source_is_a_clean_error(tmp_path):
+    src = shared_model("kws_ref_model.tflite").read_bytes()
+    p = tmp_path / "m.tflite"
+    p.write_bytes(src)
+    g = load_tflite(p)
+    cluster_graph(g, bits=4)
+    p.unlink()
+    with pytest.raises(TinyClusterError) as e:
+        write_clustered_tflite(None, g)
+    assert "m.tflite" in str(e.value)
+    # with the bytes given, no file is needed
+    assert len(write_clustered_tflite(src, g)) == len(src)
+
+
+def test_mismatched_source_is_a_clean_error():
+    g = load_tflite(shared_model("kws_ref_model.tflite"))
+    cluster_graph(g, bits=4)
+    with pytest.raises(TinyClusterError):
+        write_clustered_tflite(shared_model("ad01_int8.tflite").read_bytes(), g)

@@ -1,0 +1,228 @@
+"""Shared pieces of the packed-weight op handlers (conv_2d, depthwise_conv_2d, fully_connected).
+
+Everything here runs at compile time: option parsing, TFLite's padding arithmetic, the
+per-channel requantization parameters (TFLite Micro's Prepare), the packed weight layout
+(indices, codebooks, codebook map) and the emission of the per-layer constants.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import TinyClusterError
+from ..packing import pack_indices
+from ..quantize import activation_range, quantize_multiplier
+
+ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
+SUPPORTED_ACTIVATIONS = ("NONE", "RELU", "RELU_N1_TO_1", "RELU6")
+PADDINGS = {0: "SAME", 1: "VALID"}
+
+
+def where(node, graph=None) -> str:
+    src = getattr(graph, "source", "") if graph is not None else ""
+    name = f" '{node.name}'" if getattr(node, "name", "") else ""
+    return f"{src + ': ' if src else ''}op {node.index} ({node.op}{name})"
+
+
+def fail(node, graph, msg: str):
+    raise TinyClusterError(f"{where(node, graph)}: {msg}")
+
+
+def activation_name(code, raw=None) -> str:
+    name = ACTIVATIONS.get(int(code), f"code {int(code)}")
+    return name
+
+
+def padding_name(code) -> str:
+    return PADDINGS.get(int(code), f"code {int(code)}")
+
+
+def check_activation(node, graph):
+    act = node.attrs.get("activation", "NONE")
+    if act not in SUPPORTED_ACTIVATIONS:
+        fail(node, graph, f"fused activation {act} is not supported (supported: {', '.join(SUPPORTED_ACTIVATIONS)})")
+    return act
+
+
+# -- geometry (TFLite kernels/padding.h) ------------------------------------------------------
+
+def out_size(padding: str, image: int, k: int, stride: int, dil: int) -> int:
+    eff = (k - 1) * dil + 1
+    if padding == "SAME":
+        return (image + stride - 1) // stride
+    return (image + stride - eff) // stride
+
+
+def pad_before(stride: int, dil: int, in_size: int, k: int, out: int) -> int:
+    """ComputePaddingWithOffset: the leading pad (the extra odd pixel goes to the end)."""
+    eff = (k - 1) * dil + 1
+    total = max((out - 1) * stride + eff - in_size, 0)
+    return total // 2
+
+
+# -- quantization --------------------------------------------------------------------------
+
+def io_quant(node, graph, tid, what):
+    t = graph.tensors[tid]
+    if t.dtype != "int8":
+        fail(node, graph, f"{what} tensor '{t.name}' is {t.dtype}; only int8 activations are supported")
+    q = t.quant
+    if q is None or q.scale.size == 0:
+        fail(node, graph, f"{what} tensor '{t.name}' has no quantization parameters (need a full-integer int8 model)")
+    if q.scale.size != 1:
+        fail(node, graph, f"{what} tensor '{t.name}' is quantized per channel; activations must be per tensor")
+    return float(np.float32(q.scale[0])), int(q.zero_point[0])
+
+
+def filter_scales(node, graph, tid, n_channels):
+    t = graph.tensors[tid]
+    if t.dtype != "int8":
+        fail(node, graph, f"weight tensor '{t.name}' is {t.dtype}; only int8 weights are supported")
+    q = t.quant
+    if q is None or q.scale.size == 0:
+        fail(node, graph, f"weight tensor '{t.name}' has no quantization parameters")
+    s = np.asarray(q.scale, dtype=np.float32).reshape(-1)
+    if s.size not in (1, n_channels):
+        fail(node, graph, f"weight tensor '{t.name}' has {s.size} scales for {n_channels} output channels")
+    return s
+
+
+def requant_params(in_scale: float, f_scales, out_scale: float, n_channels: int):
+    """Per-channel (mult, shift) lists as TFLite Micro's PopulateConvolutionQuantizationParams
+    computes them: effective = double(input_scale) * double(filter_scale[c]) / double(output_scale).
+    Returns (mult, shift, per_channel); per_channel False when all channels agree (1 entry)."""
+    mults, shifts = [], []
+    for c in range(n_channels):
+        fs = float(f_scales[c] if f_scales.size > 1 else f_scales[0])
+        eff = float(in_scale) * fs / float(out_scale)
+        m, s = quantize_multiplier(eff)
+        mults.append(int(m))
+        shifts.append(int(s))
+    if len(set(zip(mults, shifts))) == 1:
+        return mults[:1], shifts[:1], False
+    return mults, shifts, True
+
+
+def bias_values(node, graph, tid, n_channels):
+    if tid is None or tid < 0:
+        return None
+    t = graph.tensors[tid]
+    if t.data is None:
+        fail(node, graph, f"bias tensor '{t.name}' is not constant")
+    if t.dtype != "int32":
+        fail(node, graph, f"bias tensor '{t.name}' is {t.dtype}; only int32 biases (int8 models) are supported")
+    b = np.asarray(t.data).reshape(-1).astype(np.int64)
+    if b.size != n_channels:
+        fail(node, graph, f"bias tensor '{t.name}' has {b.size} values for {n_channels} output channels")
+    return b
+
+
+def act_range(node, graph, out_scale, out_zp):
+    act = check_activation(node, graph)
+    return activation_range(act, out_scale, out_zp)
+
+
+def check_range(node, graph, params: dict, limits: dict):
+    for key, (lo, hi) in limits.items():
+        v = int(params[key])
+        if not lo <= v <= hi:
+            fail(node, graph, f"{key} = {v} is outside the supported range [{lo}, {hi}]")
+
+
+def wrap_int32(a):
+    a = np.asarray(a, dtype=np.int64)
+    return ((a + (1 << 31)) % (1 << 32)) - (1 << 31)
+
+
+# -- packed weight layout --------------------------------------------------------------------
+
+class PackedLayout:
+    """What the C kernel needs to read one weight tensor.
+
+    indices (flat, TFLite weight order), bits, codebooks (flat int8, `stride` entries apart),
+    stride (0: one codebook), cmap (uint8 per output channel or None for identity), k.
+    """
+
+    def __init__(self, indices, bits, codebooks, stride, cmap, k):
+        self.indices = indices
+        self.bits = int(bits)
+        self.codebooks = codebooks
+        self.stride = int(stride)
+        self.cmap = cmap
+        self.k = int(k)
+
+    def values(self, shape, channel_axis):
+        """Effective int8 weights (for tests)."""
+        idx = self.indices.reshape(shape)
+        if self.stride == 0:
+            return self.codebooks[: self.k][idx].astype(np.int8)
+        idxc = np.moveaxis(idx, channel_axis, 0)
+        out = np.empty(idxc.shape, np.int8)
+        for c in range(idxc.shape[0]):
+            cb = c if self.cmap is None else int(self.cmap[c])
+            out[c] = self.codebooks[cb * self.stride: cb * self.stride + self.k][idxc[c]]
+        return np.moveaxis(out, 0, channel_axis)
+
+
+def packed_layout(node, graph, tensor, channel_axis: int, n_channels: int) -> PackedLayout:
+    cl = tensor.clustering
+    if cl is None:
+        # no clustering: 8-bit per-tensor clustering of the int8 values themselves
+        data = np.asarray(tensor.data).astype(np.int64)
+        return PackedLayout((data + 128).reshape(-1), 8, np.arange(-128, 128, dtype=np.int8), 0, None, 256)
+    bits = int(cl.bits)
+    if not 1 <= bits <= 8:
+        fail(node, graph, f"weight tensor '{tensor.name}' has index width {bits}; must be 1..8")
+    idx = np.asarray(cl.indices).astype(np.int64)
+    if tuple(idx.shape) != tuple(tensor.shape):
+        fail(node, graph, f"clustering indices of '{tensor.name}' have shape {idx.shape}, tensor {tensor.shape}")
+    cbs = np.asarray(cl.codebooks).astype(np.int8)
+    if cbs.ndim != 2:
+        cbs = cbs.reshape(1, -1)
+    k = cbs.shape[1]
+    if k > (1 << bits) or (idx.size and (idx.min() < 0 or idx.max() >= k)):
+        fail(node, graph, f"clustering of '{tensor.name}' has indices outside its {k}-entry codebook")
+    if cl.channel_axis is None or (cbs.shape[0] == 1 and (cl.codebook_of_channel is None
+                                                            or not np.any(np.asarray(cl.codebook_of_channel)))):
+        return PackedLayout(idx.reshape(-1), bits, cbs[0].copy(), 0, None, k)
+    if cl.channel_axis != channel_axis:
+        fail(node, graph, f"per-channel codebooks of '{tensor.name}' are on axis {cl.channel_axis}, "
+                          f"the kernel selects codebooks by output channel (axis {channel_axis})")
+    cmap = np.arange(n_channels) if cl.codebook_of_channel is None else np.asarray(cl.codebook_of_channel)
+    cmap = cmap.astype(np.int64).reshape(-1)
+    if cmap.size != n_channels or cmap.min() < 0 or cmap.max() >= cbs.shape[0]:
+        fail(node, graph, f"codebook map of '{tensor.name}' does not match its {n_channels} channels")
+    if cbs.shape[0] == n_channels and np.array_equal(cmap, np.arange(n_channels)):
+        return PackedLayout(idx.reshape(-1), bits, cbs.reshape(-1).copy(), k, None, k)
+    if cbs.shape[0] <= 256:
+        return PackedLayout(idx.reshape(-1), bits, cbs.reshape(-1).copy(), k, cmap.astype(np.uint8), k)
+    # more than 256 shared codebooks: the uint8 map cannot address them; give each channel its own
+    return PackedLayout(idx.reshape(-1), bits, cbs[cmap].reshape(-1).copy(), k, None, k)
+
+
+def emit_weight_consts(node, ctx, base: str, layout: PackedLayout, bias, mult, shift,
+                       struct_ctype: str, struct_fields: list) -> dict:
+    """Declare the per-layer constants once per node (emit_rows may be called for several row
+    ranges); returns the C expressions of each argument (params: the struct identifier)."""
+    cache = ctx.__dict__.setdefault("_tc_packed_consts", {})
+    if node.index in cache:
+        return cache[node.index]
+    packed = np.frombuffer(pack_indices(layout.indices, layout.bits), dtype=np.uint8)
+    names = {
+        "packed": ctx.const_array(f"{base}_idx", "uint8_t", packed, role="indices"),
+        "codebooks": ctx.codebook_array(f"{base}_cb", layout.codebooks),
+        "map": ctx.const_array(f"{base}_cbmap", "uint8_t", layout.cmap, role="other")
+        if layout.cmap is not None else "NULL",
+        "bias": ctx.const_array(f"{base}_bias", "int32_t", bias, role="bias") if bias is not None else "NULL",
+        "mult": ctx.const_array(f"{base}_mult", "int32_t", mult, role="requant"),
+        "shift": ctx.const_array(f"{base}_shift", "int8_t", shift, role="requant"),
+        "params": ctx.const_struct(f"{base}_params", struct_ctype, struct_fields),
+    }
+    cache[node.index] = names
+    return names
+
+
+def weight_layout_of(node, graph, handler):
+    """PackedLayout of a node's weight tensor (output channels from the handler's axis)."""
+    w = graph.tensors[node.inputs[handler.weight_input]]
+    axis = handler.weight_channel_axis
+    return packed_layout(node, graph, w, axis, int(w.shape[axis])), w

@@ -1,0 +1,183 @@
+"""CONV_2D on packed cluster indices (runtime_c/src/tc_conv2d_packed.c).
+
+Semantics: TFLite Micro reference_integer_ops::ConvPerChannel (batch 1, groups allowed).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..quantize import requantize
+from . import _packed_common as pc
+from .base import OpHandler, register
+
+U16 = (1, 65535)
+U8 = (0, 255)
+
+
+def struct_fields(p: dict, layout) -> list:
+    """tc_conv_packed_params, in C declaration order."""
+    return [
+        ("in_h", "uint16_t", p["in_h"]), ("in_w", "uint16_t", p["in_w"]), ("in_c", "uint16_t", p["in_c"]),
+        ("out_w", "uint16_t", p["out_w"]), ("out_c", "uint16_t", p["out_c"]),
+        ("k_h", "uint16_t", p["k_h"]), ("k_w", "uint16_t", p["k_w"]),
+        ("filter_in_c", "uint16_t", p["filter_in_c"]), ("codebook_stride", "uint16_t", layout.stride),
+        ("input_offset", "int16_t", p["input_offset"]),
+        ("stride_h", "uint8_t", p["stride_h"]), ("stride_w", "uint8_t", p["stride_w"]),
+        ("dil_h", "uint8_t", p["dil_h"]), ("dil_w", "uint8_t", p["dil_w"]),
+        ("pad_top", "uint8_t", p["pad_top"]), ("pad_left", "uint8_t", p["pad_left"]),
+        ("output_offset", "int8_t", p["output_offset"]),
+        ("act_min", "int8_t", p["act_min"]), ("act_max", "int8_t", p["act_max"]),
+        ("bits", "uint8_t", layout.bits), ("requant_per_channel", "uint8_t", p["requant_per_channel"]),
+    ]
+
+
+def scratch_size(p: dict) -> int:
+    """Mirror of tc_conv2d_packed_get_buffer_size()."""
+    return 3 + 4 * p["k_h"] * (p["k_w"] + 1) + p["k_h"] * p["k_w"] * p["filter_in_c"]
+
+
+def parse_conv_options(raw):
+    o = raw.options
+    if o is None:
+        return {"padding": "SAME", "stride_h": 1, "stride_w": 1, "dil_h": 1, "dil_w": 1, "activation": "NONE"}
+    return {
+        "padding": pc.padding_name(o.Padding()),
+        "stride_h": int(o.StrideH()), "stride_w": int(o.StrideW()),
+        "dil_h": int(o.DilationHFactor()) or 1, "dil_w": int(o.DilationWFactor()) or 1,
+        "activation": pc.activation_name(o.FusedActivationFunction()),
+    }
+
+
+def resolve_geometry(node, graph, in_shape, k_h, k_w, out_shape):
+    """Strides, dilation, padding and output size (TFLite ComputePaddingHeightWidth)."""
+    a = node.attrs
+    if a.get("padding") not in ("SAME", "VALID"):
+        pc.fail(node, graph, f"padding {a.get('padding')} is not supported (SAME or VALID)")
+    sh, sw, dh, dw = int(a["stride_h"]), int(a["stride_w"]), int(a.get("dil_h", 1)), int(a.get("dil_w", 1))
+    if min(sh, sw, dh, dw) < 1:
+        pc.fail(node, graph, f"strides ({sh}, {sw}) and dilations ({dh}, {dw}) must be >= 1")
+    _, ih, iw, _ = in_shape
+    oh = pc.out_size(a["padding"], ih, k_h, sh, dh)
+    ow = pc.out_size(a["padding"], iw, k_w, sw, dw)
+    if oh < 1 or ow < 1:
+        pc.fail(node, graph, f"the {k_h}x{k_w} kernel does not fit the {ih}x{iw} input with {a['padding']} padding")
+    if tuple(out_shape[1:3]) != (oh, ow):
+        pc.fail(node, graph, f"output shape {tuple(out_shape)} does not match the computed {oh}x{ow}")
+    return {
+        "stride_h": sh, "stride_w": sw, "dil_h": dh, "dil_w": dw,
+        "pad_top": pc.pad_before(sh, dh, ih, k_h, oh), "pad_left": pc.pad_before(sw, dw, iw, k_w, ow),
+        "out_h": oh, "out_w": ow,
+    }
+
+
+def pad_input(x, p):
+    """x (int64, input_offset already added) padded with zeros (= real 0) for every tap."""
+    ih, iw, c = x.shape
+    need_h = (p["out_h"] - 1) * p["stride_h"] + (p["k_h"] - 1) * p["dil_h"] + 1
+    need_w = (p["out_w"] - 1) * p["stride_w"] + (p["k_w"] - 1) * p["dil_w"] + 1
+    xp = np.zeros((max(need_h, p["pad_top"] + ih), max(need_w, p["pad_left"] + iw), c), np.int64)
+    xp[p["pad_top"]:p["pad_top"] + ih, p["pad_left"]:p["pad_left"] + iw] = x
+    return xp
+
+
+def taps(xp, p, ky, kx):
+    """Input (padded) seen by tap (ky, kx) at every output position: [out_h, out_w, C]."""
+    y0, x0 = ky * p["dil_h"], kx * p["dil_w"]
+    return xp[y0:y0 + (p["out_h"] - 1) * p["stride_h"] + 1:p["stride_h"],
+              x0:x0 + (p["out_w"] - 1) * p["stride_w"] + 1:p["stride_w"]]
+
+
+@register("CONV_2D")
+class Conv2D(OpHandler):
+    weight_input = 1
+    weight_channel_axis = 0
+    inplace = "rows"
+
+    def parse(self, raw, graph):
+        return parse_conv_options(raw)
+
+    def resolve(self, node, graph):
+        if len(node.inputs) < 2:
+            pc.fail(node, graph, "needs input and filter tensors")
+        inp, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
+        out = graph.tensors[node.outputs[0]]
+        if len(inp.shape) != 4 or len(w.shape) != 4 or len(out.shape) != 4:
+            pc.fail(node, graph, f"expects 4-D input/filter/output, got {inp.shape}, {w.shape}, {out.shape}")
+        if int(inp.shape[0]) != 1:
+            pc.fail(node, graph, f"batch {inp.shape[0]} is not supported (batch 1 only)")
+        if not w.is_const:
+            pc.fail(node, graph, "the filter must be a constant tensor")
+        _, ih, iw, ic = (int(d) for d in inp.shape)
+        oc, kh, kw, fic = (int(d) for d in w.shape)
+        if fic < 1 or ic % fic != 0 or oc % (ic // fic) != 0:
+            pc.fail(node, graph, f"filter depth {fic} does not divide input depth {ic} into groups of the {oc} outputs")
+        if int(out.shape[3]) != oc:
+            pc.fail(node, graph, f"output depth {out.shape[3]} != filter count {oc}")
+        p = resolve_geometry(node, graph, (1, ih, iw, ic), kh, kw, [int(d) for d in out.shape])
+        in_s, in_zp = pc.io_quant(node, graph, node.inputs[0], "input")
+        out_s, out_zp = pc.io_quant(node, graph, node.outputs[0], "output")
+        fs = pc.filter_scales(node, graph, node.inputs[1], oc)
+        mult, shift, per_ch = pc.requant_params(in_s, fs, out_s, oc)
+        act_min, act_max = pc.act_range(node, graph, out_s, out_zp)
+        p.update(in_h=ih, in_w=iw, in_c=ic, out_c=oc, k_h=kh, k_w=kw, filter_in_c=fic,
+                 input_offset=-in_zp, output_offset=out_zp, act_min=act_min, act_max=act_max,
+                 mult=mult, shift=shift, requant_per_channel=int(per_ch))
+        pc.check_range(node, graph, p, {"in_h": U16, "in_w": U16, "in_c": U16, "out_w": U16, "out_c": U16,
+                                         "k_h": U16, "k_w": U16, "filter_in_c": U16, "stride_h": (1, 255),
+                                         "stride_w": (1, 255), "dil_h": (1, 255), "dil_w": (1, 255),
+                                         "pad_top": U8, "pad_left": U8})
+        node.params = p
+
+    # -- emission ---------------------------------------------------------------------------
+    def _consts(self, node, ctx):
+        graph = ctx.graph
+        p = node.params
+        layout, _ = pc.weight_layout_of(node, graph, self)
+        bid = node.inputs[2] if len(node.inputs) > 2 else -1
+        bias = pc.bias_values(node, graph, bid, p["out_c"])
+        return pc.emit_weight_consts(node, ctx, f"conv{node.index}", layout, bias, p["mult"], p["shift"],
+                                     "tc_conv_packed_params", struct_fields(p, layout))
+
+    def emit_rows(self, node, ctx, out_expr, oy0_expr, oy1_expr) -> list:
+        """One call computing output rows [oy0, oy1) into out_expr (which points at row oy0)."""
+        n = self._consts(node, ctx)
+        return [f"tc_conv2d_packed(&{n['params']}, {ctx.tensor(node.inputs[0])}, {n['packed']}, "
+                f"{n['codebooks']}, {n['map']}, {n['bias']}, {n['mult']}, {n['shift']}, "
+                f"{oy0_expr}, {oy1_expr}, {out_expr}, {ctx.scratch()});"]
+
+    def emit(self, node, ctx) -> list:
+        return self.emit_rows(node, ctx, ctx.tensor(node.outputs[0]), "0", str(node.params["out_h"]))
+
+    def row_geometry(self, node, graph):
+        return int(node.params["stride_h"]), int(node.params["pad_top"])
+
+    def scratch_bytes(self, node, graph) -> int:
+        return scratch_size(node.params)
+
+    def macs(self, node, graph) -> int:
+        p = node.params
+        return p["out_h"] * p["out_w"] * p["out_c"] * p["k_h"] * p["k_w"] * p["filter_in_c"]
+
+    # -- numpy reference ----------------------------------------------------------------------
+    def reference(self, node, graph, inputs):
+        p = node.params
+        x = np.asarray(inputs[0]).reshape(p["in_h"], p["in_w"], p["in_c"]).astype(np.int64) + p["input_offset"]
+        w = np.asarray(inputs[1]).reshape(p["out_c"], p["k_h"], p["k_w"], p["filter_in_c"]).astype(np.int64)
+        bias = inputs[2] if len(inputs) > 2 else None
+        xp = pad_input(x, p)
+        fic, oc = p["filter_in_c"], p["out_c"]
+        groups = p["in_c"] // fic
+        per_group = oc // groups
+        acc = np.zeros((p["out_h"], p["out_w"], oc), np.int64)
+        for ky in range(p["k_h"]):
+            for kx in range(p["k_w"]):
+                t = taps(xp, p, ky, kx)
+                for g in range(groups):
+                    cs = slice(g * per_group, (g + 1) * per_group)
+                    acc[:, :, cs] += t[:, :, g * fic:(g + 1) * fic] @ w[cs, ky, kx, :].T
+        if bias is not None:
+            acc += np.asarray(bias).reshape(-1).astype(np.int64)
+        acc = pc.wrap_int32(acc)
+        out = requantize(acc, np.asarray(p["mult"]), np.asarray(p["shift"]), p["output_offset"],
+                         p["act_min"], p["act_max"])
+        return [out.reshape(1, p["out_h"], p["out_w"], oc)]

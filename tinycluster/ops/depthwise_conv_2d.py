@@ -1,0 +1,137 @@
+"""DEPTHWISE_CONV_2D on packed cluster indices (runtime_c/src/tc_depthwise_conv2d_packed.c).
+
+Semantics: TFLite Micro reference_integer_ops::DepthwiseConvPerChannel (batch 1).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..quantize import requantize
+from . import _packed_common as pc
+from .base import OpHandler, register
+from .conv_2d import U8, U16, pad_input, resolve_geometry, taps
+
+
+def struct_fields(p: dict, layout) -> list:
+    """tc_dw_packed_params, in C declaration order."""
+    return [
+        ("in_h", "uint16_t", p["in_h"]), ("in_w", "uint16_t", p["in_w"]), ("in_c", "uint16_t", p["in_c"]),
+        ("out_w", "uint16_t", p["out_w"]), ("out_c", "uint16_t", p["out_c"]),
+        ("k_h", "uint16_t", p["k_h"]), ("k_w", "uint16_t", p["k_w"]),
+        ("depth_multiplier", "uint16_t", p["depth_multiplier"]), ("codebook_stride", "uint16_t", layout.stride),
+        ("input_offset", "int16_t", p["input_offset"]),
+        ("stride_h", "uint8_t", p["stride_h"]), ("stride_w", "uint8_t", p["stride_w"]),
+        ("dil_h", "uint8_t", p["dil_h"]), ("dil_w", "uint8_t", p["dil_w"]),
+        ("pad_top", "uint8_t", p["pad_top"]), ("pad_left", "uint8_t", p["pad_left"]),
+        ("output_offset", "int8_t", p["output_offset"]),
+        ("act_min", "int8_t", p["act_min"]), ("act_max", "int8_t", p["act_max"]),
+        ("bits", "uint8_t", layout.bits), ("requant_per_channel", "uint8_t", p["requant_per_channel"]),
+    ]
+
+
+def scratch_size(p: dict) -> int:
+    """Mirror of tc_depthwise_conv2d_packed_get_buffer_size()."""
+    return 3 + 4 * p["out_c"] + p["k_h"] * p["k_w"] * p["out_c"]
+
+
+@register("DEPTHWISE_CONV_2D")
+class DepthwiseConv2D(OpHandler):
+    weight_input = 1
+    weight_channel_axis = 3
+    inplace = "rows"
+
+    def parse(self, raw, graph):
+        o = raw.options
+        if o is None:
+            return {"padding": "SAME", "stride_h": 1, "stride_w": 1, "dil_h": 1, "dil_w": 1,
+                    "activation": "NONE", "depth_multiplier": 0}
+        return {
+            "padding": pc.padding_name(o.Padding()),
+            "stride_h": int(o.StrideH()), "stride_w": int(o.StrideW()),
+            "dil_h": int(o.DilationHFactor()) or 1, "dil_w": int(o.DilationWFactor()) or 1,
+            "activation": pc.activation_name(o.FusedActivationFunction()),
+            "depth_multiplier": int(o.DepthMultiplier()),
+        }
+
+    def resolve(self, node, graph):
+        if len(node.inputs) < 2:
+            pc.fail(node, graph, "needs input and filter tensors")
+        inp, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
+        out = graph.tensors[node.outputs[0]]
+        if len(inp.shape) != 4 or len(w.shape) != 4 or len(out.shape) != 4:
+            pc.fail(node, graph, f"expects 4-D input/filter/output, got {inp.shape}, {w.shape}, {out.shape}")
+        if int(inp.shape[0]) != 1:
+            pc.fail(node, graph, f"batch {inp.shape[0]} is not supported (batch 1 only)")
+        if not w.is_const:
+            pc.fail(node, graph, "the filter must be a constant tensor")
+        _, ih, iw, ic = (int(d) for d in inp.shape)
+        one, kh, kw, oc = (int(d) for d in w.shape)
+        if one != 1:
+            pc.fail(node, graph, f"filter shape {w.shape} must be [1, kh, kw, channels]")
+        # the multiplier follows from the shapes (as TFLite does when the option is unset)
+        if oc % ic != 0:
+            pc.fail(node, graph, f"output depth {oc} is not a multiple of the input depth {ic}")
+        dm = oc // ic
+        if int(out.shape[3]) != oc:
+            pc.fail(node, graph, f"output depth {out.shape[3]} != filter channels {oc}")
+        p = resolve_geometry(node, graph, (1, ih, iw, ic), kh, kw, [int(d) for d in out.shape])
+        in_s, in_zp = pc.io_quant(node, graph, node.inputs[0], "input")
+        out_s, out_zp = pc.io_quant(node, graph, node.outputs[0], "output")
+        fs = pc.filter_scales(node, graph, node.inputs[1], oc)
+        mult, shift, per_ch = pc.requant_params(in_s, fs, out_s, oc)
+        act_min, act_max = pc.act_range(node, graph, out_s, out_zp)
+        p.update(in_h=ih, in_w=iw, in_c=ic, out_c=oc, k_h=kh, k_w=kw, depth_multiplier=dm,
+                 input_offset=-in_zp, output_offset=out_zp, act_min=act_min, act_max=act_max,
+                 mult=mult, shift=shift, requant_per_channel=int(per_ch))
+        pc.check_range(node, graph, p, {"in_h": U16, "in_w": U16, "in_c": U16, "out_w": U16, "out_c": U16,
+                                         "k_h": U16, "k_w": U16, "depth_multiplier": U16, "stride_h": (1, 255),
+                                         "stride_w": (1, 255), "dil_h": (1, 255), "dil_w": (1, 255),
+                                         "pad_top": U8, "pad_left": U8})
+        node.params = p
+
+    def _consts(self, node, ctx):
+        graph = ctx.graph
+        p = node.params
+        layout, _ = pc.weight_layout_of(node, graph, self)
+        bid = node.inputs[2] if len(node.inputs) > 2 else -1
+        bias = pc.bias_values(node, graph, bid, p["out_c"])
+        return pc.emit_weight_consts(node, ctx, f"dw{node.index}", layout, bias, p["mult"], p["shift"],
+                                     "tc_dw_packed_params", struct_fields(p, layout))
+
+    def emit_rows(self, node, ctx, out_expr, oy0_expr, oy1_expr) -> list:
+        """One call computing output rows [oy0, oy1) into out_expr (which points at row oy0)."""
+        n = self._consts(node, ctx)
+        return [f"tc_depthwise_conv2d_packed(&{n['params']}, {ctx.tensor(node.inputs[0])}, {n['packed']}, "
+                f"{n['codebooks']}, {n['map']}, {n['bias']}, {n['mult']}, {n['shift']}, "
+                f"{oy0_expr}, {oy1_expr}, {out_expr}, {ctx.scratch()});"]
+
+    def emit(self, node, ctx) -> list:
+        return self.emit_rows(node, ctx, ctx.tensor(node.outputs[0]), "0", str(node.params["out_h"]))
+
+    def row_geometry(self, node, graph):
+        return int(node.params["stride_h"]), int(node.params["pad_top"])
+
+    def scratch_bytes(self, node, graph) -> int:
+        return scratch_size(node.params)
+
+    def macs(self, node, graph) -> int:
+        p = node.params
+        return p["out_h"] * p["out_w"] * p["out_c"] * p["k_h"] * p["k_w"]
+
+    def reference(self, node, graph, inputs):
+        p = node.params
+        x = np.asarray(inputs[0]).reshape(p["in_h"], p["in_w"], p["in_c"]).astype(np.int64) + p["input_offset"]
+        w = np.asarray(inputs[1]).reshape(p["k_h"], p["k_w"], p["out_c"]).astype(np.int64)
+        bias = inputs[2] if len(inputs) > 2 else None
+        xp = pad_input(x, p)
+        src = np.arange(p["out_c"]) // p["depth_multiplier"]
+        acc = np.zeros((p["out_h"], p["out_w"], p["out_c"]), np.int64)
+        for ky in range(p["k_h"]):
+            for kx in range(p["k_w"]):
+                acc += taps(xp, p, ky, kx)[:, :, src] * w[ky, kx]
+        if bias is not None:
+            acc += np.asarray(bias).reshape(-1).astype(np.int64)
+        acc = pc.wrap_int32(acc)
+        out = requantize(acc, np.asarray(p["mult"]), np.asarray(p["shift"]), p["output_offset"],
+                         p["act_min"], p["act_max"])
+        return [out.reshape(1, p["out_h"], p["out_w"], p["out_c"])]

@@ -1,0 +1,112 @@
+"""FULLY_CONNECTED on packed cluster indices (runtime_c/src/tc_fully_connected_packed.c).
+
+Semantics: TFLite Micro reference_integer_ops::FullyConnected (per-tensor weights, with the
+weights offset) and FullyConnectedPerChannel (per-channel weights). Rows (batches) are
+numel(input) / in_features, as in TFLite.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..quantize import requantize
+from . import _packed_common as pc
+from .base import OpHandler, register
+
+U16 = (1, 65535)
+
+
+def struct_fields(p: dict, layout) -> list:
+    """tc_fc_packed_params, in C declaration order."""
+    return [
+        ("in_features", "uint16_t", p["in_features"]), ("out_features", "uint16_t", p["out_features"]),
+        ("batches", "uint16_t", p["batches"]), ("codebook_stride", "uint16_t", layout.stride),
+        ("codebook_size", "uint16_t", layout.k),
+        ("input_offset", "int16_t", p["input_offset"]), ("filter_offset", "int16_t", p["filter_offset"]),
+        ("output_offset", "int8_t", p["output_offset"]),
+        ("act_min", "int8_t", p["act_min"]), ("act_max", "int8_t", p["act_max"]),
+        ("bits", "uint8_t", layout.bits), ("requant_per_channel", "uint8_t", p["requant_per_channel"]),
+    ]
+
+
+@register("FULLY_CONNECTED")
+class FullyConnected(OpHandler):
+    weight_input = 1
+    weight_channel_axis = 0
+    inplace = "none"
+
+    def parse(self, raw, graph):
+        o = raw.options
+        if o is None:
+            return {"activation": "NONE", "keep_num_dims": False, "weights_format": 0}
+        return {
+            "activation": pc.activation_name(o.FusedActivationFunction()),
+            "keep_num_dims": bool(o.KeepNumDims()),
+            "weights_format": int(o.WeightsFormat()),
+        }
+
+    def resolve(self, node, graph):
+        if len(node.inputs) < 2:
+            pc.fail(node, graph, "needs input and weights tensors")
+        if node.attrs.get("weights_format", 0) != 0:
+            pc.fail(node, graph, "shuffled weights formats are not supported (DEFAULT only)")
+        inp, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
+        out = graph.tensors[node.outputs[0]]
+        if len(w.shape) != 2:
+            pc.fail(node, graph, f"weights must be 2-D [out, in], got {w.shape}")
+        if not w.is_const:
+            pc.fail(node, graph, "the weights must be a constant tensor")
+        n_out, n_in = (int(d) for d in w.shape)
+        if inp.size % n_in != 0:
+            pc.fail(node, graph, f"input of {inp.size} values is not a whole number of {n_in}-feature rows")
+        rows = inp.size // n_in
+        if out.size != rows * n_out:
+            pc.fail(node, graph, f"output shape {tuple(out.shape)} does not hold {rows} x {n_out} values")
+        in_s, in_zp = pc.io_quant(node, graph, node.inputs[0], "input")
+        out_s, out_zp = pc.io_quant(node, graph, node.outputs[0], "output")
+        fs = pc.filter_scales(node, graph, node.inputs[1], n_out)
+        per_channel_weights = fs.size > 1
+        f_zp = 0 if per_channel_weights else int(w.quant.zero_point[0]) if w.quant.zero_point.size else 0
+        mult, shift, per_ch = pc.requant_params(in_s, fs, out_s, n_out)
+        act_min, act_max = pc.act_range(node, graph, out_s, out_zp)
+        p = dict(in_features=n_in, out_features=n_out, batches=rows, input_offset=-in_zp,
+                 filter_offset=-f_zp, output_offset=out_zp, act_min=act_min, act_max=act_max,
+                 mult=mult, shift=shift, requant_per_channel=int(per_ch))
+        pc.check_range(node, graph, p, {"in_features": U16, "out_features": U16, "batches": U16,
+                                         "filter_offset": (-127, 128)})
+        node.params = p
+
+    def _consts(self, node, ctx):
+        graph = ctx.graph
+        p = node.params
+        layout, _ = pc.weight_layout_of(node, graph, self)
+        bid = node.inputs[2] if len(node.inputs) > 2 else -1
+        bias = pc.bias_values(node, graph, bid, p["out_features"])
+        return pc.emit_weight_consts(node, ctx, f"fc{node.index}", layout, bias, p["mult"], p["shift"],
+                                     "tc_fc_packed_params", struct_fields(p, layout))
+
+    def emit(self, node, ctx) -> list:
+        n = self._consts(node, ctx)
+        return [f"tc_fully_connected_packed(&{n['params']}, {ctx.tensor(node.inputs[0])}, {n['packed']}, "
+                f"{n['codebooks']}, {n['map']}, {n['bias']}, {n['mult']}, {n['shift']}, "
+                f"{ctx.tensor(node.outputs[0])});"]
+
+    def scratch_bytes(self, node, graph) -> int:
+        return 0
+
+    def macs(self, node, graph) -> int:
+        p = node.params
+        return p["batches"] * p["in_features"] * p["out_features"]
+
+    def reference(self, node, graph, inputs):
+        p = node.params
+        x = np.asarray(inputs[0]).reshape(p["batches"], p["in_features"]).astype(np.int64) + p["input_offset"]
+        w = np.asarray(inputs[1]).reshape(p["out_features"], p["in_features"]).astype(np.int64) + p["filter_offset"]
+        bias = inputs[2] if len(inputs) > 2 else None
+        acc = x @ w.T
+        if bias is not None:
+            acc += np.asarray(bias).reshape(-1).astype(np.int64)
+        acc = pc.wrap_int32(acc)
+        out = requantize(acc, np.asarray(p["mult"]), np.asarray(p["shift"]), p["output_offset"],
+                         p["act_min"], p["act_max"])
+        out_shape = graph.tensors[node.outputs[0]].shape if graph is not None else (p["batches"], p["out_features"])
+        return [out.reshape(tuple(int(d) for d in out_shape))]

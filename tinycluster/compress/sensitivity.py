@@ -1,0 +1,220 @@
+"""Per-layer index widths from a sensitivity search.
+
+1. For each weighted layer and each candidate index width b (k = 2**b clusters), cluster that
+   layer alone and measure the error of the model's output on calibration inputs:
+   ``err[l][b] = mean((y_clustered - y_float)**2) / mean(y_float**2)`` (relative output
+   error; the float model is the reference, all other layers unchanged).
+2. Assume the errors of different layers add up (first-order: small independent
+   perturbations), and choose one width per layer to minimise the summed error subject to a
+   flash budget (bytes) or a mean bits/weight. This is a multiple-choice knapsack, solved
+   exactly by dynamic programming over the cost rounded up to a grid of ~4000 steps (so the
+   solution never exceeds the budget).
+
+Flash cost model of one layer (the core report's accounting for the weight data of a
+clustered layer): ``ceil(weights * bits / 8)`` packed indices + codebook bytes (one int8 entry
+per cluster per codebook: ``channels * k`` per channel, ``k`` per tensor) + ``4 * channels``
+(int32 bias) + ``5 * channels`` (int32 multiplier + int8 shift per output channel). A layer
+whose groups hold at most ``k`` distinct values needs only ``ceil(log2(distinct))`` bits.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import TinyClusterError
+
+DEFAULT_BITS = (1, 2, 3, 4, 5, 6, 7, 8)
+
+
+def parse_bytes(value) -> int:
+    """'24KiB', '24 KB', '1.5MiB', '20000' -> bytes (KB = 1000, KiB = 1024)."""
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, float):
+        return int(value)
+    s = str(value).strip()
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*([kKmM]i?[bB]?|[bB])?", s)
+    if not m:
+        raise TinyClusterError(f"cannot read flash budget {value!r}; write e.g. 24000, 24KB or 24KiB")
+    num = float(m.group(1))
+    unit = (m.group(2) or "b").lower()
+    mult = {"b": 1, "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024, "m": 10 ** 6, "mb": 10 ** 6,
+            "mib": 1 << 20, "mi": 1 << 20}[unit]
+    return int(num * mult)
+
+
+@dataclass
+class LayerInfo:
+    """What the cost model needs about one weighted layer (kernel seen channels-last)."""
+
+    name: str
+    cls: str
+    weights: int
+    channels: int
+    per_channel: bool
+    max_distinct: int  # largest number of distinct values in one group (channel or tensor)
+    errors: dict = field(default_factory=dict)  # bits -> relative output error
+
+    def eff_bits(self, bits: int) -> int:
+        k = min(2 ** bits, self.max_distinct)
+        return max(1, math.ceil(math.log2(max(k, 2))))
+
+    def flash_bytes(self, bits: int) -> int:
+        b = self.eff_bits(bits)
+        k = min(2 ** bits, self.max_distinct)
+        codebook = (self.channels if self.per_channel else 1) * k
+        return math.ceil(self.weights * b / 8) + codebook + 4 * self.channels + 5 * self.channels
+
+    def index_bits_total(self, bits: int) -> int:
+        return self.weights * self.eff_bits(bits)
+
+
+def layer_infos(model, per_channel: bool = True) -> list:
+    from ..frontends.keras import kernel_to_channels_last, weighted_layers
+
+    out = []
+    for layer, var in weighted_layers(model):
+        w = kernel_to_channels_last(layer, var.numpy())
+        flat = w.reshape(-1, w.shape[-1])
+        if per_channel:
+            md = max(np.unique(flat[:, c]).size for c in range(flat.shape[1]))
+        else:
+            md = np.unique(flat).size
+        out.append(LayerInfo(layer.name, layer.__class__.__name__, int(w.size), int(w.shape[-1]),
+                             per_channel, int(md)))
+    return out
+
+
+def _rel_err(y, ref) -> float:
+    den = float(np.mean(ref.astype(np.float64) ** 2)) or 1.0
+    return float(np.mean((y.astype(np.float64) - ref) ** 2)) / den
+
+
+def measure(model, infos: list, x: np.ndarray, cluster_fn, bits_options=DEFAULT_BITS, *,
+            quiet: bool = False, batch_size: int = 64) -> None:
+    """Fill ``info.errors[b]`` for every layer and candidate width (model restored after).
+
+    ``cluster_fn(layer, kernel, k) -> clustered kernel`` (same shape)."""
+    from tqdm.auto import tqdm
+
+    from ..frontends.keras import weighted_layers
+
+    def run():
+        return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False))
+                               for i in range(0, x.shape[0], batch_size)])
+
+    ref = run()
+    by_name = {layer.name: (layer, var) for layer, var in weighted_layers(model)}
+    total = sum(len(bits_options) for _ in infos)
+    bar = tqdm(total=total, desc="sensitivity", unit="trial", disable=quiet, leave=False)
+    for info in infos:
+        layer, var = by_name[info.name]
+        orig = var.numpy()
+        done_lossless = False
+        for b in sorted(bits_options):
+            if done_lossless or 2 ** b >= info.max_distinct:
+                info.errors[b] = 0.0  # every group already has <= k distinct values: exact
+                done_lossless = True
+            else:
+                var.assign(cluster_fn(layer, orig, 2 ** b))
+                info.errors[b] = _rel_err(run(), ref)
+            bar.update(1)
+        var.assign(orig)
+    bar.close()
+
+
+def floor_bytes(infos, bits_options=DEFAULT_BITS) -> int:
+    return sum(min(i.flash_bytes(b) for b in bits_options) for i in infos)
+
+
+def choose(infos: list, *, flash_budget=None, mean_bits=None, bits_options=DEFAULT_BITS,
+           grid: int = 4000) -> dict:
+    """Choose bits per layer minimising the summed error under the budget.
+
+    Returns {"bits": {layer: b}, "flash_bytes": total, "error": summed error, "why": {layer: text}}.
+    """
+    if (flash_budget is None) == (mean_bits is None):
+        raise TinyClusterError("give exactly one of --flash-budget and --mean-bits")
+    opts = sorted(bits_options)
+    if flash_budget is not None:
+        budget = parse_bytes(flash_budget)
+        cost = [[i.flash_bytes(b) for b in opts] for i in infos]
+        floor = sum(min(c) for c in cost)
+        if budget < floor:
+            raise TinyClusterError(
+                f"flash budget {budget} B is below the smallest reachable size {floor} B "
+                f"({floor / 1024:.1f} KiB, every layer at {opts[0]} bit); raise --flash-budget to at least {floor}")
+        unit = "B"
+    else:
+        mb = float(mean_bits)
+        if not 1 <= mb <= 8:
+            raise TinyClusterError(f"--mean-bits must be between 1 and 8 (got {mean_bits})")
+        total_w = sum(i.weights for i in infos)
+        budget = int(math.floor(mb * total_w))
+        cost = [[i.index_bits_total(b) for b in opts] for i in infos]
+        floor = sum(min(c) for c in cost)
+        if budget < floor:
+            raise TinyClusterError(f"--mean-bits {mb} is below the smallest reachable {floor / total_w:.3f} bits/weight")
+        unit = "bits"
+    err = [[i.errors.get(b, np.inf) for b in opts] for i in infos]
+    # DP over cost rounded up to the grid (so any DP-feasible choice is truly feasible)
+    step = max(1, int(math.ceil(budget / grid)))
+    cap = budget // step
+    L = len(infos)
+    INF = np.inf
+    best = np.full(cap + 1, INF)
+    best[0] = 0.0
+    choice = np.zeros((L, cap + 1), dtype=np.int16)
+    for li in range(L):
+        new = np.full(cap + 1, INF)
+        arg = np.zeros(cap + 1, dtype=np.int16)
+        for oi in range(len(opts)):
+            c = int(math.ceil(cost[li][oi] / step))
+            if c > cap:
+                continue
+            cand = np.full(cap + 1, INF)
+            cand[c:] = best[:cap + 1 - c] + err[li][oi]
+            # prefer the cheaper option among equal errors (smaller flash for free)
+            better = cand < new - 1e-15
+            new = np.where(better, cand, new)
+            arg = np.where(better, oi, arg)
+        best = new
+        choice[li] = arg
+    if not np.isfinite(best).any():
+        # rounding to the grid made the exact floor infeasible: take the cheapest everywhere
+        picks = [int(np.argmin(c)) for c in cost]
+    else:
+        # smallest error; among ties the smallest cost
+        emin = np.min(best[np.isfinite(best)])
+        j = int(np.flatnonzero(best <= emin + 1e-15)[0])
+        picks = [0] * L
+        for li in range(L - 1, -1, -1):
+            oi = int(choice[li, j])
+            picks[li] = oi
+            j -= int(math.ceil(cost[li][oi] / step))
+    bits = {infos[li].name: opts[picks[li]] for li in range(L)}
+    total = sum(cost[li][picks[li]] for li in range(L))
+    why = {}
+    for li, info in enumerate(infos):
+        oi = picks[li]
+        b = opts[oi]
+        parts = [f"error {err[li][oi]:.2e} at {b} bit"]
+        if oi > 0:
+            d_err = err[li][oi - 1] - err[li][oi]
+            d_cost = cost[li][oi] - cost[li][oi - 1]
+            parts.append(f"{opts[oi - 1]} bit would add {d_err:.2e} error to save {d_cost} {unit}")
+        if err[li][oi] == 0.0 and info.max_distinct <= 2 ** b:
+            parts.append(f"lossless (<= {info.max_distinct} distinct values per group)")
+        why[info.name] = "; ".join(parts)
+    flash = sum(i.flash_bytes(bits[i.name]) for i in infos)
+    return {"bits": bits, "cost": total, "cost_unit": unit, "budget": budget, "floor": floor,
+            "flash_bytes": flash, "error": float(sum(err[li][picks[li]] for li in range(L))), "why": why}
+
+
+def uniform_choice(infos: list, bits: int) -> dict:
+    return {"bits": {i.name: bits for i in infos},
+            "flash_bytes": sum(i.flash_bytes(bits) for i in infos),
+            "error": float(sum(i.errors.get(bits, np.nan) for i in infos))}

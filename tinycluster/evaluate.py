@@ -1,0 +1,261 @@
+"""Accuracy of a compiled model: float vs int8 vs clustered, on labelled data.
+
+``evaluate(out_dir, data_npz)`` reads the output folder of ``tinycluster compile``:
+
+- ``<name>_clustered.tflite``: exactly what the generated C computes (run with TFLite Micro,
+  the bit-exact reference);
+- ``int8.tflite`` and ``float.tflite`` (written by the Keras front end, see
+  :func:`tinycluster.frontends.pipeline.save_artifacts`): the unclustered int8 model and the
+  float model. For an int8 ``.tflite`` input there is no float model; the int8 reference is
+  then the source model named in ``report.json`` when it still exists.
+
+It reports float accuracy, int8 accuracy, clustered accuracy, top-1 agreement of the
+clustered model with the int8 model, the output SNR of the clustered model against the int8
+model (dequantized outputs: ``10 log10(sum y_int8^2 / sum (y_clustered - y_int8)^2)``) and the
+index bits per weight; appends a section to ``report.md``, a key ``"evaluation"`` to
+``report.json``, and draws ``weights_hist.png`` (each layer's weight histogram with its
+centroids, when the front end saved them) and ``bytes_per_layer.png``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .errors import TinyClusterError
+
+
+# --------------------------------------------------------------------------------- running
+class TFLiteRunner:
+    """Run a .tflite on float inputs: quantize the input, invoke, dequantize the output.
+
+    ``reference="tflm"`` uses the TFLite Micro interpreter (bit-exact reference of the C);
+    ``"litert-ref"`` the LiteRT interpreter with its reference kernels (much faster on big
+    batches, identical on most models); float models always run on LiteRT.
+    """
+
+    def __init__(self, model: bytes, reference: str = "tflm"):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        self.model = bytes(model)
+        lit = Interpreter(model_content=self.model,
+                          experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+        lit.allocate_tensors()
+        self.inp = lit.get_input_details()[0]
+        self.out = lit.get_output_details()[0]
+        self.in_dtype = self.inp["dtype"]
+        self.quantized = self.in_dtype != np.float32
+        self.reference = reference if self.quantized else "litert-ref"
+        self._lit = lit
+        self._tflm = None
+        if self.reference == "tflm":
+            from tflite_micro.python.tflite_micro import runtime
+
+            self._tflm = runtime.Interpreter.from_bytes(self.model, arena_size=8 << 20)
+
+    def _q_in(self, x):
+        if not self.quantized:
+            return x.astype(np.float32)
+        s, zp = self.inp["quantization"]
+        info = np.iinfo(self.in_dtype)
+        return np.clip(np.round(x / s) + zp, info.min, info.max).astype(self.in_dtype)
+
+    def _dq_out(self, y):
+        if self.out["dtype"] == np.float32:
+            return y.astype(np.float32)
+        s, zp = self.out["quantization"]
+        return (y.astype(np.float32) - zp) * s
+
+    def run(self, x: np.ndarray, raw: bool = False) -> np.ndarray:
+        """Outputs for a batch of float inputs (N, *input shape[1:]); dequantized unless raw."""
+        shape = tuple(self.inp["shape"])
+        outs = []
+        for i in range(x.shape[0]):
+            xi = self._q_in(x[i].reshape(shape))
+            if self._tflm is not None:
+                self._tflm.set_input(xi, 0)
+                self._tflm.invoke()
+                y = self._tflm.get_output(0).copy()
+            else:
+                self._lit.set_tensor(self.inp["index"], xi)
+                self._lit.invoke()
+                y = self._lit.get_tensor(self.out["index"]).copy()
+            outs.append(y.reshape(-1) if raw else self._dq_out(y).reshape(-1))
+        return np.stack(outs)
+
+
+def snr_db(y, ref) -> float:
+    ref = np.asarray(ref, dtype=np.float64)
+    err = float(np.sum((np.asarray(y, dtype=np.float64) - ref) ** 2))
+    sig = float(np.sum(ref ** 2))
+    if err == 0:
+        return float("inf")
+    return 10.0 * np.log10(max(sig, 1e-30) / err)
+
+
+def accuracy(y, labels) -> Optional[float]:
+    if labels is None:
+        return None
+    labels = np.asarray(labels).reshape(-1)
+    return float(np.mean(np.argmax(y, axis=1) == labels))
+
+
+def agreement(y, ref) -> float:
+    return float(np.mean(np.argmax(y, axis=1) == np.argmax(ref, axis=1)))
+
+
+# ------------------------------------------------------------------------------ evaluation
+def _load_data(data, input_shape):
+    from .frontends.calib import load_dataset
+
+    if isinstance(data, (tuple, list)):
+        return load_dataset(tuple(data), input_shape, "evaluation")
+    return load_dataset(data, input_shape, "evaluation")
+
+
+def evaluate(out_dir, data_npz, *, reference: str = "tflm", max_samples: Optional[int] = None,
+             plots: bool = True, quiet: bool = False) -> dict:
+    """Evaluate the compiled model in ``out_dir`` on ``data_npz`` (x float inputs, y int labels)."""
+    from .verify import load_output_dir
+
+    out, report, name = load_output_dir(out_dir)
+    clustered = (out / f"{name}_clustered.tflite").read_bytes()
+    cr = TFLiteRunner(clustered, reference)
+    in_shape = (None,) + tuple(int(d) for d in cr.inp["shape"][1:])
+    x, y = _load_data(data_npz, in_shape)
+    if max_samples is not None:
+        x, y = x[:max_samples], (None if y is None else y[:max_samples])
+    if y is not None and y.dtype.kind not in "iu":
+        raise TinyClusterError(f"{data_npz}: labels 'y' must be integer class indices (got {y.dtype})")
+    int8_bytes = None
+    if (out / "int8.tflite").exists():
+        int8_bytes = (out / "int8.tflite").read_bytes()
+    else:
+        src = Path(str(report.get("source") or report.get("model") or ""))
+        if src.suffix == ".tflite" and src.is_file():
+            int8_bytes = src.read_bytes()
+    res = {"samples": int(x.shape[0]), "reference": reference}
+    y_c = cr.run(x)
+    res["clustered_acc"] = accuracy(y_c, y)
+    if int8_bytes is not None:
+        y_i = TFLiteRunner(int8_bytes, reference).run(x)
+        res["int8_acc"] = accuracy(y_i, y)
+        res["top1_agreement_vs_int8"] = agreement(y_c, y_i)
+        res["snr_db_vs_int8"] = snr_db(y_c, y_i)
+    if (out / "float.tflite").exists():
+        y_f = TFLiteRunner((out / "float.tflite").read_bytes()).run(x)
+        res["float_acc"] = accuracy(y_f, y)
+        res["top1_agreement_vs_float"] = agreement(y_c, y_f)
+        res["snr_db_vs_float"] = snr_db(y_c, y_f)
+    totals = report.get("totals", {})
+    res["bits_per_weight"] = totals.get("bits_per_weight")
+    if res["bits_per_weight"] is None:
+        layers = report.get("layers", [])
+        w = sum(int(l.get("weights", 0)) for l in layers)
+        bsum = sum(int(l.get("weights", 0)) * int(l.get("index_bits", l.get("bits", 0)) or 0) for l in layers)
+        res["bits_per_weight"] = round(bsum / w, 3) if w else None
+    res["flash_bytes"] = totals.get("flash_bytes")
+    if plots:
+        res["plots"] = _plots(out, report)
+    _write(out, report, res)
+    if not quiet:
+        print(format_result(res))
+    return res
+
+
+def _fmt(v, pct=False):
+    if v is None:
+        return "n/a"
+    if pct:
+        return f"{100 * v:.2f}%"
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return str(v)
+
+
+def format_result(res: dict) -> str:
+    rows = [("samples", _fmt(res["samples"])),
+            ("float accuracy", _fmt(res.get("float_acc"), True)),
+            ("int8 accuracy", _fmt(res.get("int8_acc"), True)),
+            ("clustered accuracy", _fmt(res.get("clustered_acc"), True)),
+            ("top-1 agreement with int8", _fmt(res.get("top1_agreement_vs_int8"), True)),
+            ("output SNR vs int8 (dB)", _fmt(res.get("snr_db_vs_int8"))),
+            ("output SNR vs float (dB)", _fmt(res.get("snr_db_vs_float"))),
+            ("bits/weight", _fmt(res.get("bits_per_weight"))),
+            ("flash bytes", _fmt(res.get("flash_bytes")))]
+    w = max(len(r[0]) for r in rows)
+    return "\n".join(f"{a:<{w}}  {b}" for a, b in rows)
+
+
+def _write(out: Path, report: dict, res: dict):
+    report = dict(report)
+    report["evaluation"] = res
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    md = out / "report.md"
+    text = md.read_text() if md.exists() else ""
+    marker = "\n## Evaluation\n"
+    if marker in text:
+        text = text[:text.index(marker)]
+    lines = [marker, f"Reference runtime: {res['reference']} ({res['samples']} samples).\n", "",
+             "| metric | value |", "|---|---|"]
+    for line in format_result(res).splitlines():
+        k, v = line[:line.rindex("  ")].strip(), line[line.rindex("  "):].strip()
+        lines.append(f"| {k} | {v} |")
+    for p in res.get("plots", []):
+        lines.append(f"\n![{Path(p).stem}]({Path(p).name})")
+    md.write_text(text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+
+
+def _plots(out: Path, report: dict) -> list:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    pj = out / "frontend_plots.json"
+    if pj.exists():
+        data = json.loads(pj.read_text())
+        names = list(data)
+        n = len(names)
+        if n:
+            cols = min(4, n)
+            rows = (n + cols - 1) // cols
+            fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+            for ax, nm in zip(axes.ravel(), names):
+                h = data[nm]["hist"]
+                e = np.asarray(h["edges"])
+                ax.bar(e[:-1], h["counts"], width=np.diff(e), align="edge", color="#8aa", label="float weights")
+                for c in data[nm]["centroids"][:64]:
+                    ax.axvline(c, color="#c33", lw=0.6, alpha=0.6)
+                ax.set_title(nm, fontsize=8)
+                ax.tick_params(labelsize=6)
+            for ax in axes.ravel()[n:]:
+                ax.axis("off")
+            fig.suptitle("weight histograms (grey) and centroids (red)", fontsize=9)
+            fig.tight_layout()
+            p = out / "weights_hist.png"
+            fig.savefig(p, dpi=90)
+            plt.close(fig)
+            files.append(str(p))
+    layers = report.get("layers", [])
+    if layers:
+        names = [l.get("layer") or l.get("name") or str(i) for i, l in enumerate(layers)]
+        fl = [int(l.get("flash_bytes", 0) or 0) for l in layers]
+        i8 = [int(l.get("weights", 0) or 0) for l in layers]
+        fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(names) + 2), 3.2))
+        xs = np.arange(len(names))
+        ax.bar(xs - 0.2, i8, 0.4, label="int8 weights (bytes)", color="#bbb")
+        ax.bar(xs + 0.2, fl, 0.4, label="clustered flash (bytes)", color="#36c")
+        ax.set_xticks(xs)
+        ax.set_xticklabels(names, rotation=70, fontsize=6, ha="right")
+        ax.set_ylabel("bytes")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        p = out / "bytes_per_layer.png"
+        fig.savefig(p, dpi=90)
+        plt.close(fig)
+        files.append(str(p))
+    return files

@@ -1,0 +1,109 @@
+"""Calibration and training data for the front end.
+
+Calibration (``--calib``): a ``.npy`` array, or a ``.npz`` whose array is under ``x`` (or
+``calib``/``inputs``, or its only array), float, shaped ``(N, *model_input_shape)``.
+``--calib-random N`` draws N uniform [0, 1) inputs instead and prints a warning: fine for a
+smoke run, not for accuracy (activation ranges then describe noise).
+
+Training data (``--heal``, pruning fine-tuning, ``evaluate --data``): ``.npz`` with ``x`` and
+optionally ``y`` (integer class labels, or targets of the model's output shape). Without
+``y`` healing distils the float model's outputs.
+"""
+from __future__ import annotations
+
+import sys
+import zipfile
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import TinyClusterError
+
+_X_KEYS = ("x", "calib", "inputs", "input", "x_test", "x_train", "images", "data")
+_Y_KEYS = ("y", "labels", "targets", "y_test", "y_train", "label")
+
+
+def _load_arrays(path, what: str) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise TinyClusterError(f"{p}: no such {what} file (give a .npy or .npz)")
+    if p.suffix.lower() not in (".npy", ".npz"):
+        raise TinyClusterError(f"{p}: {what} data must be a .npy or .npz file")
+    try:
+        if p.suffix.lower() == ".npy":
+            return {"x": np.load(p, allow_pickle=False)}
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise TinyClusterError(f"{p}: cannot read the {what} file ({str(e).splitlines()[0][:120]})") from None
+
+
+def _pick(arrays: dict, keys, path, what: str, required=True):
+    for k in keys:
+        if k in arrays:
+            return arrays[k]
+    if required:
+        if len(arrays) == 1:
+            return next(iter(arrays.values()))
+        raise TinyClusterError(f"{path}: {what} file has arrays {sorted(arrays)}; put the inputs under 'x'")
+    return None
+
+
+def _check_shape(x: np.ndarray, input_shape, path, what: str) -> np.ndarray:
+    want = tuple(int(d) for d in input_shape[1:])
+    if x.dtype.kind not in "fiu":
+        raise TinyClusterError(f"{path}: {what} data has dtype {x.dtype}; expected float inputs")
+    if x.ndim == len(want) and tuple(x.shape) == want:
+        x = x[None]
+    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+        raise TinyClusterError(
+            f"{path}: {what} data has shape {tuple(x.shape)} but the model input is "
+            f"{('N',) + want}; expected an array of shape (N, {', '.join(map(str, want))})")
+    if x.shape[0] == 0:
+        raise TinyClusterError(f"{path}: {what} data holds no samples")
+    if not np.isfinite(x).all():
+        raise TinyClusterError(f"{path}: {what} data contains NaN or infinite values")
+    return x.astype(np.float32)
+
+
+def load_calibration(calib, input_shape, *, calib_random: Optional[int] = None, seed: int = 0,
+                     max_samples: int = 500, quiet: bool = False) -> np.ndarray:
+    """Return float32 calibration inputs of shape (N, *input_shape[1:])."""
+    if calib is not None and calib_random is not None:
+        raise TinyClusterError("give either --calib FILE or --calib-random N, not both")
+    if calib is None and calib_random is None:
+        raise TinyClusterError("a Keras or float model needs calibration inputs: give --calib FILE "
+                               "(.npy/.npz of representative inputs) or --calib-random N for a smoke run")
+    if calib is None:
+        n = int(calib_random)
+        if n <= 0:
+            raise TinyClusterError(f"--calib-random must be a positive number of samples (got {calib_random})")
+        print(f"warning: calibrating on {n} random inputs (--calib-random): activation ranges describe "
+              "noise, so accuracy figures are meaningless; use --calib with real inputs", file=sys.stderr)
+        rng = np.random.default_rng(seed)
+        return rng.uniform(0.0, 1.0, size=(n,) + tuple(int(d) for d in input_shape[1:])).astype(np.float32)
+    if isinstance(calib, np.ndarray):
+        return _check_shape(calib, input_shape, "calibration array", "calibration")[:max_samples]
+    arrays = _load_arrays(calib, "calibration")
+    x = _pick(arrays, _X_KEYS, calib, "calibration")
+    x = _check_shape(np.asarray(x), input_shape, calib, "calibration")
+    if x.shape[0] > max_samples:  # the converter gains nothing from thousands of samples
+        rng = np.random.default_rng(seed)
+        x = x[np.sort(rng.choice(x.shape[0], max_samples, replace=False))]
+    return x
+
+
+def load_dataset(path, input_shape, what: str = "training"):
+    """(x float32, y or None) from a .npz (x under 'x', labels/targets under 'y')."""
+    if isinstance(path, (tuple, list)) and len(path) == 2:
+        x, y = path
+        return _check_shape(np.asarray(x), input_shape, f"{what} array", what), (None if y is None else np.asarray(y))
+    arrays = _load_arrays(path, what)
+    x = _check_shape(np.asarray(_pick(arrays, _X_KEYS, path, what)), input_shape, path, what)
+    y = _pick(arrays, _Y_KEYS, path, what, required=False)
+    if y is not None:
+        y = np.asarray(y)
+        if y.shape[0] != x.shape[0]:
+            raise TinyClusterError(f"{path}: {what} data has {x.shape[0]} inputs but {y.shape[0]} labels")
+    return x, y

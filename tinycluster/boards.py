@@ -38,7 +38,10 @@ SCHEMA = {
     "qemu": {"machine": (_STR, True), "cpu": (_STR, False), "flash_origin": (_INT, True),
              "flash_size": (_INT, True), "ram_origin": (_INT, True), "ram_size": (_INT, True)},
     "unicorn": {"cpu": (_STR, True)},
+    "firmware": {"sdk": (_STR, False)},
 }
+OPTIONAL_SECTIONS = ("firmware",)
+FIRMWARE_SDKS = ("cmake", "pico")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Board:
     qemu_ram_origin: int
     qemu_ram_size: int
     unicorn_cpu: str
+    firmware_sdk: str = "cmake"
     path: Path = field(default=None, compare=False)
 
     @property
@@ -106,6 +110,8 @@ def _check(path: Path, data: dict) -> None:
     for sec, keys in SCHEMA.items():
         table = data if sec == "" else data.get(sec)
         label = "top level" if sec == "" else f"[{sec}]"
+        if table is None and sec in OPTIONAL_SECTIONS:
+            continue
         if table is None:
             bad(f"missing section [{sec}]")
         if not isinstance(table, dict):
@@ -153,6 +159,9 @@ def _check(path: Path, data: dict) -> None:
         bad("[placement] index_section must be a flash section (.rodata...), index arrays are const")
     if pl.get("codebook_section", "") and not pl["codebook_section"].startswith(".data"):
         bad("[placement] codebook_section must be a .data... section (initialized SRAM data)")
+    sdk = data.get("firmware", {}).get("sdk", "cmake")
+    if sdk not in FIRMWARE_SDKS:
+        bad(f"[firmware] sdk must be one of {', '.join(FIRMWARE_SDKS)}, got {sdk!r}")
     if u["cpu"] not in UNICORN_CPUS:
         bad(f"[unicorn] cpu must be one of {', '.join(UNICORN_CPUS)}, got {u['cpu']!r}")
     if path.stem != data["name"] and path.parent == BOARDS_DIR:
@@ -178,7 +187,7 @@ def load_board_file(path) -> Board:
         codebook_section=pl.get("codebook_section", ""),
         qemu_machine=q["machine"], qemu_cpu=q.get("cpu", ""), qemu_flash_origin=q["flash_origin"],
         qemu_flash_size=q["flash_size"], qemu_ram_origin=q["ram_origin"], qemu_ram_size=q["ram_size"],
-        unicorn_cpu=u["cpu"], path=path)
+        unicorn_cpu=u["cpu"], firmware_sdk=data.get("firmware", {}).get("sdk", "cmake"), path=path)
 
 
 def load_board(name_or_path) -> Board:

@@ -1,0 +1,53 @@
+"""Broadcast geometry shared by ADD and MUL (TFLite's NdArrayDescsForElementwiseBroadcast,
+restricted to 4-D)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import extend4, op_error
+
+SHAPE_FIELDS = ["d0", "d1", "d2", "d3", "a_s0", "a_s1", "a_s2", "a_s3", "b_s0", "b_s1", "b_s2", "b_s3",
+                "broadcast"]
+
+
+def _strides(shape4, out4):
+    strides, acc = [0] * 4, 1
+    for k in range(3, -1, -1):
+        strides[k] = acc if shape4[k] == out4[k] else 0
+        acc *= shape4[k]
+    return strides
+
+
+def broadcast_params(node, graph, sa, sb, so) -> dict:
+    try:
+        expected = tuple(np.broadcast_shapes(tuple(sa), tuple(sb)))
+    except ValueError:
+        raise op_error(node, graph, f"input shapes {list(sa)} and {list(sb)} do not broadcast") from None
+    if tuple(int(d) for d in so) != tuple(int(d) for d in expected) and \
+            int(np.prod(so)) != int(np.prod(expected)):
+        raise op_error(node, graph, f"output shape {list(so)} does not match the broadcast shape {list(expected)}")
+    a4 = extend4(sa, node, graph, "input 1")
+    b4 = extend4(sb, node, graph, "input 2")
+    o4 = extend4(expected, node, graph, "output")
+    p = {f"d{k}": o4[k] for k in range(4)}
+    ast, bst = _strides(a4, o4), _strides(b4, o4)
+    p.update({f"a_s{k}": ast[k] for k in range(4)})
+    p.update({f"b_s{k}": bst[k] for k in range(4)})
+    p["broadcast"] = 0 if (a4 == o4 and b4 == o4) else 1
+    return p
+
+
+def broadcast_view(p, x1, x2):
+    """Both inputs expanded to the 4-D output shape, exactly as the kernel indexes them."""
+    o4 = tuple(int(p[f"d{k}"]) for k in range(4))
+
+    def expand(x, pre):
+        x = np.asarray(x).reshape(-1)
+        idx = np.zeros(o4, dtype=np.int64)
+        for k in range(4):
+            shape = [1, 1, 1, 1]
+            shape[k] = o4[k]
+            idx = idx + np.arange(o4[k]).reshape(shape) * int(p[f"{pre}_s{k}"])
+        return x[idx]
+
+    return expand(x1, "a"), expand(x2, "b")

@@ -1,0 +1,55 @@
+"""MUL (int8, broadcasting up to 4-D, fused activation): TFLite Micro's mul_common.cc Prepare
+and reference_integer_ops::Mul / BroadcastMul. Kernel: runtime_c/src/tc_mul_s8.c."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..quantize import activation_range, multiply_by_quantized_multiplier, quantize_multiplier
+from ._common import act_name, emit_call, f32, i32_fields, input_expr, int8_tensor, numel, op_error
+from ._elementwise import SHAPE_FIELDS, broadcast_params, broadcast_view
+from .base import OpHandler, register
+
+FIELDS = i32_fields(SHAPE_FIELDS + [
+    "input1_offset", "input2_offset", "output_offset", "output_multiplier", "output_shift", "act_min", "act_max"])
+
+
+@register("MUL")
+class MulHandler(OpHandler):
+    inplace = "elementwise"
+
+    def parse(self, raw, graph):
+        o = raw.options
+        return {"activation": act_name(o.FusedActivationFunction()) if o is not None else "NONE"}
+
+    def resolve(self, node, graph):
+        if len(node.inputs) != 2 or len(node.outputs) != 1:
+            raise op_error(node, graph, f"expects 2 inputs and 1 output, got {len(node.inputs)} and {len(node.outputs)}")
+        a, sa, za = int8_tensor(graph, node, node.inputs[0], "input 1")
+        b, sb, zb = int8_tensor(graph, node, node.inputs[1], "input 2")
+        o, so, zo = int8_tensor(graph, node, node.outputs[0], "output")
+        act = node.attrs.get("activation", "NONE")
+        if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
+            raise op_error(node, graph, f"fused activation {act} is not supported")
+        p = broadcast_params(node, graph, a.shape, b.shape, o.shape)
+        m, s = quantize_multiplier(f32(sa) * f32(sb) / f32(so))
+        lo, hi = activation_range(act, so, zo)
+        if lo > hi:
+            raise op_error(node, graph, f"empty activation range [{lo}, {hi}] for {act}")
+        p.update(input1_offset=-za, input2_offset=-zb, output_offset=zo, output_multiplier=m, output_shift=s,
+                 act_min=lo, act_max=hi)
+        node.params = p
+
+    def emit(self, node, ctx):
+        return emit_call(ctx, node, "tc_mul_params", FIELDS, node.params, "tc_mul_s8",
+                         [input_expr(ctx, node, 0), input_expr(ctx, node, 1), ctx.tensor(node.outputs[0])])
+
+    def macs(self, node, graph):
+        return numel(graph.tensors[node.outputs[0]].shape)
+
+    def reference(self, node, graph, inputs):
+        p = node.params
+        x1, x2 = broadcast_view(p, inputs[0], inputs[1])
+        prod = (x1.astype(np.int64) + p["input1_offset"]) * (x2.astype(np.int64) + p["input2_offset"])
+        v = multiply_by_quantized_multiplier(prod, p["output_multiplier"], p["output_shift"]) + p["output_offset"]
+        v = np.clip(v, p["act_min"], p["act_max"]).astype(np.int8)
+        return [v.reshape(graph.tensors[node.outputs[0]].shape)]

@@ -1,0 +1,93 @@
+"""AVERAGE_POOL_2D and MAX_POOL_2D (int8, NHWC, SAME/VALID, fused activation): TFLite Micro's
+pooling_common.cc Prepare and reference_integer_ops::AveragePool / MaxPool (no requantization:
+the int8 kernels read and write raw values). Kernels: runtime_c/src/tc_avgpool_s8.c,
+tc_maxpool_s8.c. One module: both ops share geometry, params and the reference loop."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..quantize import activation_range
+from ._common import act_name, emit_call, i32_fields, input_expr, int8_tensor, numel, op_error, padding_name
+from .base import OpHandler, register
+
+FIELDS = i32_fields(["batches", "in_h", "in_w", "channels", "out_h", "out_w", "filter_h", "filter_w",
+                     "stride_h", "stride_w", "pad_h", "pad_w", "act_min", "act_max"])
+
+
+def out_size(padding: str, size: int, filt: int, stride: int) -> int:
+    if padding == "SAME":
+        return (size + stride - 1) // stride
+    return (size + stride - filt) // stride
+
+
+def pad_amount(size: int, filt: int, stride: int, out: int) -> int:
+    return max(0, ((out - 1) * stride + filt - size) // 2)
+
+
+@register("AVERAGE_POOL_2D", "MAX_POOL_2D")
+class PoolHandler(OpHandler):
+    def parse(self, raw, graph):
+        o = raw.options
+        if o is None:
+            return {"padding": "VALID", "stride_h": 1, "stride_w": 1, "filter_h": 1, "filter_w": 1,
+                    "activation": "NONE"}
+        return {"padding": padding_name(o.Padding()), "stride_h": int(o.StrideH()), "stride_w": int(o.StrideW()),
+                "filter_h": int(o.FilterHeight()), "filter_w": int(o.FilterWidth()),
+                "activation": act_name(o.FusedActivationFunction())}
+
+    def resolve(self, node, graph):
+        a = node.attrs
+        x, sx, zx = int8_tensor(graph, node, node.inputs[0], "input")
+        y, sy, zy = int8_tensor(graph, node, node.outputs[0], "output")
+        if len(x.shape) != 4 or len(y.shape) != 4:
+            raise op_error(node, graph, f"needs 4-D NHWC input and output, got {list(x.shape)} -> {list(y.shape)}")
+        if a["padding"] not in ("SAME", "VALID"):
+            raise op_error(node, graph, f"{a['padding']} is not supported (SAME or VALID)")
+        for k in ("stride_h", "stride_w", "filter_h", "filter_w"):
+            if int(a[k]) < 1:
+                raise op_error(node, graph, f"{k} = {a[k]} must be >= 1")
+        if a["activation"] not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
+            raise op_error(node, graph, f"fused activation {a['activation']} is not supported")
+        n, ih, iw, c = (int(d) for d in x.shape)
+        fh, fw, sh, sw = int(a["filter_h"]), int(a["filter_w"]), int(a["stride_h"]), int(a["stride_w"])
+        oh, ow = out_size(a["padding"], ih, fh, sh), out_size(a["padding"], iw, fw, sw)
+        if oh < 1 or ow < 1:
+            raise op_error(node, graph, f"filter {fh}x{fw} is larger than the {ih}x{iw} input with VALID padding")
+        if tuple(int(d) for d in y.shape) != (n, oh, ow, c):
+            raise op_error(node, graph, f"output shape {list(y.shape)} does not match the computed [{n}, {oh}, {ow}, {c}]")
+        lo, hi = activation_range(a["activation"], sy, zy)
+        if lo > hi:
+            raise op_error(node, graph, f"empty activation range [{lo}, {hi}] for {a['activation']}")
+        node.params = dict(batches=n, in_h=ih, in_w=iw, channels=c, out_h=oh, out_w=ow, filter_h=fh, filter_w=fw,
+                           stride_h=sh, stride_w=sw, pad_h=pad_amount(ih, fh, sh, oh),
+                           pad_w=pad_amount(iw, fw, sw, ow), act_min=lo, act_max=hi)
+
+    def emit(self, node, ctx):
+        fn = "tc_avgpool_s8" if node.op == "AVERAGE_POOL_2D" else "tc_maxpool_s8"
+        return emit_call(ctx, node, "tc_pool_params", FIELDS, node.params, fn,
+                         [input_expr(ctx, node, 0), ctx.tensor(node.outputs[0])])
+
+    def macs(self, node, graph):
+        p = node.params
+        return numel(graph.tensors[node.outputs[0]].shape) * p["filter_h"] * p["filter_w"]
+
+    def reference(self, node, graph, inputs):
+        p = node.params
+        x = np.asarray(inputs[0]).astype(np.int64).reshape(p["batches"], p["in_h"], p["in_w"], p["channels"])
+        out = np.empty((p["batches"], p["out_h"], p["out_w"], p["channels"]), dtype=np.int64)
+        for oy in range(p["out_h"]):
+            y0 = oy * p["stride_h"] - p["pad_h"]
+            ys, ye = max(0, y0), min(p["in_h"], y0 + p["filter_h"])
+            for ox in range(p["out_w"]):
+                x0 = ox * p["stride_w"] - p["pad_w"]
+                xs, xe = max(0, x0), min(p["in_w"], x0 + p["filter_w"])
+                win = x[:, ys:ye, xs:xe, :]
+                if node.op == "MAX_POOL_2D":
+                    v = np.maximum(win.max(axis=(1, 2)), -128)
+                else:
+                    cnt = (ye - ys) * (xe - xs)
+                    s = win.sum(axis=(1, 2))
+                    v = np.where(s > 0, (s + cnt // 2) // cnt, -((-(s - cnt // 2)) // cnt))
+                out[:, oy, ox, :] = v
+        out = np.clip(out, p["act_min"], p["act_max"]).astype(np.int8)
+        return [out.reshape(graph.tensors[node.outputs[0]].shape)]

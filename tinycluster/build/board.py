@@ -105,6 +105,12 @@ _DECL_RE = re.compile(
     re.M)
 
 
+_AGGREGATE_RE = re.compile(
+    r"^(?:static\s+)?(const\s+)?(?:struct|union)\s*(?:[A-Za-z_][A-Za-z0-9_]*)?\s*\{[^{}]*\}\s*(const\s+)?"
+    r"([A-Za-z_][A-Za-z0-9_]*)\s*(\[[^\]]*\])*\s*(__attribute__\s*\(\(.*?\)\))?\s*(=|;)",
+    re.M | re.S)
+
+
 def generated_objects(c_text: str) -> dict:
     """Top-level data objects declared in the generated C: {ident: "flash" | "sram"}.
 
@@ -112,7 +118,7 @@ def generated_objects(c_text: str) -> dict:
     ones (SRAM codebooks as initialized .data, the arena as .bss) in SRAM.
     """
     out = {}
-    for m in _DECL_RE.finditer(c_text):
+    for m in list(_DECL_RE.finditer(c_text)) + list(_AGGREGATE_RE.finditer(c_text)):
         const = bool(m.group(1) or m.group(2))
         ident = m.group(3)
         if ident in ("return",):
@@ -277,21 +283,35 @@ def elf_symbols(elf: Path) -> dict:
     return out
 
 
-def _undefined_externals(objs) -> list:
-    """Symbols the model + runtime objects need from libc/libgcc."""
+def _undefined_externals(model_obj, runtime_objs) -> list:
+    """Symbols the model needs from libc/libgcc: the model object's undefined symbols, closed
+    over the runtime objects that define them (as the linker pulls objects), minus what those
+    objects define."""
     from elftools.elf.elffile import ELFFile
-    defined, undefined = set(), set()
-    for o in objs:
+
+    def table(o):
+        d, u = set(), set()
         with open(o, "rb") as f:
-            tab = ELFFile(f).get_section_by_name(".symtab")
-            for sym in tab.iter_symbols():
+            for sym in ELFFile(f).get_section_by_name(".symtab").iter_symbols():
                 if not sym.name or sym["st_info"]["type"] == "STT_FILE":
                     continue
                 if sym["st_shndx"] == "SHN_UNDEF":
-                    undefined.add(sym.name)
+                    u.add(sym.name)
                 elif sym["st_info"]["bind"] != "STB_LOCAL":
-                    defined.add(sym.name)
-    return sorted(undefined - defined)
+                    d.add(sym.name)
+        return d, u
+
+    tables = {o: table(o) for o in [model_obj, *runtime_objs]}
+    used, todo = {model_obj}, [model_obj]
+    while todo:
+        for name in tables[todo.pop()][1]:
+            for o, (d, _) in tables.items():
+                if name in d and o not in used:
+                    used.add(o)
+                    todo.append(o)
+    defined = set().union(*(tables[o][0] for o in used))
+    needed = set().union(*(tables[o][1] for o in used))
+    return sorted(needed - defined)
 
 
 def check_placement(elf: Path, model: GeneratedModel, flash: tuple, ram: tuple) -> dict:
@@ -307,7 +327,8 @@ def check_placement(elf: Path, model: GeneratedModel, flash: tuple, ram: tuple) 
     def inside(addr, region):
         return region[0] <= addr < region[0] + region[1]
 
-    summary = {"flash": [], "sram": [], "index_arrays": 0, "sram_initialized": 0, "sram_zeroed": 0}
+    summary = {"flash": [], "sram": [], "index_arrays": 0, "codebooks_sram": 0, "codebooks_flash": 0,
+               "sram_initialized": 0, "sram_zeroed": 0, "arena": None}
     c_text = model.c_file.read_text()
     for ident, want in sorted(objs.items()):
         if ident not in syms:
@@ -320,16 +341,50 @@ def check_placement(elf: Path, model: GeneratedModel, flash: tuple, ram: tuple) 
                 f"{'const' if want == 'flash' else 'mutable'} so it belongs in {want}, but the ELF "
                 f"puts it at 0x{addr:08x} ({where}); check [placement] in the board profile")
         summary[want].append({"symbol": ident, "address": addr, "size": size})
-        if ident.endswith("_idx"):
+        if ident.endswith("_idx"):  # the emitter's naming (EmitContext.packed_indices)
             summary["index_arrays"] += 1
+        if ident.endswith("_cb"):  # the emitter's naming of codebooks
+            summary[f"codebooks_{want}"] += 1
         if want == "sram":
-            initialized = re.search(rf"\b{re.escape(ident)}\s*\[[^\]]*\][^;=]*=", c_text) is not None
+            initialized = re.search(rf"\b{re.escape(ident)}\s*(\[[^\]]*\])*\s*(__attribute__\s*\(\(.*?\)\))?\s*=",
+                                    c_text) is not None
             summary["sram_initialized" if initialized else "sram_zeroed"] += 1
+            if not initialized and (summary["arena"] is None or size > summary["arena"]["size"]):
+                summary["arena"] = {"symbol": ident, "address": addr, "size": size}
     idx_declared = [i for i in objs if i.endswith("_idx")]
     if idx_declared and summary["index_arrays"] == 0:
         raise TinyClusterError(f"placement check: none of the {len(idx_declared)} index arrays of "
                                f"{model.c_file.name} is in the ELF symbol table of {elf.name}")
     return summary
+
+
+def check_sections(model_obj: Path, board: Board) -> tuple:
+    """In the model's object file, index arrays (``*_idx``) should sit in the profile's
+    ``index_section`` and SRAM codebooks (``*_cb``) in its ``codebook_section`` when set.
+    Returns ({symbol: section} of the symbols that do, [notes about those that do not]): a model
+    compiled without ``--board`` lacks the section attributes, which is legal (flash/SRAM placement
+    is checked separately) but worth saying."""
+    from elftools.elf.elffile import ELFFile
+    want = {"_idx": board.index_section, "_cb": board.codebook_section if board.codebook_in == "sram" else ""}
+    seen, misses = {}, {}
+    with open(model_obj, "rb") as f:
+        ef = ELFFile(f)
+        for sym in ef.get_section_by_name(".symtab").iter_symbols():
+            if sym["st_info"]["type"] != "STT_OBJECT" or not isinstance(sym["st_shndx"], int):
+                continue
+            sec = ef.get_section(sym["st_shndx"]).name
+            for suffix, section in want.items():
+                if section and sym.name.endswith(suffix):
+                    if suffix == "_cb" and sec.startswith(".rodata"):
+                        continue  # const codebooks (compiled with --codebooks flash) stay in flash
+                    if sec != section:
+                        misses.setdefault(suffix, []).append(sym.name)
+                    else:
+                        seen[sym.name] = sec
+    notes = [f"{len(v)} {'index arrays' if k == '_idx' else 'codebooks'} are not in section {want[k]} "
+             f"(e.g. {v[0]}); compile with --board {board.name} to get the profile's section attributes"
+             for k, v in misses.items()]
+    return seen, notes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -357,6 +412,7 @@ def build_for_board(out_dir, board, *, write_json: bool = True) -> dict:
     sram_used = sec["data"] + sec["bss"] + board.stack_reserve
     placement = check_placement(elf, model, (board.flash_origin, memory["flash_length"]),
                                 (board.sram_origin, memory["ram_length"]))
+    sections_checked, notes = check_sections(model_obj, board)
     fits = flash_used <= board.flash_size and sram_used <= board.sram_size
     totals = model.report.get("totals", {})
     result = {
@@ -372,6 +428,10 @@ def build_for_board(out_dir, board, *, write_json: bool = True) -> dict:
         "placement": {
             "codebook_in": board.codebook_in,
             "index_arrays_in_flash": placement["index_arrays"],
+            "codebooks_in_sram": placement["codebooks_sram"],
+            "codebooks_in_flash": placement["codebooks_flash"],
+            "arena": placement["arena"],
+            "section_attributes_checked": len(sections_checked),
             "flash_objects": len(placement["flash"]),
             "sram_objects": len(placement["sram"]),
             "sram_initialized_objects": placement["sram_initialized"],
@@ -379,7 +439,8 @@ def build_for_board(out_dir, board, *, write_json: bool = True) -> dict:
         },
         "report_totals": {k: totals[k] for k in ("flash_bytes", "sram_bytes", "arena_bytes", "codebook_bytes")
                           if k in totals},
-        "libc_symbols": _undefined_externals([model_obj, *rt_objs]),
+        "notes": notes,
+        "libc_symbols": _undefined_externals(model_obj, rt_objs),
         "cflags": cross_cflags(board),
         "elf": str(elf.relative_to(model.dir)),
     }
@@ -398,7 +459,7 @@ def build_for_board(out_dir, board, *, write_json: bool = True) -> dict:
 
 
 def format_build(result: dict) -> str:
-    s = result["sections"]
+    s, p = result["sections"], result["placement"]
     lines = [
         f"board {result['board']} ({result['cpu']}): text {s['text']:,}  rodata {s['rodata']:,}  "
         f"data {s['data']:,}  bss {s['bss']:,}  stack reserve {s['stack_reserve']:,} (bytes)",
@@ -406,9 +467,11 @@ def format_build(result: dict) -> str:
         f"({100 * result['flash_used'] / result['flash_size']:.1f}%)   "
         f"SRAM {result['sram_used']:,} / {result['sram_size']:,} B "
         f"({100 * result['sram_used'] / result['sram_size']:.1f}%)",
-        f"placement: {result['placement']['index_arrays_in_flash']} index arrays in flash, "
-        f"{result['placement']['sram_objects']} mutable objects in SRAM (codebooks in {result['placement']['codebook_in']})",
+        f"placement (from the ELF): {p['index_arrays_in_flash']} index arrays in flash, "
+        f"{p['codebooks_in_sram']} codebooks in SRAM, {p['codebooks_in_flash']} in flash, "
+        + (f"arena {p['arena']['symbol']} ({p['arena']['size']:,} B) in SRAM" if p["arena"] else "no arena"),
     ]
+    lines += [f"note: {n}" for n in result.get("notes", [])]
     return "\n".join(lines)
 
 

@@ -17,14 +17,9 @@ SUPPORTED_ACTIVATIONS = ("NONE", "RELU", "RELU_N1_TO_1", "RELU6")
 PADDINGS = {0: "SAME", 1: "VALID"}
 
 
-def where(node, graph=None) -> str:
-    src = getattr(graph, "source", "") if graph is not None else ""
-    name = f" '{node.name}'" if getattr(node, "name", "") else ""
-    return f"{src + ': ' if src else ''}op {node.index} ({node.op}{name})"
-
-
 def fail(node, graph, msg: str):
-    raise TinyClusterError(f"{where(node, graph)}: {msg}")
+    """Raise a one-line error; resolve_graph() prefixes it with the file, operator index and op."""
+    raise TinyClusterError(msg)
 
 
 def activation_name(code, raw=None) -> str:

@@ -1,0 +1,127 @@
+"""cffi harness for the packed-weight kernels (runtime_c/src/tc_*packed*.c, tc_unpack_lut*.c).
+
+The cdef is the "Packed-weight kernels" section of runtime_c/include/tc_kernels.h itself
+(comments stripped), so the tests exercise exactly the declared structs and prototypes.
+"""
+from __future__ import annotations
+
+import functools
+import re
+
+import numpy as np
+
+from tinycluster.build.host import build_host_module
+from tinycluster.packing import pack_indices
+from tinycluster.paths import RUNTIME_INCLUDE, RUNTIME_SRC
+
+SOURCES = ["tc_unpack_lut.c", "tc_unpack_lut_generic.c", "tc_fully_connected_packed.c",
+           "tc_conv2d_packed.c", "tc_depthwise_conv2d_packed.c"]
+
+
+def packed_section() -> str:
+    text = (RUNTIME_INCLUDE / "tc_kernels.h").read_text()
+    start = text.index("/* ===== Packed-weight kernels")
+    end = text.index("/* ===== Other ops")
+    sec = text[start:end]
+    sec = re.sub(r"/\*.*?\*/", "", sec, flags=re.S)
+    return sec
+
+
+@functools.lru_cache(maxsize=None)
+def lib(opt: str = "-O2"):
+    return build_host_module([RUNTIME_SRC / s for s in SOURCES], packed_section(),
+                             header='#include "tc_kernels.h"', opt=opt, name_hint="tc_packed")
+
+
+def _struct(ffi, ctype, fields):
+    s = ffi.new(ctype + " *")
+    for name, _, value in fields:
+        setattr(s, name, int(value))
+    return s
+
+
+def _arr(ffi, ctype, values):
+    a = np.ascontiguousarray(values)
+    if a.size == 0:
+        return ffi.NULL, None
+    buf = ffi.new(f"{ctype}[]", a.size)
+    ffi.memmove(buf, a.tobytes(), a.nbytes)
+    return buf, a
+
+
+def _weights(ffi, layout):
+    packed = pack_indices(layout.indices, layout.bits)
+    pk = ffi.new("uint8_t[]", max(len(packed), 1))
+    ffi.memmove(pk, packed, len(packed))
+    cb, _ = _arr(ffi, "int8_t", np.asarray(layout.codebooks, np.int8))
+    cmap = ffi.NULL if layout.cmap is None else _arr(ffi, "uint8_t", np.asarray(layout.cmap, np.uint8))[0]
+    return pk, cb, cmap
+
+
+def _requant(ffi, p, bias):
+    b = ffi.NULL if bias is None else _arr(ffi, "int32_t", np.asarray(bias, np.int32))[0]
+    m = _arr(ffi, "int32_t", np.asarray(p["mult"], np.int32))[0]
+    s = _arr(ffi, "int8_t", np.asarray(p["shift"], np.int8))[0]
+    return b, m, s
+
+
+GUARD = 16
+
+
+def _out(ffi, n):
+    buf = ffi.new("int8_t[]", n + 2 * GUARD)
+    ffi.memmove(buf, bytes([0x5A]) * (n + 2 * GUARD), n + 2 * GUARD)
+    return buf
+
+
+def _read_out(ffi, buf, n):
+    raw = np.frombuffer(ffi.buffer(buf, n + 2 * GUARD), np.int8).copy()
+    if not (np.all(raw[:GUARD] == 0x5A) and np.all(raw[GUARD + n:] == 0x5A)):
+        raise AssertionError("kernel wrote outside its output rows")
+    return raw[GUARD:GUARD + n]
+
+
+def run_fc(p, layout, x, bias, fields):
+    ffi, L = lib()
+    ps = _struct(ffi, "tc_fc_packed_params", fields)
+    pk, cb, cmap = _weights(ffi, layout)
+    b, m, s = _requant(ffi, p, bias)
+    xin, _ = _arr(ffi, "int8_t", np.asarray(x, np.int8).reshape(-1))
+    n = p["batches"] * p["out_features"]
+    out = _out(ffi, n)
+    assert L.tc_fully_connected_packed_get_buffer_size(ps) == 0
+    L.tc_fully_connected_packed(ps, xin, pk, cb, cmap, b, m, s, out + GUARD)
+    return _read_out(ffi, out, n)
+
+
+def run_conv(kind, p, layout, x, bias, fields, oy0, oy1):
+    """kind: "conv" or "dw". Returns output rows [oy0, oy1) flattened."""
+    ffi, L = lib()
+    ctype = "tc_conv_packed_params" if kind == "conv" else "tc_dw_packed_params"
+    ps = _struct(ffi, ctype, fields)
+    pk, cb, cmap = _weights(ffi, layout)
+    b, m, s = _requant(ffi, p, bias)
+    xin, _ = _arr(ffi, "int8_t", np.asarray(x, np.int8).reshape(-1))
+    if kind == "conv":
+        nscr = L.tc_conv2d_packed_get_buffer_size(ps)
+    else:
+        nscr = L.tc_depthwise_conv2d_packed_get_buffer_size(ps)
+    # scratch deliberately misaligned by one byte: the kernels must accept any alignment
+    scr_buf = ffi.new("int8_t[]", nscr + 1)
+    scr = scr_buf + 1
+    n = (oy1 - oy0) * p["out_w"] * p["out_c"]
+    out = _out(ffi, n)
+    fn = L.tc_conv2d_packed if kind == "conv" else L.tc_depthwise_conv2d_packed
+    fn(ps, xin, pk, cb, cmap, b, m, s, oy0, oy1, out + GUARD, scr)
+    return _read_out(ffi, out, n)
+
+
+def unpack(data: bytes, bit_offset: int, bits: int, codebook, count: int, generic: bool = False):
+    ffi, L = lib()
+    pk = ffi.new("uint8_t[]", max(len(data), 1))
+    ffi.memmove(pk, data, len(data))
+    cb = ffi.NULL if codebook is None else _arr(ffi, "int8_t", np.asarray(codebook, np.int8))[0]
+    out = _out(ffi, count)
+    fn = L.tc_unpack_lut_generic if generic else L.tc_unpack_lut
+    fn(pk, bit_offset, bits, cb, count, out + GUARD)
+    return _read_out(ffi, out, count)

@@ -1,0 +1,394 @@
+"""Packed-weight kernels (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D) and their decoders.
+
+* C kernel == numpy reference (ops/<op>.py reference) over random shapes, strides, paddings,
+  dilations, groups, depth multipliers, index widths 1..8, codebook sizes 2^n and 2^n - 1,
+  per-tensor / per-channel / shared codebooks, per-tensor / per-channel requantization with
+  extreme multipliers, shifts and zero points, and output row ranges (hypothesis);
+* fast-path decoder == generic bitstream decoder == numpy unpack;
+* numpy references (through the real importer, parse and resolve) == TFLite Micro on small
+  single-op int8 models converted by TensorFlow in the test;
+* the kernels run clean under -fsanitize=address,undefined (standalone executable).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import packed_harness as H  # noqa: E402
+from tinycluster.ir import Node  # noqa: E402
+from tinycluster.ops import _packed_common as pc  # noqa: E402
+from tinycluster.ops import conv_2d, depthwise_conv_2d, fully_connected  # noqa: E402
+from tinycluster.ops import get_handler  # noqa: E402
+from tinycluster.packing import pack_indices, packed_size, unpack_indices  # noqa: E402
+
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+# ---------------------------------------------------------------------------------------------
+# strategies
+
+
+def _zp(data):
+    return data.draw(st.one_of(st.sampled_from([-128, 127, 0]), st.integers(-128, 127)))
+
+
+def _max_shift(acc_bound: int) -> int:
+    """Largest shift for which TFLite's arithmetic stays inside int32 (x << shift and the
+    requantized value plus the output offset): acc_bound * 2^shift <= 2^30 (shift <= 0 is
+    always legal for accumulators below 2^31 - 2^8)."""
+    s = 0
+    while s < 30 and acc_bound << (s + 1) <= (1 << 30):
+        s += 1
+    return s
+
+
+def _quant(data, n_ch, acc_bound):
+    """Requantization and activation parameters, including extremes (multipliers near 2^31,
+    shifts -31..30 where legal, i.e. where TFLite's int32 arithmetic cannot overflow)."""
+    per_ch = data.draw(st.booleans())
+    n = n_ch if per_ch else 1
+    mult_st = st.one_of(st.sampled_from([0, 1 << 30, (1 << 31) - 1, (1 << 30) + 1]),
+                        st.integers(1 << 30, (1 << 31) - 1))
+    shift_st = st.one_of(st.integers(-31, 30), st.integers(-14, 1), st.sampled_from([-31, 30, 0]))
+    mult = [data.draw(mult_st) for _ in range(n)]
+    smax = _max_shift(acc_bound)
+    shift = [min(data.draw(shift_st), smax) for _ in range(n)]
+    if data.draw(st.booleans()):
+        act_min, act_max = -128, 127
+    else:
+        a, b = sorted([data.draw(st.integers(-128, 127)), data.draw(st.integers(-128, 127))])
+        act_min, act_max = a, b
+    return dict(input_offset=-_zp(data), output_offset=_zp(data), act_min=act_min, act_max=act_max,
+                mult=mult, shift=shift, requant_per_channel=int(per_ch))
+
+
+def _layout(data, shape, axis, n_ch):
+    """Random packed weights: width, codebook size (2^n, 2^n - 1 or any), codebook mode."""
+    bits = data.draw(st.integers(1, 8))
+    full = 1 << bits
+    k = data.draw(st.one_of(st.sampled_from(sorted({full, max(1, full - 1)})), st.integers(1, full)))
+    mode = data.draw(st.sampled_from(["tensor", "channel", "shared"]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    idx = rng.integers(0, k, size=shape)
+    n_cb = {"tensor": 1, "channel": n_ch, "shared": data.draw(st.integers(1, max(1, min(n_ch, 5))))}[mode]
+    if data.draw(st.booleans()):
+        cbs = rng.choice(np.array([-128, 127, -1, 0, 1], np.int64), size=(n_cb, k))
+    else:
+        cbs = rng.integers(-128, 128, size=(n_cb, k))
+    cbs = cbs.astype(np.int8)
+    if mode == "tensor":
+        lay = pc.PackedLayout(idx.reshape(-1), bits, cbs[0], 0, None, k)
+    elif mode == "channel":
+        lay = pc.PackedLayout(idx.reshape(-1), bits, cbs.reshape(-1), k, None, k)
+    else:
+        cmap = rng.integers(0, n_cb, size=n_ch).astype(np.uint8)
+        lay = pc.PackedLayout(idx.reshape(-1), bits, cbs.reshape(-1), k, cmap, k)
+    return lay, lay.values(shape, axis)
+
+
+def _bias(data, rng, n):
+    kind = data.draw(st.sampled_from(["none", "small", "large"]))
+    if kind == "none":
+        return None
+    lim = (1 << 16) if kind == "small" else (1 << 30)
+    return rng.integers(-lim, lim, size=n).astype(np.int64)
+
+
+def _acc_bound(bias, taps: int) -> int:
+    """Bound on |accumulator|: |w| <= 128 (256 with a weights offset: pass 2x taps), |x+io| <= 255."""
+    b = 0 if bias is None else int(np.abs(bias).max())
+    return b + 255 * 128 * taps
+
+
+def _geometry(data, in_h, in_w, kh, kw):
+    sh, sw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    dh, dw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    padding = data.draw(st.sampled_from(["SAME", "VALID"]))
+    if pc.out_size("VALID", in_h, kh, sh, dh) < 1 or pc.out_size("VALID", in_w, kw, sw, dw) < 1:
+        padding = "SAME"
+    oh, ow = pc.out_size(padding, in_h, kh, sh, dh), pc.out_size(padding, in_w, kw, sw, dw)
+    return dict(stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw, out_h=oh, out_w=ow,
+                pad_top=pc.pad_before(sh, dh, in_h, kh, oh), pad_left=pc.pad_before(sw, dw, in_w, kw, ow))
+
+
+def _poison_unneeded_rows(x, p, oy0, oy1, rng):
+    """Rows the kernel must not read for output rows [oy0, oy1) get random garbage."""
+    needed = set()
+    for oy in range(oy0, oy1):
+        for ky in range(p["k_h"]):
+            iy = oy * p["stride_h"] - p["pad_top"] + ky * p["dil_h"]
+            if 0 <= iy < p["in_h"]:
+                needed.add(iy)
+    xp = x.copy()
+    for iy in range(p["in_h"]):
+        if iy not in needed:
+            xp[0, iy] = rng.integers(-128, 128, size=xp[0, iy].shape)
+    return xp
+
+
+def _rows(data, oh):
+    a, b = sorted([data.draw(st.integers(0, oh)), data.draw(st.integers(0, oh))])
+    if data.draw(st.booleans()):
+        a, b = 0, oh
+    return a, b
+
+
+# ---------------------------------------------------------------------------------------------
+# C kernels vs numpy references
+
+
+@settings(max_examples=320, **SETTINGS)
+@given(data=st.data())
+def test_conv2d_packed_matches_reference(data):
+    in_h, in_w = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))
+    groups = data.draw(st.sampled_from([1, 1, 1, 2, 3]))
+    fic = data.draw(st.integers(1, 6))
+    in_c, out_c = fic * groups, groups * data.draw(st.integers(1, 5))
+    kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    p = _geometry(data, in_h, in_w, kh, kw)
+    p.update(in_h=in_h, in_w=in_w, in_c=in_c, out_c=out_c, k_h=kh, k_w=kw, filter_in_c=fic)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    bias = _bias(data, rng, out_c)
+    p.update(_quant(data, out_c, _acc_bound(bias, kh * kw * fic)))
+    layout, w = _layout(data, (out_c, kh, kw, fic), 0, out_c)
+    x = rng.integers(-128, 128, size=(1, in_h, in_w, in_c)).astype(np.int8)
+    node = Node(index=0, op="CONV_2D", inputs=[0, 1, 2], outputs=[3], params=p)
+    ref = get_handler("CONV_2D").reference(node, None, [x, w, bias])[0]
+    oy0, oy1 = _rows(data, p["out_h"])
+    got = H.run_conv("conv", p, layout, _poison_unneeded_rows(x, p, oy0, oy1, rng), bias,
+                     conv_2d.struct_fields(p, layout), oy0, oy1)
+    np.testing.assert_array_equal(got, ref[0, oy0:oy1].reshape(-1))
+
+
+@settings(max_examples=320, **SETTINGS)
+@given(data=st.data())
+def test_depthwise_conv2d_packed_matches_reference(data):
+    in_h, in_w = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))
+    in_c = data.draw(st.integers(1, 20))
+    dm = data.draw(st.sampled_from([1, 1, 1, 2, 3]))
+    out_c = in_c * dm
+    kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    p = _geometry(data, in_h, in_w, kh, kw)
+    p.update(in_h=in_h, in_w=in_w, in_c=in_c, out_c=out_c, k_h=kh, k_w=kw, depth_multiplier=dm)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    bias = _bias(data, rng, out_c)
+    p.update(_quant(data, out_c, _acc_bound(bias, kh * kw)))
+    layout, w = _layout(data, (1, kh, kw, out_c), 3, out_c)
+    x = rng.integers(-128, 128, size=(1, in_h, in_w, in_c)).astype(np.int8)
+    node = Node(index=0, op="DEPTHWISE_CONV_2D", inputs=[0, 1, 2], outputs=[3], params=p)
+    ref = get_handler("DEPTHWISE_CONV_2D").reference(node, None, [x, w, bias])[0]
+    oy0, oy1 = _rows(data, p["out_h"])
+    got = H.run_conv("dw", p, layout, _poison_unneeded_rows(x, p, oy0, oy1, rng), bias,
+                     depthwise_conv_2d.struct_fields(p, layout), oy0, oy1)
+    np.testing.assert_array_equal(got, ref[0, oy0:oy1].reshape(-1))
+
+
+@settings(max_examples=320, **SETTINGS)
+@given(data=st.data())
+def test_fully_connected_packed_matches_reference(data):
+    n_in = data.draw(st.one_of(st.integers(1, 80), st.integers(80, 700), st.sampled_from([512, 640, 1024])))
+    n_out = data.draw(st.integers(1, 12))
+    rows = data.draw(st.sampled_from([1, 1, 1, 2, 3]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    bias = _bias(data, rng, n_out)
+    fo = 0 if data.draw(st.booleans()) else -_zp(data)
+    q = _quant(data, n_out, _acc_bound(bias, 2 * n_in))
+    p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=fo, **q)
+    layout, w = _layout(data, (n_out, n_in), 0, n_out)
+    x = rng.integers(-128, 128, size=(rows, n_in)).astype(np.int8)
+    node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
+    ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0]
+    got = H.run_fc(p, layout, x, bias, fully_connected.struct_fields(p, layout))
+    np.testing.assert_array_equal(got, ref.reshape(-1))
+
+
+# ---------------------------------------------------------------------------------------------
+# decoders: fast paths vs generic bitstream reader vs numpy
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(bits=st.integers(1, 8), count=st.integers(0, 300), first=st.integers(0, 70),
+       raw=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_unpack_fast_paths_match_generic(bits, count, first, raw, seed):
+    rng = np.random.default_rng(seed)
+    total = first + count
+    idx = rng.integers(0, 1 << bits, size=total)
+    data = pack_indices(idx, bits)
+    cb = None if raw else rng.integers(-128, 128, size=1 << bits).astype(np.int8)
+    expect = idx[first:].astype(np.uint8).view(np.int8) if raw else cb[idx[first:]]
+    fast = H.unpack(data, first * bits, bits, cb, count)
+    generic = H.unpack(data, first * bits, bits, cb, count, generic=True)
+    np.testing.assert_array_equal(generic, expect)
+    np.testing.assert_array_equal(fast, generic)
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 130])
+def test_packing_edge_lengths(bits, n):
+    rng = np.random.default_rng(bits * 1000 + n)
+    idx = rng.integers(0, 1 << bits, size=n)
+    idx[0], idx[-1] = (1 << bits) - 1, (1 << bits) - 1  # set bits at both ends of the stream
+    data = pack_indices(idx, bits)
+    assert len(data) == packed_size(n, bits) == (n * bits + 7) // 8
+    np.testing.assert_array_equal(unpack_indices(data, bits, n), idx)
+    cb = (np.arange(1 << bits) - (1 << (bits - 1))).astype(np.int8)
+    for start in sorted({0, 1, n // 2, n - 1}):
+        fast = H.unpack(data, start * bits, bits, cb, n - start)
+        generic = H.unpack(data, start * bits, bits, cb, n - start, generic=True)
+        np.testing.assert_array_equal(generic, cb[idx[start:]])
+        np.testing.assert_array_equal(fast, generic)
+
+
+def test_pack_layout_bit_order():
+    # index i at bits [i*b, (i+1)*b), LSB first: 3-bit [5, 2, 7] -> 0b11_010_101, 0b1
+    assert pack_indices([5, 2, 7], 3) == bytes([0b11010101, 0b1])
+    assert pack_indices([1, 0, 0, 0, 0, 0, 0, 1, 1], 1) == bytes([0b10000001, 0b1])
+    assert pack_indices([0xA, 0x3], 4) == bytes([0x3A])
+
+
+# ---------------------------------------------------------------------------------------------
+# handler contract: emitted statements and constants
+
+
+def test_emit_rows_declares_constants_once():
+    from tinycluster.emit_context import EmitContext
+    from tinycluster.ir import Clustering, Graph, QuantParams, Tensor
+
+    rng = np.random.default_rng(1)
+    q = lambda s, z=0: QuantParams(np.array([s], np.float32), np.array([z]))  # noqa: E731
+    w = rng.integers(-127, 128, size=(4, 3, 3, 2)).astype(np.int8)
+    tensors = [
+        Tensor(0, "in", (1, 6, 6, 2), "int8", q(0.05, 3)),
+        Tensor(1, "w", w.shape, "int8", QuantParams(np.full(4, 0.01, np.float32), np.zeros(4, int)), data=w),
+        Tensor(2, "b", (4,), "int32", q(0.0005), data=np.arange(4, dtype=np.int32)),
+        Tensor(3, "out", (1, 6, 6, 4), "int8", q(0.1, -2)),
+    ]
+    cb = np.array([[-100, -10, 10, 100]], np.int8)
+    tensors[1].clustering = Clustering(indices=rng.integers(0, 4, size=w.shape), codebooks=cb, bits=2,
+                                       channel_axis=None)
+    node = Node(0, "CONV_2D", [0, 1, 2], [3], attrs={"padding": "SAME", "stride_h": 1, "stride_w": 1,
+                                                      "dil_h": 1, "dil_w": 1, "activation": "RELU6"})
+    g = Graph(tensors, [node], [0], [3])
+    h = get_handler("CONV_2D")
+    h.resolve(node, g)
+    assert node.params["requant_per_channel"] == 0 and len(node.params["mult"]) == 1
+    ctx = EmitContext(prefix="m", graph=g)
+    ctx.tensor_exprs = {0: "(TC_ARENA + 0)", 3: "(TC_ARENA + 100)"}
+    ctx.current_node = node
+    s1 = h.emit_rows(node, ctx, "ring", "oy", "oy + 1")
+    n_decls = len(ctx.decls)
+    s2 = h.emit(node, ctx)
+    assert len(ctx.decls) == n_decls  # constants declared once per node
+    assert s1[0].startswith("tc_conv2d_packed(&m_conv0_params, (TC_ARENA + 0), m_conv0_idx, m_conv0_cb, NULL, ")
+    assert s1[0].endswith("oy, oy + 1, ring, (int8_t *)0);")
+    assert ", 0, 6, (TC_ARENA + 100), " in s2[0]
+    roles = {d.role: d.nbytes for d in ctx.decls}
+    assert roles["indices"] == packed_size(w.size, 2)
+    assert roles["codebook"] == 4
+    assert h.scratch_bytes(node, g) == 3 + 4 * 3 * 4 + 3 * 3 * 2
+    assert h.macs(node, g) == 6 * 6 * 4 * 3 * 3 * 2
+
+
+# ---------------------------------------------------------------------------------------------
+# numpy references vs TensorFlow Lite Micro on single-op models
+
+
+def _tflm_models():
+    """(name, keras layer factory, input shape) of small single-op models."""
+    return [
+        ("conv_same_s2_relu6", lambda L: L.Conv2D(5, (3, 2), strides=(2, 1), padding="same", activation="relu6"),
+         (7, 6, 3)),
+        ("conv_valid_dil2", lambda L: L.Conv2D(4, 3, padding="valid", dilation_rate=2), (9, 8, 2)),
+        ("conv_1x1_relu", lambda L: L.Conv2D(6, 1, activation="relu"), (4, 5, 8)),
+        ("dw_same_s2_dm2", lambda L: L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2), (7, 7, 3)),
+        ("dw_valid_relu6", lambda L: L.DepthwiseConv2D((2, 3), padding="valid", activation="relu6"), (6, 5, 4)),
+        ("fc_relu", lambda L: L.Dense(10, activation="relu"), (37,)),
+        ("fc_rows", lambda L: L.Dense(7), (3, 16)),
+    ]
+
+
+@pytest.fixture(scope="module")
+def tflm_models(tmp_path_factory):
+    tf = pytest.importorskip("tensorflow")
+    out = {}
+    d = tmp_path_factory.mktemp("tflm_models")
+    for i, (name, make, shape) in enumerate(_tflm_models()):
+        tf.keras.utils.set_random_seed(100 + i)
+        inp = tf.keras.Input(shape=shape, batch_size=1)
+        model = tf.keras.Model(inp, make(tf.keras.layers)(inp))
+        # non-trivial biases
+        for v in model.weights:
+            if "bias" in v.name:
+                v.assign(np.random.default_rng(i).normal(0, 0.3, v.shape).astype(np.float32))
+        rng = np.random.default_rng(i)
+
+        def rep():
+            for _ in range(16):
+                yield [rng.normal(0, 1, (1,) + shape).astype(np.float32)]
+
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = rep
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+        p = d / f"{name}.tflite"
+        p.write_bytes(conv.convert())
+        out[name] = p
+    return out
+
+
+@pytest.mark.parametrize("name", [m[0] for m in _tflm_models()])
+def test_references_match_tflite_micro(tflm_models, name):
+    from tflite_micro.python.tflite_micro import runtime
+
+    from tinycluster.importers.tflite import load_tflite, resolve_graph
+
+    path = tflm_models[name]
+    g = resolve_graph(load_tflite(path))
+    weighted = [n for n in g.nodes if n.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert len(weighted) == 1, [n.op for n in g.nodes]
+    node = weighted[0]
+    assert len(g.nodes) == 1 or node.op == "FULLY_CONNECTED"
+    h = get_handler(node.op)
+    interp = runtime.Interpreter.from_bytes(path.read_bytes(), arena_size=256 * 1024)
+    rng = np.random.default_rng(7)
+    tin = g.tensors[g.inputs[0]]
+    mism = 0
+    for i in range(12):
+        if i == 0:
+            x = np.full(tin.shape, -128, np.int8)
+        elif i == 1:
+            x = np.full(tin.shape, 127, np.int8)
+        else:
+            x = rng.integers(-128, 128, size=tin.shape).astype(np.int8)
+        interp.set_input(x, 0)
+        interp.invoke()
+        want = interp.get_output(0)
+        ins = [x if k == 0 else (g.tensors[t].data if t >= 0 else None) for k, t in enumerate(node.inputs)]
+        got = h.reference(node, g, ins)[0]
+        mism += int(np.count_nonzero(got.reshape(-1) != want.reshape(-1)))
+    assert mism == 0
+    # and the C kernel on the same layer (8-bit layout of the original weights) equals TFLM too
+    wt = g.tensors[node.inputs[1]]
+    layout = pc.packed_layout(node, g, wt, h.weight_channel_axis, int(wt.shape[h.weight_channel_axis]))
+    bias = g.tensors[node.inputs[2]].data if len(node.inputs) > 2 and node.inputs[2] >= 0 else None
+    x = rng.integers(-128, 128, size=tin.shape).astype(np.int8)
+    interp.set_input(x, 0)
+    interp.invoke()
+    want = interp.get_output(0).reshape(-1)
+    p = node.params
+    if node.op == "FULLY_CONNECTED":
+        got = H.run_fc(p, layout, x, bias, fully_connected.struct_fields(p, layout))
+    elif node.op == "CONV_2D":
+        got = H.run_conv("conv", p, layout, x, bias, conv_2d.struct_fields(p, layout), 0, p["out_h"])
+    else:
+        got = H.run_conv("dw", p, layout, x, bias, depthwise_conv_2d.struct_fields(p, layout), 0, p["out_h"])
+    np.testing.assert_array_equal(got, want)

@@ -119,7 +119,18 @@ def _add_optional_commands():
 _add_optional_commands()
 
 
+def _quiet_tensorflow():
+    """TensorFlow's C++ start-up chatter on stderr would bury our one-line errors."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+
+
 def main(argv=None):
+    _quiet_tensorflow()
     try:
         cli.main(args=argv, prog_name="tinycluster", standalone_mode=False)
     except TinyClusterError as e:

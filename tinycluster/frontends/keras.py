@@ -34,7 +34,9 @@ def tf():
     """Import TensorFlow with tf-keras as ``tf.keras`` (quietly)."""
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as _tf  # noqa: WPS433
+    from .._quiet import import_tensorflow
+
+    _tf = import_tensorflow()
 
     try:
         _tf.get_logger().setLevel("ERROR")

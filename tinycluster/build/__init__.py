@@ -1,0 +1,1 @@
+"""Build steps: host (cffi, for bit-exact tests and host benchmarks) and boards (cross)."""

@@ -130,9 +130,17 @@ def floor_bytes(infos, bits_options=DEFAULT_BITS) -> int:
     return sum(min(i.flash_bytes(b) for b in bits_options) for i in infos)
 
 
+def below_floor_message(budget: int, floor: int, min_bits: int) -> str:
+    return (f"flash budget {budget} B is below the smallest reachable size {floor} B "
+            f"({floor / 1024:.1f} KiB, every layer at {min_bits} bit); raise --flash-budget to at least {floor}")
+
+
 def choose(infos: list, *, flash_budget=None, mean_bits=None, bits_options=DEFAULT_BITS,
-           grid: int = 4000) -> dict:
+           grid: int = 4000, overhead: int = 0) -> dict:
     """Choose bits per layer minimising the summed error under the budget.
+
+    ``overhead``: flash bytes of the model outside the per-layer cost model (operator parameter
+    structs, non-weighted layers), subtracted from the flash budget.
 
     Returns {"bits": {layer: b}, "flash_bytes": total, "error": summed error, "why": {layer: text}}.
     """
@@ -140,13 +148,11 @@ def choose(infos: list, *, flash_budget=None, mean_bits=None, bits_options=DEFAU
         raise TinyClusterError("give exactly one of --flash-budget and --mean-bits")
     opts = sorted(bits_options)
     if flash_budget is not None:
-        budget = parse_bytes(flash_budget)
+        budget = parse_bytes(flash_budget) - int(overhead)
         cost = [[i.flash_bytes(b) for b in opts] for i in infos]
         floor = sum(min(c) for c in cost)
         if budget < floor:
-            raise TinyClusterError(
-                f"flash budget {budget} B is below the smallest reachable size {floor} B "
-                f"({floor / 1024:.1f} KiB, every layer at {opts[0]} bit); raise --flash-budget to at least {floor}")
+            raise TinyClusterError(below_floor_message(parse_bytes(flash_budget), floor + int(overhead), opts[0]))
         unit = "B"
     else:
         mb = float(mean_bits)
@@ -209,8 +215,11 @@ def choose(infos: list, *, flash_budget=None, mean_bits=None, bits_options=DEFAU
         if err[li][oi] == 0.0 and info.max_distinct <= 2 ** b:
             parts.append(f"lossless (<= {info.max_distinct} distinct values per group)")
         why[info.name] = "; ".join(parts)
-    flash = sum(i.flash_bytes(bits[i.name]) for i in infos)
+    flash = sum(i.flash_bytes(bits[i.name]) for i in infos) + (int(overhead) if flash_budget is not None else 0)
+    if flash_budget is not None:
+        budget, floor = budget + int(overhead), floor + int(overhead)
     return {"bits": bits, "cost": total, "cost_unit": unit, "budget": budget, "floor": floor,
+            "overhead": int(overhead) if flash_budget is not None else 0,
             "flash_bytes": flash, "error": float(sum(err[li][picks[li]] for li in range(L))), "why": why}
 
 

@@ -148,6 +148,7 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
     int4 = weight_dtype == "int4"
 
     # 3. k per layer
+    int8_ref = None
     def cfn(layer, w, k):
         return cluster_kernel(layer, w, k, per_channel=per_channel,
                               method="uniform" if method == "uniform" else "kmeans",
@@ -158,14 +159,17 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
         rng = np.random.default_rng(seed)
         xs = x_cal if x_cal.shape[0] <= sensitivity_samples else \
             x_cal[np.sort(rng.choice(x_cal.shape[0], sensitivity_samples, replace=False))]
-        # check the floor before the (slow) measurement
-        if flash_budget is not None and flash_budget < sens.floor_bytes(infos, opts):
-            fl = sens.floor_bytes(infos, opts)
-            raise TinyClusterError(
-                f"flash budget {flash_budget} B is below the smallest reachable size {fl} B "
-                f"({fl / 1024:.1f} KiB, every layer at {opts[0]} bit); raise --flash-budget to at least {fl}")
+        overhead = 0
+        if flash_budget is not None:
+            # check the floor before the (slow) measurement
+            int8_ref = convert_to_int8(float_model, x_cal)
+            overhead = core_flash_overhead(int8_ref)
+            fl = sens.floor_bytes(infos, opts) + overhead
+            if flash_budget < fl:
+                raise TinyClusterError(sens.below_floor_message(flash_budget, fl, opts[0]))
         sens.measure(model, infos, xs, cfn, opts, quiet=quiet)
-        choice = sens.choose(infos, flash_budget=flash_budget, mean_bits=mean_bits, bits_options=opts)
+        choice = sens.choose(infos, flash_budget=flash_budget, mean_bits=mean_bits, bits_options=opts,
+                             overhead=overhead)
         layer_bits = choice["bits"]
         info["sensitivity"] = {
             "metric": "relative output MSE (mean((y - y_float)^2) / mean(y_float^2)) on calibration inputs, "
@@ -173,6 +177,7 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
             "samples": int(xs.shape[0]),
             "table": {i.name: {str(b): e for b, e in sorted(i.errors.items())} for i in infos},
             "budget": choice["budget"], "budget_unit": choice["cost_unit"], "floor": choice["floor"],
+            "overhead_bytes": choice["overhead"],
             "predicted_error": choice["error"], "why": choice["why"]}
     else:
         if clusters is not None:
@@ -263,7 +268,8 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
             entry["why"] = info["sensitivity"]["why"][li.name]
         layers.append(entry)
     info["layers"] = layers
-    info["flash_bytes_estimate"] = int(sum(e["flash_bytes"] for e in layers))
+    info["flash_bytes_estimate"] = int(sum(e["flash_bytes"] for e in layers)) + int(
+        info.get("sensitivity", {}).get("overhead_bytes", 0))
     tw = sum(e["weights"] for e in layers)
     info["weights"] = int(tw)
     info["mean_bits"] = float(sum(e["bits"] * e["weights"] for e in layers) / max(tw, 1))
@@ -274,9 +280,31 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
     result.artifacts["frontend_plots.json"] = json.dumps(plots)
     if artifacts:
         result.artifacts["float.tflite"] = convert_to_float(float_model)
-        result.artifacts["int8.tflite"] = convert_to_int8(float_model, x_cal)
+        result.artifacts["int8.tflite"] = int8_ref if int8_ref is not None else convert_to_int8(float_model, x_cal)
     info = result
     return tfl, info
+
+
+def core_flash_overhead(int8_tflite: bytes) -> int:
+    """Flash bytes the core's report counts beyond the per-layer cost model (indices + codebooks +
+    9 bytes per output channel): operator parameter structs, non-weighted layers, tables. Measured
+    by compiling the unclustered int8 model with the core (``lossless``); 0 if the core is absent."""
+    import tempfile
+
+    try:
+        from ..api import compile as core_compile
+    except ImportError:
+        return 0
+    with tempfile.TemporaryDirectory(prefix="tc_fe_") as d:
+        p = Path(d) / "model_int8.tflite"
+        p.write_bytes(int8_tflite)
+        rep = core_compile(p, lossless=True, granularity="per-channel", quiet=True).report
+    modelled = 0
+    for layer in rep.get("layers", []):
+        if layer.get("weights"):
+            modelled += int(layer.get("indices_bytes", 0)) + int(layer.get("codebook_bytes", 0)) + \
+                9 * int(layer.get("output_channels", 0))
+    return max(0, int(rep["totals"]["flash_bytes"]) - modelled)
 
 
 def _max_distinct(layer, w, per_channel):

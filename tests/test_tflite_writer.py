@@ -37,13 +37,16 @@ def test_8_bits_rewrites_identical_file(model, tmp_path):
     assert list(tmp_path.iterdir()) == [out]  # no temp file left behind
 
 
-@pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("bits", [4, 2])
-def test_lossy_changes_exactly_the_weight_buffers(model, bits, tmp_path):
+CASES = [(m, 4, "per-channel") for m in MODELS] + [(m, 2, "per-tensor") for m in MODELS] + \
+    [("kws_ref_model.tflite", 3, "auto")]
+
+
+@pytest.mark.parametrize("model,bits,granularity", CASES)
+def test_lossy_changes_exactly_the_weight_buffers(model, bits, granularity, tmp_path):
     path = shared_model(model)
     src = path.read_bytes()
     g = load_tflite(path)
-    cluster_graph(g, bits=bits, granularity="auto")
+    cluster_graph(g, bits=bits, granularity=granularity)
     data = write_clustered_tflite(src, g)
     assert len(data) == len(src)
     clustered = [t for t in g.tensors if t.clustering is not None]

@@ -22,19 +22,27 @@ tensor weights every channel's histogram by its ``scale^2``.
 Granularity
 -----------
 ``per-channel``: one codebook of k entries per output channel (``handler.weight_channel_axis``);
-``per-tensor``: one codebook for the tensor; ``auto``: per layer, the candidate with the
-smaller total footprint (packed indices + codebook bytes) whose error is *acceptable*:
+``per-tensor``: one codebook for the tensor; ``shared`` (chosen by auto only): G codebooks
+shared by the channels, each channel naming its codebook in a uint8 map
+(``Clustering.codebook_of_channel``; see :func:`shared_codebooks`).
 
-    per-tensor is acceptable  <=>  rms_pt <= max((1 + tolerance) * rms_pc, rms_int8)
+``auto`` picks, per layer, the candidate with the smallest footprint (packed indices +
+codebook bytes + the shared map's n_channels bytes) whose error is *acceptable*:
 
-where ``rms_pt``/``rms_pc`` are the RMS clustering errors in real units of the two
-candidates (same index width, so per-tensor always has the smaller footprint) and
+    acceptable  <=>  rms <= max((1 + tolerance) * rms_pc, rms_int8)
+
+where ``rms`` is the candidate's RMS clustering error in real units, ``rms_pc`` that of
+per-channel codebooks (the most accurate candidate at the same index width) and
 ``rms_int8 = sqrt(mean over weights of scale^2 / 12)`` is the RMS rounding error the int8
-quantization of the original float weights already made (uniform rounding noise). In
-words: one codebook is used when it costs at most ``tolerance`` (default 10 %, about
-0.8 dB of SNR) more RMS error than per-channel codebooks, or when its error is no larger
-than the int8 rounding noise already in the model. Otherwise per-channel is chosen. The
-reason (with both errors) is recorded per layer.
+quantization of the original float weights already made (uniform rounding noise). In words:
+fewer codebooks are used when they cost at most ``tolerance`` (default 10 %, about 0.8 dB of
+SNR) more RMS error than per-channel codebooks, or when their error is no larger than the
+int8 rounding noise already in the model. Candidates in footprint order: per-tensor, shared
+with G in ``SHARED_GROUPS`` (only G <= n_channels/2 whose footprint beats per-channel; the
+largest G is tried first and the smallest acceptable one found by bisection, since the error
+falls (roughly, not strictly) as G grows), per-channel (always acceptable). The index width is the requested one in
+every candidate. The reason, with the error ratios, is recorded per layer, and the figures
+of every candidate tried are kept under ``candidates``.
 
 ``lossless``: per layer the smallest index width that keeps every weight exact:
 per-channel needs k = max distinct values of any channel, per-tensor k = distinct values
@@ -129,7 +137,7 @@ def kmeans_1d(values, weights, k: int):
     assign = np.empty(n, dtype=np.int64)
     for ci, (i, j) in enumerate(bounds):
         assign[i:j + 1] = ci
-    total = float(sum(np.sum(w[i:j + 1] * (v[i:j + 1] - centroids[ci]) ** 2) for ci, (i, j) in enumerate(bounds)))
+    total = float(np.sum(w * (v - centroids[assign]) ** 2))
     return centroids, assign, total
 
 
@@ -208,8 +216,109 @@ def _cluster_group(q: np.ndarray, elem_w: Optional[np.ndarray], k: int):
     return _pad(cent, k), lut[vals]
 
 
-def cluster_tensor(t: Tensor, k: int, granularity: str, channel_axis: Optional[int]) -> Clustering:
-    """Cluster the int8 data of ``t`` to k entries per codebook (per-channel or per-tensor)."""
+def _channel_error_weights(t: Tensor, channel_axis: int) -> np.ndarray:
+    """Real-unit weight (scale^2) of each output channel's squared integer error."""
+    s = _scale_per_element(t)
+    sc = np.moveaxis(np.asarray(s), channel_axis, 0).reshape(t.data.shape[channel_axis], -1)
+    w = sc[:, 0] ** 2
+    if not np.all(w > 0):
+        w = np.ones_like(w)
+    return w
+
+
+def _nearest_lut(cb: np.ndarray) -> np.ndarray:
+    """For every int8 value (index v + 128), the index of its nearest centroid (ties: lower)."""
+    v = np.arange(-128, 128)
+    return np.argmin(np.abs(v[:, None] - cb[None, :].astype(np.int64)), axis=1)
+
+
+def shared_codebooks(q: np.ndarray, channel_axis: int, ch_weight: np.ndarray, k: int, groups: int,
+                     max_iter: int = 12):
+    """G = ``groups`` codebooks of k entries shared by the output channels.
+
+    A k-means over channels whose "centroids" are codebooks: channels start in ``groups``
+    runs of similar integer RMS; then (1) each group's codebook is the exact k-means of its
+    pooled histogram (each channel weighted by ``ch_weight``, i.e. scale^2), (2) each channel
+    moves to the codebook with the least error for it; repeat until no channel moves. Both
+    steps can only lower the total error. Deterministic (stable sorts, first-minimum ties).
+    Returns (codebooks int64 [G, k], codebook_of_channel int64 [n_ch], indices like q).
+    """
+    qc = np.moveaxis(q, channel_axis, 0)
+    n_ch = qc.shape[0]
+    flat = qc.reshape(n_ch, -1).astype(np.int64) + 128
+    H = np.zeros((n_ch, 256), dtype=np.float64)
+    np.add.at(H, (np.repeat(np.arange(n_ch), flat.shape[1]), flat.reshape(-1)), 1.0)
+    Hw = H * ch_weight[:, None]
+    v = np.arange(-128, 128, dtype=np.float64)
+    rms = np.sqrt((H * v * v).sum(1) / np.maximum(H.sum(1), 1))
+    order = np.argsort(rms, kind="stable")
+    G = max(1, min(groups, n_ch))
+    assign = np.empty(n_ch, dtype=np.int64)
+    for g, chunk in enumerate(np.array_split(order, G)):
+        assign[chunk] = g
+
+    memo = {}
+
+    def codebook_of(members):
+        key = members.tobytes()
+        if key in memo:
+            return memo[key]
+        pooled = Hw[members].sum(0)
+        cnt = H[members].sum(0)
+        present = np.flatnonzero(cnt > 0)
+        wts = pooled[present]
+        if np.any(wts <= 0):
+            wts = cnt[present]
+        cent, _, _ = kmeans_1d(present - 128, wts, k)
+        memo[key] = _pad(cent, k)
+        return memo[key]
+
+    cbs = np.zeros((G, k), dtype=np.int64)
+    for _ in range(max_iter):
+        for g in range(G):
+            m = assign == g
+            cbs[g] = codebook_of(m) if m.any() else cbs[g]
+        D = (v[None, :, None] - cbs[:, None, :].astype(np.float64)) ** 2  # [G, 256, k]
+        D = D.min(axis=2)
+        E = Hw @ D.T  # [n_ch, G]
+        used = np.bincount(assign, minlength=G) > 0
+        E[:, ~used] = np.inf
+        new = np.argmin(E, axis=1)
+        # refill groups emptied by the move with the worst-served channels (deterministic)
+        counts = np.bincount(new, minlength=G)
+        cur = E[np.arange(n_ch), new]
+        for g in np.flatnonzero(counts == 0):
+            donors = [c for c in np.argsort(-cur, kind="stable") if np.bincount(new, minlength=G)[new[c]] > 1]
+            if not donors:
+                break
+            c = donors[0]
+            new[c] = g
+            cur[c] = -np.inf
+        if np.array_equal(new, assign):
+            break
+        assign = new
+    else:
+        for g in range(G):
+            m = assign == g
+            if m.any():
+                cbs[g] = codebook_of(m)
+    idx = np.empty(flat.shape, dtype=np.int64)
+    luts = [_nearest_lut(cbs[g]) for g in range(G)]
+    for c in range(n_ch):
+        idx[c] = luts[assign[c]][flat[c]]
+    # drop codebooks no channel uses and renumber (keeps G honest)
+    used_g = np.unique(assign)
+    remap = np.full(G, -1, dtype=np.int64)
+    remap[used_g] = np.arange(used_g.size)
+    return cbs[used_g], remap[assign], np.moveaxis(idx.reshape(qc.shape), 0, channel_axis)
+
+
+def cluster_tensor(t: Tensor, k: int, granularity: str, channel_axis: Optional[int],
+                   groups: Optional[int] = None) -> Clustering:
+    """Cluster the int8 data of ``t`` to k entries per codebook.
+
+    granularity: "per-tensor" | "per-channel" | "shared" (``groups`` codebooks shared by the
+    channels along ``channel_axis``, see :func:`shared_codebooks`)."""
     if t.data is None or t.data.dtype != np.int8:
         raise TinyClusterError(f"tensor '{t.name}' is not a constant int8 tensor; cannot cluster it")
     if not 1 <= k <= 256:
@@ -235,6 +344,12 @@ def cluster_tensor(t: Tensor, k: int, granularity: str, channel_axis: Optional[i
             idx[c] = ix.reshape(qc.shape[1:])
         cl = Clustering(indices=np.moveaxis(idx, 0, channel_axis), codebooks=cbs.astype(np.int8), bits=bits,
                         channel_axis=channel_axis, codebook_of_channel=np.arange(n_ch), granularity="per-channel")
+    elif granularity == "shared":
+        if not groups or groups < 1:
+            raise TinyClusterError(f"internal: shared codebooks need groups >= 1 (got {groups})")
+        cbs, cmap, idx = shared_codebooks(q, channel_axis, _channel_error_weights(t, channel_axis), k, groups)
+        cl = Clustering(indices=idx, codebooks=cbs.astype(np.int8), bits=bits, channel_axis=channel_axis,
+                        codebook_of_channel=cmap, granularity="shared")
     else:
         raise TinyClusterError(f"granularity must be one of per-channel, per-tensor (got '{granularity}')")
     cl.unique_before = unique_before
@@ -275,6 +390,8 @@ def clustering_stats(t: Tensor, cl: Clustering, channel_axis: Optional[int]) -> 
     n_codebooks = int(cl.codebooks.shape[0])
     cb_bytes = n_codebooks * cl.k
     idx_bytes = packed_size(n, cl.bits)
+    # shared codebooks need a uint8 codebook number per channel (const, flash)
+    map_bytes = int(np.asarray(cl.codebook_of_channel).size) if cl.granularity == "shared" else 0
     changed = int(np.count_nonzero(qa != q))
     if channel_axis is not None and q.ndim:
         upc_before = int(_distinct_per_channel(t.data, channel_axis).max())
@@ -288,7 +405,8 @@ def clustering_stats(t: Tensor, cl: Clustering, channel_axis: Optional[int]) -> 
         "codebooks": n_codebooks,
         "codebook_bytes": cb_bytes,
         "index_bytes": idx_bytes,
-        "footprint_bytes": idx_bytes + cb_bytes,
+        "map_bytes": map_bytes,
+        "footprint_bytes": idx_bytes + cb_bytes + map_bytes,
         "unique_before": int(cl.unique_before),
         "unique_after": int(cl.unique_after),
         "max_unique_per_channel_before": upc_before,
@@ -349,25 +467,66 @@ class ClusterOptions:
                 "granularity": self.granularity, "tolerance": self.tolerance, "k": self.k}
 
 
-def _choose_auto(pt: dict, pc: dict, tolerance: float):
-    """Pick per-tensor or per-channel by the rule in the module docstring; returns (choice, reason)."""
-    limit = max((1.0 + tolerance) * pc["rms_error"], pc["rms_int8_rounding"])
-    ratio = (pt["rms_error"] / pc["rms_error"]) if pc["rms_error"] > 0 else (0.0 if pt["rms_error"] == 0 else math.inf)
-    saved = pc["footprint_bytes"] - pt["footprint_bytes"]
-    if pt["footprint_bytes"] <= pc["footprint_bytes"] and pt["rms_error"] <= limit:
-        if pt["rms_error"] == 0:
-            why = "exact with one codebook"
-        elif pt["rms_error"] <= (1.0 + tolerance) * pc["rms_error"]:
-            why = f"RMS error {ratio:.2f}x per-channel (<= {1 + tolerance:.2f}x allowed)"
-        else:
-            why = (f"RMS error {pt['rms_error']:.3g} within the int8 rounding noise "
-                   f"{pc['rms_int8_rounding']:.3g}")
-        return "per-tensor", f"per-tensor: {why}; saves {saved} codebook bytes"
-    if pt["footprint_bytes"] > pc["footprint_bytes"]:
-        return "per-channel", "per-channel: smaller footprint"
+SHARED_GROUPS = (2, 4, 8, 16, 32)
+
+
+def _acceptable(st: dict, pc: dict, tolerance: float) -> bool:
+    return st["rms_error"] <= max((1.0 + tolerance) * pc["rms_error"], pc["rms_int8_rounding"])
+
+
+def _why(name: str, st: dict, pc: dict, tolerance: float) -> str:
+    if st["rms_error"] == 0:
+        return f"{name}: exact"
+    if pc["rms_error"] > 0 and st["rms_error"] <= (1.0 + tolerance) * pc["rms_error"]:
+        return f"{name}: RMS error {st['rms_error'] / pc['rms_error']:.2f}x per-channel (<= {1 + tolerance:.2f}x allowed)"
+    return (f"{name}: RMS error {st['rms_error']:.3g} within the int8 rounding noise "
+            f"{pc['rms_int8_rounding']:.3g}")
+
+
+def _auto(t: Tensor, k: int, axis: int, tolerance: float):
+    """Granularity ``auto``: the smallest-footprint acceptable candidate among per-tensor,
+    shared codebooks (G in SHARED_GROUPS) and per-channel. Returns (cands, choice, reason)."""
+    cands = {}
+
+    def add(name, g, groups=None):
+        cl = cluster_tensor(t, k, g, axis, groups=groups)
+        cands[name] = (cl, clustering_stats(t, cl, axis))
+        return cands[name][1]
+
+    pc = add("per-channel", "per-channel")
+    pt = add("per-tensor", "per-tensor")
+    n_ch = t.data.shape[axis]
+    if _acceptable(pt, pc, tolerance) and pt["footprint_bytes"] <= pc["footprint_bytes"]:
+        return cands, "per-tensor", _why("per-tensor", pt, pc, tolerance) + \
+            f"; saves {pc['footprint_bytes'] - pt['footprint_bytes']} bytes vs per-channel"
+    # shared codebooks: only group counts whose footprint beats per-channel; error falls (roughly)
+    # as G grows, so try the largest first and search down only if it is acceptable
+    gs = [g for g in SHARED_GROUPS if g <= n_ch // 2 and g * k + n_ch < n_ch * k]
+    best = None
+    if gs:
+        st = add(f"shared-{gs[-1]}", "shared", gs[-1])
+        if _acceptable(st, pc, tolerance):
+            best = gs[-1]
+            lo, hi = 0, len(gs) - 1  # gs[hi] acceptable; find the smallest acceptable by bisection
+            while lo < hi:
+                mid = (lo + hi) // 2
+                st = add(f"shared-{gs[mid]}", "shared", gs[mid])
+                if _acceptable(st, pc, tolerance):
+                    hi = mid
+                    best = gs[mid]
+                else:
+                    lo = mid + 1
+    if best is not None:
+        name = f"shared-{best}"
+        st = cands[name][1]
+        return cands, name, (_why(f"{st['codebooks']} shared codebooks", st, pc, tolerance) +
+                             f"; saves {pc['footprint_bytes'] - st['footprint_bytes']} bytes vs per-channel")
+    ratio = pt["rms_error"] / pc["rms_error"] if pc["rms_error"] > 0 else math.inf
     rtxt = "inf" if math.isinf(ratio) else f"{ratio:.2f}"
-    return "per-channel", (f"per-channel: per-tensor RMS error {rtxt}x per-channel (> {1 + tolerance:.2f}x allowed) "
-                           f"and above the int8 rounding noise; costs {saved} extra codebook bytes")
+    tried = f", {gs[-1]} shared codebooks {cands[f'shared-{gs[-1]}'][1]['rms_error'] / pc['rms_error']:.2f}x" \
+        if gs and pc["rms_error"] > 0 else ""
+    return cands, "per-channel", (f"per-channel: RMS error of per-tensor {rtxt}x{tried} (> {1 + tolerance:.2f}x "
+                                  f"allowed, above the int8 rounding noise)")
 
 
 def _lossless_k(t: Tensor, channel_axis: Optional[int]):
@@ -434,17 +593,16 @@ def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[i
                           f"k {k_pt} per-tensor vs {k_pc} per-channel)")
         else:
             k = opts.k
-            want = [opts.granularity] if opts.granularity != "auto" else ["per-tensor", "per-channel"]
             if axis is None:
-                want = ["per-tensor"]
-            for g in want:
-                cl = cluster_tensor(t, k, g, axis)
-                cands[g] = (cl, clustering_stats(t, cl, axis))
-            if len(cands) == 2:
-                choice, reason = _choose_auto(cands["per-tensor"][1], cands["per-channel"][1], opts.tolerance)
+                choice, reason = "per-tensor", "per-tensor (no channel axis)"
+                cl = cluster_tensor(t, k, "per-tensor", None)
+                cands[choice] = (cl, clustering_stats(t, cl, None))
+            elif opts.granularity == "auto":
+                cands, choice, reason = _auto(t, k, axis, opts.tolerance)
             else:
-                choice = want[0]
-                reason = f"{choice} ({'requested' if axis is not None else 'no channel axis'})"
+                choice, reason = opts.granularity, f"{opts.granularity} (requested)"
+                cl = cluster_tensor(t, k, choice, axis)
+                cands[choice] = (cl, clustering_stats(t, cl, axis))
         cl, st = cands[choice]
         t.clustering = cl
         rec = {
@@ -461,8 +619,9 @@ def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[i
         }
         rec.update(st)
         if len(cands) > 1:
-            rec["candidates"] = {g: {kk: s[kk] for kk in ("k", "bits", "codebook_bytes", "index_bytes",
-                                                          "footprint_bytes", "rms_error", "snr_db", "exact")}
+            rec["candidates"] = {g: {kk: s[kk] for kk in ("k", "bits", "codebooks", "codebook_bytes", "index_bytes",
+                                                          "map_bytes", "footprint_bytes", "rms_error", "snr_db",
+                                                          "exact")}
                                  for g, (_, s) in cands.items()}
         records.append(rec)
     graph.meta["clustering"] = {"options": opts_dict, "layers": records}

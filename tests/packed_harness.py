@@ -116,6 +116,13 @@ def run_conv(kind, p, layout, x, bias, fields, oy0, oy1):
     return _read_out(ffi, out, n)
 
 
+def scratch_size(kind, fields) -> int:
+    ffi, L = lib()
+    if kind == "conv":
+        return L.tc_conv2d_packed_get_buffer_size(_struct(ffi, "tc_conv_packed_params", fields))
+    return L.tc_depthwise_conv2d_packed_get_buffer_size(_struct(ffi, "tc_dw_packed_params", fields))
+
+
 def unpack(data: bytes, bit_offset: int, bits: int, codebook, count: int, generic: bool = False):
     ffi, L = lib()
     pk = ffi.new("uint8_t[]", max(len(data), 1))

@@ -149,7 +149,7 @@ def _rows(data, oh):
 def test_conv2d_packed_matches_reference(data):
     in_h, in_w = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))
     groups = data.draw(st.sampled_from([1, 1, 1, 2, 3]))
-    fic = data.draw(st.integers(1, 6))
+    fic = data.draw(st.one_of(st.integers(1, 7), st.integers(8, 20)))  # shallow and deep paths
     in_c, out_c = fic * groups, groups * data.draw(st.integers(1, 5))
     kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
     p = _geometry(data, in_h, in_w, kh, kw)
@@ -162,6 +162,7 @@ def test_conv2d_packed_matches_reference(data):
     node = Node(index=0, op="CONV_2D", inputs=[0, 1, 2], outputs=[3], params=p)
     ref = get_handler("CONV_2D").reference(node, None, [x, w, bias])[0]
     oy0, oy1 = _rows(data, p["out_h"])
+    assert conv_2d.scratch_size(p) == H.scratch_size("conv", conv_2d.struct_fields(p, layout))
     got = H.run_conv("conv", p, layout, _poison_unneeded_rows(x, p, oy0, oy1, rng), bias,
                      conv_2d.struct_fields(p, layout), oy0, oy1)
     np.testing.assert_array_equal(got, ref[0, oy0:oy1].reshape(-1))
@@ -185,6 +186,7 @@ def test_depthwise_conv2d_packed_matches_reference(data):
     node = Node(index=0, op="DEPTHWISE_CONV_2D", inputs=[0, 1, 2], outputs=[3], params=p)
     ref = get_handler("DEPTHWISE_CONV_2D").reference(node, None, [x, w, bias])[0]
     oy0, oy1 = _rows(data, p["out_h"])
+    assert depthwise_conv_2d.scratch_size(p) == H.scratch_size("dw", depthwise_conv_2d.struct_fields(p, layout))
     got = H.run_conv("dw", p, layout, _poison_unneeded_rows(x, p, oy0, oy1, rng), bias,
                      depthwise_conv_2d.struct_fields(p, layout), oy0, oy1)
     np.testing.assert_array_equal(got, ref[0, oy0:oy1].reshape(-1))
@@ -292,7 +294,11 @@ def test_emit_rows_declares_constants_once():
     roles = {d.role: d.nbytes for d in ctx.decls}
     assert roles["indices"] == packed_size(w.size, 2)
     assert roles["codebook"] == 4
-    assert h.scratch_bytes(node, g) == 3 + 4 * 3 * 4 + 3 * 3 * 2
+    # the Python mirror of the scratch size equals the C *_get_buffer_size() (shallow path here)
+    ffi, L = H.lib()
+    layout = pc.packed_layout(node, g, tensors[1], 0, 4)
+    ps = H._struct(ffi, "tc_conv_packed_params", conv_2d.struct_fields(node.params, layout))
+    assert h.scratch_bytes(node, g) == L.tc_conv2d_packed_get_buffer_size(ps) == 3 * 3 * 2 * (4 + 1)
     assert h.macs(node, g) == 6 * 6 * 4 * 3 * 3 * 2
 
 

@@ -67,8 +67,8 @@ typedef struct {
     uint8_t requant_per_channel; /* 0 or 1 */
 } tc_fc_packed_params;
 
-/* No scratch: decodes 128-weight chunks into a stack buffer (<= 128 B) and, for 4-bit rows,
- * builds a 512-byte byte->weight-pair table on the stack. Returns 0. */
+/* No scratch: decodes 128-weight chunks into stack buffers (384 B) and, for 4-bit rows with
+ * an even in_features, a byte -> int16 weight-pair table on the stack (1 KiB). Returns 0. */
 int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p);
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
@@ -96,8 +96,10 @@ typedef struct {
     uint8_t requant_per_channel;
 } tc_conv_packed_params;
 
-/* Scratch: one decoded filter (k_h*k_w*filter_in_c bytes) + k_h*(k_w+1) int32 partial weight
- * sums, + 3 bytes of alignment slack (any scratch alignment is accepted). */
+/* Scratch: one decoded filter as int16 (2*k_h*k_w*filter_in_c bytes) + k_h*(k_w+1) int32
+ * partial weight sums, + 3 bytes of alignment slack (any scratch alignment is accepted).
+ * Shallow filters (filter_in_c == in_c < 8, e.g. first layers) instead decode all filters
+ * once per call: k_h*k_w*filter_in_c*(out_c + 1) bytes. */
 int32_t tc_conv2d_packed_get_buffer_size(const tc_conv_packed_params *p);
 void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
                       const uint8_t *packed, const int8_t *codebooks,
@@ -124,8 +126,8 @@ typedef struct {
     uint8_t requant_per_channel;
 } tc_dw_packed_params;
 
-/* Scratch: the whole decoded filter (k_h*k_w*out_c bytes) + out_c int32 accumulators,
- * + 3 bytes of alignment slack. */
+/* Scratch: the whole decoded filter as int16 (2*k_h*k_w*out_c bytes) + 3 bytes of
+ * alignment slack. */
 int32_t tc_depthwise_conv2d_packed_get_buffer_size(const tc_dw_packed_params *p);
 void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *input,
                                 const uint8_t *packed, const int8_t *codebooks,
@@ -270,17 +272,17 @@ typedef struct {
 } tc_pad_params;
 void tc_pad_s8(const tc_pad_params *p, const int8_t *in, int8_t *out);
 
-/* MEAN over any subset of the (4-D extended) axes. For each output element, sum = the int32
- * sum of the `count` reduced int8 inputs; then
- *   mode 0 (input and output quantization equal): out = sum / count (C division, truncation);
- *   mode 1: out = clamp(tc_mul_by_quant_mult(sum - input_zero_point * count, multiplier,
- *           shift) + output_zero_point), multiplier/shift with 1/count folded in (TFLM).
+/* MEAN over any subset of the (4-D extended) axes, TFLite Micro's QuantizedMeanOrSum (used
+ * for int8 even when input and output quantization are equal). For each output element,
+ * sum = the int32 sum of the `count` reduced int8 inputs, then
+ *   out = clamp(tc_mul_by_quant_mult(sum - input_zero_point * count, multiplier, shift)
+ *               + output_zero_point),
+ * multiplier/shift = input/output scale with 1/count folded in at prepare time.
  * Output order: the non-reduced dims in order (keep_dims or not: same bytes). */
 typedef struct {
     int32_t d0, d1, d2, d3;         /* input dims */
     int32_t r0, r1, r2, r3;         /* 1: axis reduced, 0: kept */
     int32_t count;                  /* product of reduced dims, 1..2^23 */
-    int32_t mode;                   /* 0 or 1 */
     int32_t input_zero_point;       /* [-128, 127] */
     int32_t output_zero_point;      /* [-128, 127] */
     int32_t multiplier;             /* [0, 2^31) */

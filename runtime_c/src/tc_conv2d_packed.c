@@ -2,8 +2,9 @@
  * tc_conv2d_packed: CONV_2D (batch 1, optional groups) on packed cluster indices.
  *
  * Decode once, reuse across positions: for each output channel the filter
- * [k_h][k_w][filter_in_c] is decoded into scratch together with per-row prefix sums of its
- * weights, then used for every output position of the row range. The input offset is
+ * [k_h][k_w][filter_in_c] is decoded into scratch (as int16, see tc_packed_internal.h)
+ * together with per-row prefix sums of its weights, then used for every output position of
+ * the row range. The input offset is
  * folded out of the dot products: sum over valid taps of w*(x+io) = sum(w*x) + io*sum(w),
  * where sum(w) over the valid taps comes from the prefix sums (so padding needs no branch
  * in the inner loop). With dil_w == 1 and no groups a filter row is one contiguous dot
@@ -12,10 +13,100 @@
  */
 #include "tc_packed_internal.h"
 
+/* Filters shallower than this (e.g. a first layer on 1..3 input channels) make per-channel
+ * dot products too short to pay off; those layers decode all filters at once, transposed to
+ * [k_h][k_w][filter_in_c][out_c], and vectorize over output channels instead. */
+#define TC_CONV_SHALLOW 8
+#define TC_CONV_BLOCK 16
+
+static int conv_is_shallow(const tc_conv_packed_params *p)
+{
+    return p->filter_in_c < TC_CONV_SHALLOW && p->filter_in_c == p->in_c;
+}
+
 int32_t tc_conv2d_packed_get_buffer_size(const tc_conv_packed_params *p)
 {
     const int32_t kh = p->k_h, kw = p->k_w;
-    return 3 + 4 * kh * (kw + 1) + kh * kw * (int32_t)p->filter_in_c;
+    if (conv_is_shallow(p)) {
+        return kh * kw * (int32_t)p->filter_in_c * (p->out_c + 1);
+    }
+    return 3 + 4 * kh * (kw + 1) + 2 * kh * kw * (int32_t)p->filter_in_c;
+}
+
+/* Shallow filters: decode every filter once per call into wt[tap][c] (int8), then for each
+ * output position accumulate 16 output channels at a time over the valid taps. */
+static void conv_shallow(const tc_conv_packed_params *p, const int8_t *input,
+                         const uint8_t *packed, const int8_t *codebooks,
+                         const uint8_t *codebook_map, const int32_t *bias,
+                         const int32_t *mult, const int8_t *shift,
+                         int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch)
+{
+    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
+    const int32_t out_w = p->out_w, oc = p->out_c;
+    const int32_t kh = p->k_h, kw = p->k_w;
+    const int32_t sh = p->stride_h, sw = p->stride_w, dh = p->dil_h, dwl = p->dil_w;
+    const int32_t io = p->input_offset;
+    const int32_t flen = kh * kw * in_c;
+    int8_t *wt = scratch;             /* [flen][oc] */
+    int8_t *tmp = scratch + flen * oc; /* one filter, [flen] */
+    int32_t c, oy;
+
+    for (c = 0; c < oc; c++) {
+        const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
+        const int8_t *cb = codebooks + (int32_t)p->codebook_stride * cbi;
+        int32_t t;
+        tc_unpack_lut(packed, (uint32_t)c * (uint32_t)flen * p->bits, p->bits, cb, flen, tmp);
+        for (t = 0; t < flen; t++) {
+            wt[t * oc + c] = tmp[t];
+        }
+    }
+    for (oy = oy_begin; oy < oy_end; oy++) {
+        const int32_t iy0 = oy * sh - p->pad_top;
+        int32_t ky_lo, ky_hi, ox;
+        int8_t *orow = output + (oy - oy_begin) * out_w * oc;
+        tc_tap_range(iy0, dh, in_h, kh, &ky_lo, &ky_hi);
+        for (ox = 0; ox < out_w; ox++) {
+            const int32_t ix0 = ox * sw - p->pad_left;
+            int32_t kx_lo, kx_hi, c0;
+            int8_t *o = orow + ox * oc;
+            tc_tap_range(ix0, dwl, in_w, kw, &kx_lo, &kx_hi);
+            for (c0 = 0; c0 < oc; c0 += TC_CONV_BLOCK) {
+                const int32_t nb = TC_MIN(TC_CONV_BLOCK, oc - c0);
+                int32_t lanes[TC_CONV_BLOCK];
+                int32_t j, ky, kx, ci;
+                for (j = 0; j < TC_CONV_BLOCK; j++) {
+                    lanes[j] = 0;
+                }
+                for (ky = ky_lo; ky < ky_hi; ky++) {
+                    const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * in_c;
+                    for (kx = kx_lo; kx < kx_hi; kx++) {
+                        const int8_t *x = xrow + (ix0 + kx * dwl) * in_c;
+                        const int8_t *w = wt + ((ky * kw + kx) * in_c) * oc + c0;
+                        for (ci = 0; ci < in_c; ci++) {
+                            const int16_t xv = (int16_t)(x[ci] + io);
+                            const int8_t *restrict wc = w + ci * oc;
+                            if (nb == TC_CONV_BLOCK) {
+                                for (j = 0; j < TC_CONV_BLOCK; j++) {
+                                    lanes[j] += (int32_t)((int16_t)wc[j] * xv);
+                                }
+                            } else {
+                                for (j = 0; j < nb; j++) {
+                                    lanes[j] += (int32_t)wc[j] * xv;
+                                }
+                            }
+                        }
+                    }
+                }
+                for (j = 0; j < nb; j++) {
+                    const int32_t cc = c0 + j;
+                    const int32_t q = p->requant_per_channel ? cc : 0;
+                    const int32_t acc = lanes[j] + (bias != NULL ? bias[cc] : 0);
+                    o[cc] = tc_requantize(acc, mult[q], shift[q], p->output_offset, p->act_min,
+                                          p->act_max);
+                }
+            }
+        }
+    }
 }
 
 void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
@@ -33,10 +124,17 @@ void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
     const int32_t per_group = out_c / (in_c / fic);
     const int contiguous = dwl == 1 && fic == in_c;
     const uint32_t bits = p->bits;
-    int32_t *psum = tc_scratch_s32(scratch);
-    int8_t *filt = (int8_t *)(psum + kh * (kw + 1));
+    int32_t *psum;
+    int16_t *filt;
     int32_t c;
 
+    if (conv_is_shallow(p)) {
+        conv_shallow(p, input, packed, codebooks, codebook_map, bias, mult, shift, oy_begin, oy_end,
+                     output, scratch);
+        return;
+    }
+    psum = tc_scratch_s32(scratch);
+    filt = (int16_t *)(void *)(psum + kh * (kw + 1));
     for (c = 0; c < out_c; c++) {
         const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
         const int8_t *cb = codebooks + (int32_t)p->codebook_stride * cbi;
@@ -47,17 +145,15 @@ void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
         int8_t *out_c0 = output + c;
         int32_t ky, kx, oy;
 
-        tc_unpack_lut(packed, (uint32_t)c * (uint32_t)flen * bits, (uint8_t)bits, cb, flen, filt);
+        tc_unpack_lut(packed, (uint32_t)c * (uint32_t)flen * bits, (uint8_t)bits, cb, flen,
+                      (int8_t *)(void *)filt + flen);
+        tc_widen_in_place(filt, flen);
         for (ky = 0; ky < kh; ky++) {
             int32_t acc = 0;
             int32_t *ps = psum + ky * (kw + 1);
             ps[0] = 0;
             for (kx = 0; kx < kw; kx++) {
-                const int8_t *f = filt + (ky * kw + kx) * fic;
-                int32_t ci;
-                for (ci = 0; ci < fic; ci++) {
-                    acc += f[ci];
-                }
+                acc += tc_sum_s16(filt + (ky * kw + kx) * fic, fic);
                 ps[kx + 1] = acc;
             }
         }
@@ -75,14 +171,14 @@ void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
                 if (kx_lo < kx_hi) {
                     for (ky = ky_lo; ky < ky_hi; ky++) {
                         const int8_t *xrow = in_c0 + (int32_t)(iy0 + ky * dh) * in_w * in_c;
-                        const int8_t *frow = filt + ky * kw * fic;
+                        const int16_t *frow = filt + ky * kw * fic;
                         const int32_t *ps = psum + ky * (kw + 1);
                         if (contiguous) {
-                            acc += tc_dot_s8(frow + kx_lo * fic, xrow + (ix0 + kx_lo) * in_c,
+                            acc += tc_dot_s16_s8(frow + kx_lo * fic, xrow + (ix0 + kx_lo) * in_c,
                                              (kx_hi - kx_lo) * fic);
                         } else {
                             for (kx = kx_lo; kx < kx_hi; kx++) {
-                                acc += tc_dot_s8(frow + kx * fic, xrow + (ix0 + kx * dwl) * in_c, fic);
+                                acc += tc_dot_s16_s8(frow + kx * fic, xrow + (ix0 + kx * dwl) * in_c, fic);
                             }
                         }
                         ws += ps[kx_hi] - ps[kx_lo];

@@ -2,17 +2,19 @@
  * tc_depthwise_conv2d_packed: DEPTHWISE_CONV_2D (batch 1) on packed cluster indices.
  *
  * Decode once, reuse across positions: the whole filter [k_h][k_w][out_c] is decoded into
- * scratch at the start of the call (per-channel codebooks: raw indices first, then one
- * lookup per weight with its channel's codebook). Each output position accumulates all
- * channels at once over the valid taps (acc[c] += w[c] * (x[c] + io), a SIMD-friendly loop
- * over channels for depth_multiplier 1), then requantizes per channel.
+ * scratch (as int16) at the start of the call (per-channel codebooks: raw indices first,
+ * then one lookup per weight with its channel's codebook). Each output position runs over
+ * blocks of 16 channels, accumulating w[c] * (x[c] + io) over the valid taps in 16 register
+ * lanes (a SIMD-friendly fixed-width loop for depth_multiplier 1), then requantizes them.
  * Semantics: TFLite Micro reference_integer_ops::DepthwiseConvPerChannel.
  */
 #include "tc_packed_internal.h"
 
+#define TC_DW_BLOCK 16
+
 int32_t tc_depthwise_conv2d_packed_get_buffer_size(const tc_dw_packed_params *p)
 {
-    return 3 + 4 * (int32_t)p->out_c + (int32_t)p->k_h * p->k_w * p->out_c;
+    return 3 + 2 * (int32_t)p->k_h * p->k_w * p->out_c;
 }
 
 void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *input,
@@ -28,23 +30,25 @@ void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *inpu
     const int32_t sh = p->stride_h, sw = p->stride_w, dh = p->dil_h, dwl = p->dil_w;
     const int32_t io = p->input_offset;
     const int32_t ntaps = kh * kw;
-    int32_t *acc = tc_scratch_s32(scratch);
-    int8_t *filt = (int8_t *)(acc + oc);
+    const int32_t total = ntaps * oc;
+    int16_t *filt = (int16_t *)(void *)tc_scratch_s32(scratch);
+    int8_t *raw = (int8_t *)(void *)filt + total;
     int32_t oy, c;
 
     if (p->codebook_stride == 0) {
-        tc_unpack_lut(packed, 0, p->bits, codebooks, ntaps * oc, filt);
+        tc_unpack_lut(packed, 0, p->bits, codebooks, total, raw);
     } else {
         int32_t t;
-        tc_unpack_lut(packed, 0, p->bits, NULL, ntaps * oc, filt);
+        tc_unpack_lut(packed, 0, p->bits, NULL, total, raw);
         for (c = 0; c < oc; c++) {
             const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
             const int8_t *cb = codebooks + (int32_t)p->codebook_stride * cbi;
             for (t = 0; t < ntaps; t++) {
-                filt[t * oc + c] = cb[(uint8_t)filt[t * oc + c]];
+                raw[t * oc + c] = cb[(uint8_t)raw[t * oc + c]];
             }
         }
     }
+    tc_widen_in_place(filt, total);
 
     for (oy = oy_begin; oy < oy_end; oy++) {
         const int32_t iy0 = oy * sh - p->pad_top;
@@ -53,45 +57,47 @@ void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *inpu
         tc_tap_range(iy0, dh, in_h, kh, &ky_lo, &ky_hi);
         for (ox = 0; ox < out_w; ox++) {
             const int32_t ix0 = ox * sw - p->pad_left;
-            int32_t kx_lo, kx_hi, ky, kx;
+            int32_t kx_lo, kx_hi, ky, kx, c0;
             int8_t *o = orow + ox * oc;
             tc_tap_range(ix0, dwl, in_w, kw, &kx_lo, &kx_hi);
-            if (bias != NULL) {
-                for (c = 0; c < oc; c++) {
-                    acc[c] = bias[c];
+            for (c0 = 0; c0 < oc; c0 += TC_DW_BLOCK) {
+                const int32_t nb = TC_MIN(TC_DW_BLOCK, oc - c0);
+                int32_t lanes[TC_DW_BLOCK];
+                int32_t j;
+                for (j = 0; j < TC_DW_BLOCK; j++) {
+                    lanes[j] = 0;
                 }
-            } else {
-                for (c = 0; c < oc; c++) {
-                    acc[c] = 0;
-                }
-            }
-            for (ky = ky_lo; ky < ky_hi; ky++) {
-                const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * in_c;
-                for (kx = kx_lo; kx < kx_hi; kx++) {
-                    const int8_t *x = xrow + (ix0 + kx * dwl) * in_c;
-                    const int8_t *f = filt + (ky * kw + kx) * oc;
-                    if (dm == 1) {
-                        tc_mac_s8_offset(acc, f, x, io, oc);
-                    } else {
-                        int32_t ic, mm;
-                        for (ic = 0; ic < in_c; ic++) {
-                            const int32_t xv = (int32_t)x[ic] + io;
-                            for (mm = 0; mm < dm; mm++) {
-                                acc[ic * dm + mm] += (int32_t)f[ic * dm + mm] * xv;
+                if (nb == TC_DW_BLOCK && dm == 1) {
+                    for (ky = ky_lo; ky < ky_hi; ky++) {
+                        const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * in_c + c0;
+                        const int16_t *frow = filt + ky * kw * oc + c0;
+                        for (kx = kx_lo; kx < kx_hi; kx++) {
+                            const int8_t *restrict x = xrow + (ix0 + kx * dwl) * in_c;
+                            const int16_t *restrict f = frow + kx * oc;
+                            for (j = 0; j < TC_DW_BLOCK; j++) {
+                                lanes[j] += (int32_t)f[j] * (int16_t)(x[j] + io);
+                            }
+                        }
+                    }
+                } else {
+                    for (ky = ky_lo; ky < ky_hi; ky++) {
+                        const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * in_c;
+                        const int16_t *frow = filt + ky * kw * oc + c0;
+                        for (kx = kx_lo; kx < kx_hi; kx++) {
+                            const int8_t *x = xrow + (ix0 + kx * dwl) * in_c;
+                            const int16_t *f = frow + kx * oc;
+                            for (j = 0; j < nb; j++) {
+                                lanes[j] += (int32_t)f[j] * ((int32_t)x[(c0 + j) / dm] + io);
                             }
                         }
                     }
                 }
-            }
-            if (p->requant_per_channel) {
-                for (c = 0; c < oc; c++) {
-                    o[c] = tc_requantize(acc[c], mult[c], shift[c], p->output_offset,
-                                         p->act_min, p->act_max);
-                }
-            } else {
-                for (c = 0; c < oc; c++) {
-                    o[c] = tc_requantize(acc[c], mult[0], shift[0], p->output_offset,
-                                         p->act_min, p->act_max);
+                for (j = 0; j < nb; j++) {
+                    const int32_t cc = c0 + j;
+                    const int32_t q = p->requant_per_channel ? cc : 0;
+                    const int32_t acc = lanes[j] + (bias != NULL ? bias[cc] : 0);
+                    o[cc] = tc_requantize(acc, mult[q], shift[q], p->output_offset, p->act_min,
+                                          p->act_max);
                 }
             }
         }

@@ -1,9 +1,9 @@
 /*
  * tc_fully_connected_packed: FULLY_CONNECTED on packed cluster indices.
  *
- * Per output row: decode the row in chunks of TC_FC_CHUNK weights into a stack buffer
- * (fast paths per width, and for 4-bit rows a byte -> weight-pair table so one byte load
- * yields two weights), then an int8 dot product with the input. The input offset is folded
+ * Per output row: decode the row in chunks of TC_FC_CHUNK weights into an int16 stack
+ * buffer (fast paths per width, and for 4-bit rows a byte -> int16 weight-pair table so one
+ * byte load yields two weights), then an int16 x int8 dot product with the input. The input offset is folded
  * out of the inner loop: sum(w*(x+io)) = sum(w*x) + io*sum(w), sum(w) accumulated in the
  * same pass. Batches > 1 decode each row once per batch (no scratch needed).
  * Semantics: TFLite Micro reference_integer_ops FullyConnected / FullyConnectedPerChannel.
@@ -20,28 +20,36 @@ int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p)
     return 0;
 }
 
-static void fc_build_pairs(uint8_t pairs[256][2], const int8_t *cb, int32_t k)
+static void fc_build_pairs(int16_t pairs[256][2], const int8_t *cb, int32_t k)
 {
     int32_t hi, lo;
     for (hi = 0; hi < 16; hi++) {
-        const uint8_t h = (uint8_t)cb[hi < k ? hi : 0];
+        const int16_t h = cb[hi < k ? hi : 0];
         for (lo = 0; lo < 16; lo++) {
-            pairs[hi * 16 + lo][0] = (uint8_t)cb[lo < k ? lo : 0];
+            pairs[hi * 16 + lo][0] = cb[lo < k ? lo : 0];
             pairs[hi * 16 + lo][1] = h;
         }
     }
 }
 
-static void fc_decode_pairs(const uint8_t *restrict p, const uint8_t pairs[256][2], int32_t n,
-                            int8_t *restrict out)
+static void fc_decode_pairs(const uint8_t *restrict p, const int16_t pairs[256][2], int32_t n,
+                            int16_t *restrict out)
 {
     const int32_t full = n >> 1;
     int32_t i;
     for (i = 0; i < full; i++) {
-        memcpy(out + 2 * i, pairs[p[i]], 2);
+        memcpy(out + 2 * i, pairs[p[i]], sizeof pairs[0]);
     }
     if (n & 1) {
-        out[n - 1] = (int8_t)pairs[p[full]][0];
+        out[n - 1] = pairs[p[full]][0];
+    }
+}
+
+static void fc_widen(const int8_t *restrict in, int32_t n, int16_t *restrict out)
+{
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        out[i] = in[i];
     }
 }
 
@@ -59,8 +67,9 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
      * rebuilt only when the codebook changes (per-tensor: once), so use it for per-channel
      * codebooks only when rows are long enough to repay the 256-entry build. */
     const int use_pairs = bits == 4 && (in & 1) == 0 && (p->codebook_stride == 0 || in >= 512);
-    int8_t buf[TC_FC_CHUNK];
-    uint8_t pairs[256][2];
+    int8_t buf8[TC_FC_CHUNK];
+    int16_t buf[TC_FC_CHUNK];
+    int16_t pairs[256][2];
     const int8_t *pairs_cb = NULL;
     int32_t b, c;
 
@@ -89,11 +98,13 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                 const int32_t n = TC_MIN(TC_FC_CHUNK, in - i);
                 if (use_pairs) {
                     fc_decode_pairs(packed + (row_bit >> 3) + (i >> 1),
-                                    (const uint8_t(*)[2])pairs, n, buf);
+                                    (const int16_t(*)[2])pairs, n, buf);
                 } else {
-                    tc_unpack_lut(packed, row_bit + (uint32_t)i * bits, (uint8_t)bits, cb, n, buf);
+                    tc_unpack_lut(packed, row_bit + (uint32_t)i * bits, (uint8_t)bits, cb, n, buf8);
+                    fc_widen(buf8, n, buf);
                 }
-                acc += tc_dot_s8_wsum(buf, x + i, n, &ws);
+                acc += tc_dot_s16_s8(buf, x + i, n);
+                ws += tc_sum_s16(buf, n);
             }
             /* sum((w+fo)*(x+io)) = sum(w*x) + io*sum(w) + fo*sum(x+io); wraps like int32 */
             total = (int64_t)acc + (int64_t)io * ws;

@@ -12,6 +12,7 @@ from .base import OpHandler, register
 
 U16 = (1, 65535)
 U8 = (0, 255)
+SHALLOW = 8  # TC_CONV_SHALLOW in tc_conv2d_packed.c
 
 
 def struct_fields(p: dict, layout) -> list:
@@ -33,7 +34,10 @@ def struct_fields(p: dict, layout) -> list:
 
 def scratch_size(p: dict) -> int:
     """Mirror of tc_conv2d_packed_get_buffer_size()."""
-    return 3 + 4 * p["k_h"] * (p["k_w"] + 1) + p["k_h"] * p["k_w"] * p["filter_in_c"]
+    if p["filter_in_c"] < SHALLOW and p["filter_in_c"] == p["in_c"]:
+        # shallow filters: all filters decoded at once, transposed, + one filter
+        return p["k_h"] * p["k_w"] * p["filter_in_c"] * (p["out_c"] + 1)
+    return 3 + 4 * p["k_h"] * (p["k_w"] + 1) + 2 * p["k_h"] * p["k_w"] * p["filter_in_c"]
 
 
 def parse_conv_options(raw):

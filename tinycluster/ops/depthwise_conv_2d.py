@@ -31,7 +31,7 @@ def struct_fields(p: dict, layout) -> list:
 
 def scratch_size(p: dict) -> int:
     """Mirror of tc_depthwise_conv2d_packed_get_buffer_size()."""
-    return 3 + 4 * p["out_c"] + p["k_h"] * p["k_w"] * p["out_c"]
+    return 3 + 2 * p["k_h"] * p["k_w"] * p["out_c"]
 
 
 @register("DEPTHWISE_CONV_2D")

@@ -1,0 +1,106 @@
+/*
+ * Internal helpers shared by the packed-weight kernels (not part of the public API; kept in
+ * include/ so that host build caches, keyed by the include directory, see its changes).
+ * Loops are written as fixed 16-wide blocks over restrict pointers so that a C99
+ * compiler at -O2 (GCC's very-cheap vectorizer) turns them into SIMD code; the scalar
+ * tails handle the remainder.
+ */
+#ifndef TC_PACKED_INTERNAL_H
+#define TC_PACKED_INTERNAL_H
+
+#include "tc_kernels.h"
+
+/* Decoded weights are held as int16 (sign-extended once per decode), so that the dot
+ * products below are int16 x int16 -> int32 multiply-adds (SSE2 pmaddwd, Arm SMLAD) and the
+ * only per-MAC widening is the one of the int8 activation. Blocks of 32 then 16 keep the
+ * horizontal reduction out of the hot loop. */
+
+/* sum(w[i] * x[i]) */
+TC_INLINE int32_t tc_dot_s16_s8(const int16_t *restrict w, const int8_t *restrict x, int32_t n)
+{
+    int32_t acc = 0, i = 0, j;
+    for (; i + 32 <= n; i += 32) {
+        int32_t s = 0;
+        for (j = 0; j < 32; j++) {
+            s += (int32_t)w[i + j] * (int16_t)x[i + j];
+        }
+        acc += s;
+    }
+    if (i + 16 <= n) {
+        int32_t s = 0;
+        for (j = 0; j < 16; j++) {
+            s += (int32_t)w[i + j] * (int16_t)x[i + j];
+        }
+        acc += s;
+        i += 16;
+    }
+    for (; i < n; i++) {
+        acc += (int32_t)w[i] * (int32_t)x[i];
+    }
+    return acc;
+}
+
+/* sum(w[i]) */
+TC_INLINE int32_t tc_sum_s16(const int16_t *restrict w, int32_t n)
+{
+    int32_t acc = 0, i = 0, j;
+    for (; i + 16 <= n; i += 16) {
+        int32_t s = 0;
+        for (j = 0; j < 16; j++) {
+            s += w[i + j];
+        }
+        acc += s;
+    }
+    for (; i < n; i++) {
+        acc += w[i];
+    }
+    return acc;
+}
+
+/* int8 values stored at byte offset n of `buf` (i.e. buf[n .. 2n)) -> int16 buf16[0 .. n),
+ * in place, front to back (each int16 store lands on bytes already read). */
+TC_INLINE void tc_widen_in_place(int16_t *buf16, int32_t n)
+{
+    const int8_t *src = (const int8_t *)(void *)buf16 + n;
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        buf16[i] = src[i];
+    }
+}
+
+/* First valid kernel tap k of a window starting at input coordinate `origin` with dilation
+ * `dil`: 0 <= origin + k*dil < size  <=>  k in [lo, hi). */
+TC_INLINE void tc_tap_range(int32_t origin, int32_t dil, int32_t size, int32_t k, int32_t *lo,
+                            int32_t *hi)
+{
+    int32_t a = 0, b;
+    if (dil == 1) { /* no division on the common path */
+        a = origin < 0 ? -origin : 0;
+        b = size - origin;
+    } else {
+        if (origin < 0) {
+            a = (-origin + dil - 1) / dil;
+        }
+        b = size - origin <= 0 ? 0 : (size - origin + dil - 1) / dil;
+    }
+    if (b > k) {
+        b = k;
+    }
+    if (b < 0) {
+        b = 0;
+    }
+    if (a > b) {
+        a = b;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+/* 4-byte-aligned int32 area at the start of caller scratch (3 bytes of slack are budgeted) */
+TC_INLINE int32_t *tc_scratch_s32(int8_t *scratch)
+{
+    const size_t mis = (size_t)((uintptr_t)scratch & 3u);
+    return (int32_t *)(void *)(scratch + ((4u - mis) & 3u));
+}
+
+#endif /* TC_PACKED_INTERNAL_H */

@@ -218,8 +218,7 @@ def test_pool_c_matches_reference(clib, data, op):
     oh, ow = pool_mod.out_size(padding, h, fh, sh), pool_mod.out_size(padding, w, fw, sw)
     assume(oh >= 1 and ow >= 1)
     s, z = d(scales), d(zps)
-    same = d(st.booleans())
-    ts = [qt(0, (n, h, w, c), s, z), qt(1, (n, oh, ow, c), s if same else d(scales), z if same else d(zps))]
+    ts = [qt(0, (n, h, w, c), s, z), qt(1, (n, oh, ow, c), s, z)]
     attrs = dict(padding=padding, stride_h=sh, stride_w=sw, filter_h=fh, filter_w=fw, activation=d(acts))
     g, node = resolved(op, ts, [0], [1], attrs)
     check(clib, g, node, [int8_data(d, (n, h, w, c))])
@@ -355,6 +354,10 @@ def test_reshape_copy_c_matches_reference(clib, data):
      "multiplier"),
     ("ADD", [qt(0, (2, 4), 1.0, 0), qt(1, (3, 4), 1.0, 0), qt(2, (2, 4), 1.0, 0)], [0, 1], {"activation": "NONE"},
      "broadcast"),
+    ("CONCATENATION", [qt(0, (1, 4), 0.1, 0), qt(1, (1, 4), 0.2, 0), qt(2, (1, 8), 0.1, 0)], [0, 1],
+     {"axis": 1, "activation": "NONE"}, "differs from the output"),
+    ("AVERAGE_POOL_2D", [qt(0, (1, 4, 4, 1), 0.1, 0), qt(1, (1, 2, 2, 1), 0.1, 1)], [0],
+     dict(padding="VALID", stride_h=2, stride_w=2, filter_h=2, filter_w=2, activation="NONE"), "equal"),
 ])
 def test_bad_parameters_give_one_line_errors(op, tensors, inputs, attrs, needle):
     out = len(tensors) - 1
@@ -449,24 +452,88 @@ TFLM_CASES = {
 tf_ = None
 
 
-@pytest.mark.parametrize("name", sorted(TFLM_CASES))
-def test_reference_and_c_match_tflite_micro(clib, name, tmp_path):
-    global tf_
-    tf_ = _tf()
+def _node(g, op):
+    return next(n for n in g.nodes if n.op == op)
+
+
+def _io(g, op, ins=(), out=None):
+    """Quantization overrides {tensor id: (scale, zero_point)} for inputs/outputs of the first `op` node."""
+    n = _node(g, op)
+    d = {n.inputs[k]: v for k, v in enumerate(ins) if v is not None}
+    if out is not None:
+        d[n.outputs[0]] = out
+    return d
+
+
+def _same_as_input(g, op):
+    n = _node(g, op)
+    q = g.tensors[n.inputs[0]].quant
+    return {n.outputs[0]: (float(q.scale[0]), int(q.zero_point[0]))}
+
+
+# Patched variants: the converted model with its quantization (or softmax beta) overwritten in the
+# flatbuffer, to reach extreme parameters and the code paths a converter does not produce.
+TFLM_PATCHED = {
+    "mean_same_quantization": ("mean_hw", lambda g: _same_as_input(g, "MEAN"), None),
+    "add_extreme": ("add", lambda g: _io(g, "ADD", [(0.003, -128), (0.9, 127)], (0.05, 127)), None),
+    "add_broadcast_extreme": ("add_broadcast_relu", lambda g: _io(g, "ADD", [(2e-4, 127), (1.5, -128)], (0.01, -128)),
+                              None),
+    "mul_extreme": ("mul_broadcast", lambda g: _io(g, "MUL", [(1e-3, 127), (20.0, -128)], (0.01, -128)), None),
+    "mul_tiny_multiplier": ("mul_broadcast", lambda g: _io(g, "MUL", [(1e-4, 0), (1e-3, 5)], (3.0, -7)), None),
+    "logistic_large_scale": ("logistic", lambda g: _io(g, "LOGISTIC", [(0.4, -100)]), None),
+    "logistic_tiny_scale": ("logistic", lambda g: _io(g, "LOGISTIC", [(1e-4, 50)]), None),
+    "tanh_large_scale": ("tanh", lambda g: _io(g, "TANH", [(0.9, 127)]), None),
+    "tanh_tiny_scale": ("tanh", lambda g: _io(g, "TANH", [(3e-4, -128)]), None),
+    "relu_upscale": ("relu", lambda g: _io(g, "RELU", [(1.0, 0)], (0.01, -5)), None),
+    "relu_downscale": ("relu", lambda g: _io(g, "RELU", [(0.003, -128)], (0.5, -128)), None),
+    "relu6_output_quant_ignored": ("relu6", lambda g: _io(g, "RELU6", [(0.01, -128)], (0.1, 20)), None),
+    "relu6_small_scale": ("relu6", lambda g: _io(g, "RELU6", [(0.2, 100)]), None),
+    "softmax_beta": ("softmax", lambda g: _io(g, "SOFTMAX", [(0.5, 127)]), 0.25),
+    "softmax_large_scale": ("softmax", lambda g: _io(g, "SOFTMAX", [(10.0, -128)]), None),
+    "avgpool_scale_within_1e-6": ("avgpool_same", lambda g: _io(g, "AVERAGE_POOL_2D", [(0.1, -128)],
+                                                                 (0.1 + 9e-7, -128)), None),
+    "quantize_extreme": ("concat_requantize", lambda g: _io(g, "QUANTIZE", [(1e-4, -128)]), None),
+    "quantize_upscale": ("concat_requantize", lambda g: _io(g, "QUANTIZE", [(5.0, -128)]), None),
+    "pad_zero_point": ("pad", lambda g: _io(g, "PAD", [(0.1, 127)], (0.1, 127)), None),
+}
+
+
+def _patch_model(model: bytes, quant: dict, beta=None) -> bytes:
+    """Overwrite tensor scales/zero points (and softmax beta) in place in the flatbuffer."""
+    import struct
+
+    import tflite
+
+    buf = bytearray(model)
+    sg = tflite.Model.GetRootAsModel(buf, 0).Subgraphs(0)
+    for tid, (scale, zp) in quant.items():
+        q = sg.Tensors(tid).Quantization()
+        s, z = q.ScaleAsNumpy(), q.ZeroPointAsNumpy()
+        s[:] = np.float32(scale)
+        z[:] = zp
+    if beta is not None:
+        for i in range(sg.OperatorsLength()):
+            op = sg.Operators(i)
+            if op.BuiltinOptionsType() == tflite.BuiltinOptions.SoftmaxOptions:
+                tab = op.BuiltinOptions()
+                o = tab.Offset(4)
+                assert o != 0, "beta stored as default; cannot patch"
+                struct.pack_into("<f", buf, tab.Pos + o, float(beta))
+    return bytes(buf)
+
+
+def _compare_with_tflm(clib, name, model, tmp_path, samples=12, expect_ops=()):
     from tflite_micro.python.tflite_micro import runtime as tflm
 
     from tinycluster.importers.tflite import load_tflite, resolve_graph
 
-    fn, shapes, ranges, expect_ops, flags = TFLM_CASES[name]
-    model = _convert(tf_, fn, shapes, ranges, **flags)
     path = tmp_path / f"{name}.tflite"
     path.write_bytes(model)
     g = resolve_graph(load_tflite(path))
     ops = {n.op for n in g.nodes}
-    assert expect_ops <= ops, ops
+    assert set(expect_ops) <= ops, ops
     interp = tflm.Interpreter.from_bytes(model, arena_size=1 << 20)
-    rng = np.random.default_rng(abs(hash(name)) % 2 ** 32)
-    samples = 12
+    rng = np.random.default_rng(sum(map(ord, name)))
     for it in range(samples):
         ins = []
         for i, tid in enumerate(g.inputs):
@@ -501,6 +568,38 @@ def test_reference_and_c_match_tflite_micro(clib, name, tmp_path):
                 same = np.array_equal(w.view(np.uint32), got.view(np.uint32)) if w.dtype == np.float32 \
                     else np.array_equal(w, got)
                 assert same, f"{name}: {label} differs from TFLite Micro at {np.flatnonzero(w != got)[:8]}"
+    return g
+
+
+_MODELS: dict = {}
+
+
+def _model(name):
+    global tf_
+    tf_ = _tf()
+    if name not in _MODELS:
+        fn, shapes, ranges, _, flags = TFLM_CASES[name]
+        _MODELS[name] = _convert(tf_, fn, shapes, ranges, **flags)
+    return _MODELS[name]
+
+
+@pytest.mark.parametrize("name", sorted(TFLM_CASES))
+def test_reference_and_c_match_tflite_micro(clib, name, tmp_path):
+    _compare_with_tflm(clib, name, _model(name), tmp_path, expect_ops=TFLM_CASES[name][3])
+
+
+@pytest.mark.parametrize("name", sorted(TFLM_PATCHED))
+def test_extreme_parameters_match_tflite_micro(clib, name, tmp_path):
+    from tinycluster.importers.tflite import load_tflite
+
+    base, quant_of, beta = TFLM_PATCHED[name]
+    model = _model(base)
+    path = tmp_path / "base.tflite"
+    path.write_bytes(model)
+    patched = _patch_model(model, quant_of(load_tflite(path)), beta)
+    g = _compare_with_tflm(clib, name, patched, tmp_path, samples=8)
+    if beta is not None:
+        assert abs(_node(g, "SOFTMAX").attrs["beta"] - beta) < 1e-7
 
 
 # ---- sanitizers -------------------------------------------------------------------------------

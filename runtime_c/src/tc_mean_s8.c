@@ -25,14 +25,10 @@ void tc_mean_s8(const tc_mean_params *p, const int8_t *in, int8_t *out)
                             }
                         }
                     }
-                    if (p->mode == 0) {
-                        v = sum / p->count;
-                    } else {
-                        v = tc_mul_by_quant_mult(sum - p->input_zero_point * p->count, p->multiplier,
-                                                 p->shift) + p->output_zero_point;
-                        v = TC_MAX(v, -128);
-                        v = TC_MIN(v, 127);
-                    }
+                    v = tc_mul_by_quant_mult(sum - p->input_zero_point * p->count, p->multiplier, p->shift) +
+                        p->output_zero_point;
+                    v = TC_MAX(v, -128);
+                    v = TC_MIN(v, 127);
                     *out++ = (int8_t)v;
                 }
             }

@@ -1,5 +1,6 @@
 """CONCATENATION (int8, up to 4-D, any axis): TFLite Micro's concatenation.cc copies raw int8
-values (no requantization; fused activation must be NONE). Kernel: runtime_c/src/tc_concat_s8.c,
+values (no requantization), so it requires every input's scale and zero point to equal the
+output's, and the fused activation to be NONE. Kernel: runtime_c/src/tc_concat_s8.c,
 called once per input."""
 from __future__ import annotations
 
@@ -35,7 +36,11 @@ class ConcatenationHandler(OpHandler):
         inner = numel(y.shape[axis + 1:])
         parts, off = [], 0
         for k, tid in enumerate(node.inputs):
-            x, _, _ = int8_tensor(graph, node, tid, f"input {k}")
+            x, sx, zx = int8_tensor(graph, node, tid, f"input {k}")
+            if sx != sy or zx != zy:
+                raise op_error(node, graph, f"input {k} quantization (scale {float(sx):.6g}, zero point {zx}) differs "
+                                            f"from the output's (scale {float(sy):.6g}, zero point {zy}); int8 "
+                                            "concatenation needs them equal (as TFLite Micro)")
             if len(x.shape) != rank or any(int(a) != int(b) for j, (a, b) in enumerate(zip(x.shape, y.shape))
                                            if j != axis):
                 raise op_error(node, graph, f"input {k} shape {list(x.shape)} does not fit output {list(y.shape)} "

@@ -1,6 +1,8 @@
 """MEAN (int8, any axes of an up to 4-D input, keep_dims or not): TFLite Micro's
-reduce_common.cc. Same input/output quantization: integer Mean (sum / count, truncating);
-otherwise QuantizedMeanOrSum with 1/count folded into the multiplier (integer only).
+reduce_common.cc + reference_ops::QuantizedMeanOrSum: int32 sum, 1/count folded into the
+requantization multiplier (integer only). The installed TFLite Micro takes this path for int8
+even when input and output quantization are equal (checked against it in
+tests/test_kernels_ops.py; some TFLM versions divide by count instead in that case).
 Kernel: runtime_c/src/tc_mean_s8.c."""
 from __future__ import annotations
 
@@ -9,9 +11,8 @@ import numpy as np
 from ..quantize import multiply_by_quantized_multiplier, quantize_multiplier
 from ._common import const_ints, emit_call, extend4, f32, i32_fields, input_expr, int8_tensor, numel, op_error
 from .base import OpHandler, register
-from ._fixedpoint import trunc_div
 
-FIELDS = i32_fields(["d0", "d1", "d2", "d3", "r0", "r1", "r2", "r3", "count", "mode", "input_zero_point",
+FIELDS = i32_fields(["d0", "d1", "d2", "d3", "r0", "r1", "r2", "r3", "count", "input_zero_point",
                      "output_zero_point", "multiplier", "shift"])
 
 
@@ -56,12 +57,9 @@ class MeanHandler(OpHandler):
         p = {f"d{k}": d4[k] for k in range(4)}
         p.update({f"r{k}": r4[k] for k in range(4)})
         p.update(count=count, input_zero_point=zx, output_zero_point=zy)
-        if zx == zy and sx == sy:
-            p.update(mode=0, multiplier=0, shift=0)
-        else:
-            m, s = quantize_multiplier(f32(sx) / f32(sy))
-            m, s = fold_count(m, s, count)
-            p.update(mode=1, multiplier=m, shift=s)
+        m, s = quantize_multiplier(f32(sx) / f32(sy))
+        m, s = fold_count(m, s, count)
+        p.update(multiplier=m, shift=s)
         node.params = p
 
     def emit(self, node, ctx):
@@ -76,9 +74,6 @@ class MeanHandler(OpHandler):
         x = np.asarray(inputs[0]).astype(np.int64).reshape([p[f"d{k}"] for k in range(4)])
         axes = tuple(k for k in range(4) if p[f"r{k}"])
         s = x.sum(axis=axes) if axes else x
-        if p["mode"] == 0:
-            v = trunc_div(s, p["count"])
-        else:
-            v = multiply_by_quantized_multiplier(s - p["input_zero_point"] * p["count"], p["multiplier"], p["shift"])
-            v = np.clip(v + p["output_zero_point"], -128, 127)
+        v = multiply_by_quantized_multiplier(s - p["input_zero_point"] * p["count"], p["multiplier"], p["shift"])
+        v = np.clip(v + p["output_zero_point"], -128, 127)
         return [np.asarray(v).astype(np.int8).reshape(graph.tensors[node.outputs[0]].shape)]

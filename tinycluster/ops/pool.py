@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..quantize import activation_range
-from ._common import act_name, emit_call, i32_fields, input_expr, int8_tensor, numel, op_error, padding_name
+from ._common import act_name, emit_call, f32, i32_fields, input_expr, int8_tensor, numel, op_error, padding_name
 from .base import OpHandler, register
 
 FIELDS = i32_fields(["batches", "in_h", "in_w", "channels", "out_h", "out_w", "filter_h", "filter_w",
@@ -55,6 +55,12 @@ class PoolHandler(OpHandler):
             raise op_error(node, graph, f"filter {fh}x{fw} is larger than the {ih}x{iw} input with VALID padding")
         if tuple(int(d) for d in y.shape) != (n, oh, ow, c):
             raise op_error(node, graph, f"output shape {list(y.shape)} does not match the computed [{n}, {oh}, {ow}, {c}]")
+        # TFLite Micro's PoolingPrepare: int8 pooling does not requantize, so it requires
+        # |input scale - output scale| <= 1e-6 and equal zero points
+        if abs(f32(sx) - f32(sy)) > 1.0e-6 or zx != zy:
+            raise op_error(node, graph, f"input (scale {float(sx):.6g}, zero point {zx}) and output (scale "
+                                        f"{float(sy):.6g}, zero point {zy}) quantization differ; int8 pooling needs "
+                                        "them equal (as TFLite Micro)")
         lo, hi = activation_range(a["activation"], sy, zy)
         if lo > hi:
             raise op_error(node, graph, f"empty activation range [{lo}, {hi}] for {a['activation']}")

@@ -54,7 +54,7 @@ class CompiledModel:
         tmp = Path(tempfile.mkdtemp(prefix="tc_host_"))
         try:
             for fn, content in self.files().items():
-                if fn.endswith((".c", ".h")):
+                if fn.endswith((".c", ".h")) and "/" not in fn:  # not the firmware/ copies
                     (tmp / fn).write_text(content)
             return HostModel.build(tmp, self.name, self.report, opt=opt)
         finally:

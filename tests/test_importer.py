@@ -277,3 +277,76 @@ def test_resolve_errors_are_one_line_and_name_the_op(monkeypatch):
     with pytest.raises(TinyClusterError) as e:
         resolve_graph(g)
     _one_line_error(e, f"operator {node.index} ({node.op})", "ZeroDivisionError")
+
+
+# -- models made by TFLiteConverter ----------------------------------------------------------
+def _convert(io_type, quantize=True, extra=None):
+    from tinycluster._quiet import import_tensorflow
+
+    tf = import_tensorflow()
+    import tf_keras as keras
+    from tf_keras import layers as L
+
+    keras.utils.set_random_seed(0)
+    inp = L.Input((8, 8, 2), batch_size=1)
+    x = L.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    if extra == "cumsum":
+        x = tf.math.cumsum(x, axis=1)
+    x = L.Flatten()(x)
+    x = L.Dense(3)(x)
+    model = keras.Model(inp, x)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize:
+        rng = np.random.default_rng(0)
+        conv.representative_dataset = lambda: ([rng.normal(size=(1, 8, 8, 2)).astype(np.float32)] for _ in range(16))
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if io_type is not None:
+            conv.inference_input_type = io_type(tf)
+            conv.inference_output_type = io_type(tf)
+    return conv.convert()
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    d = tmp_path_factory.mktemp("converted")
+    out = {}
+    for name, kw in {"float_io": dict(io_type=None), "int8_io": dict(io_type=lambda tf: tf.int8),
+                     "dynamic_range": dict(io_type=None, quantize=False)}.items():
+        p = d / f"{name}.tflite"
+        p.write_bytes(_convert(**kw))
+        out[name] = p
+    return out
+
+
+def test_float_io_int8_model_imports(converted):
+    """Full-integer model with float input/output around QUANTIZE/DEQUANTIZE is an int8 model."""
+    from tinycluster.importers.tflite import is_float_model
+
+    p = converted["float_io"]
+    assert not is_float_model(p)
+    g = resolve_graph(load_tflite(p))
+    ops = [n.op for n in g.nodes]
+    assert ops[0] == "QUANTIZE" and ops[-1] == "DEQUANTIZE"
+    assert g.tensors[g.inputs[0]].dtype == "float32"
+    assert not is_float_model(converted["int8_io"])
+    assert load_tflite(converted["int8_io"]).tensors[0].dtype in ("int8", "int32", "float32")
+
+
+def test_dynamic_range_model_is_a_float_model(converted):
+    """int8 weights but float activations: not full-integer."""
+    from tinycluster.importers.tflite import is_float_model
+
+    p = converted["dynamic_range"]
+    assert is_float_model(p)
+    with pytest.raises(TinyClusterError) as e:
+        load_tflite(p)
+    _one_line_error(e, "dynamic_range.tflite", "float model", "full-integer int8")
+
+
+def test_unsupported_op_from_the_converter(tmp_path):
+    p = tmp_path / "cumsum.tflite"
+    p.write_bytes(_convert(lambda tf: tf.int8, extra="cumsum"))
+    with pytest.raises(UnsupportedOpError) as e:
+        load_tflite(p)
+    _one_line_error(e, "cumsum.tflite", "is CUMSUM", "which tinycluster does not support", "supported:")

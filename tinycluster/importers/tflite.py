@@ -219,14 +219,15 @@ def _read_model(path: Path, data: bytes) -> dict:
                 version=int(model.Version()))
 
 
-def _check_integer_model(path: Path, m: dict) -> None:
-    """Reject float, dynamic-range, int16-activation and uint8 models with a clear message."""
+def _check_integer_model(path: Path, m: dict, only=None) -> None:
+    """Reject float, dynamic-range, int16-activation and uint8 models with a clear message
+    (looking at the ops in ``only``, or all)."""
     tensors, ops = m["tensors"], m["ops"]
     if not ops:
         raise _err(path, "the model has no operators")
     bad = {}
     for op in ops:
-        if op["op"] in _BOUNDARY_OPS:
+        if op["op"] in _BOUNDARY_OPS or (only is not None and op["op"] not in only):
             continue
         for tid in op["inputs"] + op["outputs"]:
             if tid < 0:
@@ -259,12 +260,42 @@ def _check_integer_model(path: Path, m: dict) -> None:
     for op in ops:
         for tid in op["inputs"]:
             if tid >= 0 and tensors[tid]["data"] is not None and tensors[tid]["dtype"] in ("float32", "float16") \
-                    and op["op"] not in _BOUNDARY_OPS:
+                    and op["op"] not in _BOUNDARY_OPS and (only is None or op["op"] in only):
                 raise _err(path, f"operator {op['index']} {op['op']} has float constant input "
                                  f"'{tensors[tid]['name']}'; tinycluster needs a full-integer int8 model")
     for tid, t in enumerate(tensors):
         if t["variable"]:
             raise _err(path, f"tensor {tid} ('{t['name']}') is a variable (stateful model); not supported")
+
+
+def is_float_model(path) -> bool:
+    """True when the model computes on float activations (a float or dynamic-range model, to
+    be routed to the float front end); False for full-integer int8 models, including those
+    with float input/output around QUANTIZE/DEQUANTIZE. Raises TinyClusterError for files
+    that are not readable TFLite models."""
+    path, data = _read_file(path)
+    try:
+        m = _read_model(path, data)
+    except TinyClusterError:
+        raise
+    except (struct.error, IndexError, ValueError, TypeError, AttributeError, OverflowError,
+            UnicodeDecodeError, MemoryError) as e:
+        raise _err(path, f"not a valid TFLite model: the flatbuffer is truncated or corrupted "
+                         f"({type(e).__name__}: {e})") from None
+    return _float_compute(m) is not None
+
+
+def _float_compute(m: dict, only=None):
+    """(op, tensor) of the first compute op (not QUANTIZE/DEQUANTIZE; if ``only`` is given,
+    one of those ops) touching a float activation, or None."""
+    for op in m["ops"]:
+        if op["op"] in _BOUNDARY_OPS or (only is not None and op["op"] not in only):
+            continue
+        for tid in op["inputs"] + op["outputs"]:
+            if tid >= 0 and m["tensors"][tid]["data"] is None and \
+                    m["tensors"][tid]["dtype"] in ("float32", "float16"):
+                return op, m["tensors"][tid]
+    return None
 
 
 def load_tflite(path) -> Graph:
@@ -288,25 +319,21 @@ def load_tflite(path) -> Graph:
         raise _err(path, f"not a valid TFLite model: the flatbuffer is truncated or corrupted "
                          f"({type(e).__name__}: {e})") from None
 
-    # unsupported ops first: the user's next step (replace the op) matters more than dtypes
-    # of a model we could not compile anyway -- except for float models, where every op
-    # "would be" supported once the model is int8 and the float message is the useful one.
-    supported = ops_pkg.supported_ops()
+    # Which message helps more? A float model (supported ops computing on float) gets the float
+    # message: its ops would all be fine once it is int8. Otherwise an unsupported op is named
+    # first (also when only that op computes on float: the converter falls back to float
+    # kernels for ops without int8 ones, e.g. CUMSUM between DEQUANTIZE and QUANTIZE).
+    supported = set(ops_pkg.supported_ops())
     unsupported = [op for op in m["ops"] if op["op"] not in supported]
-    floaty = any(t["dtype"] in ("float32", "float16") and t["data"] is None for t in m["tensors"])
-    if unsupported and not floaty:
+    float_in_supported = _float_compute(m, only=supported) is not None
+    if unsupported and not float_in_supported:
         op = unsupported[0]
         others = sorted({o["op"] for o in unsupported} - {op["op"]})
         more = f"; also unsupported: {', '.join(others)}" if others else ""
         raise UnsupportedOpError(
             f"{path.name}: operator {op['index']} is {op['op']}, which tinycluster does not support "
-            f"(supported: {', '.join(supported)}){more}")
-    _check_integer_model(path, m)
-    if unsupported:
-        op = unsupported[0]
-        raise UnsupportedOpError(
-            f"{path.name}: operator {op['index']} is {op['op']}, which tinycluster does not support "
-            f"(supported: {', '.join(supported)})")
+            f"(supported: {', '.join(sorted(supported))}){more}")
+    _check_integer_model(path, m, only=supported)
     if not m["inputs"] or not m["outputs"]:
         raise _err(path, "the model declares no input or no output tensor")
 

@@ -104,3 +104,33 @@ def test_mismatched_source_is_a_clean_error():
     cluster_graph(g, bits=4)
     with pytest.raises(TinyClusterError):
         write_clustered_tflite(shared_model("ad01_int8.tflite").read_bytes(), g)
+
+
+@pytest.mark.parametrize("external", [False, True])
+def test_hand_built_model_inline_and_external_buffers(external, tmp_path):
+    """Weights inside the flatbuffer or after it (Buffer.offset/size): read and rewritten in place."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tiny_tflite import fully_connected_model
+
+    rng = np.random.default_rng(4)
+    w = rng.integers(-127, 128, size=(6, 20)).astype(np.int8)
+    bias = rng.integers(-3000, 3000, size=6).astype(np.int32)
+    src = fully_connected_model(w, bias, external=external)
+    p = tmp_path / "fc.tflite"
+    p.write_bytes(src)
+    g = load_tflite(p)
+    assert np.array_equal(g.tensors[1].data, w) and np.array_equal(g.tensors[2].data, bias)
+    cluster_graph(g, bits=2, granularity="per-channel")
+    new = g.tensors[1].clustering.values()
+    assert not np.array_equal(new, w)
+    data = write_clustered_tflite(None, g, tmp_path / "fc_clustered.tflite")
+    assert len(data) == len(src)
+    interp = Interpreter(model_content=data)
+    interp.allocate_tensors()
+    assert np.array_equal(interp.get_tensor(1), new)
+    assert np.array_equal(interp.get_tensor(2), bias)
+    # only the weight bytes changed
+    diff = np.flatnonzero(np.frombuffer(src, np.uint8) != np.frombuffer(data, np.uint8))
+    wpos = bytes(src).find(w.tobytes())
+    assert wpos >= 0 and diff.min() >= wpos and diff.max() < wpos + w.size

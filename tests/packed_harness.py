@@ -28,9 +28,12 @@ def packed_section() -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def lib(opt: str = "-O2"):
+def lib(opt: str = "-O2", portable: bool = False):
+    """portable=True: without the host (x86 SSSE3) decoders, i.e. the code Cortex-M runs."""
+    extra = ["-DTC_NO_HOST_SIMD"] if portable else []
     return build_host_module([RUNTIME_SRC / s for s in SOURCES], packed_section(),
-                             header='#include "tc_kernels.h"', opt=opt, name_hint="tc_packed")
+                             header='#include "tc_kernels.h"', opt=opt, extra_cflags=extra,
+                             name_hint="tc_packed_portable" if portable else "tc_packed")
 
 
 def _struct(ffi, ctype, fields):
@@ -53,7 +56,7 @@ def _weights(ffi, layout):
     packed = pack_indices(layout.indices, layout.bits)
     pk = ffi.new("uint8_t[]", max(len(packed), 1))
     ffi.memmove(pk, packed, len(packed))
-    cb, _ = _arr(ffi, "int8_t", np.asarray(layout.codebooks, np.int8))
+    cb, _ = _arr(ffi, "int8_t", layout.codebook_array())
     cmap = ffi.NULL if layout.cmap is None else _arr(ffi, "uint8_t", np.asarray(layout.cmap, np.uint8))[0]
     return pk, cb, cmap
 
@@ -81,8 +84,8 @@ def _read_out(ffi, buf, n):
     return raw[GUARD:GUARD + n]
 
 
-def run_fc(p, layout, x, bias, fields):
-    ffi, L = lib()
+def run_fc(p, layout, x, bias, fields, portable=False):
+    ffi, L = lib(portable=portable)
     ps = _struct(ffi, "tc_fc_packed_params", fields)
     pk, cb, cmap = _weights(ffi, layout)
     b, m, s = _requant(ffi, p, bias)
@@ -94,9 +97,9 @@ def run_fc(p, layout, x, bias, fields):
     return _read_out(ffi, out, n)
 
 
-def run_conv(kind, p, layout, x, bias, fields, oy0, oy1):
+def run_conv(kind, p, layout, x, bias, fields, oy0, oy1, portable=False):
     """kind: "conv" or "dw". Returns output rows [oy0, oy1) flattened."""
-    ffi, L = lib()
+    ffi, L = lib(portable=portable)
     ctype = "tc_conv_packed_params" if kind == "conv" else "tc_dw_packed_params"
     ps = _struct(ffi, ctype, fields)
     pk, cb, cmap = _weights(ffi, layout)
@@ -123,8 +126,9 @@ def scratch_size(kind, fields) -> int:
     return L.tc_depthwise_conv2d_packed_get_buffer_size(_struct(ffi, "tc_dw_packed_params", fields))
 
 
-def unpack(data: bytes, bit_offset: int, bits: int, codebook, count: int, generic: bool = False):
-    ffi, L = lib()
+def unpack(data: bytes, bit_offset: int, bits: int, codebook, count: int, generic: bool = False,
+           portable: bool = False):
+    ffi, L = lib(portable=portable)
     pk = ffi.new("uint8_t[]", max(len(data), 1))
     ffi.memmove(pk, data, len(data))
     cb = ffi.NULL if codebook is None else _arr(ffi, "int8_t", np.asarray(codebook, np.int8))[0]

@@ -164,7 +164,7 @@ def test_conv2d_packed_matches_reference(data):
     oy0, oy1 = _rows(data, p["out_h"])
     assert conv_2d.scratch_size(p) == H.scratch_size("conv", conv_2d.struct_fields(p, layout))
     got = H.run_conv("conv", p, layout, _poison_unneeded_rows(x, p, oy0, oy1, rng), bias,
-                     conv_2d.struct_fields(p, layout), oy0, oy1)
+                     conv_2d.struct_fields(p, layout), oy0, oy1, portable=data.draw(st.booleans()))
     np.testing.assert_array_equal(got, ref[0, oy0:oy1].reshape(-1))
 
 
@@ -188,7 +188,8 @@ def test_depthwise_conv2d_packed_matches_reference(data):
     oy0, oy1 = _rows(data, p["out_h"])
     assert depthwise_conv_2d.scratch_size(p) == H.scratch_size("dw", depthwise_conv_2d.struct_fields(p, layout))
     got = H.run_conv("dw", p, layout, _poison_unneeded_rows(x, p, oy0, oy1, rng), bias,
-                     depthwise_conv_2d.struct_fields(p, layout), oy0, oy1)
+                     depthwise_conv_2d.struct_fields(p, layout), oy0, oy1,
+                     portable=data.draw(st.booleans()))
     np.testing.assert_array_equal(got, ref[0, oy0:oy1].reshape(-1))
 
 
@@ -207,7 +208,8 @@ def test_fully_connected_packed_matches_reference(data):
     x = rng.integers(-128, 128, size=(rows, n_in)).astype(np.int8)
     node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
     ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0]
-    got = H.run_fc(p, layout, x, bias, fully_connected.struct_fields(p, layout))
+    got = H.run_fc(p, layout, x, bias, fully_connected.struct_fields(p, layout),
+                   portable=data.draw(st.booleans()))
     np.testing.assert_array_equal(got, ref.reshape(-1))
 
 
@@ -226,9 +228,11 @@ def test_unpack_fast_paths_match_generic(bits, count, first, raw, seed):
     cb = None if raw else rng.integers(-128, 128, size=1 << bits).astype(np.int8)
     expect = idx[first:].astype(np.uint8).view(np.int8) if raw else cb[idx[first:]]
     fast = H.unpack(data, first * bits, bits, cb, count)
+    portable = H.unpack(data, first * bits, bits, cb, count, portable=True)
     generic = H.unpack(data, first * bits, bits, cb, count, generic=True)
     np.testing.assert_array_equal(generic, expect)
     np.testing.assert_array_equal(fast, generic)
+    np.testing.assert_array_equal(portable, generic)
 
 
 @pytest.mark.parametrize("bits", range(1, 9))
@@ -243,9 +247,11 @@ def test_packing_edge_lengths(bits, n):
     cb = (np.arange(1 << bits) - (1 << (bits - 1))).astype(np.int8)
     for start in sorted({0, 1, n // 2, n - 1}):
         fast = H.unpack(data, start * bits, bits, cb, n - start)
+        portable = H.unpack(data, start * bits, bits, cb, n - start, portable=True)
         generic = H.unpack(data, start * bits, bits, cb, n - start, generic=True)
         np.testing.assert_array_equal(generic, cb[idx[start:]])
         np.testing.assert_array_equal(fast, generic)
+        np.testing.assert_array_equal(portable, generic)
 
 
 def test_pack_layout_bit_order():

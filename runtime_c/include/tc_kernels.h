@@ -32,7 +32,9 @@ extern "C" {
  *               codebooks + map(c) * codebook_stride, where map(c) = codebook_map[c] when
  *               codebook_map != NULL and map(c) = c otherwise (identity).
  *               codebook_stride == 0: one codebook for the whole tensor (map unused).
- *               Indices must be < the codebook length (codebook_size for FC).
+ *               Indices must be < the codebook length (codebook_size for FC). For
+ *               bits <= 4 a kernel may read 2^bits entries from the start of any codebook
+ *               (SIMD table lookups): pad the codebook array at its end to make them readable.
  *  - requantization: mult[] (int32, [0, 2^31)) and shift[] (int8, [-31, 30]); index c when
  *               requant_per_channel == 1, index 0 for every channel when it is 0.
  * bias may be NULL (no bias). Accumulation is int32 exactly as TFLite Micro's reference

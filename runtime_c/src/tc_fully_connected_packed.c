@@ -22,12 +22,15 @@ int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p)
 
 static void fc_build_pairs(int16_t pairs[256][2], const int8_t *cb, int32_t k)
 {
+    int16_t c16[16];
     int32_t hi, lo;
+    for (lo = 0; lo < 16; lo++) {
+        c16[lo] = lo < k ? cb[lo] : 0;
+    }
     for (hi = 0; hi < 16; hi++) {
-        const int16_t h = cb[hi < k ? hi : 0];
         for (lo = 0; lo < 16; lo++) {
-            pairs[hi * 16 + lo][0] = cb[lo < k ? lo : 0];
-            pairs[hi * 16 + lo][1] = h;
+            pairs[hi * 16 + lo][0] = c16[lo];
+            pairs[hi * 16 + lo][1] = c16[hi];
         }
     }
 }
@@ -47,8 +50,13 @@ static void fc_decode_pairs(const uint8_t *restrict p, const int16_t pairs[256][
 
 static void fc_widen(const int8_t *restrict in, int32_t n, int16_t *restrict out)
 {
-    int32_t i;
-    for (i = 0; i < n; i++) {
+    int32_t i = 0, j;
+    for (; i + 16 <= n; i += 16) {
+        for (j = 0; j < 16; j++) {
+            out[i + j] = in[i + j];
+        }
+    }
+    for (; i < n; i++) {
         out[i] = in[i];
     }
 }

@@ -2,8 +2,74 @@
  * tc_unpack_lut: packed index bitstream -> codebook values, with byte-wise fast paths for
  * 1, 2, 4 and 8 bits when the first index starts on a byte boundary; every other case goes
  * to the generic bitstream reader (tc_unpack_lut_generic).
+ *
+ * Per-core fast path (x86 hosts only, selected at run time): for 2- and 4-bit streams the
+ * codebook fits one 16-byte register and SSSE3 pshufb looks up 16 indices per instruction.
+ * It reads 2^bits codebook entries (see the padding rule in tc_kernels.h). Cortex-M builds
+ * never see this block; -DTC_NO_HOST_SIMD removes it on hosts (the tests build both).
  */
 #include "tc_kernels.h"
+
+static const int8_t tc_identity16[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(TC_NO_HOST_SIMD)
+#include <tmmintrin.h>
+#define TC_HAVE_X86_SIMD 1
+
+/* 4-bit: 16 packed bytes -> 32 values per iteration; returns the number of values written */
+__attribute__((target("ssse3"))) static int32_t unpack4_ssse3(const uint8_t *p, const int8_t *cb,
+                                                              int32_t n, int8_t *out)
+{
+    const __m128i tab = _mm_loadu_si128((const __m128i *)(const void *)cb);
+    const __m128i m = _mm_set1_epi8(0x0F);
+    const int32_t blocks = n >> 5;
+    int32_t i;
+    for (i = 0; i < blocks; i++) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * i));
+        const __m128i lo = _mm_shuffle_epi8(tab, _mm_and_si128(v, m));
+        const __m128i hi = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(v, 4), m));
+        _mm_storeu_si128((__m128i *)(void *)(out + 32 * i), _mm_unpacklo_epi8(lo, hi));
+        _mm_storeu_si128((__m128i *)(void *)(out + 32 * i + 16), _mm_unpackhi_epi8(lo, hi));
+    }
+    return blocks << 5;
+}
+
+/* 2-bit: 16 packed bytes -> 64 values per iteration */
+__attribute__((target("ssse3"))) static int32_t unpack2_ssse3(const uint8_t *p, const int8_t *cb,
+                                                              int32_t n, int8_t *out)
+{
+    int8_t t[16] = {0};
+    __m128i tab;
+    const __m128i m = _mm_set1_epi8(0x03);
+    const int32_t blocks = n >> 6;
+    int32_t i;
+    t[0] = cb[0];
+    t[1] = cb[1];
+    t[2] = cb[2];
+    t[3] = cb[3];
+    tab = _mm_loadu_si128((const __m128i *)(const void *)t);
+    for (i = 0; i < blocks; i++) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * i));
+        const __m128i a0 = _mm_shuffle_epi8(tab, _mm_and_si128(v, m));
+        const __m128i a1 = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(v, 2), m));
+        const __m128i a2 = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(v, 4), m));
+        const __m128i a3 = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(v, 6), m));
+        const __m128i p01l = _mm_unpacklo_epi8(a0, a1), p01h = _mm_unpackhi_epi8(a0, a1);
+        const __m128i p23l = _mm_unpacklo_epi8(a2, a3), p23h = _mm_unpackhi_epi8(a2, a3);
+        int8_t *o = out + 64 * i;
+        _mm_storeu_si128((__m128i *)(void *)o, _mm_unpacklo_epi16(p01l, p23l));
+        _mm_storeu_si128((__m128i *)(void *)(o + 16), _mm_unpackhi_epi16(p01l, p23l));
+        _mm_storeu_si128((__m128i *)(void *)(o + 32), _mm_unpacklo_epi16(p01h, p23h));
+        _mm_storeu_si128((__m128i *)(void *)(o + 48), _mm_unpackhi_epi16(p01h, p23h));
+    }
+    return blocks << 6;
+}
+
+static int tc_host_ssse3(void)
+{
+    return __builtin_cpu_supports("ssse3");
+}
+#endif
 
 static void unpack8(const uint8_t *restrict p, const int8_t *restrict cb, int32_t n,
                     int8_t *restrict out)
@@ -66,35 +132,47 @@ void tc_unpack_lut(const uint8_t *packed, uint32_t bit_offset, uint8_t bits,
                    const int8_t *codebook, int32_t count, int8_t *out)
 {
     const uint8_t *p = packed + (bit_offset >> 3);
+    const int8_t *cb = codebook;
+    int32_t done = 0;
     if (count <= 0) {
         return;
     }
-    if ((bit_offset & 7u) != 0 || codebook == NULL) {
-        if (codebook == NULL && (bit_offset & 7u) == 0 && bits == 8) {
+    if ((bit_offset & 7u) != 0 || (bits != 1 && bits != 2 && bits != 4 && bits != 8)) {
+        tc_unpack_lut_generic(packed, bit_offset, bits, codebook, count, out);
+        return;
+    }
+    if (cb == NULL) {
+        if (bits == 8) {
             int32_t i;
             for (i = 0; i < count; i++) {
                 out[i] = (int8_t)p[i];
             }
             return;
         }
-        tc_unpack_lut_generic(packed, bit_offset, bits, codebook, count, out);
-        return;
+        cb = tc_identity16; /* raw indices of 1, 2 or 4 bits */
     }
     switch (bits) {
     case 8:
-        unpack8(p, codebook, count, out);
+        unpack8(p, cb, count, out);
         break;
     case 4:
-        unpack4(p, codebook, count, out);
+#ifdef TC_HAVE_X86_SIMD
+        if (count >= 32 && tc_host_ssse3()) {
+            done = unpack4_ssse3(p, cb, count, out);
+        }
+#endif
+        unpack4(p + (done >> 1), cb, count - done, out + done);
         break;
     case 2:
-        unpack2(p, codebook, count, out);
+#ifdef TC_HAVE_X86_SIMD
+        if (count >= 64 && tc_host_ssse3()) {
+            done = unpack2_ssse3(p, cb, count, out);
+        }
+#endif
+        unpack2(p + (done >> 2), cb, count - done, out + done);
         break;
-    case 1:
-        unpack1(p, codebook, count, out);
-        break;
-    default:
-        tc_unpack_lut_generic(packed, bit_offset, bits, codebook, count, out);
+    default: /* 1 */
+        unpack1(p, cb, count, out);
         break;
     }
 }

@@ -145,6 +145,16 @@ class PackedLayout:
         self.cmap = cmap
         self.k = int(k)
 
+    def codebook_array(self) -> np.ndarray:
+        """The codebooks as emitted: for widths <= 4 the kernels' SIMD decoders read 2^bits
+        entries from the start of a codebook, so the array is padded at its end with
+        2^bits - k zeros (at most 15 bytes per layer; indices never select them)."""
+        cb = np.asarray(self.codebooks, dtype=np.int8).reshape(-1)
+        pad = (1 << self.bits) - self.k if self.bits <= 4 else 0
+        if pad > 0:
+            cb = np.concatenate([cb, np.zeros(pad, np.int8)])
+        return cb
+
     def values(self, shape, channel_axis):
         """Effective int8 weights (for tests)."""
         idx = self.indices.reshape(shape)
@@ -204,7 +214,7 @@ def emit_weight_consts(node, ctx, base: str, layout: PackedLayout, bias, mult, s
     packed = np.frombuffer(pack_indices(layout.indices, layout.bits), dtype=np.uint8)
     names = {
         "packed": ctx.const_array(f"{base}_idx", "uint8_t", packed, role="indices"),
-        "codebooks": ctx.codebook_array(f"{base}_cb", layout.codebooks),
+        "codebooks": ctx.codebook_array(f"{base}_cb", layout.codebook_array()),
         "map": ctx.const_array(f"{base}_cbmap", "uint8_t", layout.cmap, role="other")
         if layout.cmap is not None else "NULL",
         "bias": ctx.const_array(f"{base}_bias", "int32_t", bias, role="bias") if bias is not None else "NULL",

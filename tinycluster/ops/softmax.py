@@ -42,8 +42,8 @@ class SoftmaxHandler(OpHandler):
         beta = float(node.attrs.get("beta", 1.0))
         real = min(beta * f32(sx) * (1 << (31 - SCALED_DIFF_INTEGER_BITS)), (1 << 31) - 1.0)
         if not real > 1.0:
-            raise op_error(node, graph, f"beta * input scale = {beta * f32(sx):.3g} is too small (TFLite needs "
-                                        "beta * scale * 2^26 > 1)")
+            raise op_error(node, graph, f"beta * input scale = {beta * f32(sx):.3g} is too small: TFLite needs "
+                                        "beta * scale * 2^26 > 1 (TFLite Micro aborts on this model)")
         m, s = quantize_multiplier(real)
         if s < 0:
             raise op_error(node, graph, "input multiplier has a negative shift (unsupported)")

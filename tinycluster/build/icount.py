@@ -145,7 +145,7 @@ def count_invoke_instructions(elf: Path, name: str, board, inputs: np.ndarray):
     m.call(f"{name}_init")
     base_in, out_addr = m.sym("tc_inputs"), m.sym("tc_output")
     in_size = inputs.shape[1]
-    out_size = _output_size(m, board, elf)
+    out_size = _obj_size(elf, "tc_output")
     counts, outs = [], []
     for i in range(len(inputs)):
         src = base_in + i * in_size
@@ -163,7 +163,7 @@ def verify_count(elf: Path, name: str, board, sample: int = 0) -> tuple:
     Returns (N, returned_with_N, returned_with_N_minus_1)."""
     m = ThumbMachine(elf, board)
     m.call(f"{name}_init")
-    in_size = _input_size(m, elf)
+    in_size = _input_size(elf)
     src, out = m.sym("tc_inputs") + sample * in_size, m.sym("tc_output")
     n = m.call(f"{name}_invoke", src, out, count=True)
     results = []
@@ -184,15 +184,9 @@ def _obj_size(elf: Path, symbol: str) -> int:
     raise TinyClusterError(f"symbol '{symbol}' not found in {elf}")
 
 
-def _output_size(m, board, elf) -> int:
-    return _obj_size(elf, "tc_output")
-
-
-def _input_size(m, elf) -> int:
-    from elftools.elf.elffile import ELFFile  # noqa: F401
-    total = _obj_size(elf, "tc_inputs")
-    # tc_inputs is [samples][input_size]; the harness prints samples in main.c's TC_SAMPLES
-    src = (Path(elf).parent / "main.c").read_text()
+def _input_size(elf: Path) -> int:
+    """Bytes per input of the harness: tc_inputs is [TC_SAMPLES][input size] (main.c next to the ELF)."""
     import re
+    src = (Path(elf).parent / "main.c").read_text()
     samples = int(re.search(r"#define TC_SAMPLES (\d+)", src).group(1))
-    return total // samples
+    return _obj_size(elf, "tc_inputs") // samples

@@ -208,6 +208,8 @@ def test_fully_connected_packed_matches_reference(data):
     x = rng.integers(-128, 128, size=(rows, n_in)).astype(np.int8)
     node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
     ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0]
+    if bias is not None and data.draw(st.booleans()):  # as emitted: input offset folded into the bias
+        p, bias = fully_connected.fold_input_offset(p, w, bias)
     got = H.run_fc(p, layout, x, bias, fully_connected.struct_fields(p, layout),
                    portable=data.draw(st.booleans()))
     np.testing.assert_array_equal(got, ref.reshape(-1))
@@ -399,6 +401,10 @@ def test_references_match_tflite_micro(tflm_models, name):
     p = node.params
     if node.op == "FULLY_CONNECTED":
         got = H.run_fc(p, layout, x, bias, fully_connected.struct_fields(p, layout))
+        if bias is not None:  # and as emitted, with the input offset folded into the bias
+            pf, bf = fully_connected.fold_input_offset(p, layout.values(tuple(wt.shape), 0), bias)
+            np.testing.assert_array_equal(H.run_fc(pf, layout, x, bf, fully_connected.struct_fields(pf, layout)),
+                                          want)
     elif node.op == "CONV_2D":
         got = H.run_conv("conv", p, layout, x, bias, conv_2d.struct_fields(p, layout), 0, p["out_h"])
     else:

@@ -10,6 +10,12 @@
 
 #include "tc_kernels.h"
 
+/* x86 hosts get run-time-dispatched SSSE3 decoders (tc_unpack_lut.c); -DTC_NO_HOST_SIMD
+ * builds the portable code only (what Cortex-M runs; the tests build both). */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(TC_NO_HOST_SIMD)
+#define TC_HOST_X86_SIMD 1
+#endif
+
 /* Decoded weights are held as int16 (sign-extended once per decode), so that the dot
  * products below are int16 x int16 -> int32 multiply-adds (SSE2 pmaddwd, Arm SMLAD) and the
  * only per-MAC widening is the one of the int8 activation. Blocks of 32 then 16 keep the

@@ -4,8 +4,9 @@
  * Per output row: decode the row in chunks of TC_FC_CHUNK weights into an int16 stack
  * buffer (fast paths per width, and for 4-bit rows a byte -> int16 weight-pair table so one
  * byte load yields two weights), then an int16 x int8 dot product with the input. The input offset is folded
- * out of the inner loop: sum(w*(x+io)) = sum(w*x) + io*sum(w), sum(w) accumulated in the
- * same pass. Batches > 1 decode each row once per batch (no scratch needed).
+ * out of the inner loop: sum(w*(x+io)) = sum(w*x) + io*sum(w), sum(w) accumulated per
+ * chunk; the generated code passes input_offset 0 and folds io*sum(w) into the bias at
+ * compile time (ops/fully_connected.py), which skips that sum. Batches > 1 decode each row once per batch (no scratch needed).
  * Semantics: TFLite Micro reference_integer_ops FullyConnected / FullyConnectedPerChannel.
  */
 #include <string.h>
@@ -72,9 +73,13 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
     const int32_t io = p->input_offset;
     const int32_t fo = p->filter_offset;
     /* 4-bit rows all start on a byte boundary when in_features is even; the pair table is
-     * rebuilt only when the codebook changes (per-tensor: once), so use it for per-channel
-     * codebooks only when rows are long enough to repay the 256-entry build. */
-    const int use_pairs = bits == 4 && (in & 1) == 0 && (p->codebook_stride == 0 || in >= 512);
+     * built once per call for a per-tensor codebook. (x86 hosts: the SSSE3 decoder in
+     * tc_unpack_lut is faster still.) */
+#ifdef TC_HOST_X86_SIMD
+    const int use_pairs = 0;
+#else
+    const int use_pairs = bits == 4 && (in & 1) == 0 && p->codebook_stride == 0;
+#endif
     int8_t buf8[TC_FC_CHUNK];
     int16_t buf[TC_FC_CHUNK];
     int16_t pairs[256][2];
@@ -112,7 +117,9 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                     fc_widen(buf8, n, buf);
                 }
                 acc += tc_dot_s16_s8(buf, x + i, n);
-                ws += tc_sum_s16(buf, n);
+                if (io != 0) {
+                    ws += tc_sum_s16(buf, n);
+                }
             }
             /* sum((w+fo)*(x+io)) = sum(w*x) + io*sum(w) + fo*sum(x+io); wraps like int32 */
             total = (int64_t)acc + (int64_t)io * ws;

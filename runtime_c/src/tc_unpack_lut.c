@@ -8,13 +8,12 @@
  * It reads 2^bits codebook entries (see the padding rule in tc_kernels.h). Cortex-M builds
  * never see this block; -DTC_NO_HOST_SIMD removes it on hosts (the tests build both).
  */
-#include "tc_kernels.h"
+#include "tc_packed_internal.h"
 
 static const int8_t tc_identity16[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(TC_NO_HOST_SIMD)
+#ifdef TC_HOST_X86_SIMD
 #include <tmmintrin.h>
-#define TC_HAVE_X86_SIMD 1
 
 /* 4-bit: 16 packed bytes -> 32 values per iteration; returns the number of values written */
 __attribute__((target("ssse3"))) static int32_t unpack4_ssse3(const uint8_t *p, const int8_t *cb,
@@ -156,7 +155,7 @@ void tc_unpack_lut(const uint8_t *packed, uint32_t bit_offset, uint8_t bits,
         unpack8(p, cb, count, out);
         break;
     case 4:
-#ifdef TC_HAVE_X86_SIMD
+#ifdef TC_HOST_X86_SIMD
         if (count >= 32 && tc_host_ssse3()) {
             done = unpack4_ssse3(p, cb, count, out);
         }
@@ -164,7 +163,7 @@ void tc_unpack_lut(const uint8_t *packed, uint32_t bit_offset, uint8_t bits,
         unpack4(p + (done >> 1), cb, count - done, out + done);
         break;
     case 2:
-#ifdef TC_HAVE_X86_SIMD
+#ifdef TC_HOST_X86_SIMD
         if (count >= 64 && tc_host_ssse3()) {
             done = unpack2_ssse3(p, cb, count, out);
         }

@@ -203,10 +203,51 @@ def test_lossless_picks_smallest_exact_footprint(model):
         n = t.data.size
         fp_pt = (n * math.ceil(math.log2(k_pt)) + 7) // 8 + k_pt
         fp_pc = (n * math.ceil(math.log2(k_pc)) + 7) // 8 + per_ch.shape[0] * k_pc
-        assert r["footprint_bytes"] == min(fp_pt, fp_pc)
-        assert r["k"] == (k_pt if fp_pt <= fp_pc else k_pc)
+        assert r["footprint_bytes"] <= min(fp_pt, fp_pc)
+        assert r["footprint_bytes"] == r["index_bytes"] + r["codebook_bytes"] + r["map_bytes"]
+        assert r["candidates"]["per-tensor"]["footprint_bytes"] == fp_pt
+        assert r["candidates"]["per-channel"]["footprint_bytes"] == fp_pc
+        assert r["footprint_bytes"] == min(c["footprint_bytes"] for c in r["candidates"].values())
         assert r["bits"] == math.ceil(math.log2(r["k"]))
-        assert r["footprint_bytes"] == r["index_bytes"] + r["codebook_bytes"]
+        if r["granularity"] == "per-tensor":
+            assert r["k"] == k_pt
+        elif r["granularity"] == "per-channel":
+            assert r["k"] == k_pc
+        else:
+            assert r["granularity"] == "shared" and r["footprint_bytes"] <= min(fp_pt, fp_pc)
+            assert math.ceil(math.log2(k_pc)) <= r["bits"] < math.ceil(math.log2(k_pt))
+            assert 2 <= r["codebooks"] < r["channels"] and r["map_bytes"] == r["channels"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lossless_shared_is_exact(seed):
+    from tinycluster.compress.cluster import lossless_shared
+
+    rng = np.random.default_rng(seed)
+    n_ch = int(rng.integers(2, 40))
+    width = rng.integers(1, 60, size=n_ch)
+    data = np.stack([np.clip(np.round(rng.normal(0, w, 50)), -128, 127) for w in width]).astype(np.int8)
+    data = np.moveaxis(data.reshape(n_ch, 5, 10), 0, 2)  # channel axis last, like depthwise
+    kpc = max(np.unique(data[..., c]).size for c in range(n_ch))
+    for bits in range(1, 9):
+        res = lossless_shared(data, 2, bits)
+        if kpc > (1 << bits):
+            assert res is None
+            continue
+        cbs, cmap, idx = res
+        assert cbs.shape[1] <= (1 << bits) and idx.max() < cbs.shape[1] and idx.shape == data.shape
+        for c in range(n_ch):
+            assert np.array_equal(cbs[cmap[c]][idx[..., c]], data[..., c])
+        assert np.array_equal(lossless_shared(data, 2, bits)[2], idx)  # deterministic
+
+
+def test_lossless_shared_pays_off_on_ad01():
+    g = _load("ad01_int8.tflite")
+    recs = cluster_graph(g, lossless=True)
+    shared = [r for r in recs if r["granularity"] == "shared"]
+    assert shared
+    for _, t in g.weight_tensors():
+        assert np.array_equal(t.clustering.values(), t.data)
 
 
 def test_kws_lossless_at_64_clusters_per_channel():

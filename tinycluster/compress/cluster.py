@@ -44,10 +44,13 @@ falls (roughly, not strictly) as G grows), per-channel (always acceptable). The 
 every candidate. The reason, with the error ratios, is recorded per layer, and the figures
 of every candidate tried are kept under ``candidates``.
 
-``lossless``: per layer the smallest index width that keeps every weight exact:
-per-channel needs k = max distinct values of any channel, per-tensor k = distinct values
-of the tensor; the granularity with the smaller footprint wins (ties: per-tensor, which
-needs less SRAM). 8-bit clustering of an int8 model is always lossless (k = 256 covers
+``lossless``: per layer the smallest index width that keeps every weight exact for each
+layout, and the layout with the smallest footprint: per-channel needs k = max distinct
+values of any channel, per-tensor k = distinct values of the tensor, and for each width b
+between those two, exact shared codebooks (:func:`lossless_shared`: channels packed
+first-fit into groups whose union of values fits in 2^b entries) need G codebooks + the
+map. Ties go to fewer codebooks (less SRAM). ``--granularity per-channel|per-tensor``
+restricts lossless to that layout. 8-bit clustering of an int8 model is always lossless (k = 256 covers
 every int8 value), so the clustered model equals the original bit for bit.
 
 Codebooks are sorted ascending and padded to exactly k entries (by repeating the last
@@ -535,6 +538,79 @@ def _lossless_k(t: Tensor, channel_axis: Optional[int]):
     return k_pt, k_pc
 
 
+def lossless_shared(q: np.ndarray, channel_axis: int, bits: int):
+    """Exact shared codebooks of at most 2^bits entries: channels are packed first-fit, largest
+    value set first, into groups whose union of distinct values fits in 2^bits; each group's
+    codebook is its sorted union. Deterministic. Returns (codebooks int64 [G, k], codebook_of_channel,
+    indices like q) with k = the largest union (>= 2), or None when a channel alone does not fit.
+    """
+    cap = 1 << bits
+    qc = np.moveaxis(q, channel_axis, 0)
+    n_ch = qc.shape[0]
+    flat = qc.reshape(n_ch, -1).astype(np.int64) + 128
+    P = np.zeros((n_ch, 256), dtype=bool)
+    P[np.repeat(np.arange(n_ch), flat.shape[1]), flat.reshape(-1)] = True
+    if P.sum(1).max() > cap:
+        return None
+    unions = []
+    assign = np.empty(n_ch, dtype=np.int64)
+    for c in np.argsort(-P.sum(1), kind="stable"):
+        for gi, u in enumerate(unions):
+            if np.count_nonzero(u | P[c]) <= cap:
+                unions[gi] = u | P[c]
+                assign[c] = gi
+                break
+        else:
+            unions.append(P[c].copy())
+            assign[c] = len(unions) - 1
+    k = max(2, max(int(u.sum()) for u in unions))
+    cbs = np.zeros((len(unions), k), dtype=np.int64)
+    luts = np.zeros((len(unions), 256), dtype=np.int64)
+    for gi, u in enumerate(unions):
+        vals = np.flatnonzero(u)
+        cbs[gi] = _pad(vals - 128, k)
+        luts[gi, vals] = np.arange(vals.size)
+    idx = luts[assign[:, None], flat]
+    return cbs, assign, np.moveaxis(idx.reshape(qc.shape), 0, channel_axis)
+
+
+def _lossless(t: Tensor, axis: Optional[int], granularity: str):
+    """Lossless candidates and choice (module docstring). Returns (cands, choice, reason)."""
+    k_pt, k_pc = _lossless_k(t, axis)
+    cands = {}
+
+    def add(name, cl):
+        cands[name] = (cl, clustering_stats(t, cl, axis))
+
+    if axis is None or granularity == "per-tensor":
+        add("per-tensor", cluster_tensor(t, k_pt, "per-tensor", axis))
+        return cands, "per-tensor", "per-tensor (" + ("requested" if axis is not None else "no channel axis") + \
+            f"), smallest exact k = {k_pt}"
+    add("per-channel", cluster_tensor(t, k_pc, "per-channel", axis))
+    if granularity == "per-channel":
+        return cands, "per-channel", f"per-channel (requested), smallest exact k = {k_pc}"
+    add("per-tensor", cluster_tensor(t, k_pt, "per-tensor", axis))
+    n_ch = t.data.shape[axis]
+    for b in range(_bits_for(k_pc), _bits_for(k_pt)):
+        res = lossless_shared(t.data, axis, b)
+        if res is None or not 2 <= res[0].shape[0] < n_ch or res[0].shape[0] > 256:
+            continue  # the kernels' codebook map is uint8: at most 256 shared codebooks
+        cbs, cmap, idx = res
+        cl = Clustering(indices=idx, codebooks=cbs.astype(np.int8), bits=_bits_for(cbs.shape[1]),
+                        channel_axis=axis, codebook_of_channel=cmap, granularity="shared")
+        cl.unique_before = int(np.unique(t.data).size)
+        cl.unique_after = int(np.unique(cl.values()).size)
+        add(f"shared-{b}bit", cl)
+    # smallest footprint; ties go to fewer codebooks (per-tensor, then shared, then per-channel)
+    order = ["per-tensor"] + [n for n in cands if n.startswith("shared")] + ["per-channel"]
+    choice = min(order, key=lambda n: (cands[n][1]["footprint_bytes"], order.index(n)))
+    st = cands[choice][1]
+    others = ", ".join(f"{n} {cands[n][1]['footprint_bytes']}" for n in order if n != choice)
+    label = f"{st['codebooks']} shared codebooks" if choice.startswith("shared") else choice
+    return cands, choice, (f"{label}: smallest exact footprint, {st['footprint_bytes']} bytes at "
+                           f"{st['bits']} bits (vs {others})")
+
+
 def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[int] = None,
                   lossless: bool = False, granularity: str = "auto",
                   tolerance: float = DEFAULT_TOLERANCE, seed: Optional[int] = None) -> list:
@@ -575,22 +651,7 @@ def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[i
             axis %= t.data.ndim
         cands = {}
         if opts.lossless:
-            k_pt, k_pc = _lossless_k(t, axis)
-            cl_pt = cluster_tensor(t, k_pt, "per-tensor", axis)
-            cands["per-tensor"] = (cl_pt, clustering_stats(t, cl_pt, axis))
-            if axis is not None and opts.granularity != "per-tensor":
-                cl_pc = cluster_tensor(t, k_pc, "per-channel", axis)
-                cands["per-channel"] = (cl_pc, clustering_stats(t, cl_pc, axis))
-            if opts.granularity == "per-channel" and "per-channel" in cands:
-                choice, reason = "per-channel", "per-channel (requested), smallest exact k"
-            elif opts.granularity == "per-tensor" or "per-channel" not in cands:
-                choice, reason = "per-tensor", "per-tensor (requested or no channel axis), smallest exact k"
-            else:
-                fpt = cands["per-tensor"][1]["footprint_bytes"]
-                fpc = cands["per-channel"][1]["footprint_bytes"]
-                choice = "per-tensor" if fpt <= fpc else "per-channel"
-                reason = (f"{choice}: smaller exact footprint ({min(fpt, fpc)} vs {max(fpt, fpc)} bytes; "
-                          f"k {k_pt} per-tensor vs {k_pc} per-channel)")
+            cands, choice, reason = _lossless(t, axis, opts.granularity)
         else:
             k = opts.k
             if axis is None:

@@ -154,6 +154,38 @@ def test_every_board_builds_kws(kws_dir, board):
     assert p["arena"]["size"] >= report["arena_bytes"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["pretrainedResnet_quant", "vww_96_int8", "ad01_int8"])
+def test_every_board_builds_or_refuses_other_models(tmp_path, model):
+    """The other shared models at 4 bits: every board builds them where they fit and refuses
+    with the numbers where they do not (the generic 32 KB-SRAM Cortex-M0+ is too small for some)."""
+    require_tool("arm-none-eabi-gcc")
+    from tinycluster.build.board import build_for_board
+    d = _compile(shared_model(f"{model}.tflite"), tmp_path / model)
+    outcomes = {}
+    for board in BOARDS:
+        b = load_board(board)
+        try:
+            r = build_for_board(d, board)
+            assert r["fits"] and r["flash_used"] <= b.flash_size and r["sram_used"] <= b.sram_size
+            assert r["placement"]["index_arrays_in_flash"] > 0 and r["placement"]["arena"]
+            outcomes[board] = "fits"
+        except TinyClusterError as e:
+            r = json.loads((d / "build.json").read_text())
+            assert r["board"] == board and not r["fits"]
+            assert r["flash_used"] > b.flash_size or r["sram_used"] > b.sram_size
+            msg = str(e)
+            assert "does not fit" in msg and "\n" not in msg
+            if r["sram_used"] > b.sram_size:
+                assert f"{r['sram_used']:,}" in msg and f"{b.sram_size:,}" in msg
+            if r["flash_used"] > b.flash_size:
+                assert f"{r['flash_used']:,}" in msg and f"{b.flash_size:,}" in msg
+            outcomes[board] = "refused"
+    # the boards with >= 256 KB SRAM hold every shared model at 4 bits
+    for board in ("rp2040", "cortex-m4", "cortex-m7", "cortex-m33"):
+        assert outcomes[board] == "fits", (board, outcomes)
+
+
 def test_section_attributes_from_board(kws_rp2040_dir):
     """compile --board rp2040 puts index arrays/codebooks in the profile's sections (checked in the object)."""
     require_tool("arm-none-eabi-gcc")

@@ -137,6 +137,12 @@ def _read_model(path: Path, data: bytes) -> dict:
     # Only control-flow ops (IF, WHILE, CALL_ONCE; all unsupported, so rejected by name) run other
     # subgraphs; subgraph 0 is the main graph.
     sg = model.Subgraphs(0)
+    # every vector element is at least a 4-byte offset: larger counts mean a corrupted header
+    # (checked up front so a garbage length cannot start a multi-million-step loop)
+    for what, count in (("operator codes", model.OperatorCodesLength()), ("buffers", model.BuffersLength()),
+                        ("tensors", sg.TensorsLength()), ("operators", sg.OperatorsLength())):
+        if count * 4 > len(data):
+            raise IndexError(f"{count} {what} cannot fit in {len(data)} bytes")
 
     opcodes = []
     for i in range(model.OperatorCodesLength()):
@@ -161,8 +167,12 @@ def _read_model(path: Path, data: bytes) -> dict:
         name = raw_name.decode("utf-8", "replace") if raw_name else f"tensor_{ti}"
         try:
             quant = _quant_params(t.Quantization())
+            if quant is not None and quant.scale.size > 1 and (
+                    not 0 <= quant.axis < len(shape) or shape[quant.axis] != quant.scale.size):
+                raise ValueError(f"{quant.scale.size} per-channel scales on axis {quant.axis} of shape "
+                                 f"{list(shape)}")
         except ValueError as e:
-            raise _err(path, f"tensor {ti} ('{name}'): {e}") from None
+            raise _err(path, f"tensor {ti} ('{name}'): invalid quantization ({e})") from None
         if t.Sparsity() is not None:
             raise _err(path, f"tensor {ti} ('{name}') is stored sparse; tinycluster needs dense weights "
                              "(convert without sparsity optimizations)")

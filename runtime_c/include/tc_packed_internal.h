@@ -18,27 +18,26 @@
 
 /* Decoded weights are held as int16 (sign-extended once per decode), so that the dot
  * products below are int16 x int16 -> int32 multiply-adds (SSE2 pmaddwd, Arm SMLAD) and the
- * only per-MAC widening is the one of the int8 activation. Blocks of 32 then 16 keep the
+ * only per-MAC widening is the one of the int8 activation. Blocks of 64 then 16 keep the
  * horizontal reduction out of the hot loop. */
 
 /* sum(w[i] * x[i]) */
 TC_INLINE int32_t tc_dot_s16_s8(const int16_t *restrict w, const int8_t *restrict x, int32_t n)
 {
     int32_t acc = 0, i = 0, j;
-    for (; i + 32 <= n; i += 32) {
+    for (; i + 64 <= n; i += 64) {
         int32_t s = 0;
-        for (j = 0; j < 32; j++) {
+        for (j = 0; j < 64; j++) {
             s += (int32_t)w[i + j] * (int16_t)x[i + j];
         }
         acc += s;
     }
-    if (i + 16 <= n) {
+    for (; i + 16 <= n; i += 16) {
         int32_t s = 0;
         for (j = 0; j < 16; j++) {
             s += (int32_t)w[i + j] * (int16_t)x[i + j];
         }
         acc += s;
-        i += 16;
     }
     for (; i < n; i++) {
         acc += (int32_t)w[i] * (int32_t)x[i];
@@ -63,14 +62,32 @@ TC_INLINE int32_t tc_sum_s16(const int16_t *restrict w, int32_t n)
     return acc;
 }
 
-/* int8 values stored at byte offset n of `buf` (i.e. buf[n .. 2n)) -> int16 buf16[0 .. n),
- * in place, front to back (each int16 store lands on bytes already read). */
-TC_INLINE void tc_widen_in_place(int16_t *buf16, int32_t n)
+/* int8 -> int16 */
+TC_INLINE void tc_widen_s8_s16(const int8_t *restrict in, int32_t n, int16_t *restrict out)
 {
-    const int8_t *src = (const int8_t *)(void *)buf16 + n;
+    int32_t i = 0, j;
+    for (; i + 16 <= n; i += 16) {
+        for (j = 0; j < 16; j++) {
+            out[i + j] = in[i + j];
+        }
+    }
+    for (; i < n; i++) {
+        out[i] = in[i];
+    }
+}
+
+#define TC_UNPACK_CHUNK 128
+
+/* tc_unpack_lut() into int16, through a TC_UNPACK_CHUNK-byte stack buffer */
+TC_INLINE void tc_unpack_lut16(const uint8_t *packed, uint32_t bit_offset, uint8_t bits,
+                               const int8_t *codebook, int32_t count, int16_t *out)
+{
+    int8_t tmp[TC_UNPACK_CHUNK];
     int32_t i;
-    for (i = 0; i < n; i++) {
-        buf16[i] = src[i];
+    for (i = 0; i < count; i += TC_UNPACK_CHUNK) {
+        const int32_t n = TC_MIN(TC_UNPACK_CHUNK, count - i);
+        tc_unpack_lut(packed, bit_offset + (uint32_t)i * bits, bits, codebook, n, tmp);
+        tc_widen_s8_s16(tmp, n, out + i);
     }
 }
 

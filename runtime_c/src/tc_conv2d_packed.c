@@ -145,9 +145,7 @@ void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
         int8_t *out_c0 = output + c;
         int32_t ky, kx, oy;
 
-        tc_unpack_lut(packed, (uint32_t)c * (uint32_t)flen * bits, (uint8_t)bits, cb, flen,
-                      (int8_t *)(void *)filt + flen);
-        tc_widen_in_place(filt, flen);
+        tc_unpack_lut16(packed, (uint32_t)c * (uint32_t)flen * bits, (uint8_t)bits, cb, flen, filt);
         for (ky = 0; ky < kh; ky++) {
             int32_t acc = 0;
             int32_t *ps = psum + ky * (kw + 1);

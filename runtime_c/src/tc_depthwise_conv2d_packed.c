@@ -32,23 +32,27 @@ void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *inpu
     const int32_t ntaps = kh * kw;
     const int32_t total = ntaps * oc;
     int16_t *filt = (int16_t *)(void *)tc_scratch_s32(scratch);
-    int8_t *raw = (int8_t *)(void *)filt + total;
     int32_t oy, c;
 
     if (p->codebook_stride == 0) {
-        tc_unpack_lut(packed, 0, p->bits, codebooks, total, raw);
+        tc_unpack_lut16(packed, 0, p->bits, codebooks, total, filt);
     } else {
-        int32_t t;
-        tc_unpack_lut(packed, 0, p->bits, NULL, total, raw);
-        for (c = 0; c < oc; c++) {
-            const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
-            const int8_t *cb = codebooks + (int32_t)p->codebook_stride * cbi;
-            for (t = 0; t < ntaps; t++) {
-                raw[t * oc + c] = cb[(uint8_t)raw[t * oc + c]];
+        /* per-channel codebooks: raw indices, then each weight through its channel's codebook */
+        int8_t tmp[TC_UNPACK_CHUNK];
+        int32_t i, t;
+        c = 0;
+        for (i = 0; i < total; i += TC_UNPACK_CHUNK) {
+            const int32_t n = TC_MIN(TC_UNPACK_CHUNK, total - i);
+            tc_unpack_lut(packed, (uint32_t)i * p->bits, p->bits, NULL, n, tmp);
+            for (t = 0; t < n; t++) {
+                const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
+                filt[i + t] = codebooks[(int32_t)p->codebook_stride * cbi + (uint8_t)tmp[t]];
+                if (++c == oc) {
+                    c = 0;
+                }
             }
         }
     }
-    tc_widen_in_place(filt, total);
 
     for (oy = oy_begin; oy < oy_end; oy++) {
         const int32_t iy0 = oy * sh - p->pad_top;

@@ -49,19 +49,6 @@ static void fc_decode_pairs(const uint8_t *restrict p, const int16_t pairs[256][
     }
 }
 
-static void fc_widen(const int8_t *restrict in, int32_t n, int16_t *restrict out)
-{
-    int32_t i = 0, j;
-    for (; i + 16 <= n; i += 16) {
-        for (j = 0; j < 16; j++) {
-            out[i + j] = in[i + j];
-        }
-    }
-    for (; i < n; i++) {
-        out[i] = in[i];
-    }
-}
-
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
                                const uint8_t *codebook_map, const int32_t *bias,
@@ -80,7 +67,6 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
 #else
     const int use_pairs = bits == 4 && (in & 1) == 0 && p->codebook_stride == 0;
 #endif
-    int8_t buf8[TC_FC_CHUNK];
     int16_t buf[TC_FC_CHUNK];
     int16_t pairs[256][2];
     const int8_t *pairs_cb = NULL;
@@ -113,8 +99,7 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                     fc_decode_pairs(packed + (row_bit >> 3) + (i >> 1),
                                     (const int16_t(*)[2])pairs, n, buf);
                 } else {
-                    tc_unpack_lut(packed, row_bit + (uint32_t)i * bits, (uint8_t)bits, cb, n, buf8);
-                    fc_widen(buf8, n, buf);
+                    tc_unpack_lut16(packed, row_bit + (uint32_t)i * bits, (uint8_t)bits, cb, n, buf);
                 }
                 acc += tc_dot_s16_s8(buf, x + i, n);
                 if (io != 0) {

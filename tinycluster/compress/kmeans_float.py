@@ -34,7 +34,7 @@ from typing import Optional
 
 import numpy as np
 
-INITS = ("kmeans++", "linear", "density")
+INITS = ("auto", "kmeans++", "linear", "density")
 
 
 @dataclass
@@ -69,7 +69,7 @@ def _assign(x: np.ndarray, cents_sorted: np.ndarray) -> np.ndarray:
     return np.searchsorted(mids, x, side="left")
 
 
-def _init(x: np.ndarray, k: int, init: str, rng: np.random.Generator) -> np.ndarray:
+def _init(x: np.ndarray, k: int, init: str, rng: np.random.Generator, sw=None) -> np.ndarray:
     lo, hi = float(x.min()), float(x.max())
     if init == "linear":
         return np.linspace(lo, hi, k)
@@ -79,10 +79,11 @@ def _init(x: np.ndarray, k: int, init: str, rng: np.random.Generator) -> np.ndar
         cents = [x[rng.integers(x.size)]]
         d2 = (x - cents[0]) ** 2
         for _ in range(1, k):
-            tot = d2.sum()
+            p = d2 if sw is None else d2 * sw
+            tot = p.sum()
             if tot <= 0:
                 break
-            c = x[rng.choice(x.size, p=d2 / tot)]
+            c = x[rng.choice(x.size, p=p / tot)]
             cents.append(c)
             d2 = np.minimum(d2, (x - c) ** 2)
         cents = np.unique(np.asarray(cents, dtype=np.float64))
@@ -93,24 +94,44 @@ def _init(x: np.ndarray, k: int, init: str, rng: np.random.Generator) -> np.ndar
     raise ValueError(f"unknown k-means init {init!r}; use one of {', '.join(INITS)}")
 
 
-def kmeans_1d(x: np.ndarray, k: int, *, init: str = "density", iters: int = 40,
-              rng: Optional[np.random.Generator] = None):
+def kmeans_1d(x: np.ndarray, k: int, *, init: str = "auto", iters: int = 100,
+              rng: Optional[np.random.Generator] = None, sample_weight: Optional[np.ndarray] = None):
     """Lloyd's k-means on a 1-D float array. Returns (sorted centroids [<=k], indices).
 
-    When x has at most k distinct values the result is exact (centroids = those values).
+    ``init="auto"`` runs Lloyd from the linear, density and k-means++ initialisations and keeps
+    the result with the smallest squared error (Lloyd only finds a local optimum, and which
+    start is best differs between layers and k). When x has at most k distinct values the
+    result is exact (centroids = those values). ``sample_weight`` (>= 0, x's shape) weights each
+    value's squared error: centroids become weighted means (activation-aware clustering).
     """
     x = np.asarray(x, dtype=np.float64).ravel()
     uniq = np.unique(x)
     if uniq.size <= k:
         return uniq, np.searchsorted(uniq, x)
     rng = rng or np.random.default_rng(0)
-    xs = np.sort(x)
-    cents = np.sort(_init(xs, k, init, rng))
+    if init == "auto":
+        best = None
+        for ini in ("linear", "density", "kmeans++"):
+            c, i = kmeans_1d(x, k, init=ini, iters=iters, rng=rng, sample_weight=sample_weight)
+            d2 = (c[i] - x) ** 2
+            sse = float(np.sum(d2 if sample_weight is None else d2 * np.ravel(sample_weight)))
+            if best is None or sse < best[0]:
+                best = (sse, c, i)
+        return best[1], best[2]
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    if sample_weight is None:
+        sw = np.ones_like(xs)
+    else:
+        sw = np.maximum(np.asarray(sample_weight, dtype=np.float64).ravel()[order], 0.0)
+        sw = sw / sw.mean() if sw.mean() > 0 else np.ones_like(xs)
+        sw = np.maximum(sw, 1e-6)  # every value keeps a say, so no cluster is pinned by zero weights
+    cents = np.sort(_init(xs, k, init, rng, None if sample_weight is None else sw))
     for _ in range(iters):
         idx = _assign(xs, cents)
-        sums = np.bincount(idx, weights=xs, minlength=cents.size)
-        cnt = np.bincount(idx, minlength=cents.size)
-        new = np.where(cnt > 0, sums / np.maximum(cnt, 1), cents)
+        sums = np.bincount(idx, weights=xs * sw, minlength=cents.size)
+        cnt = np.bincount(idx, weights=sw, minlength=cents.size)
+        new = np.where(cnt > 0, sums / np.where(cnt > 0, cnt, 1), cents)
         # an empty cluster takes the point farthest from its centroid
         if (cnt == 0).any():
             err = np.abs(xs - new[idx])
@@ -144,9 +165,11 @@ def _snap_to_grid(x: np.ndarray, cents: np.ndarray, step: float, qmin: int, qmax
 
 
 def _cluster_group(x: np.ndarray, k: int, method: str, init: str, keep_zero: bool,
-                   int4_grid: bool, bits: int, rng) -> tuple:
+                   int4_grid: bool, bits: int, rng, sw=None) -> tuple:
     """Cluster one group (a channel or the whole tensor). Returns (centroids, idx)."""
     x = np.asarray(x, dtype=np.float64).ravel()
+    if sw is not None:
+        sw = np.asarray(sw, dtype=np.float64).ravel()
     amax = float(np.abs(x).max()) if x.size else 0.0
     if amax == 0.0:
         return np.zeros(1), np.zeros(x.shape, dtype=np.int64)
@@ -164,7 +187,8 @@ def _cluster_group(x: np.ndarray, k: int, method: str, init: str, keep_zero: boo
         nz = x[~zero_mask]
         if nz.size == 0:
             return np.zeros(1), np.zeros(x.shape, dtype=np.int64)
-        c_nz, _ = kmeans_1d(nz, max(1, k - 1), init=init, rng=rng)
+        c_nz, _ = kmeans_1d(nz, max(1, k - 1), init=init, rng=rng,
+                            sample_weight=None if sw is None else sw[~zero_mask])
         if int4_grid:
             step = max(float(nz.max()) / 7.0, float(-nz.min()) / 8.0)
             c_nz, _ = _snap_to_grid(nz, c_nz, step, -8, 7)
@@ -178,7 +202,7 @@ def _cluster_group(x: np.ndarray, k: int, method: str, init: str, keep_zero: boo
             nzi = _assign(x[~zero_mask], c_nz)
             idx[~zero_mask] = np.searchsorted(cents, c_nz)[nzi]
         return cents, idx
-    cents, idx = kmeans_1d(x, k, init=init, rng=rng)
+    cents, idx = kmeans_1d(x, k, init=init, rng=rng, sample_weight=sw)
     if int4_grid:
         step = max(float(x.max()) / 7.0, float(-x.min()) / 8.0)
         cents, idx = _snap_to_grid(x, cents, step, -8, 7)
@@ -193,12 +217,14 @@ def channel_axis_of(kind: str, ndim: int) -> int:
 
 
 def cluster_array(w: np.ndarray, k: int, *, per_channel: bool = True, method: str = "kmeans",
-                  init: str = "density", keep_zero: bool = True, int4_grid: bool = False,
-                  seed: int = 0) -> FloatClustering:
+                  init: str = "auto", keep_zero: bool = True, int4_grid: bool = False,
+                  seed: int = 0, importance: Optional[np.ndarray] = None) -> FloatClustering:
     """Cluster a weight array whose output channels run along the last axis.
 
     Returns a :class:`FloatClustering` with ``channel_axis = w.ndim - 1`` (per channel) or None.
     ``k`` is the number of clusters per group (for ``method="uniform"``, ``k = 2**bits``).
+    ``importance``: per-weight weights of the squared error, broadcastable to ``w.shape`` (e.g.
+    the mean squared input activation each weight multiplies, shape ``w.shape[:-1] + (1,)``).
     """
     if method not in ("kmeans", "uniform"):
         raise ValueError(f"unknown clustering method {method!r}")
@@ -207,10 +233,15 @@ def cluster_array(w: np.ndarray, k: int, *, per_channel: bool = True, method: st
     rng = np.random.default_rng(seed)
     bits = max(1, int(np.ceil(np.log2(max(k, 2)))))
     w = np.asarray(w, dtype=np.float64)
+    imp = None
+    if importance is not None and method == "kmeans":
+        imp = np.broadcast_to(np.asarray(importance, dtype=np.float64), w.shape)
     if per_channel:
         flat = w.reshape(-1, w.shape[-1])  # [n, C]
         C = flat.shape[1]
-        results = [_cluster_group(flat[:, c], k, method, init, keep_zero, int4_grid, bits, rng)
+        impf = None if imp is None else imp.reshape(-1, w.shape[-1])
+        results = [_cluster_group(flat[:, c], k, method, init, keep_zero, int4_grid, bits, rng,
+                                  None if impf is None else impf[:, c])
                    for c in range(C)]
         kk = max(r[0].size for r in results)
         cents = np.zeros((C, kk))
@@ -220,7 +251,7 @@ def cluster_array(w: np.ndarray, k: int, *, per_channel: bool = True, method: st
             cents[c, cc.size:] = cc[-1]
             idx[:, c] = ii
         return FloatClustering(cents.astype(np.float32), idx.reshape(w.shape), w.ndim - 1, kk)
-    cc, ii = _cluster_group(w, k, method, init, keep_zero, int4_grid, bits, rng)
+    cc, ii = _cluster_group(w, k, method, init, keep_zero, int4_grid, bits, rng, imp)
     return FloatClustering(cc.reshape(1, -1).astype(np.float32), ii.reshape(w.shape), None, cc.size)
 
 

@@ -165,7 +165,7 @@ def convert_to_int8(model, calib: np.ndarray, *, quiet: bool = True) -> bytes:
         for i in range(calib.shape[0]):
             yield [calib[i:i + 1]]
 
-    conv = t.lite.TFLiteConverter.from_keras_model(model)
+    conv = _converter(model)
     conv.optimizations = [t.lite.Optimize.DEFAULT]
     conv.representative_dataset = rep
     conv.target_spec.supported_ops = [t.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -181,10 +181,20 @@ def convert_to_int8(model, calib: np.ndarray, *, quiet: bool = True) -> bytes:
 
 def convert_to_float(model, *, quiet: bool = True) -> bytes:
     """Plain float32 .tflite of the model (for float accuracy in ``evaluate``)."""
-    t = tf()
-    conv = t.lite.TFLiteConverter.from_keras_model(model)
+    conv = _converter(model)
     with _quiet_fds(quiet):
         return bytes(conv.convert())
+
+
+def _converter(model):
+    """TFLiteConverter on the model traced with a batch of exactly 1: every shape is static, so
+    shape arithmetic (e.g. a Reshape layer's tf.shape(x)[0]) folds into constants instead of
+    becoming SHAPE / STRIDED_SLICE / PACK operators the int8 runtime does not have."""
+    t = tf()
+    spec = t.TensorSpec((1,) + tuple(int(d) for d in model.input_shape[1:]), t.float32)
+    fn = t.function(lambda x: model(x, training=False))
+    cf = fn.get_concrete_function(spec)
+    return t.lite.TFLiteConverter.from_concrete_functions([cf], model)
 
 
 @contextlib.contextmanager
@@ -210,3 +220,41 @@ def _quiet_fds(quiet: bool):
         os.dup2(saved[1], 2)
         for fd in saved + [null]:
             os.close(fd)
+
+
+def activation_importance(model, x: np.ndarray, batch_size: int = 32) -> dict:
+    """Per weighted layer, the mean squared input activation each kernel weight multiplies,
+    shaped to broadcast against the kernel viewed channels-last (None when uniform).
+
+    Conv2D [kh, kw, cin, cout]: E[x_cin^2] -> [1, 1, cin, 1]; Dense [in, out]: E[x_i^2] -> [in, 1];
+    DepthwiseConv2D: every output channel sees one input channel, so the weights of a channel are
+    equally important -> None. Used as k-means sample weights: the squared error of a weight
+    costs, to first order, ``E[x^2] * dw^2`` in the layer's output.
+    """
+    k = keras()
+    wl = [(layer, var) for layer, var in weighted_layers(model) if layer.__class__.__name__ != "DepthwiseConv2D"]
+    if not wl:
+        return {}
+    try:
+        sub = k.Model(model.inputs, [layer.input for layer, _ in wl])
+    except Exception:  # a layer called more than once or nested: no importance, plain k-means
+        return {}
+    sums = [None] * len(wl)
+    n = 0
+    for i in range(0, x.shape[0], batch_size):
+        outs = sub(x[i:i + batch_size], training=False)
+        if not isinstance(outs, (list, tuple)):
+            outs = [outs]
+        for j, o in enumerate(outs):
+            a = np.asarray(o, dtype=np.float64)
+            s = (a.reshape(-1, a.shape[-1]) ** 2).sum(axis=0)
+            sums[j] = s if sums[j] is None else sums[j] + s
+        n += outs[0].shape[0] * int(np.prod(outs[0].shape[1:-1]) or 1)
+    res = {}
+    for (layer, var), s in zip(wl, sums):
+        e = s / max(n, 1)
+        if layer.__class__.__name__ == "Conv2D":
+            res[layer.name] = e.reshape(1, 1, -1, 1)
+        else:
+            res[layer.name] = e.reshape(-1, 1)
+    return res

@@ -84,30 +84,33 @@ def _kernel_cl(layer, var):
     return kernel_to_channels_last(layer, var.numpy())
 
 
-def cluster_kernel(layer, w: np.ndarray, k: int, *, per_channel=True, method="kmeans", init="density",
-                   int4=False, seed=0):
+def cluster_kernel(layer, w: np.ndarray, k: int, *, per_channel=True, method="kmeans", init="auto",
+                   int4=False, seed=0, importance=None):
     """Cluster one Keras kernel (its own shape); returns (clustered kernel, FloatClustering)."""
     from ..compress.kmeans_float import cluster_array
     from .keras import kernel_to_channels_last
 
     wcl = kernel_to_channels_last(layer, w)
     fc = cluster_array(wcl, k, per_channel=per_channel, method=method, init=init, keep_zero=True,
-                       int4_grid=int4, seed=seed)
+                       int4_grid=int4, seed=seed, importance=importance)
     return fc.values().reshape(w.shape).astype(w.dtype), fc
 
 
 def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=None, clusters=None,
                             granularity="per-channel", method="kmeans", prune=None, prune_structured=False,
                             heal=None, heal_epochs=1, flash_budget=None, mean_bits=None, weight_dtype="int8",
-                            quiet=False, seed=0, init="density", affine=False, heal_lr=1e-3,
-                            sensitivity_samples=64, artifacts=True):
+                            quiet=False, seed=0, init="auto", affine=False, heal_lr=1e-3,
+                            sensitivity_samples=64, artifacts=True, activation_aware=True):
     """Compress a Keras model (or float .tflite) into a full-integer int8 .tflite with clustered weights.
 
     Returns ``(tflite_bytes, info)``; ``info`` is a JSON-friendly dict (a :class:`FrontendInfo`) with
     per-layer k/bits (``info["layers"]``, ``info["per_layer_bits"]``), the sensitivity table and
     choice, pruning and healing figures; ``info.artifacts`` holds the files for :func:`save_artifacts`.
     ``bits``/``clusters`` apply to every layer; ``flash_budget``/``mean_bits`` take precedence over
-    them (per-layer widths from the sensitivity search).
+    them (per-layer widths from the sensitivity search). ``activation_aware``: weight each kernel
+    value's squared error in k-means by the mean squared input activation it multiplies
+    (measured on the calibration inputs), which minimises the layer's output error rather than
+    the weight error.
     """
     from tqdm.auto import tqdm
 
@@ -149,10 +152,17 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
 
     # 3. k per layer
     int8_ref = None
+    importance = {}
+    if activation_aware and method == "kmeans":
+        from .keras import activation_importance
+
+        importance = activation_importance(model, x_cal[:sensitivity_samples])
+    info["activation_aware"] = bool(importance)
+
     def cfn(layer, w, k):
         return cluster_kernel(layer, w, k, per_channel=per_channel,
                               method="uniform" if method == "uniform" else "kmeans",
-                              init=init, int4=int4, seed=seed)[0]
+                              init=init, int4=int4, seed=seed, importance=importance.get(layer.name))[0]
 
     if flash_budget is not None or mean_bits is not None:
         opts = sens.DEFAULT_BITS if not int4 else (1, 2, 3, 4)
@@ -209,7 +219,7 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
             w = var.numpy()
             new, fc = cluster_kernel(layer, w, k, per_channel=per_channel,
                                      method="uniform" if method == "uniform" else "kmeans",
-                                     init=init, int4=int4, seed=seed)
+                                     init=init, int4=int4, seed=seed, importance=importance.get(layer.name))
             if affine and method == "kmeans":
                 from ..compress.kmeans_float import affine_correct
 

@@ -246,16 +246,9 @@ def _stats_by_layer(stats):
 
 def _is_float_tflite(path: Path) -> bool:
     """True for a float .tflite (float activations): those go through the float front end."""
-    from .importers import tflite as imp
+    from .importers.tflite import is_float_model
 
-    p, data = imp._read_file(path)
-    try:
-        m = imp._read_model(p, data)
-    except TinyClusterError:
-        raise
-    except Exception:
-        return False  # load_tflite reports the corruption with its own message
-    return any(t["dtype"] in ("float32", "float16") and t["data"] is None for t in m["tensors"])
+    return is_float_model(path)
 
 
 def _load_graph(path: Path, data: bytes):

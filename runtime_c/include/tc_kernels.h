@@ -197,13 +197,13 @@ void tc_mul_s8(const tc_mul_params *p, const int8_t *in1, const int8_t *in2, int
  * and is clipped to the input. Average: sum / count rounded half away from zero
  * ((sum +- count/2) / count, C division); max: largest int8. Then clamp [act_min, act_max]. */
 typedef struct {
-    int32_t batches;                /* 1..65535 */
-    int32_t in_h, in_w, channels;   /* 1..65535 */
-    int32_t out_h, out_w;           /* 1..65535 */
-    int32_t filter_h, filter_w;     /* 1..65535, filter_h * filter_w < 2^23 */
-    int32_t stride_h, stride_w;     /* 1..65535 */
-    int32_t pad_h, pad_w;           /* 0..filter-1 (every window holds >= 1 input) */
-    int32_t act_min, act_max;       /* [-128, 127] */
+    int16_t batches;                /* 1..32767 */
+    int16_t in_h, in_w, channels;   /* 1..32767, in_h * in_w * channels < 2^31 */
+    int16_t out_h, out_w;           /* 1..32767 */
+    int16_t filter_h, filter_w;     /* 1..32767, filter_h * filter_w < 2^23 */
+    int16_t stride_h, stride_w;     /* 1..32767 */
+    int16_t pad_h, pad_w;           /* 0..filter-1 (every window holds >= 1 input) */
+    int16_t act_min, act_max;       /* [-128, 127] */
 } tc_pool_params;
 void tc_avgpool_s8(const tc_pool_params *p, const int8_t *in, int8_t *out);
 void tc_maxpool_s8(const tc_pool_params *p, const int8_t *in, int8_t *out);

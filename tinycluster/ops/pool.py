@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..quantize import activation_range
-from ._common import act_name, emit_call, f32, i32_fields, input_expr, int8_tensor, numel, op_error, padding_name
+from ._common import act_name, emit_call, f32, input_expr, int8_tensor, numel, op_error, padding_name
 from .base import OpHandler, register
 
-FIELDS = i32_fields(["batches", "in_h", "in_w", "channels", "out_h", "out_w", "filter_h", "filter_w",
-                     "stride_h", "stride_w", "pad_h", "pad_w", "act_min", "act_max"])
+FIELDS = [(n, "int16_t") for n in ["batches", "in_h", "in_w", "channels", "out_h", "out_w", "filter_h", "filter_w",
+                                    "stride_h", "stride_w", "pad_h", "pad_w", "act_min", "act_max"]]
 
 
 def out_size(padding: str, size: int, filt: int, stride: int) -> int:
@@ -61,6 +61,8 @@ class PoolHandler(OpHandler):
             raise op_error(node, graph, f"input (scale {float(sx):.6g}, zero point {zx}) and output (scale "
                                         f"{float(sy):.6g}, zero point {zy}) quantization differ; int8 pooling needs "
                                         "them equal (as TFLite Micro)")
+        if max(n, ih, iw, c, fh, fw, sh, sw) > 32767 or fh * fw >= 1 << 23 or n * ih * iw * c >= 1 << 31:
+            raise op_error(node, graph, "dimensions beyond the kernel's 16-bit parameter range (32767)")
         lo, hi = activation_range(a["activation"], sy, zy)
         if lo > hi:
             raise op_error(node, graph, f"empty activation range [{lo}, {hi}] for {a['activation']}")

@@ -67,13 +67,14 @@ static void conv_shallow(const tc_conv_packed_params *p, const int8_t *input,
         tc_tap_range(iy0, dh, in_h, kh, &ky_lo, &ky_hi);
         for (ox = 0; ox < out_w; ox++) {
             const int32_t ix0 = ox * sw - p->pad_left;
-            int32_t kx_lo, kx_hi, c0;
+            int32_t kx_lo, kx_hi, c0, nb;
             int8_t *o = orow + ox * oc;
             tc_tap_range(ix0, dwl, in_w, kw, &kx_lo, &kx_hi);
-            for (c0 = 0; c0 < oc; c0 += TC_CONV_BLOCK) {
-                const int32_t nb = TC_MIN(TC_CONV_BLOCK, oc - c0);
+            for (c0 = 0; c0 < oc; c0 += nb) {
                 int32_t lanes[TC_CONV_BLOCK];
                 int32_t j, ky, kx, ci;
+                /* blocks of 16 channels, then 8, then the rest */
+                nb = oc - c0 >= TC_CONV_BLOCK ? TC_CONV_BLOCK : oc - c0 >= 8 ? 8 : oc - c0;
                 for (j = 0; j < TC_CONV_BLOCK; j++) {
                     lanes[j] = 0;
                 }
@@ -87,6 +88,10 @@ static void conv_shallow(const tc_conv_packed_params *p, const int8_t *input,
                             const int8_t *restrict wc = w + ci * oc;
                             if (nb == TC_CONV_BLOCK) {
                                 for (j = 0; j < TC_CONV_BLOCK; j++) {
+                                    lanes[j] += (int32_t)((int16_t)wc[j] * xv);
+                                }
+                            } else if (nb == 8) {
+                                for (j = 0; j < 8; j++) {
                                     lanes[j] += (int32_t)((int16_t)wc[j] * xv);
                                 }
                             } else {

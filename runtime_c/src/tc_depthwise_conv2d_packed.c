@@ -61,13 +61,14 @@ void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *inpu
         tc_tap_range(iy0, dh, in_h, kh, &ky_lo, &ky_hi);
         for (ox = 0; ox < out_w; ox++) {
             const int32_t ix0 = ox * sw - p->pad_left;
-            int32_t kx_lo, kx_hi, ky, kx, c0;
+            int32_t kx_lo, kx_hi, ky, kx, c0, nb;
             int8_t *o = orow + ox * oc;
             tc_tap_range(ix0, dwl, in_w, kw, &kx_lo, &kx_hi);
-            for (c0 = 0; c0 < oc; c0 += TC_DW_BLOCK) {
-                const int32_t nb = TC_MIN(TC_DW_BLOCK, oc - c0);
+            for (c0 = 0; c0 < oc; c0 += nb) {
                 int32_t lanes[TC_DW_BLOCK];
                 int32_t j;
+                /* blocks of 16 channels, then 8, then the rest */
+                nb = oc - c0 >= TC_DW_BLOCK ? TC_DW_BLOCK : oc - c0 >= 8 ? 8 : oc - c0;
                 for (j = 0; j < TC_DW_BLOCK; j++) {
                     lanes[j] = 0;
                 }
@@ -79,6 +80,18 @@ void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *inpu
                             const int8_t *restrict x = xrow + (ix0 + kx * dwl) * in_c;
                             const int16_t *restrict f = frow + kx * oc;
                             for (j = 0; j < TC_DW_BLOCK; j++) {
+                                lanes[j] += (int32_t)f[j] * (int16_t)(x[j] + io);
+                            }
+                        }
+                    }
+                } else if (nb == 8 && dm == 1) {
+                    for (ky = ky_lo; ky < ky_hi; ky++) {
+                        const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * in_c + c0;
+                        const int16_t *frow = filt + ky * kw * oc + c0;
+                        for (kx = kx_lo; kx < kx_hi; kx++) {
+                            const int8_t *restrict x = xrow + (ix0 + kx * dwl) * in_c;
+                            const int16_t *restrict f = frow + kx * oc;
+                            for (j = 0; j < 8; j++) {
                                 lanes[j] += (int32_t)f[j] * (int16_t)(x[j] + io);
                             }
                         }

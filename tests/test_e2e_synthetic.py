@@ -9,7 +9,7 @@ from tinycluster._quiet import import_tensorflow
 from tinycluster.verify import verify
 
 
-def to_int8_tflite(model, input_shape, seed=0):
+def to_int8_tflite(model, input_shape, seed=0, float_io=False):
     tf = import_tensorflow()
     rng = np.random.default_rng(seed)
 
@@ -21,8 +21,9 @@ def to_int8_tflite(model, input_shape, seed=0):
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = rep
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
+    if not float_io:  # else float32 I/O: QUANTIZE in front, DEQUANTIZE behind
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
     return conv.convert()
 
 
@@ -55,7 +56,7 @@ def build(kind):
         x = L.DepthwiseConv2D(5, strides=2, padding="same")(x)
         x = tf.reduce_mean(x, axis=[1, 2], keepdims=False)
         x = L.Dense(5)(x)
-    elif kind == "mlp":
+    elif kind in ("mlp", "mlp_floatio"):
         shape = (37,)
         x = inp = L.Input(shape, batch_size=1)
         x = L.Dense(33, activation="relu")(x)
@@ -68,11 +69,11 @@ def build(kind):
     for w in model.weights:
         if "kernel" in w.name:
             w.assign(np.random.default_rng(1).normal(0, 0.5, size=w.shape).astype(np.float32))
-    return to_int8_tflite(model, shape)
+    return to_int8_tflite(model, shape, float_io=kind.endswith("floatio"))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["convnet", "branches", "mlp"])
+@pytest.mark.parametrize("kind", ["convnet", "branches", "mlp", "mlp_floatio"])
 def test_synthetic_models_bit_exact(kind, tmp_path):
     data = build(kind)
     src = tmp_path / f"{kind}.tflite"

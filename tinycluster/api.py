@@ -77,7 +77,8 @@ class HostModel:
         self._init = getattr(lib, f"{name}_init")
         self._invoke = getattr(lib, f"{name}_invoke")
         self._init()
-        self._out = np.zeros(self.out_shape, dtype=self.out_dtype)
+        self._in_c = _C_OF[report["input"]["dtype"]] + "[]"
+        self._out_c = _C_OF[report["output"]["dtype"]] + "[]"
 
     @classmethod
     def build(cls, src_dir: Path, name: str, report: dict, opt: str = "-O2"):
@@ -94,7 +95,7 @@ class HostModel:
     def invoke(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=self.in_dtype).reshape(self.in_shape)
         out = np.zeros(self.out_shape, dtype=self.out_dtype)
-        rc = self._invoke(self.ffi.from_buffer(x), self.ffi.from_buffer(out))
+        rc = self._invoke(self.ffi.from_buffer(self._in_c, x), self.ffi.from_buffer(self._out_c, out))
         if rc != 0:
             raise TinyClusterError(f"{self.name}_invoke returned {rc}")
         return out
@@ -105,7 +106,7 @@ class HostModel:
 
         x = np.ascontiguousarray(x, dtype=self.in_dtype).reshape(self.in_shape)
         out = np.zeros(self.out_shape, dtype=self.out_dtype)
-        px, po = self.ffi.from_buffer(x), self.ffi.from_buffer(out)
+        px, po = self.ffi.from_buffer(self._in_c, x), self.ffi.from_buffer(self._out_c, out)
         ts = []
         for _ in range(repeat):
             t0 = time.perf_counter()

@@ -31,12 +31,19 @@ def load_output_dir(out_dir):
     return out, report, name
 
 
-def make_inputs(shape, dtype, samples: int, seed: int, zero_point: int = 0):
+def make_inputs(shape, dtype, samples: int, seed: int, zero_point: int = 0, float_range=(-1.0, 1.0)):
+    """Seeded random inputs plus the extremes. int8 models: uniform int8, all-min, all-max,
+    all-zero-point. Float-input models (QUANTIZE first): uniform floats over 110% of the
+    quantized range (so saturation is exercised), its two ends and zero."""
     rng = np.random.default_rng(seed)
-    if dtype != np.int8:
-        raise TinyClusterError("verify supports int8 model inputs")
-    xs = [rng.integers(-128, 128, size=shape, dtype=np.int8) for _ in range(samples)]
-    xs += [np.full(shape, -128, np.int8), np.full(shape, 127, np.int8), np.full(shape, zero_point, np.int8)]
+    if dtype == np.int8:
+        xs = [rng.integers(-128, 128, size=shape, dtype=np.int8) for _ in range(samples)]
+        xs += [np.full(shape, -128, np.int8), np.full(shape, 127, np.int8), np.full(shape, zero_point, np.int8)]
+        return xs
+    lo, hi = float_range
+    pad = 0.05 * (hi - lo)
+    xs = [rng.uniform(lo - pad, hi + pad, size=shape).astype(np.float32) for _ in range(samples)]
+    xs += [np.full(shape, lo, np.float32), np.full(shape, hi, np.float32), np.zeros(shape, np.float32)]
     return xs
 
 
@@ -54,22 +61,30 @@ class TFLMReference:
         return self.interp.get_output(0).copy(), dt
 
 
+def _input_quant(tflite_path):
+    """(zero point of the int8 input, float range of the quantized input) of a model."""
+    from .importers.tflite import load_tflite
+
+    g = load_tflite(tflite_path)
+    t = g.tensors[g.inputs[0]]
+    if t.dtype == "int8":
+        return (int(t.quant.zero_point[0]) if t.quant is not None else 0), (-1.0, 1.0)
+    for n in g.nodes:  # float input: the QUANTIZE that consumes it gives the range
+        if g.inputs[0] in n.inputs and n.op == "QUANTIZE":
+            q = g.tensors[n.outputs[0]].quant
+            s, z = float(q.scale[0]), int(q.zero_point[0])
+            return 0, (s * (-128 - z), s * (127 - z))
+    return 0, (-1.0, 1.0)
+
+
 def verify(out_dir, samples: int = 200, seed: int = 0, quiet: bool = False) -> dict:
     from .api import HostModel
 
     out, report, name = load_output_dir(out_dir)
     host = HostModel.build(out, name, report)
     ref = TFLMReference((out / f"{name}_clustered.tflite").read_bytes())
-    in_zp = 0
-    try:
-        from .importers.tflite import load_tflite
-
-        g = load_tflite(out / f"{name}_clustered.tflite")
-        q = g.tensors[g.inputs[0]].quant
-        in_zp = int(q.zero_point[0]) if q is not None else 0
-    except Exception:  # the zero-point input is a nicety; never fail verify on it
-        pass
-    xs = make_inputs(host.in_shape, host.in_dtype, samples, seed, in_zp)
+    in_zp, frange = _input_quant(out / f"{name}_clustered.tflite")
+    xs = make_inputs(host.in_shape, host.in_dtype, samples, seed, in_zp, frange)
     mismatches, mismatch_bytes, max_diff = 0, 0, 0
     host_t, tflm_t = [], []
     first = None

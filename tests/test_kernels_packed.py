@@ -410,3 +410,153 @@ def test_references_match_tflite_micro(tflm_models, name):
     else:
         got = H.run_conv("dw", p, layout, x, bias, depthwise_conv_2d.struct_fields(p, layout), 0, p["out_h"])
     np.testing.assert_array_equal(got, want)
+
+
+# ---------------------------------------------------------------------------------------------
+# sanitizers: the kernels as a standalone executable under -fsanitize=address,undefined, every
+# buffer heap-allocated at its exact size (so any read past packed weights, codebooks, input,
+# scratch or the output rows is reported), results compared with the numpy references
+
+
+def _c_vals(values) -> str:
+    v = [str(int(x)) for x in np.asarray(values).reshape(-1)]
+    return ", ".join(v) if v else "0"
+
+
+def _sanitizer_cases():
+    rng = np.random.default_rng(2024)
+    cases = []
+
+    def layout_for(shape, axis, n_ch, bits, k, mode):
+        idx = rng.integers(0, k, size=shape)
+        n_cb = {"tensor": 1, "channel": n_ch, "shared": 2}[mode]
+        cbs = rng.integers(-128, 128, size=(n_cb, k)).astype(np.int8)
+        if mode == "tensor":
+            lay = pc.PackedLayout(idx.reshape(-1), bits, cbs[0], 0, None, k)
+        elif mode == "channel":
+            lay = pc.PackedLayout(idx.reshape(-1), bits, cbs.reshape(-1), k, None, k)
+        else:
+            lay = pc.PackedLayout(idx.reshape(-1), bits, cbs.reshape(-1), k,
+                                  rng.integers(0, n_cb, size=n_ch).astype(np.uint8), k)
+        return lay, lay.values(shape, axis)
+
+    def quant(n, per_channel=True):
+        m = int(per_channel) * (n - 1) + 1
+        return dict(input_offset=int(rng.integers(-127, 129)), output_offset=int(rng.integers(-128, 128)),
+                    act_min=-128, act_max=127, mult=rng.integers(1 << 30, 1 << 31, size=m).tolist(),
+                    shift=rng.integers(-12, 0, size=m).tolist(), requant_per_channel=int(per_channel))
+
+    conv_specs = [  # in_h, in_w, in_c, fic, out_c, kh, kw, stride, dil, padding, bits, k, mode, rows
+        (7, 6, 20, 20, 5, 3, 3, 1, 1, "SAME", 4, 16, "channel", (0, 7)),
+        (9, 8, 3, 3, 19, 3, 2, 2, 1, "SAME", 3, 7, "tensor", (1, 4)),
+        (9, 9, 12, 4, 6, 2, 3, 1, 2, "VALID", 2, 3, "shared", (0, 7)),
+        (5, 5, 16, 16, 8, 1, 1, 1, 1, "VALID", 8, 256, "tensor", (2, 3)),
+    ]
+    for (ih, iw, ic, fic, oc, kh, kw, s, d, pad, bits, k, mode, rows) in conv_specs:
+        oh, ow = pc.out_size(pad, ih, kh, s, d), pc.out_size(pad, iw, kw, s, d)
+        p = dict(in_h=ih, in_w=iw, in_c=ic, out_c=oc, k_h=kh, k_w=kw, filter_in_c=fic, stride_h=s, stride_w=s,
+                 dil_h=d, dil_w=d, out_h=oh, out_w=ow, pad_top=pc.pad_before(s, d, ih, kh, oh),
+                 pad_left=pc.pad_before(s, d, iw, kw, ow), **quant(oc))
+        lay, w = layout_for((oc, kh, kw, fic), 0, oc, bits, k, mode)
+        rows = (rows[0], min(rows[1], oh))
+        cases.append(("conv", p, lay, w, rows))
+    dw_specs = [(8, 7, 20, 1, 3, 3, 1, 1, "SAME", 4, 16, "channel"), (6, 6, 4, 2, 3, 3, 2, 1, "SAME", 1, 2, "tensor"),
+                (9, 9, 8, 1, 3, 3, 1, 2, "VALID", 5, 31, "shared")]
+    for (ih, iw, ic, dm, kh, kw, s, d, pad, bits, k, mode) in dw_specs:
+        oc = ic * dm
+        oh, ow = pc.out_size(pad, ih, kh, s, d), pc.out_size(pad, iw, kw, s, d)
+        p = dict(in_h=ih, in_w=iw, in_c=ic, out_c=oc, k_h=kh, k_w=kw, depth_multiplier=dm, stride_h=s, stride_w=s,
+                 dil_h=d, dil_w=d, out_h=oh, out_w=ow, pad_top=pc.pad_before(s, d, ih, kh, oh),
+                 pad_left=pc.pad_before(s, d, iw, kw, ow), **quant(oc))
+        lay, w = layout_for((1, kh, kw, oc), 3, oc, bits, k, mode)
+        cases.append(("dw", p, lay, w, (0, oh)))
+    fc_specs = [(640, 9, 1, 4, 16, "tensor", False), (300, 5, 2, 4, 15, "channel", True),
+                (131, 7, 1, 3, 8, "shared", True), (200, 4, 3, 2, 4, "tensor", False), (77, 3, 1, 1, 2, "channel", True)]
+    for (n_in, n_out, rows, bits, k, mode, per_ch) in fc_specs:
+        p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=0, **quant(n_out, per_ch))
+        lay, w = layout_for((n_out, n_in), 0, n_out, bits, k, mode)
+        cases.append(("fc", p, lay, w, (0, rows)))
+    return cases
+
+
+def _sanitizer_source(cases, rng):
+    from tinycluster.packing import pack_indices as pack
+
+    lines = ["#include <stdio.h>", "#include <stdlib.h>", "#include <string.h>", '#include "tc_kernels.h"',
+             "static void *dup(const void *src, size_t n) { void *p = malloc(n ? n : 1); memcpy(p, src, n); return p; }",
+             "static void dump(const int8_t *o, int n) { int i; for (i = 0; i < n; i++) printf(\"%d \", o[i]); printf(\"\\n\"); }",
+             "int main(void) {"]
+    inputs = []
+    for i, (kind, p, lay, w, (oy0, oy1)) in enumerate(cases):
+        if kind == "fc":
+            x = rng.integers(-128, 128, size=(p["batches"], p["in_features"])).astype(np.int8)
+            ctype, fields = "tc_fc_packed_params", fully_connected.struct_fields(p, lay)
+            n_out = p["batches"] * p["out_features"]
+        else:
+            x = rng.integers(-128, 128, size=(1, p["in_h"], p["in_w"], p["in_c"])).astype(np.int8)
+            mod = conv_2d if kind == "conv" else depthwise_conv_2d
+            ctype = "tc_conv_packed_params" if kind == "conv" else "tc_dw_packed_params"
+            fields = mod.struct_fields(p, lay)
+            n_out = (oy1 - oy0) * p["out_w"] * p["out_c"]
+        bias = rng.integers(-5000, 5000, size=len(p["mult"]) if p["requant_per_channel"] else
+                            (p["out_features"] if kind == "fc" else p["out_c"]))
+        inputs.append((x, bias))
+        packed = np.frombuffer(pack(lay.indices, lay.bits), np.uint8)
+        cb = lay.codebook_array()
+        inits = ", ".join(f".{n} = {int(v)}" for n, _, v in fields)
+        lines += [
+            "  {",
+            f"    static const {ctype} prm = {{ {inits} }};",
+            f"    static const int8_t x_[] = {{ {_c_vals(x)} }};",
+            f"    static const uint8_t pk_[] = {{ {_c_vals(packed)} }};",
+            f"    static const int8_t cb_[] = {{ {_c_vals(cb)} }};",
+            f"    static const int32_t b_[] = {{ {_c_vals(bias)} }};",
+            f"    static const int32_t m_[] = {{ {_c_vals(p['mult'])} }};",
+            f"    static const int8_t s_[] = {{ {_c_vals(p['shift'])} }};",
+            "    int8_t *x = dup(x_, sizeof x_); uint8_t *pk = dup(pk_, sizeof pk_); int8_t *cb = dup(cb_, sizeof cb_);",
+            "    int32_t *b = dup(b_, sizeof b_); int32_t *m = dup(m_, sizeof m_); int8_t *s = dup(s_, sizeof s_);",
+            f"    int8_t *out = malloc({n_out});",
+        ]
+        if lay.cmap is not None:
+            lines += [f"    static const uint8_t map_[] = {{ {_c_vals(lay.cmap)} }};",
+                      "    uint8_t *map = dup(map_, sizeof map_);"]
+        else:
+            lines += ["    uint8_t *map = NULL;"]
+        if kind == "fc":
+            lines += ["    tc_fully_connected_packed(&prm, x, pk, cb, map, b, m, s, out);"]
+        else:
+            fn = "tc_conv2d_packed" if kind == "conv" else "tc_depthwise_conv2d_packed"
+            lines += [f"    int32_t ns = {fn}_get_buffer_size(&prm);",
+                      "    int8_t *scr_block = malloc((size_t)ns + 1), *scr = scr_block + 1;",
+                      f"    {fn}(&prm, x, pk, cb, map, b, m, s, {oy0}, {oy1}, out, scr);",
+                      "    free(scr_block);"]
+        lines += [f"    dump(out, {n_out});",
+                  "    free(x); free(pk); free(cb); free(b); free(m); free(s); free(out); free(map);", "  }"]
+    lines += ["  return 0;", "}"]
+    return "\n".join(lines) + "\n", inputs
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["host-simd", "portable"])
+def test_kernels_clean_under_sanitizers(tmp_path, portable):
+    from tinycluster.build.host import build_executable
+    from tinycluster.paths import RUNTIME_SRC
+
+    if sys.platform != "linux":
+        pytest.skip("sanitizer runtime checked on Linux hosts")
+    cases = _sanitizer_cases()
+    src, inputs = _sanitizer_source(cases, np.random.default_rng(5))
+    (tmp_path / "san.c").write_text(src)
+    exe = build_executable([tmp_path / "san.c"] + [RUNTIME_SRC / s for s in H.SOURCES], tmp_path / "san",
+                           sanitize=True, opt="-O1", extra_cflags=["-DTC_NO_HOST_SIMD"] if portable else [])
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr, r.stderr[-3000:]
+    outs = r.stdout.strip().split("\n")
+    assert len(outs) == len(cases)
+    for (kind, p, lay, w, (oy0, oy1)), (x, bias), line in zip(cases, inputs, outs):
+        got = np.array([int(v) for v in line.split()], np.int64)
+        op = {"fc": "FULLY_CONNECTED", "conv": "CONV_2D", "dw": "DEPTHWISE_CONV_2D"}[kind]
+        node = Node(index=0, op=op, inputs=[0, 1, 2], outputs=[3], params=p)
+        ref = get_handler(op).reference(node, None, [x, w, bias])[0]
+        want = ref.reshape(-1) if kind == "fc" else ref[0, oy0:oy1].reshape(-1)
+        np.testing.assert_array_equal(got, want, err_msg=f"{kind} {p}")

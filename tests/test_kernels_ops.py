@@ -8,9 +8,7 @@ DEQUANTIZE, PAD, MEAN, CONCATENATION, RESHAPE (runtime_c/src/tc_*_s8.c, tinyclus
 from __future__ import annotations
 
 import os
-import re
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -744,3 +742,21 @@ def test_elementwise_ops_run_in_place(clib, op):
         inputs = [x]
     get_handler(op).resolve(node, g)
     check(clib, g, node, inputs, inplace=True)
+
+
+def test_rank5_with_leading_ones_is_accepted(clib):
+    """Leading size-1 dimensions beyond rank 4 are dropped (PAD, ADD); others are one-line errors."""
+    pads = np.array([[0, 0], [0, 0], [1, 0], [0, 2], [1, 1]], np.int32)
+    ts = [qt(0, (1, 1, 2, 3, 4), 0.1, 5), Tensor(id=1, name="p", shape=(5, 2), dtype="int32", data=pads),
+          qt(2, (1, 1, 3, 5, 6), 0.1, 5)]
+    g, node = single_node("PAD", ts, [0, 1], [2])
+    get_handler("PAD").resolve(node, g)
+    check(clib, g, node, [np.arange(24, dtype=np.int8).reshape(1, 1, 2, 3, 4)])
+    ts = [qt(0, (1, 1, 2, 3, 4), 0.1, 5), qt(1, (4,), 0.2, -5), qt(2, (1, 1, 2, 3, 4), 0.3, 0)]
+    g, node = single_node("ADD", ts, [0, 1], [2], {"activation": "NONE"})
+    get_handler("ADD").resolve(node, g)
+    check(clib, g, node, [np.arange(24, dtype=np.int8).reshape(1, 1, 2, 3, 4), np.arange(4, dtype=np.int8)])
+    ts = [qt(0, (2, 1, 2, 3, 4), 0.1, 5), qt(1, (4,), 0.2, -5), qt(2, (2, 1, 2, 3, 4), 0.3, 0)]
+    g, node = single_node("ADD", ts, [0, 1], [2], {"activation": "NONE"})
+    with pytest.raises(TinyClusterError, match="at most 4"):
+        get_handler("ADD").resolve(node, g)

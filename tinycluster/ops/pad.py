@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import (const_ints, emit_call, extend4, i32_fields, input_expr, int8_tensor, numel, op_error,
-                      tensor)
+from ._common import const_ints, emit_call, extend4, i32_fields, input_expr, int8_tensor, op_error
 from .base import OpHandler, register
 
 FIELDS = i32_fields(["in_d0", "in_d1", "in_d2", "in_d3", "pad_b0", "pad_b1", "pad_b2", "pad_b3",
@@ -29,7 +28,7 @@ class PadHandler(OpHandler):
         expect = [int(d) + int(b) + int(a) for d, (b, a) in zip(x.shape, pads)]
         if [int(d) for d in y.shape] != expect:
             raise op_error(node, graph, f"output shape {list(y.shape)} does not match input + paddings = {expect}")
-        while rank > 4 and x.shape[rank - len(x.shape)] == 1 and pads[0].sum() == 0:
+        while rank > 4 and x.shape[len(x.shape) - rank] == 1 and pads[0].sum() == 0:
             pads = pads[1:]
             rank -= 1
         if rank > 4:

@@ -200,7 +200,13 @@ def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None
                                    f"is unavailable ({e}); install tinycluster[tf]") from None
 
         fe = dict(frontend or {})
-        data, fe_info = compress_to_int8_tflite(str(path), bits=bits, clusters=clusters, quiet=quiet, seed=seed, **fe)
+        try:
+            data, fe_info = compress_to_int8_tflite(str(path), bits=bits, clusters=clusters, quiet=quiet,
+                                                    seed=seed, **fe)
+        except TinyClusterError as e:
+            if path.name not in str(e):  # every message names the model file
+                raise type(e)(f"{path}: {e}") from None
+            raise
         if fe_info and fe_info.get("per_layer_bits"):
             lossless, bits, clusters = True, None, None
     graph = _load_graph(path, data)

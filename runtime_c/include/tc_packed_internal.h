@@ -14,6 +14,9 @@
  * builds the portable code only (what Cortex-M runs; the tests build both). */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(TC_NO_HOST_SIMD)
 #define TC_HOST_X86_SIMD 1
+#define TC_HOST_SIMD 1
+#else
+#define TC_HOST_SIMD 0
 #endif
 
 /* Decoded weights are held as int16 (sign-extended once per decode), so that the dot

@@ -1,16 +1,18 @@
 /*
  * tc_fully_connected_packed: FULLY_CONNECTED on packed cluster indices.
  *
- * Per output row: decode the row in chunks of TC_FC_CHUNK weights into an int16 stack
- * buffer (fast paths per width, and for 4-bit rows a byte -> int16 weight-pair table so one
- * byte load yields two weights), then an int16 x int8 dot product with the input. The input offset is folded
- * out of the inner loop: sum(w*(x+io)) = sum(w*x) + io*sum(w), sum(w) accumulated per
- * chunk; the generated code passes input_offset 0 and folds io*sum(w) into the bias at
- * compile time (ops/fully_connected.py), which skips that sum. Batches > 1 decode each row once per batch (no scratch needed).
+ * Each weight is used once per batch row, so decoding cannot be amortized; two row strategies:
+ *  - fused (portable, what Cortex-M runs): unpack, look up and multiply-accumulate in one pass
+ *    over the packed bytes, one byte = 8/bits weights; for 4-bit rows with a per-tensor
+ *    codebook a byte -> (w0, w1) pair table built once per call (1 KiB of stack) replaces the
+ *    two nibble lookups. Widths 3, 5, 6, 7 and unaligned rows decode 128-weight chunks.
+ *  - host SIMD (x86 hosts, TC_HOST_X86_SIMD): decode 128-weight chunks to int16 with the SSSE3
+ *    table-lookup decoder, then an int16 x int8 dot product the compiler vectorizes.
+ * The input offset is folded out of the inner loop: sum(w*(x+io)) = sum(w*x) + io*sum(w); the
+ * generated code passes input_offset 0 and folds io*sum(w) into the bias at compile time
+ * (ops/fully_connected.py), so sum(w) is only computed for layers without a bias.
  * Semantics: TFLite Micro reference_integer_ops FullyConnected / FullyConnectedPerChannel.
  */
-#include <string.h>
-
 #include "tc_packed_internal.h"
 
 #define TC_FC_CHUNK 128
@@ -36,17 +38,79 @@ static void fc_build_pairs(int16_t pairs[256][2], const int8_t *cb, int32_t k)
     }
 }
 
-static void fc_decode_pairs(const uint8_t *restrict p, const int16_t pairs[256][2], int32_t n,
-                            int16_t *restrict out)
+/* sum(w*x) over one row whose first index starts on a byte boundary, bits in {1, 2, 4, 8} */
+static int32_t fc_row_fused(const uint8_t *restrict p, uint32_t bits, const int8_t *restrict cb,
+                            const int16_t (*pairs)[2], const int8_t *restrict x, int32_t n)
 {
-    const int32_t full = n >> 1;
-    int32_t i;
-    for (i = 0; i < full; i++) {
-        memcpy(out + 2 * i, pairs[p[i]], sizeof pairs[0]);
+    int32_t acc = 0, i, j;
+    if (bits == 8) {
+        for (i = 0; i < n; i++) {
+            acc += (int32_t)cb[p[i]] * x[i];
+        }
+    } else if (bits == 4) {
+        const int32_t full = n >> 1;
+        if (pairs != NULL) {
+            for (i = 0; i < full; i++) {
+                const int16_t *w = pairs[p[i]];
+                acc += (int32_t)w[0] * x[2 * i] + (int32_t)w[1] * x[2 * i + 1];
+            }
+        } else {
+            for (i = 0; i < full; i++) {
+                const uint32_t b = p[i];
+                acc += (int32_t)cb[b & 15u] * x[2 * i] + (int32_t)cb[b >> 4] * x[2 * i + 1];
+            }
+        }
+        if (n & 1) {
+            acc += (int32_t)cb[p[full] & 15u] * x[n - 1];
+        }
+    } else if (bits == 2) {
+        const int32_t full = n >> 2;
+        for (i = 0; i < full; i++) {
+            const uint32_t b = p[i];
+            const int8_t *xx = x + 4 * i;
+            acc += (int32_t)cb[b & 3u] * xx[0] + (int32_t)cb[(b >> 2) & 3u] * xx[1] +
+                   (int32_t)cb[(b >> 4) & 3u] * xx[2] + (int32_t)cb[b >> 6] * xx[3];
+        }
+        for (j = 4 * full; j < n; j++) {
+            acc += (int32_t)cb[(p[full] >> (2 * (j & 3))) & 3u] * x[j];
+        }
+    } else { /* 1 */
+        const int32_t full = n >> 3;
+        const int32_t c0 = cb[0];
+        for (i = 0; i < full; i++) {
+            const uint32_t b = p[i];
+            const int8_t *xx = x + 8 * i;
+            int32_t sx = 0, s1 = 0;
+            /* w = c0 + bit*(c1 - c0): sum(w*x) = c0*sum(x) + (c1 - c0)*sum(x where bit) */
+            for (j = 0; j < 8; j++) {
+                sx += xx[j];
+                s1 += ((b >> j) & 1u) ? xx[j] : 0;
+            }
+            acc += c0 * sx + (b != 0 ? ((int32_t)cb[1] - c0) * s1 : 0);
+        }
+        for (j = 8 * full; j < n; j++) {
+            acc += (int32_t)cb[(p[full] >> (j & 7)) & 1u] * x[j];
+        }
     }
-    if (n & 1) {
-        out[n - 1] = pairs[p[full]][0];
+    return acc;
+}
+
+/* sum(w*x) for any row, and *ws = sum(w) when want_ws: decode 128-weight chunks */
+static int32_t fc_row_chunked(const uint8_t *packed, uint32_t row_bit, uint32_t bits,
+                              const int8_t *cb, const int8_t *x, int32_t n, int want_ws,
+                              int32_t *ws)
+{
+    int16_t buf[TC_FC_CHUNK];
+    int32_t acc = 0, i;
+    for (i = 0; i < n; i += TC_FC_CHUNK) {
+        const int32_t m = TC_MIN(TC_FC_CHUNK, n - i);
+        tc_unpack_lut16(packed, row_bit + (uint32_t)i * bits, (uint8_t)bits, cb, m, buf);
+        acc += tc_dot_s16_s8(buf, x + i, m);
+        if (want_ws) {
+            *ws += tc_sum_s16(buf, m);
+        }
     }
+    return acc;
 }
 
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
@@ -59,19 +123,15 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
     const uint32_t bits = p->bits;
     const int32_t io = p->input_offset;
     const int32_t fo = p->filter_offset;
-    /* 4-bit rows all start on a byte boundary when in_features is even; the pair table is
-     * built once per call for a per-tensor codebook. (x86 hosts: the SSSE3 decoder in
-     * tc_unpack_lut is faster still.) */
-#ifdef TC_HOST_X86_SIMD
-    const int use_pairs = 0;
-#else
-    const int use_pairs = bits == 4 && (in & 1) == 0 && p->codebook_stride == 0;
-#endif
-    int16_t buf[TC_FC_CHUNK];
+    const int fused_width = bits == 1 || bits == 2 || bits == 4 || bits == 8;
+    /* 4-bit rows all start on a byte boundary when in_features is even */
+    const int use_pairs = !TC_HOST_SIMD && bits == 4 && (in & 1) == 0 && p->codebook_stride == 0;
     int16_t pairs[256][2];
-    const int8_t *pairs_cb = NULL;
     int32_t b, c;
 
+    if (use_pairs) {
+        fc_build_pairs(pairs, codebooks, p->codebook_size);
+    }
     for (b = 0; b < p->batches; b++) {
         const int8_t *x = input + (int32_t)b * in;
         int8_t *y = output + (int32_t)b * out_f;
@@ -87,24 +147,16 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
             const int8_t *cb = codebooks + (int32_t)p->codebook_stride * cbi;
             const uint32_t row_bit = (uint32_t)c * (uint32_t)in * bits;
             const int32_t q = p->requant_per_channel ? c : 0;
-            int32_t acc = 0, ws = 0, i;
+            int32_t acc, ws = 0;
             int64_t total;
-            if (use_pairs && cb != pairs_cb) {
-                fc_build_pairs(pairs, cb, p->codebook_size);
-                pairs_cb = cb;
-            }
-            for (i = 0; i < in; i += TC_FC_CHUNK) {
-                const int32_t n = TC_MIN(TC_FC_CHUNK, in - i);
-                if (use_pairs) {
-                    fc_decode_pairs(packed + (row_bit >> 3) + (i >> 1),
-                                    (const int16_t(*)[2])pairs, n, buf);
-                } else {
-                    tc_unpack_lut16(packed, row_bit + (uint32_t)i * bits, (uint8_t)bits, cb, n, buf);
+            if (!TC_HOST_SIMD && fused_width && (row_bit & 7u) == 0) {
+                acc = fc_row_fused(packed + (row_bit >> 3), bits, cb,
+                                   use_pairs ? (const int16_t(*)[2])pairs : NULL, x, in);
+                if (io != 0) { /* layers without a bias: the weight sum in a second pass */
+                    (void)fc_row_chunked(packed, row_bit, bits, cb, x, in, 1, &ws);
                 }
-                acc += tc_dot_s16_s8(buf, x + i, n);
-                if (io != 0) {
-                    ws += tc_sum_s16(buf, n);
-                }
+            } else {
+                acc = fc_row_chunked(packed, row_bit, bits, cb, x, in, io != 0, &ws);
             }
             /* sum((w+fo)*(x+io)) = sum(w*x) + io*sum(w) + fo*sum(x+io); wraps like int32 */
             total = (int64_t)acc + (int64_t)io * ws;

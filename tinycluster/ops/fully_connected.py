@@ -29,7 +29,7 @@ def struct_fields(p: dict, layout) -> list:
 
 
 def fold_input_offset(p: dict, weights, bias):
-    """(params, bias) as emitted when the layer has a bias: the input offset is folded into it
+    """(params, bias) as emitted: the input offset is folded into the bias
     (bias + io*sum(w) + fo*io*in, int32 wrap), the kernel then runs with input_offset 0 and
     skips the per-row weight sums. Same int32 result as TFLite Micro's loop."""
     io, fo, n = int(p["input_offset"]), int(p["filter_offset"]), int(p["in_features"])
@@ -91,7 +91,11 @@ class FullyConnected(OpHandler):
         layout, _ = pc.weight_layout_of(node, graph, self)
         bid = node.inputs[2] if len(node.inputs) > 2 else -1
         bias = pc.bias_values(node, graph, bid, p["out_features"])
-        if bias is not None and p["input_offset"] != 0:
+        if p["input_offset"] != 0:
+            # a layer without a bias gets one (4 bytes per output) rather than a second pass
+            # over its weights at run time
+            if bias is None:
+                bias = np.zeros(p["out_features"], np.int64)
             p, bias = fold_input_offset(p, layout.values((p["out_features"], p["in_features"]), 0), bias)
         return pc.emit_weight_consts(node, ctx, f"fc{node.index}", layout, bias, p["mult"], p["shift"],
                                      "tc_fc_packed_params", struct_fields(p, layout))

@@ -149,7 +149,8 @@ def _rows(data, oh):
 def test_conv2d_packed_matches_reference(data):
     in_h, in_w = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))
     groups = data.draw(st.sampled_from([1, 1, 1, 2, 3]))
-    fic = data.draw(st.one_of(st.integers(1, 7), st.integers(8, 20)))  # shallow and deep paths
+    # shallow (all filters at once, channel-vectorized) and deep (one filter at a time) paths
+    fic = data.draw(st.one_of(st.integers(1, 7), st.integers(8, 20), st.integers(32, 40)))
     in_c, out_c = fic * groups, groups * data.draw(st.integers(1, 5))
     kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
     p = _geometry(data, in_h, in_w, kh, kw)
@@ -265,6 +266,15 @@ def test_pack_layout_bit_order():
 
 # ---------------------------------------------------------------------------------------------
 # handler contract: emitted statements and constants
+
+
+def test_conv_paths_both_exercised():
+    """The property test's shapes reach both conv strategies (guards the strategy above)."""
+    base = dict(in_c=20, filter_in_c=20, k_h=3, k_w=3, out_c=5)
+    assert conv_2d.is_shallow(base)
+    assert not conv_2d.is_shallow(dict(base, in_c=40, filter_in_c=40))
+    assert not conv_2d.is_shallow(dict(base, in_c=40, filter_in_c=20))  # groups
+    assert conv_2d.is_shallow(dict(base, in_c=3, filter_in_c=3, k_h=7, k_w=7, out_c=512))
 
 
 def test_emit_rows_declares_constants_once():
@@ -451,6 +461,8 @@ def _sanitizer_cases():
         (9, 8, 3, 3, 19, 3, 2, 2, 1, "SAME", 3, 7, "tensor", (1, 4)),
         (9, 9, 12, 4, 6, 2, 3, 1, 2, "VALID", 2, 3, "shared", (0, 7)),
         (5, 5, 16, 16, 8, 1, 1, 1, 1, "VALID", 8, 256, "tensor", (2, 3)),
+        (6, 7, 40, 40, 6, 3, 3, 2, 1, "SAME", 4, 13, "shared", (1, 3)),
+        (5, 4, 64, 64, 5, 1, 1, 1, 1, "VALID", 6, 40, "channel", (0, 5)),
     ]
     for (ih, iw, ic, fic, oc, kh, kw, s, d, pad, bits, k, mode, rows) in conv_specs:
         oh, ow = pc.out_size(pad, ih, kh, s, d), pc.out_size(pad, iw, kw, s, d)

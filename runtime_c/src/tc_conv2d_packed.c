@@ -13,15 +13,25 @@
  */
 #include "tc_packed_internal.h"
 
-/* Filters shallower than this (e.g. a first layer on 1..3 input channels) make per-channel
- * dot products too short to pay off; those layers decode all filters at once, transposed to
- * [k_h][k_w][filter_in_c][out_c], and vectorize over output channels instead. */
+/* Shallow filters (e.g. a first layer on 1..3 input channels, or a pointwise layer on 8..16
+ * channels) make per-channel dot products too short to vectorize; those layers decode all
+ * filters at once, transposed to [k_h][k_w][filter_in_c][out_c], and vectorize over output
+ * channels instead: always below TC_CONV_SHALLOW input channels, and below
+ * TC_CONV_SHALLOW_MAX when all filters fit TC_CONV_SHALLOW_BYTES of scratch. */
 #define TC_CONV_SHALLOW 8
+#define TC_CONV_SHALLOW_MAX 32
+#define TC_CONV_SHALLOW_BYTES 4096
 #define TC_CONV_BLOCK 16
 
 static int conv_is_shallow(const tc_conv_packed_params *p)
 {
-    return p->filter_in_c < TC_CONV_SHALLOW && p->filter_in_c == p->in_c;
+    const int32_t fic = p->filter_in_c;
+    if (fic != p->in_c) {
+        return 0;
+    }
+    return fic < TC_CONV_SHALLOW ||
+           (fic < TC_CONV_SHALLOW_MAX &&
+            (int32_t)p->k_h * p->k_w * fic * p->out_c <= TC_CONV_SHALLOW_BYTES);
 }
 
 int32_t tc_conv2d_packed_get_buffer_size(const tc_conv_packed_params *p)

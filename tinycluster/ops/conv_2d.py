@@ -12,7 +12,7 @@ from .base import OpHandler, register
 
 U16 = (1, 65535)
 U8 = (0, 255)
-SHALLOW = 8  # TC_CONV_SHALLOW in tc_conv2d_packed.c
+SHALLOW, SHALLOW_MAX, SHALLOW_BYTES = 8, 32, 4096  # TC_CONV_SHALLOW* in tc_conv2d_packed.c
 
 
 def struct_fields(p: dict, layout) -> list:
@@ -32,9 +32,17 @@ def struct_fields(p: dict, layout) -> list:
     ]
 
 
+def is_shallow(p: dict) -> bool:
+    """Mirror of conv_is_shallow() in tc_conv2d_packed.c."""
+    fic = p["filter_in_c"]
+    if fic != p["in_c"]:
+        return False
+    return fic < SHALLOW or (fic < SHALLOW_MAX and p["k_h"] * p["k_w"] * fic * p["out_c"] <= SHALLOW_BYTES)
+
+
 def scratch_size(p: dict) -> int:
     """Mirror of tc_conv2d_packed_get_buffer_size()."""
-    if p["filter_in_c"] < SHALLOW and p["filter_in_c"] == p["in_c"]:
+    if is_shallow(p):
         # shallow filters: all filters decoded at once, transposed, + one filter
         return p["k_h"] * p["k_w"] * p["filter_in_c"] * (p["out_c"] + 1)
     return 3 + 4 * p["k_h"] * (p["k_w"] + 1) + 2 * p["k_h"] * p["k_w"] * p["filter_in_c"]

@@ -52,9 +52,20 @@ def _ops_section() -> str:
 
 @pytest.fixture(scope="module")
 def clib():
+    """The kernels as a cffi module. Built under a file lock: with pytest-xdist two workers would
+    otherwise build the same cached module at once and one could load a half-written .so."""
     from tinycluster.build.host import build_host_module
+    from tinycluster.paths import CACHE_DIR
 
-    return build_host_module(SOURCES, _ops_section(), header='#include "tc_kernels.h"', name_hint="tc_ops")
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_DIR / "tc_ops_build.lock", "w") as lock:
+        try:
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover (non-POSIX)
+            pass
+        return build_host_module(SOURCES, _ops_section(), header='#include "tc_kernels.h"', name_hint="tc_ops")
 
 
 def c_struct(ffi, ctype, fields, params):

@@ -455,6 +455,7 @@ TFLM_CASES = {
     "add": (lambda x, y: x + y, [(1, 4, 4, 3), (1, 4, 4, 3)], [1.0, 7.0], {"ADD"}, {}),
     "add_broadcast_relu": (lambda x, y: tf_.nn.relu(x + y), [(1, 4, 4, 3), (1, 1, 4, 1)], [1.0, 0.1], {"ADD"}, {}),
     "mul_broadcast": (lambda x, y: x * y, [(2, 4, 1, 3), (1, 4, 5, 1)], [3.0, 0.5], {"MUL"}, {}),
+    "mul_relu": (lambda x, y: tf_.nn.relu(x * y), [(1, 4, 4, 3), (1, 4, 4, 3)], [2.0, 2.0], {"MUL"}, {}),
     "softmax": (lambda x: tf_.nn.softmax(x), [(3, 10)], [4.0], {"SOFTMAX"}, {}),
     "logistic": (lambda x: tf_.sigmoid(x), [(1, 256)], [5.0], {"LOGISTIC"}, {}),
     "tanh": (lambda x: tf_.tanh(x), [(1, 256)], [2.0], {"TANH"}, {}),
@@ -518,11 +519,21 @@ TFLM_PATCHED = {
     "quantize_extreme": ("concat_requantize", lambda g: _io(g, "QUANTIZE", [(1e-4, -128)]), None),
     "quantize_upscale": ("concat_requantize", lambda g: _io(g, "QUANTIZE", [(5.0, -128)]), None),
     "pad_zero_point": ("pad", lambda g: _io(g, "PAD", [(0.1, 127)], (0.1, 127)), None),
+    # fused activations rewritten in the options (1 RELU, 2 RELU_N1_TO_1, 3 RELU6)
+    "add_relu_n1_to_1": ("add_broadcast_relu", lambda g: _io(g, "ADD", [], (0.01, 0)), None, 2),
+    "add_relu6": ("add_broadcast_relu", lambda g: _io(g, "ADD", [], (0.05, -128)), None, 3),
+    "mul_relu_n1_to_1": ("mul_relu", lambda g: _io(g, "MUL", [], (0.02, 30)), None, 2),
+    "mul_relu6": ("mul_relu", lambda g: _io(g, "MUL", [], (0.03, -100)), None, 3),
+    "maxpool_relu6": ("maxpool_relu", lambda g: _io(g, "MAX_POOL_2D", [(0.03, -10)], (0.03, -10)), None, 3),
+    "maxpool_relu_n1_to_1": ("maxpool_relu", lambda g: _io(g, "MAX_POOL_2D", [(0.02, 5)], (0.02, 5)), None, 2),
 }
 
+_ACT_OFFSET = {"AddOptions": 4, "MulOptions": 4, "Pool2DOptions": 14}  # vtable slot of fused_activation_function
 
-def _patch_model(model: bytes, quant: dict, beta=None) -> bytes:
-    """Overwrite tensor scales/zero points (and softmax beta) in place in the flatbuffer."""
+
+def _patch_model(model: bytes, quant: dict, beta=None, act=None) -> bytes:
+    """Overwrite tensor scales/zero points (softmax beta, fused activation of ADD/MUL/pooling)
+    in place in the flatbuffer."""
     import struct
 
     import tflite
@@ -542,6 +553,19 @@ def _patch_model(model: bytes, quant: dict, beta=None) -> bytes:
                 o = tab.Offset(4)
                 assert o != 0, "beta stored as default; cannot patch"
                 struct.pack_into("<f", buf, tab.Pos + o, float(beta))
+    if act is not None:
+        names = {v: k for k, v in vars(tflite.BuiltinOptions).items() if not k.startswith("_")}
+        done = 0
+        for i in range(sg.OperatorsLength()):
+            op = sg.Operators(i)
+            name = names.get(op.BuiltinOptionsType())
+            if name in _ACT_OFFSET:
+                tab = op.BuiltinOptions()
+                o = tab.Offset(_ACT_OFFSET[name])
+                assert o != 0, "activation stored as default (NONE); cannot patch"
+                struct.pack_into("<b", buf, tab.Pos + o, int(act))
+                done += 1
+        assert done, "no op with a fused activation to patch"
     return bytes(buf)
 
 
@@ -615,12 +639,15 @@ def test_reference_and_c_match_tflite_micro(clib, name, tmp_path):
 def test_extreme_parameters_match_tflite_micro(clib, name, tmp_path):
     from tinycluster.importers.tflite import load_tflite
 
-    base, quant_of, beta = TFLM_PATCHED[name]
+    base, quant_of, beta, *act = TFLM_PATCHED[name]
     model = _model(base)
     path = tmp_path / "base.tflite"
     path.write_bytes(model)
-    patched = _patch_model(model, quant_of(load_tflite(path)), beta)
+    patched = _patch_model(model, quant_of(load_tflite(path)), beta, act[0] if act else None)
     g = _compare_with_tflm(clib, name, patched, tmp_path, samples=8)
+    if act:
+        names = {2: "RELU_N1_TO_1", 3: "RELU6"}
+        assert all(n.attrs.get("activation") == names[act[0]] for n in g.nodes if "activation" in n.attrs)
     if beta is not None:
         assert abs(_node(g, "SOFTMAX").attrs["beta"] - beta) < 1e-7
 

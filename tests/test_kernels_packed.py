@@ -164,6 +164,8 @@ def test_conv2d_packed_matches_reference(data):
     ref = get_handler("CONV_2D").reference(node, None, [x, w, bias])[0]
     oy0, oy1 = _rows(data, p["out_h"])
     assert conv_2d.scratch_size(p) == H.scratch_size("conv", conv_2d.struct_fields(p, layout))
+    if conv_2d.never_pads(p) and data.draw(st.booleans()):  # as emitted: input offset in the bias
+        p, bias = conv_2d.fold_input_offset(p, w, bias)
     got = H.run_conv("conv", p, layout, _poison_unneeded_rows(x, p, oy0, oy1, rng), bias,
                      conv_2d.struct_fields(p, layout), oy0, oy1, portable=data.draw(st.booleans()))
     np.testing.assert_array_equal(got, ref[0, oy0:oy1].reshape(-1))
@@ -417,6 +419,10 @@ def test_references_match_tflite_micro(tflm_models, name):
                                           want)
     elif node.op == "CONV_2D":
         got = H.run_conv("conv", p, layout, x, bias, conv_2d.struct_fields(p, layout), 0, p["out_h"])
+        if conv_2d.never_pads(p):  # and as emitted, with the input offset folded into the bias
+            pf, bf = conv_2d.fold_input_offset(p, layout.values(tuple(wt.shape), 0), bias)
+            np.testing.assert_array_equal(
+                H.run_conv("conv", pf, layout, x, bf, conv_2d.struct_fields(pf, layout), 0, p["out_h"]), want)
     else:
         got = H.run_conv("dw", p, layout, x, bias, depthwise_conv_2d.struct_fields(p, layout), 0, p["out_h"])
     np.testing.assert_array_equal(got, want)

@@ -166,7 +166,9 @@ void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
             int32_t *ps = psum + ky * (kw + 1);
             ps[0] = 0;
             for (kx = 0; kx < kw; kx++) {
-                acc += tc_sum_s16(filt + (ky * kw + kx) * fic, fic);
+                if (io != 0) { /* io == 0 (offset folded into the bias): sums unused */
+                    acc += tc_sum_s16(filt + (ky * kw + kx) * fic, fic);
+                }
                 ps[kx + 1] = acc;
             }
         }

@@ -44,11 +44,16 @@ void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *inpu
         for (i = 0; i < total; i += TC_UNPACK_CHUNK) {
             const int32_t n = TC_MIN(TC_UNPACK_CHUNK, total - i);
             tc_unpack_lut(packed, (uint32_t)i * p->bits, p->bits, NULL, n, tmp);
-            for (t = 0; t < n; t++) {
-                const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
-                filt[i + t] = codebooks[(int32_t)p->codebook_stride * cbi + (uint8_t)tmp[t]];
-                if (++c == oc) {
-                    c = 0;
+            if (codebook_map == NULL) {
+                const int32_t stride = p->codebook_stride;
+                for (t = 0; t < n; t++) {
+                    filt[i + t] = codebooks[stride * c + (uint8_t)tmp[t]];
+                    c = c + 1 == oc ? 0 : c + 1;
+                }
+            } else {
+                for (t = 0; t < n; t++) {
+                    filt[i + t] = codebooks[(int32_t)p->codebook_stride * codebook_map[c] + (uint8_t)tmp[t]];
+                    c = c + 1 == oc ? 0 : c + 1;
                 }
             }
         }

@@ -82,6 +82,21 @@ def resolve_geometry(node, graph, in_shape, k_h, k_w, out_shape):
     }
 
 
+def never_pads(p: dict) -> bool:
+    """True when every window of every output position lies inside the input."""
+    return (p["pad_top"] == 0 and p["pad_left"] == 0
+            and (p["out_h"] - 1) * p["stride_h"] + (p["k_h"] - 1) * p["dil_h"] + 1 <= p["in_h"]
+            and (p["out_w"] - 1) * p["stride_w"] + (p["k_w"] - 1) * p["dil_w"] + 1 <= p["in_w"])
+
+
+def fold_input_offset(p: dict, weights, bias):
+    """(params, bias) as emitted for a layer that never pads: io*sum(w[c]) is folded into the
+    bias (int32 wrap) and the kernel runs with input_offset 0 (no weight sums at run time)."""
+    w = np.asarray(weights).reshape(p["out_c"], -1).astype(np.int64)
+    b = np.zeros(p["out_c"], np.int64) if bias is None else np.asarray(bias).reshape(-1).astype(np.int64)
+    return dict(p, input_offset=0), pc.wrap_int32(b + int(p["input_offset"]) * w.sum(axis=1))
+
+
 def pad_input(x, p):
     """x (int64, input_offset already added) padded with zeros (= real 0) for every tap."""
     ih, iw, c = x.shape
@@ -147,6 +162,9 @@ class Conv2D(OpHandler):
         layout, _ = pc.weight_layout_of(node, graph, self)
         bid = node.inputs[2] if len(node.inputs) > 2 else -1
         bias = pc.bias_values(node, graph, bid, p["out_c"])
+        if p["input_offset"] != 0 and never_pads(p):
+            p, bias = fold_input_offset(p, layout.values((p["out_c"], p["k_h"], p["k_w"], p["filter_in_c"]), 0),
+                                        bias)
         return pc.emit_weight_consts(node, ctx, f"conv{node.index}", layout, bias, p["mult"], p["shift"],
                                      "tc_conv_packed_params", struct_fields(p, layout))
 

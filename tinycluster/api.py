@@ -211,6 +211,10 @@ def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None
             lossless, bits, clusters = True, None, None
     graph = _load_graph(path, data)
     graph.name = name
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise TinyClusterError(f"{path}: the model has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
+                               "the generated C API takes exactly one input and one output tensor "
+                               "(concatenate inputs or split the model)")
     resolve_graph(graph)
     from .compress.cluster import cluster_graph
 

@@ -75,7 +75,10 @@ def build_host_module(sources, cdef: str, *, header: str = "", include_dirs=(), 
             ffi.set_source(modname, header, include_dirs=include_dirs, extra_objects=objs,
                            extra_compile_args=[opt, "-std=c99"])
             so = ffi.compile(tmpdir=str(tmp), verbose=False)
-            shutil.copy(so, outdir / Path(so).name)
+            # atomic publish: a concurrent builder (pytest -n) never loads a half-written .so
+            staged = outdir / (Path(so).name + f".{os.getpid()}.tmp")
+            shutil.copy(so, staged)
+            os.replace(staged, outdir / Path(so).name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         existing = list(outdir.glob(modname + "*.so"))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import tinycluster
+import tinycluster.errors
 from tinycluster._quiet import import_tensorflow
 from tinycluster.verify import verify
 
@@ -84,3 +85,28 @@ def test_synthetic_models_bit_exact(kind, tmp_path):
         out = m.write(tmp_path / f"out{i}")
         r = verify(out, samples=15, seed=i)
         assert r["mismatches"] == 0, (kind, opts, r)
+
+
+def test_two_input_model_is_refused(tmp_path):
+    tf = import_tensorflow()
+    import tf_keras as keras
+    from tf_keras import layers as L
+
+    a, b = L.Input((8,), batch_size=1), L.Input((8,), batch_size=1)
+    model = keras.Model([a, b], L.Dense(4)(L.Add()([a, b])))
+    rng = np.random.default_rng(0)
+
+    def rep():
+        for _ in range(8):
+            yield [rng.normal(size=(1, 8)).astype(np.float32), rng.normal(size=(1, 8)).astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    src = tmp_path / "two.tflite"
+    src.write_bytes(conv.convert())
+    with pytest.raises(tinycluster.errors.TinyClusterError, match="2 inputs"):
+        tinycluster.compile(src, bits=4)

@@ -2,7 +2,8 @@
 
 - one-shot (no training data): in every weighted layer, zero the ``sparsity`` fraction of
   weights with the smallest magnitude (unstructured), or the ``sparsity`` fraction of output
-  channels with the smallest L2 norm (``structured=True``);
+  channels with the smallest L2 norm (``structured=True``; the last weighted layer, whose
+  channels are the model's outputs, is pruned unstructured);
 - with training data: tfmot ``prune_low_magnitude`` (polynomial decay to the target over
   the fine-tuning steps) for unstructured pruning; structured pruning is one-shot and then
   fine-tuned with the channel masks held fixed.
@@ -46,9 +47,14 @@ def magnitude_masks(model, sparsity: float, structured: bool = False) -> dict:
     from ..frontends.keras import kernel_to_channels_last, weighted_layers
 
     masks = {}
-    for layer, var in weighted_layers(model):
+    wl = weighted_layers(model)
+    for li, (layer, var) in enumerate(wl):
         w = var.numpy()
-        if structured:
+        if structured and li == len(wl) - 1:
+            # the last weighted layer's output channels are the model's outputs (classes): removing
+            # them removes outputs, so it is pruned unstructured instead
+            m = _mask_unstructured(w, sparsity)
+        elif structured:
             m = _mask_structured(kernel_to_channels_last(layer, w), sparsity).reshape(w.shape)
         else:
             m = _mask_unstructured(w, sparsity)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -94,10 +95,12 @@ def _rel_err(y, ref) -> float:
 
 
 def measure(model, infos: list, x: np.ndarray, cluster_fn, bits_options=DEFAULT_BITS, *,
-            quiet: bool = False, batch_size: int = 64) -> None:
+            quiet: bool = False, batch_size: int = 64, cache: Optional[dict] = None) -> None:
     """Fill ``info.errors[b]`` for every layer and candidate width (model restored after).
 
-    ``cluster_fn(layer, kernel, k) -> clustered kernel`` (same shape)."""
+    ``cluster_fn(layer, kernel, k) -> clustered kernel`` (same shape). ``cache`` (a dict) receives
+    the clustered kernels under (layer name, bits) and the float outputs under "_ref", for
+    :func:`refine`."""
     from tqdm.auto import tqdm
 
     from ..frontends.keras import weighted_layers
@@ -107,6 +110,8 @@ def measure(model, infos: list, x: np.ndarray, cluster_fn, bits_options=DEFAULT_
                                for i in range(0, x.shape[0], batch_size)])
 
     ref = run()
+    if cache is not None:
+        cache["_ref"] = ref
     by_name = {layer.name: (layer, var) for layer, var in weighted_layers(model)}
     total = sum(len(bits_options) for _ in infos)
     bar = tqdm(total=total, desc="sensitivity", unit="trial", disable=quiet, leave=False)
@@ -118,9 +123,14 @@ def measure(model, infos: list, x: np.ndarray, cluster_fn, bits_options=DEFAULT_
             if done_lossless or 2 ** b >= info.max_distinct:
                 info.errors[b] = 0.0  # every group already has <= k distinct values: exact
                 done_lossless = True
+                if cache is not None:
+                    cache[(info.name, b)] = orig
             else:
-                var.assign(cluster_fn(layer, orig, 2 ** b))
+                kern = cluster_fn(layer, orig, 2 ** b)
+                var.assign(kern)
                 info.errors[b] = _rel_err(run(), ref)
+                if cache is not None:
+                    cache[(info.name, b)] = kern
             bar.update(1)
         var.assign(orig)
     bar.close()
@@ -218,7 +228,9 @@ def choose(infos: list, *, flash_budget=None, mean_bits=None, bits_options=DEFAU
     flash = sum(i.flash_bytes(bits[i.name]) for i in infos) + (int(overhead) if flash_budget is not None else 0)
     if flash_budget is not None:
         budget, floor = budget + int(overhead), floor + int(overhead)
+    cost_table = {infos[li].name: {opts[oi]: cost[li][oi] for oi in range(len(opts))} for li in range(L)}
     return {"bits": bits, "cost": total, "cost_unit": unit, "budget": budget, "floor": floor,
+            "cost_table": cost_table, "dp_budget": budget - (int(overhead) if flash_budget is not None else 0),
             "overhead": int(overhead) if flash_budget is not None else 0,
             "flash_bytes": flash, "error": float(sum(err[li][picks[li]] for li in range(L))), "why": why}
 
@@ -227,3 +239,121 @@ def uniform_choice(infos: list, bits: int) -> dict:
     return {"bits": {i.name: bits for i in infos},
             "flash_bytes": sum(i.flash_bytes(bits) for i in infos),
             "error": float(sum(i.errors.get(bits, np.nan) for i in infos))}
+
+
+def joint_error(model, bits: dict, x: np.ndarray, cache: dict, batch_size: int = 64) -> float:
+    """Relative output error with every layer clustered at once at ``bits`` (kernels from the cache)."""
+    from ..frontends.keras import weighted_layers
+
+    saved = []
+    for layer, var in weighted_layers(model):
+        if layer.name in bits:
+            saved.append((var, var.numpy()))
+            var.assign(cache[(layer.name, bits[layer.name])])
+    try:
+        y = np.concatenate([np.asarray(model(x[i:i + batch_size], training=False))
+                            for i in range(0, x.shape[0], batch_size)])
+    finally:
+        for var, w in saved:
+            var.assign(w)
+    return _rel_err(y, cache["_ref"])
+
+
+def refine(model, infos: list, x: np.ndarray, cache: dict, choice: dict, bits_options=DEFAULT_BITS, *,
+           rounds: int = 4, top: int = 4, quiet: bool = True) -> dict:
+    """Check the knapsack's choice against the real, joint error and improve it locally.
+
+    The per-layer errors are measured one layer at a time and assumed to add up, which is only
+    a first-order model. Here every candidate is evaluated with all layers clustered together:
+    the knapsack's choice and every uniform width that fits the budget; then up to ``rounds`` of
+    local search from the best: move one layer up a width (paid for by moving another down), or
+    move one layer down and spend the freed bytes greedily on the layers with the best error
+    reduction per byte (moves ranked by the per-layer table); a move is kept only if the joint
+    error falls and the budget holds.
+    Returns the choice with ``bits``, ``joint_error`` and the ``candidates`` evaluated.
+    """
+    from tqdm.auto import tqdm
+
+    opts = sorted(bits_options)
+    cost = choice["cost_table"]
+    budget = choice["dp_budget"]
+    names = [i.name for i in infos]
+    err = {i.name: i.errors for i in infos}
+
+    def total(b):
+        return sum(cost[n][b[n]] for n in names)
+
+    cands = [("knapsack", dict(choice["bits"]))]
+    for b in opts:
+        ub = {n: b for n in names}
+        if total(ub) <= budget:
+            cands.append((f"uniform {b} bit", ub))
+    evaluated = []
+    for label, b in cands:
+        evaluated.append({"assignment": label, "joint_error": joint_error(model, b, x, cache),
+                          "cost": total(b)})
+    best_i = int(np.argmin([e["joint_error"] for e in evaluated]))
+    best, best_err = dict(cands[best_i][1]), evaluated[best_i]["joint_error"]
+    bar = tqdm(range(rounds), desc="joint refinement", disable=quiet, leave=False)
+    for _ in bar:
+        ups, downs = [], []
+        for n in names:
+            k = opts.index(best[n])
+            if k + 1 < len(opts):
+                dc = cost[n][opts[k + 1]] - cost[n][opts[k]]
+                gain = err[n][opts[k]] - err[n][opts[k + 1]]
+                if gain > 0:
+                    ups.append((gain / max(dc, 1), n))
+            if k > 0:
+                dc = cost[n][opts[k]] - cost[n][opts[k - 1]]
+                loss = err[n][opts[k - 1]] - err[n][opts[k]]
+                downs.append((loss / max(dc, 1), n))
+        ups = [n for _, n in sorted(ups, reverse=True)[:top]]
+        downs = [n for _, n in sorted(downs)[:top]]
+        moves = []
+        for u in ups:  # one layer up, optionally one down to pay for it
+            for d in [None] + downs:
+                if d == u:
+                    continue
+                b = dict(best)
+                b[u] = opts[opts.index(b[u]) + 1]
+                if d is not None:
+                    b[d] = opts[opts.index(b[d]) - 1]
+                moves.append(b)
+        for d in downs:  # one layer down, the freed bytes spent greedily on the best ups
+            b = dict(best)
+            b[d] = opts[opts.index(b[d]) - 1]
+            while True:
+                room = budget - total(b)
+                bestup = None
+                for n in names:
+                    k = opts.index(b[n])
+                    if n == d or k + 1 >= len(opts):
+                        continue
+                    dc = cost[n][opts[k + 1]] - cost[n][opts[k]]
+                    gain = err[n][opts[k]] - err[n][opts[k + 1]]
+                    if dc <= room and gain > 0 and (bestup is None or gain / max(dc, 1) > bestup[0]):
+                        bestup = (gain / max(dc, 1), n)
+                if bestup is None:
+                    break
+                b[bestup[1]] = opts[opts.index(b[bestup[1]]) + 1]
+            moves.append(b)
+        improved = None
+        seen = set()
+        for b in moves:
+            key = tuple(b[n] for n in names)
+            if key in seen or total(b) > budget or b == best:
+                continue
+            seen.add(key)
+            e = joint_error(model, b, x, cache)
+            if e < best_err * (1 - 1e-6) and (improved is None or e < improved[0]):
+                improved = (e, b)
+        if improved is None:
+            break
+        best_err, best = improved
+        evaluated.append({"assignment": "local search", "joint_error": best_err, "cost": total(best)})
+    out = dict(choice)
+    out["bits"] = best
+    out["joint_error"] = best_err
+    out["candidates"] = evaluated
+    return out

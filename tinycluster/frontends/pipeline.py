@@ -177,10 +177,14 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
             fl = sens.floor_bytes(infos, opts) + overhead
             if flash_budget < fl:
                 raise TinyClusterError(sens.below_floor_message(flash_budget, fl, opts[0]))
-        sens.measure(model, infos, xs, cfn, opts, quiet=quiet)
+        cache = {}
+        sens.measure(model, infos, xs, cfn, opts, quiet=quiet, cache=cache)
         choice = sens.choose(infos, flash_budget=flash_budget, mean_bits=mean_bits, bits_options=opts,
                              overhead=overhead)
+        choice = sens.refine(model, infos, xs, cache, choice, opts, quiet=quiet)
+        del cache
         layer_bits = choice["bits"]
+        flash_chosen = sum(i.flash_bytes(layer_bits[i.name]) for i in infos) + overhead
         info["sensitivity"] = {
             "metric": "relative output MSE (mean((y - y_float)^2) / mean(y_float^2)) on calibration inputs, "
                       "one layer clustered at a time",
@@ -188,7 +192,9 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
             "table": {i.name: {str(b): e for b, e in sorted(i.errors.items())} for i in infos},
             "budget": choice["budget"], "budget_unit": choice["cost_unit"], "floor": choice["floor"],
             "overhead_bytes": choice["overhead"],
-            "predicted_error": choice["error"], "why": choice["why"]}
+            "predicted_error": choice["error"], "joint_error": choice["joint_error"],
+            "candidates": choice["candidates"], "flash_bytes": int(flash_chosen),
+            "why": _why(infos, layer_bits, choice)}
     else:
         if clusters is not None:
             kk = int(clusters)
@@ -295,6 +301,25 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
     return tfl, info
 
 
+def _why(infos, layer_bits, choice) -> dict:
+    """One line per layer: its error at the chosen width and what the next narrower width costs."""
+    unit = choice["cost_unit"]
+    cost = choice["cost_table"]
+    out = {}
+    for i in infos:
+        b = layer_bits[i.name]
+        opts = sorted(i.errors)
+        parts = [f"relative output error {i.errors[b]:.2e} at {b} bit"]
+        k = opts.index(b)
+        if k > 0:
+            lo = opts[k - 1]
+            parts.append(f"{lo} bit would add {i.errors[lo] - i.errors[b]:.2e} to save {cost[i.name][b] - cost[i.name][lo]} {unit}")
+        if i.errors[b] == 0.0 and i.max_distinct <= 2 ** b:
+            parts.append(f"lossless (<= {i.max_distinct} distinct values per channel)")
+        out[i.name] = "; ".join(parts)
+    return out
+
+
 def core_flash_overhead(int8_tflite: bytes) -> int:
     """Flash bytes the core's report counts beyond the per-layer cost model (indices + codebooks +
     9 bytes per output channel): operator parameter structs, non-weighted layers, tables. Measured
@@ -360,6 +385,12 @@ def _cluster_tfmot(model, layer_k, per_channel, train, epochs, teacher, quiet, s
         cm.compile(optimizer=k.optimizers.Adam(1e-4), loss=loss)
         cm.fit(x, targets, batch_size=32, epochs=int(epochs), verbose=0 if quiet else 1)
     stripped = tfmot.clustering.keras.strip_clustering(cm)
+    # tfmot skips layers it finds too small (and clusters Dense/depthwise per tensor only); make sure
+    # every layer holds at most k values per channel, so the requested widths hold
+    for layer, var in weighted_layers(stripped):
+        kk = layer_k.get(layer.name, 256)
+        if kk < 256 and _max_distinct(layer, var.numpy(), per_channel) > kk:
+            var.assign(cluster_kernel(layer, var.numpy(), kk, per_channel=per_channel, seed=seed)[0])
     return stripped, {layer.name: None for layer, _ in weighted_layers(stripped) if layer_k.get(layer.name, 256) < 256}
 
 

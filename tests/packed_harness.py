@@ -56,7 +56,7 @@ def _weights(ffi, layout):
     packed = pack_indices(layout.indices, layout.bits)
     pk = ffi.new("uint8_t[]", max(len(packed), 1))
     ffi.memmove(pk, packed, len(packed))
-    cb, _ = _arr(ffi, "int8_t", layout.codebook_array())
+    cb = ffi.NULL if layout.raw else _arr(ffi, "int8_t", layout.codebook_array())[0]
     cmap = ffi.NULL if layout.cmap is None else _arr(ffi, "uint8_t", np.asarray(layout.cmap, np.uint8))[0]
     return pk, cb, cmap
 

@@ -83,6 +83,9 @@ def _layout(data, shape, axis, n_ch):
     else:
         cbs = rng.integers(-128, 128, size=(n_cb, k))
     cbs = cbs.astype(np.int8)
+    if bits == 8 and data.draw(st.booleans()):  # as emitted at 8 bits: raw weights, no codebook
+        lay = pc.raw_layout(rng.integers(-128, 128, size=shape))
+        return lay, lay.values(shape, axis)
     if mode == "tensor":
         lay = pc.PackedLayout(idx.reshape(-1), bits, cbs[0], 0, None, k)
     elif mode == "channel":
@@ -444,6 +447,9 @@ def _sanitizer_cases():
     cases = []
 
     def layout_for(shape, axis, n_ch, bits, k, mode):
+        if mode == "raw":
+            lay = pc.raw_layout(rng.integers(-128, 128, size=shape))
+            return lay, lay.values(shape, axis)
         idx = rng.integers(0, k, size=shape)
         n_cb = {"tensor": 1, "channel": n_ch, "shared": 2}[mode]
         cbs = rng.integers(-128, 128, size=(n_cb, k)).astype(np.int8)
@@ -469,6 +475,7 @@ def _sanitizer_cases():
         (5, 5, 16, 16, 8, 1, 1, 1, 1, "VALID", 8, 256, "tensor", (2, 3)),
         (6, 7, 40, 40, 6, 3, 3, 2, 1, "SAME", 4, 13, "shared", (1, 3)),
         (5, 4, 64, 64, 5, 1, 1, 1, 1, "VALID", 6, 40, "channel", (0, 5)),
+        (6, 6, 40, 40, 4, 3, 3, 1, 1, "SAME", 8, 256, "raw", (0, 6)),
     ]
     for (ih, iw, ic, fic, oc, kh, kw, s, d, pad, bits, k, mode, rows) in conv_specs:
         oh, ow = pc.out_size(pad, ih, kh, s, d), pc.out_size(pad, iw, kw, s, d)
@@ -489,7 +496,8 @@ def _sanitizer_cases():
         lay, w = layout_for((1, kh, kw, oc), 3, oc, bits, k, mode)
         cases.append(("dw", p, lay, w, (0, oh)))
     fc_specs = [(640, 9, 1, 4, 16, "tensor", False), (300, 5, 2, 4, 15, "channel", True),
-                (131, 7, 1, 3, 8, "shared", True), (200, 4, 3, 2, 4, "tensor", False), (77, 3, 1, 1, 2, "channel", True)]
+                (131, 7, 1, 3, 8, "shared", True), (200, 4, 3, 2, 4, "tensor", False), (77, 3, 1, 1, 2, "channel", True),
+                (150, 6, 2, 8, 256, "raw", True)]
     for (n_in, n_out, rows, bits, k, mode, per_ch) in fc_specs:
         p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=0, **quant(n_out, per_ch))
         lay, w = layout_for((n_out, n_in), 0, n_out, bits, k, mode)
@@ -520,7 +528,7 @@ def _sanitizer_source(cases, rng):
                             (p["out_features"] if kind == "fc" else p["out_c"]))
         inputs.append((x, bias))
         packed = np.frombuffer(pack(lay.indices, lay.bits), np.uint8)
-        cb = lay.codebook_array()
+        cb = lay.codebook_array() if not lay.raw else np.zeros(0, np.int8)
         inits = ", ".join(f".{n} = {int(v)}" for n, _, v in fields)
         lines += [
             "  {",
@@ -531,7 +539,8 @@ def _sanitizer_source(cases, rng):
             f"    static const int32_t b_[] = {{ {_c_vals(bias)} }};",
             f"    static const int32_t m_[] = {{ {_c_vals(p['mult'])} }};",
             f"    static const int8_t s_[] = {{ {_c_vals(p['shift'])} }};",
-            "    int8_t *x = dup(x_, sizeof x_); uint8_t *pk = dup(pk_, sizeof pk_); int8_t *cb = dup(cb_, sizeof cb_);",
+            "    int8_t *x = dup(x_, sizeof x_); uint8_t *pk = dup(pk_, sizeof pk_);",
+            "    int8_t *cb = " + ("NULL; (void)cb_;" if lay.raw else "dup(cb_, sizeof cb_);"),
             "    int32_t *b = dup(b_, sizeof b_); int32_t *m = dup(m_, sizeof m_); int8_t *s = dup(s_, sizeof s_);",
             f"    int8_t *out = malloc({n_out});",
         ]

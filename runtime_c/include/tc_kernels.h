@@ -35,6 +35,9 @@ extern "C" {
  *               Indices must be < the codebook length (codebook_size for FC). For
  *               bits <= 4 a kernel may read 2^bits entries from the start of any codebook
  *               (SIMD table lookups): pad the codebook array at its end to make them readable.
+ *               codebooks == NULL (bits must be 8, codebook_stride 0): no lookup, the stream
+ *               holds the int8 weights themselves (what the generator emits at 8 bits, where a
+ *               codebook saves nothing).
  *  - requantization: mult[] (int32, [0, 2^31)) and shift[] (int8, [-31, 30]); index c when
  *               requant_per_channel == 1, index 0 for every channel when it is 0.
  * bias may be NULL (no bias). Accumulation is int32 exactly as TFLite Micro's reference

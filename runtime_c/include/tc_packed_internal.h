@@ -48,6 +48,30 @@ TC_INLINE int32_t tc_dot_s16_s8(const int16_t *restrict w, const int8_t *restric
     return acc;
 }
 
+/* sum(w[i] * x[i]), int8 weights */
+TC_INLINE int32_t tc_dot_s8(const int8_t *restrict w, const int8_t *restrict x, int32_t n)
+{
+    int32_t acc = 0, i = 0, j;
+    for (; i + 64 <= n; i += 64) {
+        int32_t s = 0;
+        for (j = 0; j < 64; j++) {
+            s += (int32_t)(int16_t)w[i + j] * (int16_t)x[i + j];
+        }
+        acc += s;
+    }
+    for (; i + 16 <= n; i += 16) {
+        int32_t s = 0;
+        for (j = 0; j < 16; j++) {
+            s += (int32_t)(int16_t)w[i + j] * (int16_t)x[i + j];
+        }
+        acc += s;
+    }
+    for (; i < n; i++) {
+        acc += (int32_t)w[i] * (int32_t)x[i];
+    }
+    return acc;
+}
+
 /* sum(w[i]) */
 TC_INLINE int32_t tc_sum_s16(const int16_t *restrict w, int32_t n)
 {

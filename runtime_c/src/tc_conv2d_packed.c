@@ -63,7 +63,7 @@ static void conv_shallow(const tc_conv_packed_params *p, const int8_t *input,
 
     for (c = 0; c < oc; c++) {
         const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
-        const int8_t *cb = codebooks + (int32_t)p->codebook_stride * cbi;
+        const int8_t *cb = codebooks != NULL ? codebooks + (int32_t)p->codebook_stride * cbi : NULL;
         int32_t t;
         tc_unpack_lut(packed, (uint32_t)c * (uint32_t)flen * p->bits, p->bits, cb, flen, tmp);
         for (t = 0; t < flen; t++) {
@@ -152,7 +152,7 @@ void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
     filt = (int16_t *)(void *)(psum + kh * (kw + 1));
     for (c = 0; c < out_c; c++) {
         const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
-        const int8_t *cb = codebooks + (int32_t)p->codebook_stride * cbi;
+        const int8_t *cb = codebooks != NULL ? codebooks + (int32_t)p->codebook_stride * cbi : NULL;
         const int32_t q = p->requant_per_channel ? c : 0;
         const int32_t m = mult[q], s = shift[q];
         const int32_t b0 = bias != NULL ? bias[c] : 0;

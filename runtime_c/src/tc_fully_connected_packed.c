@@ -129,7 +129,7 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
     int16_t pairs[256][2];
     int32_t b, c;
 
-    if (use_pairs) {
+    if (use_pairs && codebooks != NULL) {
         fc_build_pairs(pairs, codebooks, p->codebook_size);
     }
     for (b = 0; b < p->batches; b++) {
@@ -144,12 +144,21 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
         }
         for (c = 0; c < out_f; c++) {
             const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
-            const int8_t *cb = codebooks + (int32_t)p->codebook_stride * cbi;
+            const int8_t *cb = codebooks != NULL ? codebooks + (int32_t)p->codebook_stride * cbi : NULL;
             const uint32_t row_bit = (uint32_t)c * (uint32_t)in * bits;
             const int32_t q = p->requant_per_channel ? c : 0;
             int32_t acc, ws = 0;
             int64_t total;
-            if (!TC_HOST_SIMD && fused_width && (row_bit & 7u) == 0) {
+            if (cb == NULL) { /* raw int8 weights: a plain int8 dot product */
+                const int8_t *w = (const int8_t *)(const void *)packed + (int32_t)c * in;
+                acc = tc_dot_s8(w, x, in);
+                if (io != 0) {
+                    int32_t i;
+                    for (i = 0; i < in; i++) {
+                        ws += w[i];
+                    }
+                }
+            } else if (!TC_HOST_SIMD && fused_width && (row_bit & 7u) == 0) {
                 acc = fc_row_fused(packed + (row_bit >> 3), bits, cb,
                                    use_pairs ? (const int16_t(*)[2])pairs : NULL, x, in);
                 if (io != 0) { /* layers without a bias: the weight sum in a second pass */

@@ -145,10 +145,17 @@ class PackedLayout:
         self.cmap = cmap
         self.k = int(k)
 
-    def codebook_array(self) -> np.ndarray:
-        """The codebooks as emitted: for widths <= 4 the kernels' SIMD decoders read 2^bits
-        entries from the start of a codebook, so the array is padded at its end with
-        2^bits - k zeros (at most 15 bytes per layer; indices never select them)."""
+    @property
+    def raw(self) -> bool:
+        """No codebook: the 8-bit stream holds the int8 weights themselves."""
+        return self.codebooks is None
+
+    def codebook_array(self):
+        """The codebooks as emitted (None for a raw layout): for widths <= 4 the kernels' SIMD
+        decoders read 2^bits entries from the start of a codebook, so the array is padded at
+        its end with 2^bits - k zeros (at most 15 bytes per layer; indices never select them)."""
+        if self.raw:
+            return None
         cb = np.asarray(self.codebooks, dtype=np.int8).reshape(-1)
         pad = (1 << self.bits) - self.k if self.bits <= 4 else 0
         if pad > 0:
@@ -158,6 +165,8 @@ class PackedLayout:
     def values(self, shape, channel_axis):
         """Effective int8 weights (for tests)."""
         idx = self.indices.reshape(shape)
+        if self.raw:
+            return idx.astype(np.uint8).view(np.int8)
         if self.stride == 0:
             return self.codebooks[: self.k][idx].astype(np.int8)
         idxc = np.moveaxis(idx, channel_axis, 0)
@@ -168,7 +177,22 @@ class PackedLayout:
         return np.moveaxis(out, 0, channel_axis)
 
 
+def raw_layout(values) -> PackedLayout:
+    """8-bit layout without a codebook: the stream holds the int8 values (as uint8 bytes)."""
+    v = np.asarray(values).astype(np.int8).reshape(-1)
+    return PackedLayout(v.view(np.uint8).astype(np.int64), 8, None, 0, None, 256)
+
+
 def packed_layout(node, graph, tensor, channel_axis: int, n_channels: int) -> PackedLayout:
+    """The layout the kernels read. At 8 bits a codebook saves nothing (an index is as wide as
+    a weight), so the effective weights are stored raw: no codebook SRAM, no lookups."""
+    lay = _clustered_layout(node, graph, tensor, channel_axis, n_channels)
+    if lay.bits == 8 and not lay.raw:
+        return raw_layout(lay.values(tuple(int(d) for d in tensor.shape), channel_axis))
+    return lay
+
+
+def _clustered_layout(node, graph, tensor, channel_axis: int, n_channels: int) -> PackedLayout:
     cl = tensor.clustering
     if cl is None:
         # no clustering: 8-bit per-tensor clustering of the int8 values themselves
@@ -214,7 +238,7 @@ def emit_weight_consts(node, ctx, base: str, layout: PackedLayout, bias, mult, s
     packed = np.frombuffer(pack_indices(layout.indices, layout.bits), dtype=np.uint8)
     names = {
         "packed": ctx.const_array(f"{base}_idx", "uint8_t", packed, role="indices"),
-        "codebooks": ctx.codebook_array(f"{base}_cb", layout.codebook_array()),
+        "codebooks": ctx.codebook_array(f"{base}_cb", layout.codebook_array()) if not layout.raw else "NULL",
         "map": ctx.const_array(f"{base}_cbmap", "uint8_t", layout.cmap, role="other")
         if layout.cmap is not None else "NULL",
         "bias": ctx.const_array(f"{base}_bias", "int32_t", bias, role="bias") if bias is not None else "NULL",

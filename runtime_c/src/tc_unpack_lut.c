@@ -1,7 +1,8 @@
 /*
  * tc_unpack_lut: packed index bitstream -> codebook values, with byte-wise fast paths for
- * 1, 2, 4 and 8 bits when the first index starts on a byte boundary; every other case goes
- * to the generic bitstream reader (tc_unpack_lut_generic).
+ * 1, 2, 4 and 8 bits when the first index starts on a byte boundary, and for 3, 5, 6, 7 bits
+ * a group-of-8 path (8 indices = `bits` whole bytes); unaligned starts and tails go to the
+ * generic bitstream reader (tc_unpack_lut_generic).
  *
  * Per-core fast path (x86 hosts only, selected at run time): for 2- and 4-bit streams the
  * codebook fits one 16-byte register and SSSE3 pshufb looks up 16 indices per instruction.
@@ -127,6 +128,28 @@ static void unpack1(const uint8_t *restrict p, const int8_t *restrict cb, int32_
     }
 }
 
+/* Any width, byte-aligned start: 8 indices occupy exactly `bits` bytes, so each group of 8
+ * is read as one little-endian word and split with fixed shifts. Returns values written (a
+ * multiple of 8); the caller finishes the tail. */
+TC_INLINE int32_t unpack_groups8(const uint8_t *restrict p, uint32_t bits,
+                                 const int8_t *restrict cb, int32_t n, int8_t *restrict out)
+{
+    const uint64_t mask = (1u << bits) - 1u;
+    const int32_t groups = n >> 3;
+    int32_t g, j;
+    for (g = 0; g < groups; g++) {
+        const uint8_t *q = p + g * (int32_t)bits;
+        uint64_t v = 0;
+        for (j = 0; j < (int32_t)bits; j++) {
+            v |= (uint64_t)q[j] << (8 * j);
+        }
+        for (j = 0; j < 8; j++) {
+            out[8 * g + j] = cb[(v >> (bits * (uint32_t)j)) & mask];
+        }
+    }
+    return groups << 3;
+}
+
 void tc_unpack_lut(const uint8_t *packed, uint32_t bit_offset, uint8_t bits,
                    const int8_t *codebook, int32_t count, int8_t *out)
 {
@@ -136,8 +159,19 @@ void tc_unpack_lut(const uint8_t *packed, uint32_t bit_offset, uint8_t bits,
     if (count <= 0) {
         return;
     }
-    if ((bit_offset & 7u) != 0 || (bits != 1 && bits != 2 && bits != 4 && bits != 8)) {
+    if ((bit_offset & 7u) != 0) {
         tc_unpack_lut_generic(packed, bit_offset, bits, codebook, count, out);
+        return;
+    }
+    if (bits != 1 && bits != 2 && bits != 4 && bits != 8) { /* 3, 5, 6, 7 */
+        if (codebook != NULL) { /* constant widths so each instance unrolls */
+            done = bits == 3   ? unpack_groups8(p, 3, codebook, count, out)
+                   : bits == 5 ? unpack_groups8(p, 5, codebook, count, out)
+                   : bits == 6 ? unpack_groups8(p, 6, codebook, count, out)
+                               : unpack_groups8(p, 7, codebook, count, out);
+        }
+        tc_unpack_lut_generic(packed, bit_offset + (uint32_t)done * bits, bits, codebook, count - done,
+                              out + done);
         return;
     }
     if (cb == NULL) {

@@ -228,13 +228,19 @@ def _plots(out: Path, report: dict) -> list:
                 h = data[nm]["hist"]
                 e = np.asarray(h["edges"])
                 ax.bar(e[:-1], h["counts"], width=np.diff(e), align="edge", color="#8aa", label="float weights")
-                for c in data[nm]["centroids"][:64]:
-                    ax.axvline(c, color="#c33", lw=0.6, alpha=0.6)
+                cents = data[nm]["centroids"]
+                if len(cents) <= 32:  # per-tensor codebook: one line per centroid
+                    for c in cents:
+                        ax.axvline(c, color="#c33", lw=0.6, alpha=0.7)
+                elif cents:  # per-channel codebooks: distribution of all centroid values
+                    ax2 = ax.twinx()
+                    ax2.hist(cents, bins=e, histtype="step", color="#c33", lw=0.9)
+                    ax2.set_yticks([])
                 ax.set_title(nm, fontsize=8)
                 ax.tick_params(labelsize=6)
             for ax in axes.ravel()[n:]:
                 ax.axis("off")
-            fig.suptitle("weight histograms (grey) and centroids (red)", fontsize=9)
+            fig.suptitle("float weight histograms (grey) and centroid values (red; per-channel codebooks pooled)", fontsize=9)
             fig.tight_layout()
             p = out / "weights_hist.png"
             fig.savefig(p, dpi=90)

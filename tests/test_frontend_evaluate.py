@@ -127,3 +127,21 @@ def test_evaluate_bad_data(trained, tmp_path):
     np.savez(bad, x=np.zeros((3, 5), np.float32), y=np.zeros(3, np.int64))
     with pytest.raises(TinyClusterError, match="shape"):
         evaluate(out, bad, quiet=True)
+
+
+def test_evaluate_rebuilds_references_when_not_saved(trained, tmp_path):
+    """An output folder written without the front end's artifacts still gets float and int8
+    accuracy: the references are rebuilt from the source model named in report.json."""
+    import tinycluster
+    from tinycluster.evaluate import evaluate
+
+    d, *_ = trained
+    cm = tinycluster.compile(d / "m.h5", bits=8, frontend={"calib": str(d / "calib.npy")}, quiet=True)
+    out = cm.write(tmp_path / "o")
+    if (out / "int8.tflite").exists():
+        (out / "int8.tflite").unlink()
+        (out / "float.tflite").unlink()
+    res = evaluate(out, d / "test.npz", quiet=True, plots=False)
+    assert res["float_acc"] is not None and res["int8_acc"] is not None
+    # 8 bits on a Keras model: the clustered model is the int8 model
+    assert res["top1_agreement_vs_int8"] == 1.0

@@ -6,8 +6,9 @@
   the bit-exact reference);
 - ``int8.tflite`` and ``float.tflite`` (written by the Keras front end, see
   :func:`tinycluster.frontends.pipeline.save_artifacts`): the unclustered int8 model and the
-  float model. For an int8 ``.tflite`` input there is no float model; the int8 reference is
-  then the source model named in ``report.json`` when it still exists.
+  float model. When the folder lacks them they are rebuilt from the source model recorded in
+  ``report.json`` (``frontend.source``). For an int8 ``.tflite`` input there is no float model;
+  the int8 reference is then the source model named in ``report.json`` when it still exists.
 
 It reports float accuracy, int8 accuracy, clustered accuracy, top-1 agreement of the
 clustered model with the int8 model, the output SNR of the clustered model against the int8
@@ -130,8 +131,11 @@ def evaluate(out_dir, data_npz, *, reference: str = "tflm", max_samples: Optiona
     if y is not None and y.dtype.kind not in "iu":
         raise TinyClusterError(f"{data_npz}: labels 'y' must be integer class indices (got {y.dtype})")
     int8_bytes = None
+    float_bytes = (out / "float.tflite").read_bytes() if (out / "float.tflite").exists() else None
     if (out / "int8.tflite").exists():
         int8_bytes = (out / "int8.tflite").read_bytes()
+    elif report.get("frontend"):
+        float_bytes, int8_bytes = _rebuild_references(report["frontend"], in_shape, quiet)
     else:
         src = Path(str(report.get("source") or report.get("model") or ""))
         if src.suffix == ".tflite" and src.is_file():
@@ -144,8 +148,8 @@ def evaluate(out_dir, data_npz, *, reference: str = "tflm", max_samples: Optiona
         res["int8_acc"] = accuracy(y_i, y)
         res["top1_agreement_vs_int8"] = agreement(y_c, y_i)
         res["snr_db_vs_int8"] = snr_db(y_c, y_i)
-    if (out / "float.tflite").exists():
-        y_f = TFLiteRunner((out / "float.tflite").read_bytes()).run(x)
+    if float_bytes is not None:
+        y_f = TFLiteRunner(float_bytes).run(x)
         res["float_acc"] = accuracy(y_f, y)
         res["top1_agreement_vs_float"] = agreement(y_c, y_f)
         res["snr_db_vs_float"] = snr_db(y_c, y_f)
@@ -163,6 +167,29 @@ def evaluate(out_dir, data_npz, *, reference: str = "tflm", max_samples: Optiona
     if not quiet:
         print(format_result(res))
     return res
+
+
+def _rebuild_references(fe: dict, in_shape, quiet: bool):
+    """(float tflite, int8 tflite) of a front-end model whose output folder lacks them: rebuilt from
+    the source model recorded in the report (same calibration file, or the same seeded random
+    inputs). (None, None) when the source is gone."""
+    src = Path(str(fe.get("source") or ""))
+    if not src.exists():
+        return None, None
+    from .frontends.calib import load_calibration
+    from .frontends.keras import convert_to_float, convert_to_int8
+    from .frontends.pipeline import load_model
+
+    model = load_model(src)
+    cal = fe.get("calibration")
+    if cal and cal != "random" and Path(cal).exists():
+        x_cal = load_calibration(cal, in_shape, seed=int(fe.get("seed", 0)))
+    else:
+        x_cal = load_calibration(None, in_shape, calib_random=int(fe.get("calibration_samples", 64)),
+                                 seed=int(fe.get("seed", 0)), quiet=True)
+    if not quiet:
+        print(f"(float and int8 reference models rebuilt from {src})")
+    return convert_to_float(model), convert_to_int8(model, x_cal)
 
 
 def _fmt(v, pct=False):

@@ -12,7 +12,8 @@
 
 Flash cost model of one layer (the core report's accounting for the weight data of a
 clustered layer): ``ceil(weights * bits / 8)`` packed indices + codebook bytes (one int8 entry
-per cluster per codebook: ``channels * k`` per channel, ``k`` per tensor) + ``4 * channels``
+per cluster per codebook: ``channels * k`` per channel, ``k`` per tensor; none at 8 bits, where
+the core stores the int8 weights raw) + ``4 * channels``
 (int32 bias) + ``5 * channels`` (int32 multiplier + int8 shift per output channel). A layer
 whose groups hold at most ``k`` distinct values needs only ``ceil(log2(distinct))`` bits.
 """
@@ -66,7 +67,8 @@ class LayerInfo:
     def flash_bytes(self, bits: int) -> int:
         b = self.eff_bits(bits)
         k = min(2 ** bits, self.max_distinct)
-        codebook = (self.channels if self.per_channel else 1) * k
+        # 8-bit layers are stored raw by the core (the stream holds the int8 weights, no codebook)
+        codebook = 0 if b == 8 else (self.channels if self.per_channel else 1) * k
         return math.ceil(self.weights * b / 8) + codebook + 4 * self.channels + 5 * self.channels
 
     def index_bits_total(self, bits: int) -> int:

@@ -6,8 +6,9 @@
  *    over the packed bytes, one byte = 8/bits weights; for 4-bit rows with a per-tensor
  *    codebook a byte -> (w0, w1) pair table built once per call (1 KiB of stack) replaces the
  *    two nibble lookups. Widths 3, 5, 6, 7 and unaligned rows decode 128-weight chunks.
- *  - host SIMD (x86 hosts, TC_HOST_X86_SIMD): decode 128-weight chunks to int16 with the SSSE3
- *    table-lookup decoder, then an int16 x int8 dot product the compiler vectorizes.
+ *  - host SIMD (x86 hosts, TC_HOST_X86_SIMD): 4-bit rows are decoded with pshufb and dotted
+ *    with the input (widened to int16 once per batch row) in registers; other widths decode
+ *    128-weight chunks to int16, then an int16 x int8 dot product the compiler vectorizes.
  * The input offset is folded out of the inner loop: sum(w*(x+io)) = sum(w*x) + io*sum(w); the
  * generated code passes input_offset 0 and folds io*sum(w) into the bias at compile time
  * (ops/fully_connected.py), so sum(w) is only computed for layers without a bias.
@@ -16,6 +17,41 @@
 #include "tc_packed_internal.h"
 
 #define TC_FC_CHUNK 128
+
+#ifdef TC_HOST_X86_SIMD
+#include <tmmintrin.h>
+#define TC_FC_HOST_MAX_IN 2048
+
+/* x86 hosts, 4-bit rows: sum(w*x) over n32 (a multiple of 32) weights against the input
+ * pre-widened to int16; per 32 weights one 16-byte index load, two pshufb codebook lookups,
+ * sign extension and four pmaddwd, accumulated in one register. */
+__attribute__((target("ssse3"))) static int32_t fc_dot4_ssse3(const uint8_t *p, const int8_t *cb,
+                                                             const int16_t *x16, int32_t n32)
+{
+    const __m128i tab = _mm_loadu_si128((const __m128i *)(const void *)cb);
+    const __m128i m = _mm_set1_epi8(0x0F);
+    __m128i acc = _mm_setzero_si128();
+    int32_t i;
+    for (i = 0; i < n32; i += 32) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + (i >> 1)));
+        const __m128i lo = _mm_shuffle_epi8(tab, _mm_and_si128(v, m));
+        const __m128i hi = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(v, 4), m));
+        const __m128i w0 = _mm_unpacklo_epi8(lo, hi), w1 = _mm_unpackhi_epi8(lo, hi);
+        const __m128i *xv = (const __m128i *)(const void *)(x16 + i);
+        acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_srai_epi16(_mm_unpacklo_epi8(w0, w0), 8),
+                                                _mm_loadu_si128(xv)));
+        acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_srai_epi16(_mm_unpackhi_epi8(w0, w0), 8),
+                                                _mm_loadu_si128(xv + 1)));
+        acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_srai_epi16(_mm_unpacklo_epi8(w1, w1), 8),
+                                                _mm_loadu_si128(xv + 2)));
+        acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_srai_epi16(_mm_unpackhi_epi8(w1, w1), 8),
+                                                _mm_loadu_si128(xv + 3)));
+    }
+    acc = _mm_add_epi32(acc, _mm_srli_si128(acc, 8));
+    acc = _mm_add_epi32(acc, _mm_srli_si128(acc, 4));
+    return _mm_cvtsi128_si32(acc);
+}
+#endif
 
 int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p)
 {
@@ -128,6 +164,13 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
     const int use_pairs = !TC_HOST_SIMD && bits == 4 && (in & 1) == 0 && p->codebook_stride == 0;
     int16_t pairs[256][2];
     int32_t b, c;
+#ifdef TC_HOST_X86_SIMD
+    /* whole 4-bit rows on the SSSE3 path (input widened once per batch row, 4 KiB of stack) */
+    int16_t x16[TC_FC_HOST_MAX_IN];
+    const int host4 = bits == 4 && codebooks != NULL && io == 0 && (in & 1) == 0 && in >= 32 &&
+                      in <= TC_FC_HOST_MAX_IN && __builtin_cpu_supports("ssse3");
+    const int32_t n32 = in & ~31;
+#endif
 
     if (use_pairs && codebooks != NULL) {
         fc_build_pairs(pairs, codebooks, p->codebook_size);
@@ -142,6 +185,11 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                 xsum += x[i];
             }
         }
+#ifdef TC_HOST_X86_SIMD
+        if (host4) {
+            tc_widen_s8_s16(x, in, x16);
+        }
+#endif
         for (c = 0; c < out_f; c++) {
             const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
             const int8_t *cb = codebooks != NULL ? codebooks + (int32_t)p->codebook_stride * cbi : NULL;
@@ -149,6 +197,15 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
             const int32_t q = p->requant_per_channel ? c : 0;
             int32_t acc, ws = 0;
             int64_t total;
+#ifdef TC_HOST_X86_SIMD
+            if (host4) {
+                acc = fc_dot4_ssse3(packed + (row_bit >> 3), cb, x16, n32);
+                if (n32 < in) {
+                    acc += fc_row_chunked(packed, row_bit + (uint32_t)n32 * 4u, 4u, cb, x + n32,
+                                          in - n32, 0, &ws);
+                }
+            } else
+#endif
             if (cb == NULL) { /* raw int8 weights: a plain int8 dot product */
                 const int8_t *w = (const int8_t *)(const void *)packed + (int32_t)c * in;
                 acc = tc_dot_s8(w, x, in);

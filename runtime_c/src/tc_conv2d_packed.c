@@ -138,6 +138,8 @@ void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
     const int32_t flen = kh * kw * fic;
     const int32_t per_group = out_c / (in_c / fic);
     const int contiguous = dwl == 1 && fic == in_c;
+    const int pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && p->pad_top == 0 &&
+                          p->pad_left == 0 && out_w == in_w;
     const uint32_t bits = p->bits;
     int32_t *psum;
     int16_t *filt;
@@ -171,6 +173,18 @@ void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
                 }
                 ps[kx + 1] = acc;
             }
+        }
+        if (pointwise) { /* 1x1, stride 1, no padding: the row range is one run of positions */
+            const int32_t npos = (oy_end - oy_begin) * out_w;
+            const int8_t *xp = in_c0 + oy_begin * in_w * in_c;
+            const int32_t b1 = b0 + io * psum[1];
+            int32_t pos;
+            for (pos = 0; pos < npos; pos++) {
+                const int32_t acc = tc_dot_s16_s8(filt, xp + pos * in_c, fic) + b1;
+                out_c0[pos * out_c] = tc_requantize(acc, m, s, p->output_offset, p->act_min,
+                                                    p->act_max);
+            }
+            continue;
         }
 
         for (oy = oy_begin; oy < oy_end; oy++) {

@@ -321,7 +321,7 @@ def test_emit_rows_declares_constants_once():
     ffi, L = H.lib()
     layout = pc.packed_layout(node, g, tensors[1], 0, 4)
     ps = H._struct(ffi, "tc_conv_packed_params", conv_2d.struct_fields(node.params, layout))
-    assert h.scratch_bytes(node, g) == L.tc_conv2d_packed_get_buffer_size(ps) == 3 * 3 * 2 * (4 + 1)
+    assert h.scratch_bytes(node, g) == L.tc_conv2d_packed_get_buffer_size(ps) == 3 + 2 * 18 * 4 + 18
     assert h.macs(node, g) == 6 * 6 * 4 * 3 * 3 * 2
 
 

@@ -104,8 +104,8 @@ typedef struct {
 /* Scratch: one decoded filter as int16 (2*k_h*k_w*filter_in_c bytes) + k_h*(k_w+1) int32
  * partial weight sums, + 3 bytes of alignment slack (any scratch alignment is accepted).
  * Shallow filters (filter_in_c == in_c, and in_c < 8 or in_c < 32 with
- * k_h*k_w*in_c*out_c <= 4096) instead decode all filters once per call:
- * k_h*k_w*filter_in_c*(out_c + 1) bytes. */
+ * k_h*k_w*in_c*out_c <= 4096) instead decode all filters once per call, as int16:
+ * 3 + 2*k_h*k_w*filter_in_c*out_c + k_h*k_w*filter_in_c bytes. */
 int32_t tc_conv2d_packed_get_buffer_size(const tc_conv_packed_params *p);
 void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
                       const uint8_t *packed, const int8_t *codebooks,

@@ -38,13 +38,13 @@ int32_t tc_conv2d_packed_get_buffer_size(const tc_conv_packed_params *p)
 {
     const int32_t kh = p->k_h, kw = p->k_w;
     if (conv_is_shallow(p)) {
-        return kh * kw * (int32_t)p->filter_in_c * (p->out_c + 1);
+        return 3 + 2 * kh * kw * (int32_t)p->filter_in_c * p->out_c + kh * kw * (int32_t)p->filter_in_c;
     }
     return 3 + 4 * kh * (kw + 1) + 2 * kh * kw * (int32_t)p->filter_in_c;
 }
 
-/* Shallow filters: decode every filter once per call into wt[tap][c] (int8), then for each
- * output position accumulate 16 output channels at a time over the valid taps. */
+/* Shallow filters: decode every filter once per call into wt[tap][c] (int16), then for each
+ * output position accumulate 16 (or 8) output channels at a time over the valid taps. */
 static void conv_shallow(const tc_conv_packed_params *p, const int8_t *input,
                          const uint8_t *packed, const int8_t *codebooks,
                          const uint8_t *codebook_map, const int32_t *bias,
@@ -57,8 +57,8 @@ static void conv_shallow(const tc_conv_packed_params *p, const int8_t *input,
     const int32_t sh = p->stride_h, sw = p->stride_w, dh = p->dil_h, dwl = p->dil_w;
     const int32_t io = p->input_offset;
     const int32_t flen = kh * kw * in_c;
-    int8_t *wt = scratch;             /* [flen][oc] */
-    int8_t *tmp = scratch + flen * oc; /* one filter, [flen] */
+    int16_t *wt = (int16_t *)(void *)tc_scratch_s32(scratch); /* [flen][oc] */
+    int8_t *tmp = (int8_t *)(void *)(wt + flen * oc);          /* one filter, [flen] */
     int32_t c, oy;
 
     for (c = 0; c < oc; c++) {
@@ -92,17 +92,17 @@ static void conv_shallow(const tc_conv_packed_params *p, const int8_t *input,
                     const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * in_c;
                     for (kx = kx_lo; kx < kx_hi; kx++) {
                         const int8_t *x = xrow + (ix0 + kx * dwl) * in_c;
-                        const int8_t *w = wt + ((ky * kw + kx) * in_c) * oc + c0;
+                        const int16_t *w = wt + ((ky * kw + kx) * in_c) * oc + c0;
                         for (ci = 0; ci < in_c; ci++) {
                             const int16_t xv = (int16_t)(x[ci] + io);
-                            const int8_t *restrict wc = w + ci * oc;
+                            const int16_t *restrict wc = w + ci * oc;
                             if (nb == TC_CONV_BLOCK) {
                                 for (j = 0; j < TC_CONV_BLOCK; j++) {
-                                    lanes[j] += (int32_t)((int16_t)wc[j] * xv);
+                                    lanes[j] += (int32_t)wc[j] * xv;
                                 }
                             } else if (nb == 8) {
                                 for (j = 0; j < 8; j++) {
-                                    lanes[j] += (int32_t)((int16_t)wc[j] * xv);
+                                    lanes[j] += (int32_t)wc[j] * xv;
                                 }
                             } else {
                                 for (j = 0; j < nb; j++) {

@@ -96,8 +96,12 @@ void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *inpu
                         for (kx = kx_lo; kx < kx_hi; kx++) {
                             const int8_t *restrict x = xrow + (ix0 + kx * dwl) * in_c;
                             const int16_t *restrict f = frow + kx * oc;
+                            int16_t xx[8]; /* two steps: the form -O2 vectorizes */
                             for (j = 0; j < 8; j++) {
-                                lanes[j] += (int32_t)f[j] * (int16_t)(x[j] + io);
+                                xx[j] = (int16_t)(x[j] + io);
+                            }
+                            for (j = 0; j < 8; j++) {
+                                lanes[j] += (int32_t)f[j] * xx[j];
                             }
                         }
                     }

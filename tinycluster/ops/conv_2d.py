@@ -43,8 +43,9 @@ def is_shallow(p: dict) -> bool:
 def scratch_size(p: dict) -> int:
     """Mirror of tc_conv2d_packed_get_buffer_size()."""
     if is_shallow(p):
-        # shallow filters: all filters decoded at once, transposed, + one filter
-        return p["k_h"] * p["k_w"] * p["filter_in_c"] * (p["out_c"] + 1)
+        # shallow filters: all filters decoded at once, transposed, as int16, + one filter
+        flen = p["k_h"] * p["k_w"] * p["filter_in_c"]
+        return 3 + 2 * flen * p["out_c"] + flen
     return 3 + 4 * p["k_h"] * (p["k_w"] + 1) + 2 * p["k_h"] * p["k_w"] * p["filter_in_c"]
 
 

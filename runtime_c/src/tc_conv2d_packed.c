@@ -81,36 +81,60 @@ static void conv_shallow(const tc_conv_packed_params *p, const int8_t *input,
             int8_t *o = orow + ox * oc;
             tc_tap_range(ix0, dwl, in_w, kw, &kx_lo, &kx_hi);
             for (c0 = 0; c0 < oc; c0 += nb) {
-                int32_t lanes[TC_CONV_BLOCK];
+                /* two accumulator sets (even / odd input channels): two independent chains */
+                int32_t lanes[TC_CONV_BLOCK], lanes2[TC_CONV_BLOCK];
                 int32_t j, ky, kx, ci;
                 /* blocks of 16 channels, then 8, then the rest */
                 nb = oc - c0 >= TC_CONV_BLOCK ? TC_CONV_BLOCK : oc - c0 >= 8 ? 8 : oc - c0;
                 for (j = 0; j < TC_CONV_BLOCK; j++) {
                     lanes[j] = 0;
+                    lanes2[j] = 0;
                 }
                 for (ky = ky_lo; ky < ky_hi; ky++) {
                     const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * in_c;
                     for (kx = kx_lo; kx < kx_hi; kx++) {
                         const int8_t *x = xrow + (ix0 + kx * dwl) * in_c;
                         const int16_t *w = wt + ((ky * kw + kx) * in_c) * oc + c0;
-                        for (ci = 0; ci < in_c; ci++) {
-                            const int16_t xv = (int16_t)(x[ci] + io);
-                            const int16_t *restrict wc = w + ci * oc;
-                            if (nb == TC_CONV_BLOCK) {
+                        if (nb == TC_CONV_BLOCK) {
+                            for (ci = 0; ci + 1 < in_c; ci += 2) {
+                                const int16_t x0 = (int16_t)(x[ci] + io), x1 = (int16_t)(x[ci + 1] + io);
+                                const int16_t *restrict w0 = w + ci * oc;
+                                const int16_t *restrict w1 = w0 + oc;
                                 for (j = 0; j < TC_CONV_BLOCK; j++) {
-                                    lanes[j] += (int32_t)wc[j] * xv;
+                                    lanes[j] += (int32_t)w0[j] * x0;
                                 }
-                            } else if (nb == 8) {
+                                for (j = 0; j < TC_CONV_BLOCK; j++) {
+                                    lanes2[j] += (int32_t)w1[j] * x1;
+                                }
+                            }
+                            if (ci < in_c) {
+                                const int16_t x0 = (int16_t)(x[ci] + io);
+                                const int16_t *restrict w0 = w + ci * oc;
+                                for (j = 0; j < TC_CONV_BLOCK; j++) {
+                                    lanes[j] += (int32_t)w0[j] * x0;
+                                }
+                            }
+                        } else if (nb == 8) {
+                            for (ci = 0; ci < in_c; ci++) {
+                                const int16_t xv = (int16_t)(x[ci] + io);
+                                const int16_t *restrict wc = w + ci * oc;
                                 for (j = 0; j < 8; j++) {
                                     lanes[j] += (int32_t)wc[j] * xv;
                                 }
-                            } else {
+                            }
+                        } else {
+                            for (ci = 0; ci < in_c; ci++) {
+                                const int16_t xv = (int16_t)(x[ci] + io);
+                                const int16_t *wc = w + ci * oc;
                                 for (j = 0; j < nb; j++) {
                                     lanes[j] += (int32_t)wc[j] * xv;
                                 }
                             }
                         }
                     }
+                }
+                for (j = 0; j < TC_CONV_BLOCK; j++) {
+                    lanes[j] += lanes2[j];
                 }
                 for (j = 0; j < nb; j++) {
                     const int32_t cc = c0 + j;

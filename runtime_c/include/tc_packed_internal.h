@@ -19,6 +19,13 @@
 #define TC_HOST_SIMD 0
 #endif
 
+/* Keep a hot loop in its own function (own register allocation: matters on Thumb-1 cores). */
+#if defined(__GNUC__)
+#define TC_NOINLINE __attribute__((noinline))
+#else
+#define TC_NOINLINE
+#endif
+
 /* Decoded weights are held as int16 (sign-extended once per decode), so that the dot
  * products below are int16 x int16 -> int32 multiply-adds (SSE2 pmaddwd, Arm SMLAD) and the
  * only per-MAC widening is the one of the int8 activation. Blocks of 64 then 16 keep the

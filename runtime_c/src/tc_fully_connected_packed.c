@@ -75,7 +75,7 @@ static void fc_build_pairs(int16_t pairs[256][2], const int8_t *cb, int32_t k)
 }
 
 /* sum(w*x) over one row whose first index starts on a byte boundary, bits in {1, 2, 4, 8} */
-static int32_t fc_row_fused(const uint8_t *restrict p, uint32_t bits, const int8_t *restrict cb,
+TC_NOINLINE static int32_t fc_row_fused(const uint8_t *restrict p, uint32_t bits, const int8_t *restrict cb,
                             const int16_t (*pairs)[2], const int8_t *restrict x, int32_t n)
 {
     int32_t acc = 0, i, j;

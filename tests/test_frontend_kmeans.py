@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tinycluster.compress.kmeans_float import affine_correct, cluster_array, kmeans_1d
-from tinycluster.compress.sensitivity import LayerInfo, choose, floor_bytes, parse_bytes
+from tinycluster.compress.sensitivity import DEFAULT_K, LayerInfo, choose, floor_bytes, parse_bytes
 from tinycluster.errors import TinyClusterError
 
 
@@ -78,31 +78,35 @@ def _infos():
     for i, (n, c) in enumerate([(1000, 10), (5000, 20), (300, 30), (8000, 8)]):
         li = LayerInfo(f"l{i}", "Conv2D", n, c, True, max_distinct=n // c)
         base = rng.uniform(0.2, 3.0)
-        li.errors = {b: base * 4.0 ** (-b) for b in range(1, 9)}
+        li.errors = {k: base * float(k) ** -2 for k in DEFAULT_K}
         infos.append(li)
     return infos
 
 
 def test_cost_model():
     li = LayerInfo("x", "Conv2D", 1000, 10, True, max_distinct=100)
-    assert li.flash_bytes(4) == 500 + 10 * 16 + 4 * 10 + 5 * 10
+    assert li.flash_bytes(16) == 500 + 10 * 16 + 4 * 10 + 5 * 10
+    assert li.flash_bytes(12) == 500 + 10 * 12 + 4 * 10 + 5 * 10  # same 4-bit index, smaller codebook
     # a layer whose channels hold at most 9 values needs only 4 bits, whatever k is asked for
     dw = LayerInfo("dw", "DepthwiseConv2D", 90, 10, True, max_distinct=9)
-    assert dw.eff_bits(8) == 4 and dw.flash_bytes(8) == dw.flash_bytes(4)
+    assert dw.eff_bits(256) == 4 and dw.flash_bytes(256) == dw.flash_bytes(16)
+    # 8-bit layers carry no codebook (the core stores their int8 weights raw)
+    big = LayerInfo("fc", "Dense", 1000, 4, True, max_distinct=250)
+    assert big.flash_bytes(256) == 1000 + 9 * 4
 
 
 @pytest.mark.parametrize("frac", [0.3, 0.5, 0.8])
 def test_choice_respects_budget_and_beats_uniform(frac):
     infos = _infos()
     lo = floor_bytes(infos)
-    hi = sum(i.flash_bytes(8) for i in infos)
+    hi = sum(i.flash_bytes(256) for i in infos)
     budget = int(lo + frac * (hi - lo))
     ch = choose(infos, flash_budget=budget)
     assert ch["flash_bytes"] <= budget
     # any uniform width that fits is no better than the chosen assignment
     for b in range(1, 9):
-        if sum(i.flash_bytes(b) for i in infos) <= budget:
-            assert ch["error"] <= sum(i.errors[b] for i in infos) + 1e-12
+        if sum(i.flash_bytes(2 ** b) for i in infos) <= budget:
+            assert ch["error"] <= sum(i.errors[2 ** b] for i in infos) + 1e-12
     assert set(ch["why"]) == {i.name for i in infos}
 
 
@@ -117,7 +121,7 @@ def test_mean_bits():
     infos = _infos()
     ch = choose(infos, mean_bits=3.0)
     tw = sum(i.weights for i in infos)
-    assert sum(i.weights * i.eff_bits(ch["bits"][i.name]) for i in infos) <= 3.0 * tw
+    assert sum(i.weights * i.eff_bits(ch["k"][i.name]) for i in infos) <= 3.0 * tw
 
 
 @pytest.mark.parametrize("s,v", [("24KiB", 24576), ("24KB", 24000), ("1000", 1000), (" 1.5 MiB", 1572864), (512, 512)])

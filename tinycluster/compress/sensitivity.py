@@ -1,14 +1,17 @@
 """Per-layer index widths from a sensitivity search.
 
-1. For each weighted layer and each candidate index width b (k = 2**b clusters), cluster that
-   layer alone and measure the error of the model's output on calibration inputs:
-   ``err[l][b] = mean((y_clustered - y_float)**2) / mean(y_float**2)`` (relative output
-   error; the float model is the reference, all other layers unchanged).
+1. For each weighted layer and each candidate number of clusters k (powers of two and the
+   midpoints 3, 6, 12, ...: a k between two powers of two uses the wider index but a smaller
+   codebook), cluster that layer alone and measure the error of the model's output on
+   calibration inputs: ``err[l][k] = mean((y_clustered - y_float)**2) / mean(y_float**2)``
+   (relative output error; the float model is the reference, all other layers unchanged).
 2. Assume the errors of different layers add up (first-order: small independent
-   perturbations), and choose one width per layer to minimise the summed error subject to a
+   perturbations), and choose one k per layer to minimise the summed error subject to a
    flash budget (bytes) or a mean bits/weight. This is a multiple-choice knapsack, solved
    exactly by dynamic programming over the cost rounded up to a grid of ~4000 steps (so the
    solution never exceeds the budget).
+3. Check the choice with the joint error (all layers clustered together) against every uniform
+   width that fits, and improve it by local search (:func:`refine`).
 
 Flash cost model of one layer (the core report's accounting for the weight data of a
 clustered layer): ``ceil(weights * bits / 8)`` packed indices + codebook bytes (one int8 entry
@@ -28,7 +31,12 @@ import numpy as np
 
 from ..errors import TinyClusterError
 
-DEFAULT_BITS = (1, 2, 3, 4, 5, 6, 7, 8)
+DEFAULT_K = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+INT4_K = (2, 3, 4, 6, 8, 12, 16)
+
+
+def bits_of(k: int) -> int:
+    return max(1, math.ceil(math.log2(max(int(k), 2))))
 
 
 def parse_bytes(value) -> int:
@@ -58,21 +66,23 @@ class LayerInfo:
     channels: int
     per_channel: bool
     max_distinct: int  # largest number of distinct values in one group (channel or tensor)
-    errors: dict = field(default_factory=dict)  # bits -> relative output error
+    errors: dict = field(default_factory=dict)  # k -> relative output error
 
-    def eff_bits(self, bits: int) -> int:
-        k = min(2 ** bits, self.max_distinct)
-        return max(1, math.ceil(math.log2(max(k, 2))))
+    def eff_k(self, k: int) -> int:
+        return min(int(k), self.max_distinct)
 
-    def flash_bytes(self, bits: int) -> int:
-        b = self.eff_bits(bits)
-        k = min(2 ** bits, self.max_distinct)
+    def eff_bits(self, k: int) -> int:
+        return bits_of(self.eff_k(k))
+
+    def flash_bytes(self, k: int) -> int:
+        b = self.eff_bits(k)
+        k = self.eff_k(k)
         # 8-bit layers are stored raw by the core (the stream holds the int8 weights, no codebook)
         codebook = 0 if b == 8 else (self.channels if self.per_channel else 1) * k
         return math.ceil(self.weights * b / 8) + codebook + 4 * self.channels + 5 * self.channels
 
-    def index_bits_total(self, bits: int) -> int:
-        return self.weights * self.eff_bits(bits)
+    def index_bits_total(self, k: int) -> int:
+        return self.weights * self.eff_bits(k)
 
 
 def layer_infos(model, per_channel: bool = True) -> list:
@@ -96,12 +106,12 @@ def _rel_err(y, ref) -> float:
     return float(np.mean((y.astype(np.float64) - ref) ** 2)) / den
 
 
-def measure(model, infos: list, x: np.ndarray, cluster_fn, bits_options=DEFAULT_BITS, *,
+def measure(model, infos: list, x: np.ndarray, cluster_fn, k_options=DEFAULT_K, *,
             quiet: bool = False, batch_size: int = 64, cache: Optional[dict] = None) -> None:
-    """Fill ``info.errors[b]`` for every layer and candidate width (model restored after).
+    """Fill ``info.errors[k]`` for every layer and candidate k (model restored after).
 
     ``cluster_fn(layer, kernel, k) -> clustered kernel`` (same shape). ``cache`` (a dict) receives
-    the clustered kernels under (layer name, bits) and the float outputs under "_ref", for
+    the clustered kernels under (layer name, k) and the float outputs under "_ref", for
     :func:`refine`."""
     from tqdm.auto import tqdm
 
@@ -115,20 +125,20 @@ def measure(model, infos: list, x: np.ndarray, cluster_fn, bits_options=DEFAULT_
     if cache is not None:
         cache["_ref"] = ref
     by_name = {layer.name: (layer, var) for layer, var in weighted_layers(model)}
-    total = sum(len(bits_options) for _ in infos)
+    total = sum(len(k_options) for _ in infos)
     bar = tqdm(total=total, desc="sensitivity", unit="trial", disable=quiet, leave=False)
     for info in infos:
         layer, var = by_name[info.name]
         orig = var.numpy()
         done_lossless = False
-        for b in sorted(bits_options):
-            if done_lossless or 2 ** b >= info.max_distinct:
+        for b in sorted(k_options):
+            if done_lossless or b >= info.max_distinct:
                 info.errors[b] = 0.0  # every group already has <= k distinct values: exact
                 done_lossless = True
                 if cache is not None:
                     cache[(info.name, b)] = orig
             else:
-                kern = cluster_fn(layer, orig, 2 ** b)
+                kern = cluster_fn(layer, orig, b)
                 var.assign(kern)
                 info.errors[b] = _rel_err(run(), ref)
                 if cache is not None:
@@ -138,27 +148,27 @@ def measure(model, infos: list, x: np.ndarray, cluster_fn, bits_options=DEFAULT_
     bar.close()
 
 
-def floor_bytes(infos, bits_options=DEFAULT_BITS) -> int:
-    return sum(min(i.flash_bytes(b) for b in bits_options) for i in infos)
+def floor_bytes(infos, k_options=DEFAULT_K) -> int:
+    return sum(min(i.flash_bytes(b) for b in k_options) for i in infos)
 
 
-def below_floor_message(budget: int, floor: int, min_bits: int) -> str:
+def below_floor_message(budget: int, floor: int, min_k: int) -> str:
     return (f"flash budget {budget} B is below the smallest reachable size {floor} B "
-            f"({floor / 1024:.1f} KiB, every layer at {min_bits} bit); raise --flash-budget to at least {floor}")
+            f"({floor / 1024:.1f} KiB, every layer at {min_k} clusters); raise --flash-budget to at least {floor}")
 
 
-def choose(infos: list, *, flash_budget=None, mean_bits=None, bits_options=DEFAULT_BITS,
+def choose(infos: list, *, flash_budget=None, mean_bits=None, k_options=DEFAULT_K,
            grid: int = 4000, overhead: int = 0) -> dict:
-    """Choose bits per layer minimising the summed error under the budget.
+    """Choose k per layer minimising the summed error under the budget.
 
     ``overhead``: flash bytes of the model outside the per-layer cost model (operator parameter
     structs, non-weighted layers), subtracted from the flash budget.
 
-    Returns {"bits": {layer: b}, "flash_bytes": total, "error": summed error, "why": {layer: text}}.
+    Returns {"k": {layer: k}, "flash_bytes": total, "error": summed error, "why": {layer: text}}.
     """
     if (flash_budget is None) == (mean_bits is None):
         raise TinyClusterError("give exactly one of --flash-budget and --mean-bits")
-    opts = sorted(bits_options)
+    opts = sorted(k_options)
     if flash_budget is not None:
         budget = parse_bytes(flash_budget) - int(overhead)
         cost = [[i.flash_bytes(b) for b in opts] for i in infos]
@@ -213,38 +223,39 @@ def choose(infos: list, *, flash_budget=None, mean_bits=None, bits_options=DEFAU
             oi = int(choice[li, j])
             picks[li] = oi
             j -= int(math.ceil(cost[li][oi] / step))
-    bits = {infos[li].name: opts[picks[li]] for li in range(L)}
+    bits = {infos[li].name: opts[picks[li]] for li in range(L)}  # layer -> k
     total = sum(cost[li][picks[li]] for li in range(L))
     why = {}
     for li, info in enumerate(infos):
         oi = picks[li]
         b = opts[oi]
-        parts = [f"error {err[li][oi]:.2e} at {b} bit"]
+        parts = [f"error {err[li][oi]:.2e} at k={b}"]
         if oi > 0:
             d_err = err[li][oi - 1] - err[li][oi]
             d_cost = cost[li][oi] - cost[li][oi - 1]
-            parts.append(f"{opts[oi - 1]} bit would add {d_err:.2e} error to save {d_cost} {unit}")
-        if err[li][oi] == 0.0 and info.max_distinct <= 2 ** b:
+            parts.append(f"k={opts[oi - 1]} would add {d_err:.2e} error to save {d_cost} {unit}")
+        if err[li][oi] == 0.0 and info.max_distinct <= b:
             parts.append(f"lossless (<= {info.max_distinct} distinct values per group)")
         why[info.name] = "; ".join(parts)
     flash = sum(i.flash_bytes(bits[i.name]) for i in infos) + (int(overhead) if flash_budget is not None else 0)
     if flash_budget is not None:
         budget, floor = budget + int(overhead), floor + int(overhead)
     cost_table = {infos[li].name: {opts[oi]: cost[li][oi] for oi in range(len(opts))} for li in range(L)}
-    return {"bits": bits, "cost": total, "cost_unit": unit, "budget": budget, "floor": floor,
+    return {"k": bits, "cost": total, "cost_unit": unit, "budget": budget, "floor": floor,
             "cost_table": cost_table, "dp_budget": budget - (int(overhead) if flash_budget is not None else 0),
             "overhead": int(overhead) if flash_budget is not None else 0,
             "flash_bytes": flash, "error": float(sum(err[li][picks[li]] for li in range(L))), "why": why}
 
 
-def uniform_choice(infos: list, bits: int) -> dict:
-    return {"bits": {i.name: bits for i in infos},
-            "flash_bytes": sum(i.flash_bytes(bits) for i in infos),
-            "error": float(sum(i.errors.get(bits, np.nan) for i in infos))}
+def uniform_choice(infos: list, k: int) -> dict:
+    return {"k": {i.name: k for i in infos},
+            "flash_bytes": sum(i.flash_bytes(k) for i in infos),
+            "error": float(sum(i.errors.get(k, np.nan) for i in infos))}
 
 
 def joint_error(model, bits: dict, x: np.ndarray, cache: dict, batch_size: int = 64) -> float:
-    """Relative output error with every layer clustered at once at ``bits`` (kernels from the cache)."""
+    """Relative output error with every layer clustered at once (``bits``: layer -> k; kernels from
+    the cache)."""
     from ..frontends.keras import weighted_layers
 
     saved = []
@@ -261,7 +272,7 @@ def joint_error(model, bits: dict, x: np.ndarray, cache: dict, batch_size: int =
     return _rel_err(y, cache["_ref"])
 
 
-def refine(model, infos: list, x: np.ndarray, cache: dict, choice: dict, bits_options=DEFAULT_BITS, *,
+def refine(model, infos: list, x: np.ndarray, cache: dict, choice: dict, k_options=DEFAULT_K, *,
            rounds: int = 4, top: int = 4, quiet: bool = True) -> dict:
     """Check the knapsack's choice against the real, joint error and improve it locally.
 
@@ -272,11 +283,11 @@ def refine(model, infos: list, x: np.ndarray, cache: dict, choice: dict, bits_op
     move one layer down and spend the freed bytes greedily on the layers with the best error
     reduction per byte (moves ranked by the per-layer table); a move is kept only if the joint
     error falls and the budget holds.
-    Returns the choice with ``bits``, ``joint_error`` and the ``candidates`` evaluated.
+    Returns the choice with ``k``, ``joint_error`` and the ``candidates`` evaluated.
     """
     from tqdm.auto import tqdm
 
-    opts = sorted(bits_options)
+    opts = sorted(k_options)
     cost = choice["cost_table"]
     budget = choice["dp_budget"]
     names = [i.name for i in infos]
@@ -285,11 +296,13 @@ def refine(model, infos: list, x: np.ndarray, cache: dict, choice: dict, bits_op
     def total(b):
         return sum(cost[n][b[n]] for n in names)
 
-    cands = [("knapsack", dict(choice["bits"]))]
+    cands = [("knapsack", dict(choice["k"]))]
     for b in opts:
+        if b & (b - 1):
+            continue  # uniform widths: k = 2**bits
         ub = {n: b for n in names}
         if total(ub) <= budget:
-            cands.append((f"uniform {b} bit", ub))
+            cands.append((f"uniform {bits_of(b)} bit", ub))
     evaluated = []
     for label, b in cands:
         evaluated.append({"assignment": label, "joint_error": joint_error(model, b, x, cache),
@@ -355,7 +368,7 @@ def refine(model, infos: list, x: np.ndarray, cache: dict, choice: dict, bits_op
         best_err, best = improved
         evaluated.append({"assignment": "local search", "joint_error": best_err, "cost": total(best)})
     out = dict(choice)
-    out["bits"] = best
+    out["k"] = best
     out["joint_error"] = best_err
     out["candidates"] = evaluated
     return out

@@ -165,7 +165,7 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
                               init=init, int4=int4, seed=seed, importance=importance.get(layer.name))[0]
 
     if flash_budget is not None or mean_bits is not None:
-        opts = sens.DEFAULT_BITS if not int4 else (1, 2, 3, 4)
+        opts = sens.DEFAULT_K if not int4 else sens.INT4_K
         rng = np.random.default_rng(seed)
         xs = x_cal if x_cal.shape[0] <= sensitivity_samples else \
             x_cal[np.sort(rng.choice(x_cal.shape[0], sensitivity_samples, replace=False))]
@@ -179,12 +179,12 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
                 raise TinyClusterError(sens.below_floor_message(flash_budget, fl, opts[0]))
         cache = {}
         sens.measure(model, infos, xs, cfn, opts, quiet=quiet, cache=cache)
-        choice = sens.choose(infos, flash_budget=flash_budget, mean_bits=mean_bits, bits_options=opts,
+        choice = sens.choose(infos, flash_budget=flash_budget, mean_bits=mean_bits, k_options=opts,
                              overhead=overhead)
         choice = sens.refine(model, infos, xs, cache, choice, opts, quiet=quiet)
         del cache
-        layer_bits = choice["bits"]
-        flash_chosen = sum(i.flash_bytes(layer_bits[i.name]) for i in infos) + overhead
+        layer_k = {n: int(k) for n, k in choice["k"].items()}
+        flash_chosen = sum(i.flash_bytes(layer_k[i.name]) for i in infos) + overhead
         info["sensitivity"] = {
             "metric": "relative output MSE (mean((y - y_float)^2) / mean(y_float^2)) on calibration inputs, "
                       "one layer clustered at a time",
@@ -194,7 +194,7 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
             "overhead_bytes": choice["overhead"],
             "predicted_error": choice["error"], "joint_error": choice["joint_error"],
             "candidates": choice["candidates"], "flash_bytes": int(flash_chosen),
-            "why": _why(infos, layer_bits, choice)}
+            "why": _why(infos, layer_k, choice)}
     else:
         if clusters is not None:
             kk = int(clusters)
@@ -204,10 +204,8 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
             kk = 2 ** b
         if int4 and kk > 16:
             kk, b = 16, 4
-        layer_bits = {i.name: b for i in infos}
         layer_k = {i.name: kk for i in infos}
     if flash_budget is not None or mean_bits is not None:
-        layer_k = {n: 2 ** b for n, b in layer_bits.items()}
         bits = clusters = None
 
     # 4. clustering
@@ -274,8 +272,8 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
         hist, edges = np.histogram(w0, bins=64)
         cents = np.unique(fc.centroids) if fc is not None else np.array([])
         entry = {"name": layer.name, "class": li.cls, "weights": li.weights, "channels": li.channels,
-                 "k": int(min(k, li.max_distinct)), "bits": int(li.eff_bits(layer_bits[li.name])),
-                 "flash_bytes": int(li.flash_bytes(layer_bits[li.name])),
+                 "k": int(li.eff_k(k)), "bits": int(li.eff_bits(k)),
+                 "flash_bytes": int(li.flash_bytes(k)),
                  "sparsity": float((w1 == 0).mean()), "weight_rel_rmse": rel,
                  "max_distinct_per_group": int(_max_distinct(layer, w1, per_channel)),
                  "hist": {"counts": hist.tolist(), "edges": edges.tolist()},
@@ -301,20 +299,23 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
     return tfl, info
 
 
-def _why(infos, layer_bits, choice) -> dict:
-    """One line per layer: its error at the chosen width and what the next narrower width costs."""
+def _why(infos, layer_k, choice) -> dict:
+    """One line per layer: its error at the chosen k and what the next smaller k would cost."""
+    from ..compress.sensitivity import bits_of
+
     unit = choice["cost_unit"]
     cost = choice["cost_table"]
     out = {}
     for i in infos:
-        b = layer_bits[i.name]
+        k = layer_k[i.name]
         opts = sorted(i.errors)
-        parts = [f"relative output error {i.errors[b]:.2e} at {b} bit"]
-        k = opts.index(b)
-        if k > 0:
-            lo = opts[k - 1]
-            parts.append(f"{lo} bit would add {i.errors[lo] - i.errors[b]:.2e} to save {cost[i.name][b] - cost[i.name][lo]} {unit}")
-        if i.errors[b] == 0.0 and i.max_distinct <= 2 ** b:
+        parts = [f"k={i.eff_k(k)} ({bits_of(i.eff_k(k))} bit): relative output error {i.errors[k]:.2e}"]
+        j = opts.index(k)
+        if j > 0:
+            lo = opts[j - 1]
+            parts.append(f"k={lo} would add {i.errors[lo] - i.errors[k]:.2e} to save "
+                         f"{cost[i.name][k] - cost[i.name][lo]} {unit}")
+        if i.errors[k] == 0.0 and i.max_distinct <= k:
             parts.append(f"lossless (<= {i.max_distinct} distinct values per channel)")
         out[i.name] = "; ".join(parts)
     return out

@@ -273,7 +273,7 @@ def joint_error(model, bits: dict, x: np.ndarray, cache: dict, batch_size: int =
 
 
 def refine(model, infos: list, x: np.ndarray, cache: dict, choice: dict, k_options=DEFAULT_K, *,
-           rounds: int = 4, top: int = 4, quiet: bool = True) -> dict:
+           rounds: int = 6, top: int = 8, max_evals: int = 150, quiet: bool = True) -> dict:
     """Check the knapsack's choice against the real, joint error and improve it locally.
 
     The per-layer errors are measured one layer at a time and assumed to add up, which is only
@@ -282,7 +282,8 @@ def refine(model, infos: list, x: np.ndarray, cache: dict, choice: dict, k_optio
     local search from the best: move one layer up a width (paid for by moving another down), or
     move one layer down and spend the freed bytes greedily on the layers with the best error
     reduction per byte (moves ranked by the per-layer table); a move is kept only if the joint
-    error falls and the budget holds.
+    error falls and the budget holds. At most ``max_evals`` joint evaluations (deterministic, so
+    the result does not depend on the machine's speed).
     Returns the choice with ``k``, ``joint_error`` and the ``candidates`` evaluated.
     """
     from tqdm.auto import tqdm
@@ -309,6 +310,7 @@ def refine(model, infos: list, x: np.ndarray, cache: dict, choice: dict, k_optio
                           "cost": total(b)})
     best_i = int(np.argmin([e["joint_error"] for e in evaluated]))
     best, best_err = dict(cands[best_i][1]), evaluated[best_i]["joint_error"]
+    n_evals = len(evaluated)
     bar = tqdm(range(rounds), desc="joint refinement", disable=quiet, leave=False)
     for _ in bar:
         ups, downs = [], []
@@ -357,9 +359,10 @@ def refine(model, infos: list, x: np.ndarray, cache: dict, choice: dict, k_optio
         seen = set()
         for b in moves:
             key = tuple(b[n] for n in names)
-            if key in seen or total(b) > budget or b == best:
+            if key in seen or total(b) > budget or b == best or n_evals >= max_evals:
                 continue
             seen.add(key)
+            n_evals += 1
             e = joint_error(model, b, x, cache)
             if e < best_err * (1 - 1e-6) and (improved is None or e < improved[0]):
                 improved = (e, b)

@@ -15,7 +15,24 @@ from tinycluster.packing import pack_indices
 from tinycluster.paths import RUNTIME_INCLUDE, RUNTIME_SRC
 
 SOURCES = ["tc_unpack_lut.c", "tc_unpack_lut_generic.c", "tc_fully_connected_packed.c",
-           "tc_conv2d_packed.c", "tc_depthwise_conv2d_packed.c"]
+           "tc_conv2d_packed.c", "tc_depthwise_conv2d_packed.c", "tc_requantize_lanes.c"]
+
+# internal helper + the scalar reference it must match, for the tests
+INTERNAL_CDEF = """
+void tc_requantize_lanes(const int32_t *acc, int32_t n, const int32_t *mult, const int8_t *shift,
+                         int per_channel, int32_t c0, int32_t out_offset, int32_t act_min,
+                         int32_t act_max, int8_t *out);
+int8_t tc_test_requantize(int32_t acc, int32_t mult, int32_t shift, int32_t out_offset,
+                          int32_t act_min, int32_t act_max);
+"""
+INTERNAL_HEADER = """
+#include "tc_packed_internal.h"
+static int8_t tc_test_requantize(int32_t acc, int32_t mult, int32_t shift, int32_t out_offset,
+                                 int32_t act_min, int32_t act_max)
+{
+    return tc_requantize(acc, mult, shift, out_offset, act_min, act_max);
+}
+"""
 
 
 def packed_section() -> str:
@@ -31,8 +48,8 @@ def packed_section() -> str:
 def lib(opt: str = "-O2", portable: bool = False):
     """portable=True: without the host (x86 SSSE3) decoders, i.e. the code Cortex-M runs."""
     extra = ["-DTC_NO_HOST_SIMD"] if portable else []
-    return build_host_module([RUNTIME_SRC / s for s in SOURCES], packed_section(),
-                             header='#include "tc_kernels.h"', opt=opt, extra_cflags=extra,
+    return build_host_module([RUNTIME_SRC / s for s in SOURCES], packed_section() + INTERNAL_CDEF,
+                             header='#include "tc_kernels.h"\n' + INTERNAL_HEADER, opt=opt, extra_cflags=extra,
                              name_hint="tc_packed_portable" if portable else "tc_packed")
 
 

@@ -28,6 +28,7 @@ from tinycluster.ops import _packed_common as pc  # noqa: E402
 from tinycluster.ops import conv_2d, depthwise_conv_2d, fully_connected  # noqa: E402
 from tinycluster.ops import get_handler  # noqa: E402
 from tinycluster.packing import pack_indices, packed_size, unpack_indices  # noqa: E402
+from tinycluster.quantize import multiply_by_quantized_multiplier  # noqa: E402
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -242,6 +243,41 @@ def test_unpack_fast_paths_match_generic(bits, count, first, raw, seed):
     np.testing.assert_array_equal(generic, expect)
     np.testing.assert_array_equal(fast, generic)
     np.testing.assert_array_equal(portable, generic)
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(data=st.data())
+def test_requantize_lanes_matches_tc_requantize(data):
+    """The block requantizer (AVX2 on x86 hosts) is bit-exact with the scalar tc_requantize."""
+    n = data.draw(st.integers(1, 40))
+    per_channel = data.draw(st.booleans())
+    acc_st = st.one_of(st.integers(-(1 << 31), (1 << 31) - 1), st.integers(-70000, 70000),
+                       st.sampled_from([0, -1, 1, (1 << 31) - 1, -(1 << 31)]))
+    accs = [data.draw(acc_st) for _ in range(n)]
+    m_n = n + 3 if per_channel else 1
+    mults = [data.draw(st.one_of(st.integers(0, (1 << 31) - 1), st.sampled_from([0, 1 << 30, (1 << 31) - 1])))
+             for _ in range(m_n)]
+    shifts = [data.draw(st.integers(-31, 30)) for _ in range(m_n)]
+    c0 = data.draw(st.integers(0, 3)) if per_channel else 0
+    lo, hi = sorted([data.draw(st.integers(-128, 127)), data.draw(st.integers(-128, 127))])
+    zp = data.draw(st.integers(-128, 127))
+    for portable in (False, True):
+        ffi, L = H.lib(portable=portable)
+        a = ffi.new("int32_t[]", accs)
+        m = ffi.new("int32_t[]", mults)
+        s = ffi.new("int8_t[]", shifts)
+        out = ffi.new("int8_t[]", n)
+        # keep to inputs whose scalar arithmetic stays defined (no int32 overflow of the
+        # requantized value plus the zero point): those are the kernels' operating range
+        want = []
+        for j in range(n):
+            q = c0 + j if per_channel else 0
+            v = int(multiply_by_quantized_multiplier(accs[j], mults[q], shifts[q]))
+            if not -(1 << 31) <= v + zp < (1 << 31):
+                return
+            want.append(int(L.tc_test_requantize(accs[j], mults[q], shifts[q], zp, lo, hi)))
+        L.tc_requantize_lanes(a, n, m, s, int(per_channel), c0, zp, lo, hi, out)
+        assert list(ffi.unpack(out, n)) == want
 
 
 @pytest.mark.parametrize("bits", range(1, 9))

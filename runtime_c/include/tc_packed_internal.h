@@ -19,6 +19,12 @@
 #define TC_HOST_SIMD 0
 #endif
 
+/* out[j] = tc_requantize(acc[j], mult[c0 + j or 0], shift[c0 + j or 0], ...) for j < n
+ * (tc_requantize_lanes.c; vectorized on x86 hosts, mult must be in [0, 2^31)). */
+void tc_requantize_lanes(const int32_t *acc, int32_t n, const int32_t *mult, const int8_t *shift,
+                         int per_channel, int32_t c0, int32_t out_offset, int32_t act_min,
+                         int32_t act_max, int8_t *out);
+
 /* Keep a hot loop in its own function (own register allocation: matters on Thumb-1 cores). */
 #if defined(__GNUC__)
 #define TC_NOINLINE __attribute__((noinline))

@@ -118,13 +118,13 @@ void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *inpu
                         }
                     }
                 }
-                for (j = 0; j < nb; j++) {
-                    const int32_t cc = c0 + j;
-                    const int32_t q = p->requant_per_channel ? cc : 0;
-                    const int32_t acc = lanes[j] + (bias != NULL ? bias[cc] : 0);
-                    o[cc] = tc_requantize(acc, mult[q], shift[q], p->output_offset, p->act_min,
-                                          p->act_max);
+                if (bias != NULL) {
+                    for (j = 0; j < nb; j++) {
+                        lanes[j] += bias[c0 + j];
+                    }
                 }
+                tc_requantize_lanes(lanes, nb, mult, shift, p->requant_per_channel, c0,
+                                    p->output_offset, p->act_min, p->act_max, o + c0);
             }
         }
     }

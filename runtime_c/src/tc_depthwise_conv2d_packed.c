@@ -12,9 +12,17 @@
 
 #define TC_DW_BLOCK 16
 
+/* 8 channels, multiplier 1, stride 1: two adjacent output positions share one 16-lane block
+ * (their inputs are 16 contiguous bytes), with the filter duplicated to 16 lanes. */
+static int dw_pairs(const tc_dw_packed_params *p)
+{
+    return p->out_c == 8 && p->depth_multiplier == 1 && p->stride_w == 1;
+}
+
 int32_t tc_depthwise_conv2d_packed_get_buffer_size(const tc_dw_packed_params *p)
 {
-    return 3 + 2 * (int32_t)p->k_h * p->k_w * p->out_c;
+    const int32_t ntaps = (int32_t)p->k_h * p->k_w;
+    return 3 + 2 * ntaps * p->out_c + (dw_pairs(p) ? 2 * ntaps * 16 : 0);
 }
 
 void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *input,
@@ -32,6 +40,8 @@ void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *inpu
     const int32_t ntaps = kh * kw;
     const int32_t total = ntaps * oc;
     int16_t *filt = (int16_t *)(void *)tc_scratch_s32(scratch);
+    const int pairs = dw_pairs(p);
+    int16_t *f2 = filt + total; /* [ntaps][16] when pairs */
     int32_t oy, c;
 
     if (p->codebook_stride == 0) {
@@ -59,6 +69,14 @@ void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *inpu
         }
     }
 
+    if (pairs) {
+        int32_t t, j;
+        for (t = 0; t < ntaps; t++) {
+            for (j = 0; j < 16; j++) {
+                f2[t * 16 + j] = filt[t * 8 + (j & 7)];
+            }
+        }
+    }
     for (oy = oy_begin; oy < oy_end; oy++) {
         const int32_t iy0 = oy * sh - p->pad_top;
         int32_t ky_lo, ky_hi, ox;
@@ -69,6 +87,33 @@ void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *inpu
             int32_t kx_lo, kx_hi, ky, kx, c0, nb;
             int8_t *o = orow + ox * oc;
             tc_tap_range(ix0, dwl, in_w, kw, &kx_lo, &kx_hi);
+            if (pairs && ox + 1 < out_w) {
+                int32_t kx_lo2, kx_hi2;
+                tc_tap_range(ix0 + 1, dwl, in_w, kw, &kx_lo2, &kx_hi2);
+                if (kx_lo2 == kx_lo && kx_hi2 == kx_hi) { /* positions ox and ox + 1 together */
+                    int32_t lanes[16];
+                    int32_t j;
+                    for (j = 0; j < 16; j++) {
+                        lanes[j] = bias != NULL ? bias[j & 7] : 0;
+                    }
+                    for (ky = ky_lo; ky < ky_hi; ky++) {
+                        const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * 8;
+                        for (kx = kx_lo; kx < kx_hi; kx++) {
+                            const int8_t *restrict x = xrow + (ix0 + kx * dwl) * 8;
+                            const int16_t *restrict f = f2 + (ky * kw + kx) * 16;
+                            for (j = 0; j < 16; j++) {
+                                lanes[j] += (int32_t)f[j] * (int16_t)(x[j] + io);
+                            }
+                        }
+                    }
+                    tc_requantize_lanes(lanes, 8, mult, shift, p->requant_per_channel, 0,
+                                        p->output_offset, p->act_min, p->act_max, o);
+                    tc_requantize_lanes(lanes + 8, 8, mult, shift, p->requant_per_channel, 0,
+                                        p->output_offset, p->act_min, p->act_max, o + 8);
+                    ox++;
+                    continue;
+                }
+            }
             for (c0 = 0; c0 < oc; c0 += nb) {
                 int32_t lanes[TC_DW_BLOCK];
                 int32_t j;

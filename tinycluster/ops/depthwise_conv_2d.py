@@ -31,7 +31,9 @@ def struct_fields(p: dict, layout) -> list:
 
 def scratch_size(p: dict) -> int:
     """Mirror of tc_depthwise_conv2d_packed_get_buffer_size()."""
-    return 3 + 2 * p["k_h"] * p["k_w"] * p["out_c"]
+    ntaps = p["k_h"] * p["k_w"]
+    pairs = p["out_c"] == 8 and p["depth_multiplier"] == 1 and p["stride_w"] == 1  # dw_pairs() in C
+    return 3 + 2 * ntaps * p["out_c"] + (2 * ntaps * 16 if pairs else 0)
 
 
 @register("DEPTHWISE_CONV_2D")

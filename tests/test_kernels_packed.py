@@ -195,9 +195,13 @@ def test_depthwise_conv2d_packed_matches_reference(data):
     ref = get_handler("DEPTHWISE_CONV_2D").reference(node, None, [x, w, bias])[0]
     oy0, oy1 = _rows(data, p["out_h"])
     assert depthwise_conv_2d.scratch_size(p) == H.scratch_size("dw", depthwise_conv_2d.struct_fields(p, layout))
-    got = H.run_conv("dw", p, layout, _poison_unneeded_rows(x, p, oy0, oy1, rng), bias,
-                     depthwise_conv_2d.struct_fields(p, layout), oy0, oy1,
-                     portable=data.draw(st.booleans()))
+    xp = _poison_unneeded_rows(x, p, oy0, oy1, rng)
+    fields = depthwise_conv_2d.struct_fields(p, layout)
+    portable = data.draw(st.booleans())
+    if data.draw(st.booleans()):
+        got = H.run_conv("dw", p, layout, xp, bias, fields, oy0, oy1, portable=portable)
+    else:  # decode once, then row by row, as the generated in-place code calls it
+        got = H.run_dw_rowwise(p, layout, xp, bias, fields, oy0, oy1, portable=portable)
     np.testing.assert_array_equal(got, ref[0, oy0:oy1].reshape(-1))
 
 
@@ -360,6 +364,37 @@ def test_emit_rows_declares_constants_once():
     ps = H._struct(ffi, "tc_conv_packed_params", conv_2d.struct_fields(node.params, layout))
     assert h.scratch_bytes(node, g) == L.tc_conv2d_packed_get_buffer_size(ps) == 3 + 2 * 18 * 4 + 18
     assert h.macs(node, g) == 6 * 6 * 4 * 3 * 3 * 2
+
+
+def test_depthwise_emit_rows_decodes_at_row_zero():
+    from tinycluster.emit_context import EmitContext
+    from tinycluster.ir import Graph, QuantParams, Tensor
+
+    rng = np.random.default_rng(2)
+    q = lambda s, z=0: QuantParams(np.array([s], np.float32), np.array([z]))  # noqa: E731
+    w = rng.integers(-127, 128, size=(1, 3, 3, 8)).astype(np.int8)
+    tensors = [Tensor(0, "in", (1, 5, 5, 8), "int8", q(0.05, 3)),
+               Tensor(1, "w", w.shape, "int8", QuantParams(np.full(8, 0.01, np.float32), np.zeros(8, int), 3),
+                      data=w),
+               Tensor(2, "out", (1, 5, 5, 8), "int8", q(0.1, -2))]
+    node = Node(4, "DEPTHWISE_CONV_2D", [0, 1, -1], [2], attrs={"padding": "SAME", "stride_h": 1, "stride_w": 1,
+                                                                 "dil_h": 1, "dil_w": 1, "activation": "NONE"})
+    g = Graph(tensors, [node], [0], [2])
+    h = get_handler("DEPTHWISE_CONV_2D")
+    h.resolve(node, g)
+    ctx = EmitContext(prefix="m", graph=g)
+    ctx.tensor_exprs = {0: "IN", 2: "OUT"}
+    ctx.scratch_exprs = {4: "SCR"}
+    ctx.current_node = node
+    lines = h.emit_rows(node, ctx, "RING", "oy", "oy + 1")
+    assert lines[0] == "if ((oy) == 0) {"
+    assert lines[1].strip().startswith("tc_depthwise_conv2d_packed_decode(&m_dw4_params, m_dw4_idx, NULL, NULL, SCR)")
+    assert lines[3].startswith("tc_depthwise_conv2d_packed_rows(&m_dw4_params, IN, NULL, ")
+    assert lines[3].endswith("oy, oy + 1, RING, SCR);")
+    full = h.emit(node, ctx)
+    assert full[0].endswith(", 0, 5, OUT, SCR);") and full[0].startswith("tc_depthwise_conv2d_packed(")
+    # unclustered 8-bit weights: stored raw, no codebook
+    assert not [d for d in ctx.decls if d.role == "codebook"]
 
 
 # ---------------------------------------------------------------------------------------------

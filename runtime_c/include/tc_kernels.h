@@ -141,6 +141,16 @@ void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *inpu
                                 const int32_t *mult, const int8_t *shift,
                                 int32_t oy_begin, int32_t oy_end, int8_t *output,
                                 int8_t *scratch);
+/* The same in two steps, for row-by-row callers: decode the filter into scratch once, then
+ * compute row ranges from it (scratch must be left untouched in between). The one-call form
+ * above is decode + rows. */
+void tc_depthwise_conv2d_packed_decode(const tc_dw_packed_params *p, const uint8_t *packed,
+                                       const int8_t *codebooks, const uint8_t *codebook_map,
+                                       int8_t *scratch);
+void tc_depthwise_conv2d_packed_rows(const tc_dw_packed_params *p, const int8_t *input,
+                                     const int32_t *bias, const int32_t *mult,
+                                     const int8_t *shift, int32_t oy_begin, int32_t oy_end,
+                                     int8_t *output, int8_t *scratch);
 
 /* ===== Other ops (pooling, elementwise, activations, softmax, shape ops) ===== */
 /* (section owned by the other-ops work; see docs/architecture.md)

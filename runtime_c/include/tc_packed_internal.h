@@ -25,6 +25,14 @@ void tc_requantize_lanes(const int32_t *acc, int32_t n, const int32_t *mult, con
                          int per_channel, int32_t c0, int32_t out_offset, int32_t act_min,
                          int32_t act_max, int8_t *out);
 
+/* Depthwise, 8 channels, multiplier 1, stride 1: two adjacent output positions share one
+ * 16-lane block (their inputs are 16 contiguous bytes), with the filter duplicated to 16
+ * lanes in scratch. */
+TC_INLINE int tc_dw_pairs(const tc_dw_packed_params *p)
+{
+    return p->out_c == 8 && p->depth_multiplier == 1 && p->stride_w == 1;
+}
+
 /* Keep a hot loop in its own function (own register allocation: matters on Thumb-1 cores). */
 #if defined(__GNUC__)
 #define TC_NOINLINE __attribute__((noinline))

@@ -101,14 +101,26 @@ class DepthwiseConv2D(OpHandler):
                                      "tc_dw_packed_params", struct_fields(p, layout))
 
     def emit_rows(self, node, ctx, out_expr, oy0_expr, oy1_expr) -> list:
-        """One call computing output rows [oy0, oy1) into out_expr (which points at row oy0)."""
+        """Output rows [oy0, oy1) into out_expr (which points at row oy0), for the row-by-row
+        in-place loop: the filter is decoded into the node's scratch when oy0 == 0 and reused by
+        the following row ranges. Contract: ranges are visited in increasing order starting at
+        row 0 within one invoke, and the node's scratch is not touched in between (as
+        emit.py's ring loop does)."""
+        n = self._consts(node, ctx)
+        scratch = ctx.scratch()
+        return [f"if (({oy0_expr}) == 0) {{",
+                f"    tc_depthwise_conv2d_packed_decode(&{n['params']}, {n['packed']}, {n['codebooks']}, "
+                f"{n['map']}, {scratch});",
+                "}",
+                f"tc_depthwise_conv2d_packed_rows(&{n['params']}, {ctx.tensor(node.inputs[0])}, {n['bias']}, "
+                f"{n['mult']}, {n['shift']}, {oy0_expr}, {oy1_expr}, {out_expr}, {scratch});"]
+
+    def emit(self, node, ctx) -> list:
+        """The whole output in one call (decode + rows)."""
         n = self._consts(node, ctx)
         return [f"tc_depthwise_conv2d_packed(&{n['params']}, {ctx.tensor(node.inputs[0])}, {n['packed']}, "
                 f"{n['codebooks']}, {n['map']}, {n['bias']}, {n['mult']}, {n['shift']}, "
-                f"{oy0_expr}, {oy1_expr}, {out_expr}, {ctx.scratch()});"]
-
-    def emit(self, node, ctx) -> list:
-        return self.emit_rows(node, ctx, ctx.tensor(node.outputs[0]), "0", str(node.params["out_h"]))
+                f"0, {node.params['out_h']}, {ctx.tensor(node.outputs[0])}, {ctx.scratch()});"]
 
     def row_geometry(self, node, graph):
         return int(node.params["stride_h"]), int(node.params["pad_top"])

@@ -253,9 +253,9 @@ def uniform_choice(infos: list, k: int) -> dict:
             "error": float(sum(i.errors.get(k, np.nan) for i in infos))}
 
 
-def joint_error(model, bits: dict, x: np.ndarray, cache: dict, batch_size: int = 64) -> float:
+def joint_error(model, bits: dict, x: np.ndarray, cache: dict, batch_size: int = 64, halves: bool = False):
     """Relative output error with every layer clustered at once (``bits``: layer -> k; kernels from
-    the cache)."""
+    the cache). ``halves=True``: (error, error on even samples, error on odd samples)."""
     from ..frontends.keras import weighted_layers
 
     saved = []
@@ -269,7 +269,10 @@ def joint_error(model, bits: dict, x: np.ndarray, cache: dict, batch_size: int =
     finally:
         for var, w in saved:
             var.assign(w)
-    return _rel_err(y, cache["_ref"])
+    ref = cache["_ref"]
+    if halves:
+        return _rel_err(y, ref), _rel_err(y[0::2], ref[0::2]), _rel_err(y[1::2], ref[1::2])
+    return _rel_err(y, ref)
 
 
 def refine(model, infos: list, x: np.ndarray, cache: dict, choice: dict, k_options=DEFAULT_K, *,
@@ -282,7 +285,9 @@ def refine(model, infos: list, x: np.ndarray, cache: dict, choice: dict, k_optio
     local search from the best: move one layer up a width (paid for by moving another down), or
     move one layer down and spend the freed bytes greedily on the layers with the best error
     reduction per byte (moves ranked by the per-layer table); a move is kept only if the joint
-    error falls and the budget holds. At most ``max_evals`` joint evaluations (deterministic, so
+    error falls on both halves of the samples (a guard against fitting the particular calibration
+    inputs) and the budget holds. The incumbent is the best uniform width that fits; the
+    knapsack's choice replaces it under the same rule. At most ``max_evals`` joint evaluations (deterministic, so
     the result does not depend on the machine's speed).
     Returns the choice with ``k``, ``joint_error`` and the ``candidates`` evaluated.
     """
@@ -305,11 +310,27 @@ def refine(model, infos: list, x: np.ndarray, cache: dict, choice: dict, k_optio
         if total(ub) <= budget:
             cands.append((f"uniform {bits_of(b)} bit", ub))
     evaluated = []
+    errs = []
     for label, b in cands:
-        evaluated.append({"assignment": label, "joint_error": joint_error(model, b, x, cache),
-                          "cost": total(b)})
-    best_i = int(np.argmin([e["joint_error"] for e in evaluated]))
-    best, best_err = dict(cands[best_i][1]), evaluated[best_i]["joint_error"]
+        e = joint_error(model, b, x, cache, halves=True)
+        errs.append(e)
+        evaluated.append({"assignment": label, "joint_error": e[0], "cost": total(b)})
+
+    def better(e, ref):
+        # an improvement must hold on both halves of the samples, not just on their sum: a move
+        # that only fits the particular calibration inputs is not taken
+        return all(a < r * (1 - 1e-6) for a, r in zip(e, ref))
+
+    # incumbent: the best uniform width that fits; the knapsack's choice must beat it on both halves
+    uni = [i for i in range(1, len(cands))]
+    if uni:
+        bi = min(uni, key=lambda i: errs[i][0])
+        best, best_e = dict(cands[bi][1]), errs[bi]
+        if better(errs[0], best_e):
+            best, best_e = dict(cands[0][1]), errs[0]
+    else:
+        best, best_e = dict(cands[0][1]), errs[0]
+    best_err = best_e[0]
     n_evals = len(evaluated)
     bar = tqdm(range(rounds), desc="joint refinement", disable=quiet, leave=False)
     for _ in bar:
@@ -363,12 +384,13 @@ def refine(model, infos: list, x: np.ndarray, cache: dict, choice: dict, k_optio
                 continue
             seen.add(key)
             n_evals += 1
-            e = joint_error(model, b, x, cache)
-            if e < best_err * (1 - 1e-6) and (improved is None or e < improved[0]):
+            e = joint_error(model, b, x, cache, halves=True)
+            if better(e, best_e) and (improved is None or e[0] < improved[0][0]):
                 improved = (e, b)
         if improved is None:
             break
-        best_err, best = improved
+        best_e, best = improved
+        best_err = best_e[0]
         evaluated.append({"assignment": "local search", "joint_error": best_err, "cost": total(best)})
     out = dict(choice)
     out["k"] = best

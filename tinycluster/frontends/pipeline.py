@@ -164,7 +164,9 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
                               method="uniform" if method == "uniform" else "kmeans",
                               init=init, int4=int4, seed=seed, importance=importance.get(layer.name))[0]
 
-    if flash_budget is not None or mean_bits is not None:
+    originals = {layer.name: var.numpy().copy() for layer, var in wl}
+    budgeted = flash_budget is not None or mean_bits is not None
+    if budgeted:
         opts = sens.DEFAULT_K if not int4 else sens.INT4_K
         rng = np.random.default_rng(seed)
         xs = x_cal if x_cal.shape[0] <= sensitivity_samples else \
@@ -179,87 +181,106 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
                 raise TinyClusterError(sens.below_floor_message(flash_budget, fl, opts[0]))
         cache = {}
         sens.measure(model, infos, xs, cfn, opts, quiet=quiet, cache=cache)
-        choice = sens.choose(infos, flash_budget=flash_budget, mean_bits=mean_bits, k_options=opts,
-                             overhead=overhead)
-        choice = sens.refine(model, infos, xs, cache, choice, opts, quiet=quiet)
-        del cache
-        layer_k = {n: int(k) for n, k in choice["k"].items()}
-        flash_chosen = sum(i.flash_bytes(layer_k[i.name]) for i in infos) + overhead
-        info["sensitivity"] = {
-            "metric": "relative output MSE (mean((y - y_float)^2) / mean(y_float^2)) on calibration inputs, "
-                      "one layer clustered at a time",
-            "samples": int(xs.shape[0]),
-            "table": {i.name: {str(b): e for b, e in sorted(i.errors.items())} for i in infos},
-            "budget": choice["budget"], "budget_unit": choice["cost_unit"], "floor": choice["floor"],
-            "overhead_bytes": choice["overhead"],
-            "predicted_error": choice["error"], "joint_error": choice["joint_error"],
-            "candidates": choice["candidates"], "flash_bytes": int(flash_chosen),
-            "why": _why(infos, layer_k, choice)}
     else:
         if clusters is not None:
             kk = int(clusters)
-            b = max(1, math.ceil(math.log2(kk)))
         else:
-            b = int(bits) if bits is not None else 8
-            kk = 2 ** b
+            kk = 2 ** (int(bits) if bits is not None else 8)
         if int4 and kk > 16:
-            kk, b = 16, 4
+            kk = 16
         layer_k = {i.name: kk for i in infos}
-    if flash_budget is not None or mean_bits is not None:
+    if budgeted:
         bits = clusters = None
 
-    # 4. clustering
-    clusterings = {}
-    originals = {layer.name: var.numpy().copy() for layer, var in wl}
-    if method == "tfmot":
-        model, clusterings = _cluster_tfmot(model, layer_k, per_channel, train, heal_epochs, float_model,
-                                            quiet, seed)
-        wl = weighted_layers(model)
-    else:
-        for layer, var in tqdm(wl, desc="clustering", unit="layer", disable=quiet, leave=False):
-            k = layer_k[layer.name]
-            if k >= 256 and not int4 and method == "kmeans":
-                continue  # int8 quantization alone gives <= 256 values per channel
-            w = var.numpy()
-            new, fc = cluster_kernel(layer, w, k, per_channel=per_channel,
-                                     method="uniform" if method == "uniform" else "kmeans",
-                                     init=init, int4=int4, seed=seed, importance=importance.get(layer.name))
-            if affine and method == "kmeans":
-                from ..compress.kmeans_float import affine_correct
+    base_model = model
+    attempts = 3 if (flash_budget is not None and method != "tfmot") else 1
+    for attempt in range(attempts):
+        if budgeted:
+            choice = sens.choose(infos, flash_budget=flash_budget, mean_bits=mean_bits, k_options=opts,
+                                 overhead=overhead)
+            choice = sens.refine(model, infos, xs, cache, choice, opts, quiet=quiet)
+            layer_k = {n: int(k) for n, k in choice["k"].items()}
+            flash_chosen = sum(i.flash_bytes(layer_k[i.name]) for i in infos) + overhead
+            info["sensitivity"] = {
+                "metric": "relative output MSE (mean((y - y_float)^2) / mean(y_float^2)) on calibration inputs, "
+                          "one layer clustered at a time",
+                "samples": int(xs.shape[0]),
+                "table": {i.name: {str(b): e for b, e in sorted(i.errors.items())} for i in infos},
+                "budget": choice["budget"], "budget_unit": choice["cost_unit"], "floor": choice["floor"],
+                "overhead_bytes": choice["overhead"],
+                "predicted_error": choice["error"], "joint_error": choice["joint_error"],
+                "candidates": choice["candidates"], "flash_bytes": int(flash_chosen),
+                "why": _why(infos, layer_k, choice)}
 
-                fc = affine_correct(_kernel_cl(layer, var), fc)
-                new = fc.values().reshape(w.shape).astype(w.dtype)
-            var.assign(new)
-            clusterings[layer.name] = fc
+        # 4. clustering
+        clusterings = {}
+        model = base_model
+        for layer, var in wl:
+            var.assign(originals[layer.name])
+        if method == "tfmot":
+            model, clusterings = _cluster_tfmot(model, layer_k, per_channel, train, heal_epochs, float_model,
+                                                quiet, seed)
+        else:
+            for layer, var in tqdm(wl, desc="clustering", unit="layer", disable=quiet, leave=False):
+                k = layer_k[layer.name]
+                if k >= 256 and not int4 and method == "kmeans":
+                    continue  # int8 quantization alone gives <= 256 values per channel
+                w = var.numpy()
+                new, fc = cluster_kernel(layer, w, k, per_channel=per_channel,
+                                         method="uniform" if method == "uniform" else "kmeans",
+                                         init=init, int4=int4, seed=seed, importance=importance.get(layer.name))
+                if affine and method == "kmeans":
+                    from ..compress.kmeans_float import affine_correct
 
-    # 5. healing
-    if train is not None and heal_epochs > 0 and clusterings and method != "tfmot":
-        from ..compress.heal import heal_centroids
+                    fc = affine_correct(_kernel_cl(layer, var), fc)
+                    new = fc.values().reshape(w.shape).astype(w.dtype)
+                var.assign(new)
+                clusterings[layer.name] = fc
 
-        healed = heal_centroids(model, clusterings, train, epochs=heal_epochs, teacher=float_model,
-                                lr=heal_lr, seed=seed, quiet=quiet)
-        info["heal"] = {"epochs": int(heal_epochs), "samples": int(train[0].shape[0]),
-                        "loss_before": healed["_history"][0], "loss_after": healed["_history"][-1],
-                        "loss_history": healed["_history"],
-                        "loss": "labels" if train[1] is not None else "distillation (MSE to the float model)"}
-        clusterings = {n: v for n, v in healed.items() if n != "_history"}
-        if int4:  # healing moved the centroids off the int4 grid: snap them back
-            for layer, var in wl:
-                if layer.name in clusterings:
-                    new, fc = cluster_kernel(layer, var.numpy(), layer_k[layer.name], per_channel=per_channel,
-                                             int4=True, seed=seed)
-                    var.assign(new)
-                    clusterings[layer.name] = fc
+        # 5. healing
+        if train is not None and heal_epochs > 0 and clusterings and method != "tfmot":
+            from ..compress.heal import heal_centroids
 
-    # 6. conversion
-    with tqdm(total=1, desc="int8 conversion", disable=quiet, leave=False) as bar:
-        tfl = convert_to_int8(model, x_cal)
-        bar.update(1)
-    if int4:
-        from .int4 import rewrite_int4_codebooks
+            healed = heal_centroids(model, clusterings, train, epochs=heal_epochs, teacher=float_model,
+                                    lr=heal_lr, seed=seed, quiet=quiet)
+            info["heal"] = {"epochs": int(heal_epochs), "samples": int(train[0].shape[0]),
+                            "loss_before": healed["_history"][0], "loss_after": healed["_history"][-1],
+                            "loss_history": healed["_history"],
+                            "loss": "labels" if train[1] is not None else "distillation (MSE to the float model)"}
+            clusterings = {n: v for n, v in healed.items() if n != "_history"}
+            if int4:  # healing moved the centroids off the int4 grid: snap them back
+                for layer, var in wl:
+                    if layer.name in clusterings:
+                        new, fc = cluster_kernel(layer, var.numpy(), layer_k[layer.name], per_channel=per_channel,
+                                                 int4=True, seed=seed)
+                        var.assign(new)
+                        clusterings[layer.name] = fc
 
-        tfl, int4_info = rewrite_int4_codebooks(tfl)
-        info["int4"] = int4_info
+        # 6. conversion
+        with tqdm(total=1, desc="int8 conversion", disable=quiet, leave=False) as bar:
+            tfl = convert_to_int8(model, x_cal)
+            bar.update(1)
+        if int4:
+            from .int4 import rewrite_int4_codebooks
+
+            tfl, int4_info = rewrite_int4_codebooks(tfl)
+            info["int4"] = int4_info
+
+        # 7. budget check with the core's own accounting (a few bytes per layer can differ from the
+        # model, e.g. kernel tables that depend on the index width): shrink and retry when over
+        if flash_budget is None:
+            break
+        actual = core_flash_total(tfl)
+        info["sensitivity"]["core_flash_bytes"] = actual
+        if actual is None or actual <= flash_budget:
+            break
+        if attempt == attempts - 1:
+            raise TinyClusterError(f"could not fit the flash budget {flash_budget} B (the closest assignment "
+                                   f"found needs {actual} B); raise --flash-budget a little")
+        overhead += actual - flash_budget
+    if budgeted:
+        del cache
+    wl = weighted_layers(model)
 
     # info per layer
     layers = []
@@ -319,6 +340,21 @@ def _why(infos, layer_k, choice) -> dict:
             parts.append(f"lossless (<= {i.max_distinct} distinct values per channel)")
         out[i.name] = "; ".join(parts)
     return out
+
+
+def core_flash_total(tfl: bytes):
+    """``totals.flash_bytes`` the core reports for this int8 model packed losslessly (None when the
+    core is unavailable)."""
+    import tempfile
+
+    try:
+        from ..api import compile as core_compile
+    except ImportError:
+        return None
+    with tempfile.TemporaryDirectory(prefix="tc_fe_") as d:
+        p = Path(d) / "model_int8.tflite"
+        p.write_bytes(tfl)
+        return int(core_compile(p, lossless=True, granularity="per-channel", quiet=True).report["totals"]["flash_bytes"])
 
 
 def core_flash_overhead(int8_tflite: bytes) -> int:

@@ -79,6 +79,7 @@ class LayerInfo:
         k = self.eff_k(k)
         # 8-bit layers are stored raw by the core (the stream holds the int8 weights, no codebook)
         codebook = 0 if b == 8 else (self.channels if self.per_channel else 1) * k
+        codebook = (codebook + 3) // 4 * 4  # the core aligns each codebook array to 4 bytes
         return math.ceil(self.weights * b / 8) + codebook + 4 * self.channels + 5 * self.channels
 
     def index_bits_total(self, k: int) -> int:

@@ -126,13 +126,20 @@ TC_INLINE void tc_widen_s8_s16(const int8_t *restrict in, int32_t n, int16_t *re
 
 #define TC_UNPACK_CHUNK 128
 
+/* Host fast path (tc_unpack_lut.c): byte-aligned 4-bit indices straight to int16 values;
+ * returns how many it decoded (a multiple of 32; 0 where no SIMD decoder exists). */
+int32_t tc_unpack4_s16_host(const uint8_t *p, const int8_t *codebook, int32_t n, int16_t *out);
+
 /* tc_unpack_lut() into int16, through a TC_UNPACK_CHUNK-byte stack buffer */
 TC_INLINE void tc_unpack_lut16(const uint8_t *packed, uint32_t bit_offset, uint8_t bits,
                                const int8_t *codebook, int32_t count, int16_t *out)
 {
     int8_t tmp[TC_UNPACK_CHUNK];
-    int32_t i;
-    for (i = 0; i < count; i += TC_UNPACK_CHUNK) {
+    int32_t i = 0;
+    if (TC_HOST_SIMD && bits == 4 && (bit_offset & 7u) == 0 && codebook != NULL) {
+        i = tc_unpack4_s16_host(packed + (bit_offset >> 3), codebook, count, out);
+    }
+    for (; i < count; i += TC_UNPACK_CHUNK) {
         const int32_t n = TC_MIN(TC_UNPACK_CHUNK, count - i);
         tc_unpack_lut(packed, bit_offset + (uint32_t)i * bits, bits, codebook, n, tmp);
         tc_widen_s8_s16(tmp, n, out + i);

@@ -87,7 +87,7 @@ def test_cost_model():
     li = LayerInfo("x", "Conv2D", 1000, 10, True, max_distinct=100)
     assert li.flash_bytes(16) == 500 + 10 * 16 + 4 * 10 + 5 * 10
     assert li.flash_bytes(12) == 500 + 10 * 12 + 4 * 10 + 5 * 10  # same 4-bit index, smaller codebook
-    assert LayerInfo("y", "Dense", 64, 10, True, 64).flash_bytes(6) == 48 + 60 + 90  # codebook padded to 4
+    assert LayerInfo("y", "Dense", 64, 10, True, 64).flash_bytes(3) == 16 + 32 + 90  # 30-byte codebook padded to 32
     # a layer whose channels hold at most 9 values needs only 4 bits, whatever k is asked for
     dw = LayerInfo("dw", "DepthwiseConv2D", 90, 10, True, max_distinct=9)
     assert dw.eff_bits(256) == 4 and dw.flash_bytes(256) == dw.flash_bytes(16)

@@ -284,6 +284,25 @@ def test_requantize_lanes_matches_tc_requantize(data):
         assert list(ffi.unpack(out, n)) == want
 
 
+@pytest.mark.parametrize("n", [0, 31, 32, 33, 64, 100, 257])
+def test_unpack4_to_int16_host_path(n):
+    """The host 4-bit -> int16 decoder (SSSE3; none in portable builds) equals the generic reader."""
+    rng = np.random.default_rng(n)
+    idx = rng.integers(0, 16, size=n)
+    cb = rng.integers(-128, 128, size=16).astype(np.int8)
+    data = pack_indices(idx, 4)
+    for portable in (False, True):
+        ffi, L = H.lib(portable=portable)
+        pk = ffi.new("uint8_t[]", max(len(data), 1))
+        ffi.memmove(pk, data, len(data))
+        out = ffi.new("int16_t[]", max(n, 1))
+        done = L.tc_unpack4_s16_host(pk, ffi.new("int8_t[]", cb.tolist()), n, out)
+        assert done % 32 == 0 and done <= n
+        if portable:
+            assert done == 0
+        np.testing.assert_array_equal(np.array(ffi.unpack(out, done), np.int64), cb[idx[:done]])
+
+
 @pytest.mark.parametrize("bits", range(1, 9))
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 130])
 def test_packing_edge_lengths(bits, n):

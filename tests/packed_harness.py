@@ -29,8 +29,7 @@ int8_t tc_test_requantize(int32_t acc, int32_t mult, int32_t shift, int32_t out_
 """
 INTERNAL_HEADER = """
 #include "tc_packed_internal.h"
-static int32_t tc_unpack4_s16_host(const uint8_t *p, const int8_t *codebook, int32_t n, int16_t *out);
-int8_t tc_test_requantize(int32_t acc, int32_t mult, int32_t shift, int32_t out_offset,
+static int8_t tc_test_requantize(int32_t acc, int32_t mult, int32_t shift, int32_t out_offset,
                                  int32_t act_min, int32_t act_max)
 {
     return tc_requantize(acc, mult, shift, out_offset, act_min, act_max);

@@ -42,13 +42,14 @@ extern "C" {
  *               requant_per_channel == 1, index 0 for every channel when it is 0.
  * bias may be NULL (no bias). Accumulation is int32 exactly as TFLite Micro's reference
  * integer kernels: acc = bias[c] + sum(w * (x + input_offset)), then tc_requantize().
- * Decoding: tc_unpack_lut() (fast paths for 1, 2, 4, 8 bits when the stream position is
- * byte aligned) and tc_unpack_lut_generic() (any width, any bit position). */
+ * Decoding: tc_unpack_lut() (fast paths when the stream position is byte aligned) and
+ * tc_unpack_lut_generic() (any width, any bit position). */
 
 /* Decode `count` indices starting at bit `bit_offset` of `packed` (bits 1..8) and write
  * codebook[index] to out[0..count). codebook == NULL: write the raw index (0..255, as
  * uint8 bits in the int8 output). Reads only the bytes that hold those indices.
- * Uses byte-wise fast paths for bits 1, 2, 4, 8 when bit_offset % 8 == 0. */
+ * When bit_offset % 8 == 0: byte-wise paths for bits 1, 2, 4, 8, groups of 8 indices for
+ * 3, 5, 6, 7 (and SSSE3 table lookups for 2 and 4 bits on x86 hosts). */
 void tc_unpack_lut(const uint8_t *packed, uint32_t bit_offset, uint8_t bits,
                    const int8_t *codebook, int32_t count, int8_t *out);
 /* Same contract, generic bitstream reader for every width (the reference for the fast paths). */
@@ -72,8 +73,9 @@ typedef struct {
     uint8_t requant_per_channel; /* 0 or 1 */
 } tc_fc_packed_params;
 
-/* No scratch: decodes 128-weight chunks into stack buffers (384 B) and, for 4-bit rows with
- * an even in_features, a byte -> int16 weight-pair table on the stack (1 KiB). Returns 0. */
+/* No scratch (returns 0). Stack: 128-weight decode chunks (384 B); portable builds add a
+ * byte -> int16 weight-pair table (1 KiB) for per-tensor 4-bit codebooks; x86 hosts add the
+ * input row widened to int16 (4 KiB). */
 int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p);
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
@@ -133,7 +135,8 @@ typedef struct {
 } tc_dw_packed_params;
 
 /* Scratch: the whole decoded filter as int16 (2*k_h*k_w*out_c bytes) + 3 bytes of
- * alignment slack. */
+ * alignment slack; 8-channel layers with multiplier 1 and stride_w 1 add 32*k_h*k_w bytes
+ * (the filter duplicated to 16 lanes: two output positions per block). */
 int32_t tc_depthwise_conv2d_packed_get_buffer_size(const tc_dw_packed_params *p);
 void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *input,
                                 const uint8_t *packed, const int8_t *codebooks,

@@ -100,7 +100,7 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
                             granularity="per-channel", method="kmeans", prune=None, prune_structured=False,
                             heal=None, heal_epochs=1, flash_budget=None, mean_bits=None, weight_dtype="int8",
                             quiet=False, seed=0, init="auto", affine=False, heal_lr=1e-3,
-                            sensitivity_samples=64, artifacts=True, activation_aware=True):
+                            sensitivity_samples=128, artifacts=True, activation_aware=True):
     """Compress a Keras model (or float .tflite) into a full-integer int8 .tflite with clustered weights.
 
     Returns ``(tflite_bytes, info)``; ``info`` is a JSON-friendly dict (a :class:`FrontendInfo`) with

@@ -15,7 +15,8 @@ from tinycluster.packing import pack_indices
 from tinycluster.paths import RUNTIME_INCLUDE, RUNTIME_SRC
 
 SOURCES = ["tc_unpack_lut.c", "tc_unpack_lut_generic.c", "tc_fully_connected_packed.c",
-           "tc_conv2d_packed.c", "tc_depthwise_conv2d_packed.c", "tc_depthwise_conv2d_packed_decode.c",
+           "tc_conv2d_packed.c", "tc_conv2d_packed_decode.c", "tc_conv2d_packed_rows.c",
+           "tc_depthwise_conv2d_packed.c", "tc_depthwise_conv2d_packed_decode.c",
            "tc_depthwise_conv2d_packed_rows.c", "tc_requantize_lanes.c"]
 
 # internal helper + the scalar reference it must match, for the tests
@@ -138,23 +139,31 @@ def run_conv(kind, p, layout, x, bias, fields, oy0, oy1, portable=False):
     return _read_out(ffi, out, n)
 
 
-def run_dw_rowwise(p, layout, x, bias, fields, oy0, oy1, portable=False):
+def run_rowwise(kind, p, layout, x, bias, fields, oy0, oy1, portable=False):
     """As generated in-place code runs it: decode once, then one rows call per output row,
-    scratch untouched in between. Returns rows [oy0, oy1) flattened."""
+    scratch untouched in between (depthwise, and shallow conv). Returns rows [oy0, oy1)."""
     ffi, L = lib(portable=portable)
-    ps = _struct(ffi, "tc_dw_packed_params", fields)
+    if kind == "conv":
+        ps = _struct(ffi, "tc_conv_packed_params", fields)
+        get_size, decode, rows_fn = (L.tc_conv2d_packed_get_buffer_size, L.tc_conv2d_packed_decode,
+                                     L.tc_conv2d_packed_rows)
+    else:
+        ps = _struct(ffi, "tc_dw_packed_params", fields)
+        get_size, decode, rows_fn = (L.tc_depthwise_conv2d_packed_get_buffer_size,
+                                     L.tc_depthwise_conv2d_packed_decode, L.tc_depthwise_conv2d_packed_rows)
     pk, cb, cmap = _weights(ffi, layout)
     b, m, s = _requant(ffi, p, bias)
     xin, _ = _arr(ffi, "int8_t", np.asarray(x, np.int8).reshape(-1))
-    nscr = L.tc_depthwise_conv2d_packed_get_buffer_size(ps)
+    nscr = get_size(ps)
     scr_buf = ffi.new("int8_t[]", nscr + 1)
     scr = scr_buf + 1
     row = p["out_w"] * p["out_c"]
-    L.tc_depthwise_conv2d_packed_decode(ps, pk, cb, cmap, scr)
+    r = decode(ps, pk, cb, cmap, scr)
+    assert kind == "dw" or r == 1
     rows = []
     for oy in range(oy0, oy1):
         out = _out(ffi, row)
-        L.tc_depthwise_conv2d_packed_rows(ps, xin, b, m, s, oy, oy + 1, out + GUARD, scr)
+        rows_fn(ps, xin, b, m, s, oy, oy + 1, out + GUARD, scr)
         rows.append(_read_out(ffi, out, row))
     return np.concatenate(rows) if rows else np.zeros(0, np.int8)
 

@@ -171,8 +171,13 @@ def test_conv2d_packed_matches_reference(data):
     assert conv_2d.scratch_size(p) == H.scratch_size("conv", conv_2d.struct_fields(p, layout))
     if conv_2d.never_pads(p) and data.draw(st.booleans()):  # as emitted: input offset in the bias
         p, bias = conv_2d.fold_input_offset(p, w, bias)
-    got = H.run_conv("conv", p, layout, _poison_unneeded_rows(x, p, oy0, oy1, rng), bias,
-                     conv_2d.struct_fields(p, layout), oy0, oy1, portable=data.draw(st.booleans()))
+    xp = _poison_unneeded_rows(x, p, oy0, oy1, rng)
+    fields = conv_2d.struct_fields(p, layout)
+    portable = data.draw(st.booleans())
+    if conv_2d.is_shallow(p) and data.draw(st.booleans()):  # decode once, then row by row
+        got = H.run_rowwise("conv", p, layout, xp, bias, fields, oy0, oy1, portable=portable)
+    else:
+        got = H.run_conv("conv", p, layout, xp, bias, fields, oy0, oy1, portable=portable)
     np.testing.assert_array_equal(got, ref[0, oy0:oy1].reshape(-1))
 
 
@@ -201,7 +206,7 @@ def test_depthwise_conv2d_packed_matches_reference(data):
     if data.draw(st.booleans()):
         got = H.run_conv("dw", p, layout, xp, bias, fields, oy0, oy1, portable=portable)
     else:  # decode once, then row by row, as the generated in-place code calls it
-        got = H.run_dw_rowwise(p, layout, xp, bias, fields, oy0, oy1, portable=portable)
+        got = H.run_rowwise("dw", p, layout, xp, bias, fields, oy0, oy1, portable=portable)
     np.testing.assert_array_equal(got, ref[0, oy0:oy1].reshape(-1))
 
 
@@ -339,7 +344,11 @@ def test_conv_paths_both_exercised():
     assert conv_2d.is_shallow(base)
     assert not conv_2d.is_shallow(dict(base, in_c=40, filter_in_c=40))
     assert not conv_2d.is_shallow(dict(base, in_c=40, filter_in_c=20))  # groups
-    assert conv_2d.is_shallow(dict(base, in_c=3, filter_in_c=3, k_h=7, k_w=7, out_c=512))
+    assert conv_2d.is_shallow(dict(base, in_c=3, filter_in_c=3, k_h=3, k_w=3, out_c=16))
+    # the all-filters scratch is bounded: a wide shallow layer takes the per-filter path
+    assert not conv_2d.is_shallow(dict(base, in_c=3, filter_in_c=3, k_h=7, k_w=7, out_c=512))
+    assert not conv_2d.is_shallow(dict(base, in_c=1, filter_in_c=1, k_h=10, k_w=4, out_c=64))  # kws conv 0
+    assert conv_2d.scratch_size(dict(base, in_c=3, filter_in_c=3, k_h=7, k_w=7, out_c=512)) < 4096
 
 
 def test_emit_rows_declares_constants_once():
@@ -371,8 +380,13 @@ def test_emit_rows_declares_constants_once():
     n_decls = len(ctx.decls)
     s2 = h.emit(node, ctx)
     assert len(ctx.decls) == n_decls  # constants declared once per node
-    assert s1[0].startswith("tc_conv2d_packed(&m_conv0_params, (TC_ARENA + 0), m_conv0_idx, m_conv0_cb, NULL, ")
-    assert s1[0].endswith("oy, oy + 1, ring, (int8_t *)0);")
+    # a shallow layer (2 input channels): decode at row 0, then rows from the scratch
+    assert conv_2d.is_shallow(node.params)
+    assert s1[0] == "if ((oy) == 0) {"
+    assert s1[1].strip().startswith("(void)tc_conv2d_packed_decode(&m_conv0_params, m_conv0_idx, m_conv0_cb, NULL, ")
+    assert s1[3].startswith("tc_conv2d_packed_rows(&m_conv0_params, (TC_ARENA + 0), ")
+    assert s1[3].endswith("oy, oy + 1, ring, (int8_t *)0);")
+    assert s2[0].startswith("tc_conv2d_packed(&m_conv0_params, (TC_ARENA + 0), m_conv0_idx, m_conv0_cb, NULL, ")
     assert ", 0, 6, (TC_ARENA + 100), " in s2[0]
     roles = {d.role: d.nbytes for d in ctx.decls}
     assert roles["indices"] == packed_size(w.size, 2)
@@ -381,7 +395,7 @@ def test_emit_rows_declares_constants_once():
     ffi, L = H.lib()
     layout = pc.packed_layout(node, g, tensors[1], 0, 4)
     ps = H._struct(ffi, "tc_conv_packed_params", conv_2d.struct_fields(node.params, layout))
-    assert h.scratch_bytes(node, g) == L.tc_conv2d_packed_get_buffer_size(ps) == 3 + 2 * 18 * 4 + 18
+    assert h.scratch_bytes(node, g) == L.tc_conv2d_packed_get_buffer_size(ps) == 3 + 2 * 3 * 3 * 2 * 4 + 18
     assert h.macs(node, g) == 6 * 6 * 4 * 3 * 3 * 2
 
 

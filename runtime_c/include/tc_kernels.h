@@ -114,6 +114,16 @@ void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
                       const uint8_t *codebook_map, const int32_t *bias,
                       const int32_t *mult, const int8_t *shift,
                       int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch);
+/* Shallow layers in two steps, for row-by-row callers: tc_conv2d_packed_decode() decodes all
+ * filters into scratch and returns 1 (for deep layers it returns 0 and does nothing: they
+ * decode one filter at a time inside tc_conv2d_packed()); tc_conv2d_packed_rows() then
+ * computes row ranges of a shallow layer from that scratch (left untouched in between). */
+int32_t tc_conv2d_packed_decode(const tc_conv_packed_params *p, const uint8_t *packed,
+                                const int8_t *codebooks, const uint8_t *codebook_map,
+                                int8_t *scratch);
+void tc_conv2d_packed_rows(const tc_conv_packed_params *p, const int8_t *input,
+                           const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                           int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch);
 
 /* DEPTHWISE_CONV_2D, batch 1. input [in_h][in_w][in_c], weights [1][k_h][k_w][out_c],
  * out_c = in_c * depth_multiplier, output channel c reads input channel c / depth_multiplier.

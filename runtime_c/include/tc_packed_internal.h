@@ -33,6 +33,36 @@ TC_INLINE int tc_dw_pairs(const tc_dw_packed_params *p)
     return p->out_c == 8 && p->depth_multiplier == 1 && p->stride_w == 1;
 }
 
+
+/* Shallow filters (e.g. a first layer on 1..3 input channels, or a pointwise layer on 8..16
+ * channels) make per-channel dot products too short to vectorize; those layers decode all
+ * filters at once, transposed to [k_h][k_w][filter_in_c][out_c], and vectorize over output
+ * channels instead: below TC_CONV_SHALLOW_MAX input channels when all filters, decoded to
+ * int16, fit TC_CONV_SHALLOW_BYTES of scratch. */
+#define TC_CONV_SHALLOW_MAX 32
+#define TC_CONV_SHALLOW_BYTES 4096
+#define TC_CONV_BLOCK 16
+
+TC_INLINE int tc_conv_is_shallow(const tc_conv_packed_params *p)
+{
+    const int32_t fic = p->filter_in_c;
+    if (fic != p->in_c) {
+        return 0;
+    }
+    /* the all-filters scratch (int16, input channels in pairs) is bounded on every target:
+     * scratch is part of the arena, so a fast path must not cost more SRAM than it saves time */
+    return fic < TC_CONV_SHALLOW_MAX &&
+           2 * (int32_t)p->k_h * p->k_w * 2 * ((fic + 1) / 2) * p->out_c <= TC_CONV_SHALLOW_BYTES;
+}
+
+/* x86 hosts (SSE2): shallow filters are stored as input-channel pairs for pmaddwd
+ * (tc_conv2d_packed_rows.c); elsewhere as [kh*kw*in_c][out_c]. */
+#if defined(TC_HOST_X86_SIMD) && defined(__SSE2__)
+#define TC_CONV_PAIRS 1
+#else
+#define TC_CONV_PAIRS 0
+#endif
+
 /* Keep a hot loop in its own function (own register allocation: matters on Thumb-1 cores). */
 #if defined(__GNUC__)
 #define TC_NOINLINE __attribute__((noinline))

@@ -13,139 +13,14 @@
  */
 #include "tc_packed_internal.h"
 
-/* Shallow filters (e.g. a first layer on 1..3 input channels, or a pointwise layer on 8..16
- * channels) make per-channel dot products too short to vectorize; those layers decode all
- * filters at once, transposed to [k_h][k_w][filter_in_c][out_c], and vectorize over output
- * channels instead: always below TC_CONV_SHALLOW input channels, and below
- * TC_CONV_SHALLOW_MAX when all filters fit TC_CONV_SHALLOW_BYTES of scratch. */
-#define TC_CONV_SHALLOW 8
-#define TC_CONV_SHALLOW_MAX 32
-#define TC_CONV_SHALLOW_BYTES 4096
-#define TC_CONV_BLOCK 16
-
-static int conv_is_shallow(const tc_conv_packed_params *p)
-{
-    const int32_t fic = p->filter_in_c;
-    if (fic != p->in_c) {
-        return 0;
-    }
-    return fic < TC_CONV_SHALLOW ||
-           (fic < TC_CONV_SHALLOW_MAX &&
-            (int32_t)p->k_h * p->k_w * fic * p->out_c <= TC_CONV_SHALLOW_BYTES);
-}
-
 int32_t tc_conv2d_packed_get_buffer_size(const tc_conv_packed_params *p)
 {
     const int32_t kh = p->k_h, kw = p->k_w;
-    if (conv_is_shallow(p)) {
-        return 3 + 2 * kh * kw * (int32_t)p->filter_in_c * p->out_c + kh * kw * (int32_t)p->filter_in_c;
+    if (tc_conv_is_shallow(p)) { /* input channels rounded up to pairs (see conv_shallow_sse2) */
+        const int32_t pairs = ((int32_t)p->filter_in_c + 1) / 2;
+        return 3 + 2 * kh * kw * 2 * pairs * p->out_c + kh * kw * (int32_t)p->filter_in_c;
     }
     return 3 + 4 * kh * (kw + 1) + 2 * kh * kw * (int32_t)p->filter_in_c;
-}
-
-/* Shallow filters: decode every filter once per call into wt[tap][c] (int16), then for each
- * output position accumulate 16 (or 8) output channels at a time over the valid taps. */
-static void conv_shallow(const tc_conv_packed_params *p, const int8_t *input,
-                         const uint8_t *packed, const int8_t *codebooks,
-                         const uint8_t *codebook_map, const int32_t *bias,
-                         const int32_t *mult, const int8_t *shift,
-                         int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch)
-{
-    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
-    const int32_t out_w = p->out_w, oc = p->out_c;
-    const int32_t kh = p->k_h, kw = p->k_w;
-    const int32_t sh = p->stride_h, sw = p->stride_w, dh = p->dil_h, dwl = p->dil_w;
-    const int32_t io = p->input_offset;
-    const int32_t flen = kh * kw * in_c;
-    int16_t *wt = (int16_t *)(void *)tc_scratch_s32(scratch); /* [flen][oc] */
-    int8_t *tmp = (int8_t *)(void *)(wt + flen * oc);          /* one filter, [flen] */
-    int32_t c, oy;
-
-    for (c = 0; c < oc; c++) {
-        const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
-        const int8_t *cb = codebooks != NULL ? codebooks + (int32_t)p->codebook_stride * cbi : NULL;
-        int32_t t;
-        tc_unpack_lut(packed, (uint32_t)c * (uint32_t)flen * p->bits, p->bits, cb, flen, tmp);
-        for (t = 0; t < flen; t++) {
-            wt[t * oc + c] = tmp[t];
-        }
-    }
-    for (oy = oy_begin; oy < oy_end; oy++) {
-        const int32_t iy0 = oy * sh - p->pad_top;
-        int32_t ky_lo, ky_hi, ox;
-        int8_t *orow = output + (oy - oy_begin) * out_w * oc;
-        tc_tap_range(iy0, dh, in_h, kh, &ky_lo, &ky_hi);
-        for (ox = 0; ox < out_w; ox++) {
-            const int32_t ix0 = ox * sw - p->pad_left;
-            int32_t kx_lo, kx_hi, c0, nb;
-            int8_t *o = orow + ox * oc;
-            tc_tap_range(ix0, dwl, in_w, kw, &kx_lo, &kx_hi);
-            for (c0 = 0; c0 < oc; c0 += nb) {
-                /* two accumulator sets (even / odd input channels): two independent chains */
-                int32_t lanes[TC_CONV_BLOCK], lanes2[TC_CONV_BLOCK];
-                int32_t j, ky, kx, ci;
-                /* blocks of 16 channels, then 8, then the rest */
-                nb = oc - c0 >= TC_CONV_BLOCK ? TC_CONV_BLOCK : oc - c0 >= 8 ? 8 : oc - c0;
-                for (j = 0; j < TC_CONV_BLOCK; j++) {
-                    lanes[j] = 0;
-                    lanes2[j] = 0;
-                }
-                for (ky = ky_lo; ky < ky_hi; ky++) {
-                    const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * in_c;
-                    for (kx = kx_lo; kx < kx_hi; kx++) {
-                        const int8_t *x = xrow + (ix0 + kx * dwl) * in_c;
-                        const int16_t *w = wt + ((ky * kw + kx) * in_c) * oc + c0;
-                        if (nb == TC_CONV_BLOCK) {
-                            for (ci = 0; ci + 1 < in_c; ci += 2) {
-                                const int16_t x0 = (int16_t)(x[ci] + io), x1 = (int16_t)(x[ci + 1] + io);
-                                const int16_t *restrict w0 = w + ci * oc;
-                                const int16_t *restrict w1 = w0 + oc;
-                                for (j = 0; j < TC_CONV_BLOCK; j++) {
-                                    lanes[j] += (int32_t)w0[j] * x0;
-                                }
-                                for (j = 0; j < TC_CONV_BLOCK; j++) {
-                                    lanes2[j] += (int32_t)w1[j] * x1;
-                                }
-                            }
-                            if (ci < in_c) {
-                                const int16_t x0 = (int16_t)(x[ci] + io);
-                                const int16_t *restrict w0 = w + ci * oc;
-                                for (j = 0; j < TC_CONV_BLOCK; j++) {
-                                    lanes[j] += (int32_t)w0[j] * x0;
-                                }
-                            }
-                        } else if (nb == 8) {
-                            for (ci = 0; ci < in_c; ci++) {
-                                const int16_t xv = (int16_t)(x[ci] + io);
-                                const int16_t *restrict wc = w + ci * oc;
-                                for (j = 0; j < 8; j++) {
-                                    lanes[j] += (int32_t)wc[j] * xv;
-                                }
-                            }
-                        } else {
-                            for (ci = 0; ci < in_c; ci++) {
-                                const int16_t xv = (int16_t)(x[ci] + io);
-                                const int16_t *wc = w + ci * oc;
-                                for (j = 0; j < nb; j++) {
-                                    lanes[j] += (int32_t)wc[j] * xv;
-                                }
-                            }
-                        }
-                    }
-                }
-                for (j = 0; j < TC_CONV_BLOCK; j++) {
-                    lanes[j] += lanes2[j];
-                }
-                if (bias != NULL) {
-                    for (j = 0; j < nb; j++) {
-                        lanes[j] += bias[c0 + j];
-                    }
-                }
-                tc_requantize_lanes(lanes, nb, mult, shift, p->requant_per_channel, c0,
-                                    p->output_offset, p->act_min, p->act_max, o + c0);
-            }
-        }
-    }
 }
 
 void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
@@ -169,9 +44,8 @@ void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
     int16_t *filt;
     int32_t c;
 
-    if (conv_is_shallow(p)) {
-        conv_shallow(p, input, packed, codebooks, codebook_map, bias, mult, shift, oy_begin, oy_end,
-                     output, scratch);
+    if (tc_conv2d_packed_decode(p, packed, codebooks, codebook_map, scratch)) { /* shallow */
+        tc_conv2d_packed_rows(p, input, bias, mult, shift, oy_begin, oy_end, output, scratch);
         return;
     }
     psum = tc_scratch_s32(scratch);

@@ -12,7 +12,7 @@ from .base import OpHandler, register
 
 U16 = (1, 65535)
 U8 = (0, 255)
-SHALLOW, SHALLOW_MAX, SHALLOW_BYTES = 8, 32, 4096  # TC_CONV_SHALLOW* in tc_conv2d_packed.c
+SHALLOW_MAX, SHALLOW_BYTES = 32, 4096  # TC_CONV_SHALLOW_* in tc_conv2d_packed.c
 
 
 def struct_fields(p: dict, layout) -> list:
@@ -37,7 +37,7 @@ def is_shallow(p: dict) -> bool:
     fic = p["filter_in_c"]
     if fic != p["in_c"]:
         return False
-    return fic < SHALLOW or (fic < SHALLOW_MAX and p["k_h"] * p["k_w"] * fic * p["out_c"] <= SHALLOW_BYTES)
+    return fic < SHALLOW_MAX and 2 * p["k_h"] * p["k_w"] * 2 * ((fic + 1) // 2) * p["out_c"] <= SHALLOW_BYTES
 
 
 def scratch_size(p: dict) -> int:
@@ -45,7 +45,8 @@ def scratch_size(p: dict) -> int:
     if is_shallow(p):
         # shallow filters: all filters decoded at once, transposed, as int16, + one filter
         flen = p["k_h"] * p["k_w"] * p["filter_in_c"]
-        return 3 + 2 * flen * p["out_c"] + flen
+        pairs = (p["filter_in_c"] + 1) // 2  # input channels rounded up to pairs
+        return 3 + 2 * p["k_h"] * p["k_w"] * 2 * pairs * p["out_c"] + flen
     return 3 + 4 * p["k_h"] * (p["k_w"] + 1) + 2 * p["k_h"] * p["k_w"] * p["filter_in_c"]
 
 
@@ -169,15 +170,32 @@ class Conv2D(OpHandler):
         return pc.emit_weight_consts(node, ctx, f"conv{node.index}", layout, bias, p["mult"], p["shift"],
                                      "tc_conv_packed_params", struct_fields(p, layout))
 
-    def emit_rows(self, node, ctx, out_expr, oy0_expr, oy1_expr) -> list:
-        """One call computing output rows [oy0, oy1) into out_expr (which points at row oy0)."""
-        n = self._consts(node, ctx)
-        return [f"tc_conv2d_packed(&{n['params']}, {ctx.tensor(node.inputs[0])}, {n['packed']}, "
+    def _call(self, node, ctx, n, out_expr, oy0_expr, oy1_expr) -> str:
+        return (f"tc_conv2d_packed(&{n['params']}, {ctx.tensor(node.inputs[0])}, {n['packed']}, "
                 f"{n['codebooks']}, {n['map']}, {n['bias']}, {n['mult']}, {n['shift']}, "
-                f"{oy0_expr}, {oy1_expr}, {out_expr}, {ctx.scratch()});"]
+                f"{oy0_expr}, {oy1_expr}, {out_expr}, {ctx.scratch()});")
+
+    def emit_rows(self, node, ctx, out_expr, oy0_expr, oy1_expr) -> list:
+        """Output rows [oy0, oy1) into out_expr (which points at row oy0). Shallow layers (all
+        filters in scratch) decode when oy0 == 0 and reuse the scratch for the following row
+        ranges: ranges are visited in increasing order from row 0 within one invoke, with the
+        node's scratch untouched in between (as emit.py's ring loop does). Deep layers: one
+        self-contained call per range."""
+        n = self._consts(node, ctx)
+        if not is_shallow(node.params):
+            return [self._call(node, ctx, n, out_expr, oy0_expr, oy1_expr)]
+        scratch = ctx.scratch()
+        return [f"if (({oy0_expr}) == 0) {{",
+                f"    (void)tc_conv2d_packed_decode(&{n['params']}, {n['packed']}, {n['codebooks']}, "
+                f"{n['map']}, {scratch});",
+                "}",
+                f"tc_conv2d_packed_rows(&{n['params']}, {ctx.tensor(node.inputs[0])}, {n['bias']}, "
+                f"{n['mult']}, {n['shift']}, {oy0_expr}, {oy1_expr}, {out_expr}, {scratch});"]
 
     def emit(self, node, ctx) -> list:
-        return self.emit_rows(node, ctx, ctx.tensor(node.outputs[0]), "0", str(node.params["out_h"]))
+        """The whole output in one call."""
+        n = self._consts(node, ctx)
+        return [self._call(node, ctx, n, ctx.tensor(node.outputs[0]), "0", str(node.params["out_h"]))]
 
     def row_geometry(self, node, graph):
         return int(node.params["stride_h"]), int(node.params["pad_top"])

@@ -1,0 +1,46 @@
+/*
+ * tc_conv2d_packed_decode: for shallow conv layers (tc_conv_is_shallow()), decode every filter
+ * once into scratch, transposed for channel-vectorized accumulation ([kh*kw*in_c][out_c] int16,
+ * or input-channel pairs [kh*kw][in_c/2][out_c][2] on x86 hosts); tc_conv2d_packed_rows() then
+ * computes any row range from it. Deep layers decode one filter at a time inside
+ * tc_conv2d_packed() instead: this returns 0 for them and does nothing.
+ */
+#include "tc_packed_internal.h"
+
+int32_t tc_conv2d_packed_decode(const tc_conv_packed_params *p, const uint8_t *packed,
+                                const int8_t *codebooks, const uint8_t *codebook_map,
+                                int8_t *scratch)
+{
+    const int32_t in_c = p->in_c, oc = p->out_c;
+    const int32_t kh = p->k_h, kw = p->k_w;
+    const int32_t flen = kh * kw * in_c;
+    const int32_t npairs = (in_c + 1) / 2;
+    int16_t *wt = (int16_t *)(void *)tc_scratch_s32(scratch);
+    int8_t *tmp = (int8_t *)(void *)(wt + kh * kw * 2 * npairs * oc); /* one filter, [flen] */
+    int32_t c;
+
+    if (!tc_conv_is_shallow(p)) {
+        return 0;
+    }
+    for (c = 0; c < oc; c++) {
+        const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
+        const int8_t *cb = codebooks != NULL ? codebooks + (int32_t)p->codebook_stride * cbi : NULL;
+        int32_t t;
+        tc_unpack_lut(packed, (uint32_t)c * (uint32_t)flen * p->bits, p->bits, cb, flen, tmp);
+        if (TC_CONV_PAIRS) { /* [kh*kw][in_c / 2][oc][2], odd in_c padded with a zero weight */
+            int32_t tap;
+            for (tap = 0; tap < kh * kw; tap++) {
+                int32_t ci;
+                for (ci = 0; ci < 2 * npairs; ci++) {
+                    wt[((tap * npairs + ci / 2) * oc + c) * 2 + (ci & 1)] =
+                        ci < in_c ? tmp[tap * in_c + ci] : 0;
+                }
+            }
+        } else {
+            for (t = 0; t < flen; t++) {
+                wt[t * oc + c] = tmp[t];
+            }
+        }
+    }
+    return 1;
+}

@@ -338,17 +338,48 @@ def test_pack_layout_bit_order():
 # handler contract: emitted statements and constants
 
 
-def test_conv_paths_both_exercised():
-    """The property test's shapes reach both conv strategies (guards the strategy above)."""
+def test_conv_paths_all_exercised():
+    """The property test's shapes reach every conv strategy (guards the strategy above)."""
     base = dict(in_c=20, filter_in_c=20, k_h=3, k_w=3, out_c=5)
-    assert conv_2d.is_shallow(base)
-    assert not conv_2d.is_shallow(dict(base, in_c=40, filter_in_c=40))
-    assert not conv_2d.is_shallow(dict(base, in_c=40, filter_in_c=20))  # groups
-    assert conv_2d.is_shallow(dict(base, in_c=3, filter_in_c=3, k_h=3, k_w=3, out_c=16))
+    assert conv_2d.shallow_mode(base) == 1
+    assert conv_2d.shallow_mode(dict(base, in_c=40, filter_in_c=40)) == 0
+    assert conv_2d.shallow_mode(dict(base, in_c=40, filter_in_c=20)) == 0  # groups
+    assert conv_2d.shallow_mode(dict(base, in_c=3, filter_in_c=3, k_h=3, k_w=3, out_c=16)) == 1
+    assert conv_2d.shallow_mode(dict(base, in_c=7, filter_in_c=7, k_h=4, k_w=4, out_c=30)) == 2
     # the all-filters scratch is bounded: a wide shallow layer takes the per-filter path
-    assert not conv_2d.is_shallow(dict(base, in_c=3, filter_in_c=3, k_h=7, k_w=7, out_c=512))
-    assert not conv_2d.is_shallow(dict(base, in_c=1, filter_in_c=1, k_h=10, k_w=4, out_c=64))  # kws conv 0
-    assert conv_2d.scratch_size(dict(base, in_c=3, filter_in_c=3, k_h=7, k_w=7, out_c=512)) < 4096
+    wide = dict(base, in_c=3, filter_in_c=3, k_h=7, k_w=7, out_c=512)
+    assert conv_2d.shallow_mode(wide) == 0 and conv_2d.scratch_size(wide) < 4096
+    # kws conv 0 (10x4 on 1 channel, 64 outputs): int8 filters fit the bound, int16 pairs would not
+    kws_conv0 = dict(base, in_c=1, filter_in_c=1, k_h=10, k_w=4, out_c=64)
+    assert conv_2d.shallow_mode(kws_conv0) == 2 and conv_2d.scratch_size(kws_conv0) <= 4096 + 3 + 40
+
+
+@pytest.mark.parametrize("portable", [False, True])
+def test_conv_int8_shallow_mode_kws_first_layer(portable):
+    """kws_ref_model's first layer geometry (10x4 kernel on 1 channel, 64 outputs, stride 2):
+    all filters as int8 (mode 2), full call and row by row."""
+    rng = np.random.default_rng(9)
+    ih, iw, ic, oc, kh, kw, s = 13, 10, 1, 64, 10, 4, 2
+    oh, ow = pc.out_size("SAME", ih, kh, s, 1), pc.out_size("SAME", iw, kw, s, 1)
+    p = dict(in_h=ih, in_w=iw, in_c=ic, out_c=oc, k_h=kh, k_w=kw, filter_in_c=ic, stride_h=s, stride_w=s,
+             dil_h=1, dil_w=1, out_h=oh, out_w=ow, pad_top=pc.pad_before(s, 1, ih, kh, oh),
+             pad_left=pc.pad_before(s, 1, iw, kw, ow), input_offset=83, output_offset=-128, act_min=-128,
+             act_max=127, mult=rng.integers(1 << 30, 1 << 31, size=oc).tolist(),
+             shift=rng.integers(-10, -5, size=oc).tolist(), requant_per_channel=1)
+    assert conv_2d.shallow_mode(p) == 2
+    idx = rng.integers(0, 16, size=(oc, kh, kw, ic))
+    lay = pc.PackedLayout(idx.reshape(-1), 4, rng.integers(-128, 128, size=16 * oc).astype(np.int8), 16, None, 16)
+    w = lay.values((oc, kh, kw, ic), 0)
+    x = rng.integers(-128, 128, size=(1, ih, iw, ic)).astype(np.int8)
+    bias = rng.integers(-3000, 3000, size=oc)
+    node = Node(index=0, op="CONV_2D", inputs=[0, 1, 2], outputs=[3], params=p)
+    ref = get_handler("CONV_2D").reference(node, None, [x, w, bias])[0]
+    fields = conv_2d.struct_fields(p, lay)
+    assert conv_2d.scratch_size(p) == H.scratch_size("conv", fields)
+    got = H.run_conv("conv", p, lay, x, bias, fields, 0, oh, portable=portable)
+    np.testing.assert_array_equal(got, ref.reshape(-1))
+    got = H.run_rowwise("conv", p, lay, x, bias, fields, 0, oh, portable=portable)
+    np.testing.assert_array_equal(got, ref.reshape(-1))
 
 
 def test_emit_rows_declares_constants_once():
@@ -581,6 +612,7 @@ def _sanitizer_cases():
         (6, 7, 40, 40, 6, 3, 3, 2, 1, "SAME", 4, 13, "shared", (1, 3)),
         (5, 4, 64, 64, 5, 1, 1, 1, 1, "VALID", 6, 40, "channel", (0, 5)),
         (6, 6, 40, 40, 4, 3, 3, 1, 1, "SAME", 8, 256, "raw", (0, 6)),
+        (12, 6, 1, 1, 64, 10, 4, 2, 1, "SAME", 4, 16, "channel", (0, 6)),
     ]
     for (ih, iw, ic, fic, oc, kh, kw, s, d, pad, bits, k, mode, rows) in conv_specs:
         oh, ow = pc.out_size(pad, ih, kh, s, d), pc.out_size(pad, iw, kw, s, d)

@@ -43,16 +43,26 @@ TC_INLINE int tc_dw_pairs(const tc_dw_packed_params *p)
 #define TC_CONV_SHALLOW_BYTES 4096
 #define TC_CONV_BLOCK 16
 
-TC_INLINE int tc_conv_is_shallow(const tc_conv_packed_params *p)
+/* 0: deep (one filter at a time); 1: all filters as int16 (input-channel pairs on x86
+ * hosts); 2: all filters as int8 [kh*kw*in_c][out_c], when the int16 form would not fit.
+ * The all-filters scratch is bounded on every target: scratch is part of the arena, so a fast
+ * path must not cost more SRAM than it saves time. */
+TC_INLINE int tc_conv_shallow_mode(const tc_conv_packed_params *p)
 {
     const int32_t fic = p->filter_in_c;
-    if (fic != p->in_c) {
+    const int32_t taps = (int32_t)p->k_h * p->k_w;
+    if (fic != p->in_c || fic >= TC_CONV_SHALLOW_MAX) {
         return 0;
     }
-    /* the all-filters scratch (int16, input channels in pairs) is bounded on every target:
-     * scratch is part of the arena, so a fast path must not cost more SRAM than it saves time */
-    return fic < TC_CONV_SHALLOW_MAX &&
-           2 * (int32_t)p->k_h * p->k_w * 2 * ((fic + 1) / 2) * p->out_c <= TC_CONV_SHALLOW_BYTES;
+    if (2 * taps * 2 * ((fic + 1) / 2) * p->out_c <= TC_CONV_SHALLOW_BYTES) {
+        return 1;
+    }
+    return taps * fic * p->out_c <= TC_CONV_SHALLOW_BYTES ? 2 : 0;
+}
+
+TC_INLINE int tc_conv_is_shallow(const tc_conv_packed_params *p)
+{
+    return tc_conv_shallow_mode(p) != 0;
 }
 
 /* x86 hosts (SSE2): shallow filters are stored as input-channel pairs for pmaddwd

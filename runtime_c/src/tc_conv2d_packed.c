@@ -16,9 +16,13 @@
 int32_t tc_conv2d_packed_get_buffer_size(const tc_conv_packed_params *p)
 {
     const int32_t kh = p->k_h, kw = p->k_w;
-    if (tc_conv_is_shallow(p)) { /* input channels rounded up to pairs (see conv_shallow_sse2) */
+    const int mode = tc_conv_shallow_mode(p);
+    if (mode == 1) { /* int16, input channels rounded up to pairs (see conv_shallow_sse2) */
         const int32_t pairs = ((int32_t)p->filter_in_c + 1) / 2;
         return 3 + 2 * kh * kw * 2 * pairs * p->out_c + kh * kw * (int32_t)p->filter_in_c;
+    }
+    if (mode == 2) { /* int8 */
+        return 3 + kh * kw * (int32_t)p->filter_in_c * (p->out_c + 1);
     }
     return 3 + 4 * kh * (kw + 1) + 2 * kh * kw * (int32_t)p->filter_in_c;
 }

@@ -15,11 +15,14 @@ int32_t tc_conv2d_packed_decode(const tc_conv_packed_params *p, const uint8_t *p
     const int32_t kh = p->k_h, kw = p->k_w;
     const int32_t flen = kh * kw * in_c;
     const int32_t npairs = (in_c + 1) / 2;
+    const int mode = tc_conv_shallow_mode(p);
     int16_t *wt = (int16_t *)(void *)tc_scratch_s32(scratch);
-    int8_t *tmp = (int8_t *)(void *)(wt + kh * kw * 2 * npairs * oc); /* one filter, [flen] */
+    int8_t *wt8 = (int8_t *)(void *)wt;
+    int8_t *tmp = mode == 1 ? (int8_t *)(void *)(wt + kh * kw * 2 * npairs * oc) /* one filter */
+                            : wt8 + flen * oc;
     int32_t c;
 
-    if (!tc_conv_is_shallow(p)) {
+    if (mode == 0) {
         return 0;
     }
     for (c = 0; c < oc; c++) {
@@ -27,7 +30,11 @@ int32_t tc_conv2d_packed_decode(const tc_conv_packed_params *p, const uint8_t *p
         const int8_t *cb = codebooks != NULL ? codebooks + (int32_t)p->codebook_stride * cbi : NULL;
         int32_t t;
         tc_unpack_lut(packed, (uint32_t)c * (uint32_t)flen * p->bits, p->bits, cb, flen, tmp);
-        if (TC_CONV_PAIRS) { /* [kh*kw][in_c / 2][oc][2], odd in_c padded with a zero weight */
+        if (mode == 2) { /* int8 [kh*kw*in_c][oc] */
+            for (t = 0; t < flen; t++) {
+                wt8[t * oc + c] = tmp[t];
+            }
+        } else if (TC_CONV_PAIRS) { /* [kh*kw][in_c / 2][oc][2], odd in_c padded with zero */
             int32_t tap;
             for (tap = 0; tap < kh * kw; tap++) {
                 int32_t ci;

@@ -32,21 +32,30 @@ def struct_fields(p: dict, layout) -> list:
     ]
 
 
+def shallow_mode(p: dict) -> int:
+    """Mirror of tc_conv_shallow_mode() (tc_packed_internal.h): 0 deep, 1 all filters as int16
+    (input-channel pairs), 2 all filters as int8; the all-filters scratch stays <= 4 KiB."""
+    fic, taps = p["filter_in_c"], p["k_h"] * p["k_w"]
+    if fic != p["in_c"] or fic >= SHALLOW_MAX:
+        return 0
+    if 2 * taps * 2 * ((fic + 1) // 2) * p["out_c"] <= SHALLOW_BYTES:
+        return 1
+    return 2 if taps * fic * p["out_c"] <= SHALLOW_BYTES else 0
+
+
 def is_shallow(p: dict) -> bool:
-    """Mirror of conv_is_shallow() in tc_conv2d_packed.c."""
-    fic = p["filter_in_c"]
-    if fic != p["in_c"]:
-        return False
-    return fic < SHALLOW_MAX and 2 * p["k_h"] * p["k_w"] * 2 * ((fic + 1) // 2) * p["out_c"] <= SHALLOW_BYTES
+    return shallow_mode(p) != 0
 
 
 def scratch_size(p: dict) -> int:
     """Mirror of tc_conv2d_packed_get_buffer_size()."""
-    if is_shallow(p):
-        # shallow filters: all filters decoded at once, transposed, as int16, + one filter
-        flen = p["k_h"] * p["k_w"] * p["filter_in_c"]
-        pairs = (p["filter_in_c"] + 1) // 2  # input channels rounded up to pairs
+    mode = shallow_mode(p)
+    flen = p["k_h"] * p["k_w"] * p["filter_in_c"]
+    if mode == 1:  # all filters at once, transposed, int16, input channels in pairs, + one filter
+        pairs = (p["filter_in_c"] + 1) // 2
         return 3 + 2 * p["k_h"] * p["k_w"] * 2 * pairs * p["out_c"] + flen
+    if mode == 2:  # all filters at once, transposed, int8, + one filter
+        return 3 + flen * (p["out_c"] + 1)
     return 3 + 4 * p["k_h"] * (p["k_w"] + 1) + 2 * p["k_h"] * p["k_w"] * p["filter_in_c"]
 
 

@@ -240,8 +240,11 @@ def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None
         from .build.firmware import firmware_files
 
         cm.extra_files.update(firmware_files(board_profile, name, cm))
-        if fe_info is not None and hasattr(fe_info, "get"):
-            pass
+    if fe_info is not None:
+        # what `evaluate` needs (float and unclustered int8 models, plot data), written atomically
+        from .frontends.pipeline import artifact_files
+
+        cm.extra_files.update(artifact_files(fe_info))
     return cm
 
 

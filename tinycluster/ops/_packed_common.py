@@ -111,6 +111,19 @@ def bias_values(node, graph, tid, n_channels):
     return b
 
 
+def resolve_requant(node, graph, n_channels: int) -> dict:
+    """The quantization part of a weighted op's Prepare, shared by conv, depthwise and FC:
+    input/output zero points, per-channel (or per-tensor) multipliers and shifts, clamp range.
+    Also returns the filter scales (``filter_scales``) for op-specific use."""
+    in_s, in_zp = io_quant(node, graph, node.inputs[0], "input")
+    out_s, out_zp = io_quant(node, graph, node.outputs[0], "output")
+    fs = filter_scales(node, graph, node.inputs[1], n_channels)
+    mult, shift, per_ch = requant_params(in_s, fs, out_s, n_channels)
+    act_min, act_max = act_range(node, graph, out_s, out_zp)
+    return dict(input_offset=-in_zp, output_offset=out_zp, act_min=act_min, act_max=act_max,
+                mult=mult, shift=shift, requant_per_channel=int(per_ch), filter_scales=fs)
+
+
 def act_range(node, graph, out_scale, out_zp):
     act = check_activation(node, graph)
     return activation_range(act, out_scale, out_zp)

@@ -152,14 +152,9 @@ class Conv2D(OpHandler):
         if int(out.shape[3]) != oc:
             pc.fail(node, graph, f"output depth {out.shape[3]} != filter count {oc}")
         p = resolve_geometry(node, graph, (1, ih, iw, ic), kh, kw, [int(d) for d in out.shape])
-        in_s, in_zp = pc.io_quant(node, graph, node.inputs[0], "input")
-        out_s, out_zp = pc.io_quant(node, graph, node.outputs[0], "output")
-        fs = pc.filter_scales(node, graph, node.inputs[1], oc)
-        mult, shift, per_ch = pc.requant_params(in_s, fs, out_s, oc)
-        act_min, act_max = pc.act_range(node, graph, out_s, out_zp)
-        p.update(in_h=ih, in_w=iw, in_c=ic, out_c=oc, k_h=kh, k_w=kw, filter_in_c=fic,
-                 input_offset=-in_zp, output_offset=out_zp, act_min=act_min, act_max=act_max,
-                 mult=mult, shift=shift, requant_per_channel=int(per_ch))
+        q = pc.resolve_requant(node, graph, oc)
+        q.pop("filter_scales")
+        p.update(in_h=ih, in_w=iw, in_c=ic, out_c=oc, k_h=kh, k_w=kw, filter_in_c=fic, **q)
         pc.check_range(node, graph, p, {"in_h": U16, "in_w": U16, "in_c": U16, "out_w": U16, "out_c": U16,
                                          "k_h": U16, "k_w": U16, "filter_in_c": U16, "stride_h": (1, 255),
                                          "stride_w": (1, 255), "dil_h": (1, 255), "dil_w": (1, 255),

@@ -71,16 +71,10 @@ class FullyConnected(OpHandler):
         rows = inp.size // n_in
         if out.size != rows * n_out:
             pc.fail(node, graph, f"output shape {tuple(out.shape)} does not hold {rows} x {n_out} values")
-        in_s, in_zp = pc.io_quant(node, graph, node.inputs[0], "input")
-        out_s, out_zp = pc.io_quant(node, graph, node.outputs[0], "output")
-        fs = pc.filter_scales(node, graph, node.inputs[1], n_out)
-        per_channel_weights = fs.size > 1
+        q = pc.resolve_requant(node, graph, n_out)
+        per_channel_weights = q.pop("filter_scales").size > 1
         f_zp = 0 if per_channel_weights else int(w.quant.zero_point[0]) if w.quant.zero_point.size else 0
-        mult, shift, per_ch = pc.requant_params(in_s, fs, out_s, n_out)
-        act_min, act_max = pc.act_range(node, graph, out_s, out_zp)
-        p = dict(in_features=n_in, out_features=n_out, batches=rows, input_offset=-in_zp,
-                 filter_offset=-f_zp, output_offset=out_zp, act_min=act_min, act_max=act_max,
-                 mult=mult, shift=shift, requant_per_channel=int(per_ch))
+        p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=-f_zp, **q)
         pc.check_range(node, graph, p, {"in_features": U16, "out_features": U16, "batches": U16,
                                          "filter_offset": (-127, 128)})
         node.params = p

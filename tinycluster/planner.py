@@ -104,6 +104,29 @@ def _row_geometry(node, graph):
 
 
 def plan_memory(graph, scratch_of=None) -> Plan:
+    """Plan the arena; run a layer in place row by row only where that lowers the arena.
+
+    Row-by-row execution costs time (the kernel is called once per output row), so after
+    planning with every eligible layer in place, each such layer in turn (most MACs first)
+    goes back to a single call with its own output buffer if the arena does not grow.
+    """
+    best = _plan(graph, scratch_of, frozenset())
+    no_rows: set = set()
+    order = sorted(best.row_plans, key=lambda i: -_macs(graph, i))
+    for idx in order:
+        trial = _plan(graph, scratch_of, frozenset(no_rows | {idx}))
+        if trial.arena_size <= best.arena_size:
+            no_rows.add(idx)
+            best = trial
+    return best
+
+
+def _macs(graph, idx):
+    n = graph.nodes[idx]
+    return int(get_handler(n.op).macs(n, graph))
+
+
+def _plan(graph, scratch_of, no_rows) -> Plan:
     nodes = graph.nodes
     n_nodes = len(nodes)
     scratch_of = scratch_of or (lambda node: get_handler(node.op).scratch_bytes(node, graph))
@@ -153,7 +176,7 @@ def plan_memory(graph, scratch_of=None) -> Plan:
             group_of[out] = srcb
             elementwise.add(n.index)
             placed = True
-        elif h.inplace == "rows" and srcb is not None and group_dies_at(srcb, n.index):
+        elif h.inplace == "rows" and n.index not in no_rows and srcb is not None and group_dies_at(srcb, n.index):
             tin, tout = graph.tensors[src], graph.tensors[out]
             _, ih, iw, ic = tin.shape
             _, oh, ow, oc = tout.shape

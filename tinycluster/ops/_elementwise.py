@@ -51,3 +51,29 @@ def broadcast_view(p, x1, x2):
         return x[idx]
 
     return expand(x1, "a"), expand(x2, "b")
+
+
+class BinaryElementwise:
+    """Parse and the common half of resolve for ADD and MUL (mixed into their handlers)."""
+
+    inplace = "elementwise"
+
+    def parse(self, raw, graph):
+        from ._common import act_name
+
+        o = raw.options
+        return {"activation": act_name(o.FusedActivationFunction()) if o is not None else "NONE"}
+
+    def operands(self, node, graph):
+        """((a, sa, za), (b, sb, zb), (o, so, zo), activation, broadcast params) after the checks."""
+        from ._common import int8_tensor
+
+        if len(node.inputs) != 2 or len(node.outputs) != 1:
+            raise op_error(node, graph, f"expects 2 inputs and 1 output, got {len(node.inputs)} and {len(node.outputs)}")
+        a = int8_tensor(graph, node, node.inputs[0], "input 1")
+        b = int8_tensor(graph, node, node.inputs[1], "input 2")
+        o = int8_tensor(graph, node, node.outputs[0], "output")
+        act = node.attrs.get("activation", "NONE")
+        if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
+            raise op_error(node, graph, f"fused activation {act} is not supported")
+        return a, b, o, act, broadcast_params(node, graph, a[0].shape, b[0].shape, o[0].shape)

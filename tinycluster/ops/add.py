@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..quantize import activation_range, multiply_by_quantized_multiplier, quantize_multiplier
-from ._common import (act_name, emit_call, f32, i32_fields, input_expr, int8_tensor, numel, op_error)
-from ._elementwise import broadcast_params, broadcast_view, SHAPE_FIELDS
+from ._common import (emit_call, f32, i32_fields, input_expr, numel, op_error)
+from ._elementwise import BinaryElementwise, broadcast_view, SHAPE_FIELDS
 from .base import OpHandler, register
 
 LEFT_SHIFT = 20  # int8 (TFLite uses 15 for int16)
@@ -28,23 +28,9 @@ def _smaller_than_one(node, graph, real: float, what: str):
 
 
 @register("ADD")
-class AddHandler(OpHandler):
-    inplace = "elementwise"
-
-    def parse(self, raw, graph):
-        o = raw.options
-        return {"activation": act_name(o.FusedActivationFunction()) if o is not None else "NONE"}
-
+class AddHandler(BinaryElementwise, OpHandler):
     def resolve(self, node, graph):
-        if len(node.inputs) != 2 or len(node.outputs) != 1:
-            raise op_error(node, graph, f"expects 2 inputs and 1 output, got {len(node.inputs)} and {len(node.outputs)}")
-        a, sa, za = int8_tensor(graph, node, node.inputs[0], "input 1")
-        b, sb, zb = int8_tensor(graph, node, node.inputs[1], "input 2")
-        o, so, zo = int8_tensor(graph, node, node.outputs[0], "output")
-        act = node.attrs.get("activation", "NONE")
-        if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
-            raise op_error(node, graph, f"fused activation {act} is not supported")
-        p = broadcast_params(node, graph, a.shape, b.shape, o.shape)
+        (a, sa, za), (b, sb, zb), (o, so, zo), act, p = self.operands(node, graph)
         twice_max = 2.0 * max(f32(sa), f32(sb))
         m1, s1 = _smaller_than_one(node, graph, f32(sa) / twice_max, "input 1")
         m2, s2 = _smaller_than_one(node, graph, f32(sb) / twice_max, "input 2")

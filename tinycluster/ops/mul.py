@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..quantize import activation_range, multiply_by_quantized_multiplier, quantize_multiplier
-from ._common import act_name, emit_call, f32, i32_fields, input_expr, int8_tensor, numel, op_error
-from ._elementwise import SHAPE_FIELDS, broadcast_params, broadcast_view
+from ._common import emit_call, f32, i32_fields, input_expr, numel, op_error
+from ._elementwise import BinaryElementwise, SHAPE_FIELDS, broadcast_view
 from .base import OpHandler, register
 
 FIELDS = i32_fields(SHAPE_FIELDS + [
@@ -14,23 +14,9 @@ FIELDS = i32_fields(SHAPE_FIELDS + [
 
 
 @register("MUL")
-class MulHandler(OpHandler):
-    inplace = "elementwise"
-
-    def parse(self, raw, graph):
-        o = raw.options
-        return {"activation": act_name(o.FusedActivationFunction()) if o is not None else "NONE"}
-
+class MulHandler(BinaryElementwise, OpHandler):
     def resolve(self, node, graph):
-        if len(node.inputs) != 2 or len(node.outputs) != 1:
-            raise op_error(node, graph, f"expects 2 inputs and 1 output, got {len(node.inputs)} and {len(node.outputs)}")
-        a, sa, za = int8_tensor(graph, node, node.inputs[0], "input 1")
-        b, sb, zb = int8_tensor(graph, node, node.inputs[1], "input 2")
-        o, so, zo = int8_tensor(graph, node, node.outputs[0], "output")
-        act = node.attrs.get("activation", "NONE")
-        if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
-            raise op_error(node, graph, f"fused activation {act} is not supported")
-        p = broadcast_params(node, graph, a.shape, b.shape, o.shape)
+        (a, sa, za), (b, sb, zb), (o, so, zo), act, p = self.operands(node, graph)
         m, s = quantize_multiplier(f32(sa) * f32(sb) / f32(so))
         lo, hi = activation_range(act, so, zo)
         if lo > hi:

@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 
 from tinycluster.api import compile as tc_compile  # noqa: E402
 from tinycluster.boards import available_boards, load_board  # noqa: E402
-from tinycluster.build.board import build_for_board, run_on_board  # noqa: E402
+from tinycluster.builders.board import build_for_board, run_on_board  # noqa: E402
 from tinycluster.errors import TinyClusterError  # noqa: E402
 
 MODELS = ["kws_ref_model", "pretrainedResnet_quant", "vww_96_int8", "ad01_int8"]

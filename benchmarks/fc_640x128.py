@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 import tinycluster  # noqa: E402
 from tinycluster._quiet import import_tensorflow  # noqa: E402
-from tinycluster.build.board import run_on_board  # noqa: E402
+from tinycluster.builders.board import run_on_board  # noqa: E402
 
 
 def fc_model(n_in=640, n_out=128, seed=0) -> bytes:

@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from tinycluster.build.host import build_host_module
+from tinycluster.builders.host import build_host_module
 from tinycluster.packing import pack_indices
 from tinycluster.paths import RUNTIME_INCLUDE, RUNTIME_SRC
 

@@ -117,7 +117,7 @@ def _symbols(elf):
 @pytest.mark.parametrize("board", BOARDS)
 def test_every_board_builds_kws(kws_dir, board):
     require_tool("arm-none-eabi-gcc")
-    from tinycluster.build.board import build_for_board
+    from tinycluster.builders.board import build_for_board
     b = load_board(board)
     r = build_for_board(kws_dir, board)
     on_disk = json.loads((kws_dir / "build.json").read_text())
@@ -160,7 +160,7 @@ def test_every_board_builds_or_refuses_other_models(tmp_path, model):
     """The other shared models at 4 bits: every board builds them where they fit and refuses
     with the numbers where they do not (the generic 32 KB-SRAM Cortex-M0+ is too small for some)."""
     require_tool("arm-none-eabi-gcc")
-    from tinycluster.build.board import build_for_board
+    from tinycluster.builders.board import build_for_board
     d = _compile(shared_model(f"{model}.tflite"), tmp_path / model)
     outcomes = {}
     for board in BOARDS:
@@ -191,7 +191,7 @@ def test_section_attributes_from_board(kws_rp2040_dir):
     require_tool("arm-none-eabi-gcc")
     from elftools.elf.elffile import ELFFile
 
-    from tinycluster.build.board import build_for_board
+    from tinycluster.builders.board import build_for_board
     r = build_for_board(kws_rp2040_dir, "rp2040")
     assert r["notes"] == [] and r["placement"]["section_attributes_checked"] == 20
     obj = kws_rp2040_dir / "board-rp2040" / "build" / "model_kws_ref_model.o"
@@ -206,7 +206,7 @@ def test_section_attributes_from_board(kws_rp2040_dir):
 def test_placement_check_can_fail(kws_dir):
     """Swap the regions: the check must refuse, naming the symbol and address."""
     require_tool("arm-none-eabi-gcc")
-    from tinycluster.build.board import build_for_board, check_placement, find_model
+    from tinycluster.builders.board import build_for_board, check_placement, find_model
     b = load_board("cortex-m4")
     r = build_for_board(kws_dir, b)
     elf = kws_dir / r["elf"]
@@ -216,7 +216,7 @@ def test_placement_check_can_fail(kws_dir):
 
 def test_over_budget_refused_with_numbers(kws_dir, tmp_path):
     require_tool("arm-none-eabi-gcc")
-    from tinycluster.build.board import build_for_board
+    from tinycluster.builders.board import build_for_board
     p = tmp_path / "tiny.toml"
     p.write_text(_profile_text(flash_size="flash_size = 16384", sram_size="sram_size = 8192")
                  .replace('name = "cortex-m0plus"', 'name = "tiny"'))
@@ -237,7 +237,7 @@ def test_over_budget_refused_with_numbers(kws_dir, tmp_path):
 def test_run_bit_exact_in_qemu(kws_dir, tmp_path, board):
     require_tool("arm-none-eabi-gcc")
     require_tool("qemu-system-arm")
-    from tinycluster.build.board import run_on_board
+    from tinycluster.builders.board import run_on_board
     d = _copy(kws_dir, tmp_path / "kws")
     r = run_on_board(d, board, samples=4, seed=7, count=1)
     on_disk = json.loads((d / "run.json").read_text())
@@ -254,7 +254,7 @@ def test_run_reports_mismatch(kws_dir, tmp_path, monkeypatch):
     """If the host reference differs, run fails and says how many samples differ."""
     require_tool("arm-none-eabi-gcc")
     require_tool("qemu-system-arm")
-    import tinycluster.build.board as tb
+    import tinycluster.builders.board as tb
     real = tb.host_outputs
 
     def off_by_one(model, inputs):
@@ -273,8 +273,8 @@ def test_run_reports_mismatch(kws_dir, tmp_path, monkeypatch):
 def test_instruction_count_is_exact_on_armv6m(kws_dir, tmp_path):
     """ARMv6-M has no IT blocks: the block-hook count must equal unicorn's own instruction limit."""
     require_tool("arm-none-eabi-gcc")
-    from tinycluster.build.board import build_run_image
-    from tinycluster.build.icount import verify_count
+    from tinycluster.builders.board import build_run_image
+    from tinycluster.builders.icount import verify_count
     d = _copy(kws_dir, tmp_path / "kws")
     elf, model, _ = build_run_image(d, "rp2040", samples=1)
     n, returns_at_n, returns_at_n_minus_1 = verify_count(elf, model.name, load_board("rp2040"))
@@ -329,7 +329,7 @@ def test_pico_sdk_project_structure(kws_rp2040_dir):
 def test_firmware_for_generic_board_compiles(kws_dir, tmp_path):
     """The non-Pico layout: toolchain file + plain CMake; main.c and the library cross-compile."""
     require_tool("arm-none-eabi-gcc")
-    from tinycluster.build.firmware import write_firmware_project
+    from tinycluster.builders.firmware import write_firmware_project
     d = _copy(kws_dir, tmp_path / "kws")
     written = write_firmware_project(d, "cortex-m4")
     fw = d / "firmware"

@@ -54,7 +54,7 @@ def _ops_section() -> str:
 def clib():
     """The kernels as a cffi module. Built under a file lock: with pytest-xdist two workers would
     otherwise build the same cached module at once and one could load a half-written .so."""
-    from tinycluster.build.host import build_host_module
+    from tinycluster.builders.host import build_host_module
     from tinycluster.paths import CACHE_DIR
 
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
@@ -661,7 +661,7 @@ def _c_array(ctype, arr):
 def test_kernels_under_address_and_undefined_sanitizers(tmp_path):
     """A standalone program (generated here, not committed) runs every kernel on a few cases
     built with -fsanitize=address,undefined; its printed outputs must equal the references."""
-    from tinycluster.build.host import build_executable
+    from tinycluster.builders.host import build_executable
 
     if not Path("/usr/bin/cc").exists() and not any(Path(p, "cc").exists() for p in os.environ["PATH"].split(":")):
         pytest.skip("no C compiler")

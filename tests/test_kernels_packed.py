@@ -702,7 +702,7 @@ def _sanitizer_source(cases, rng):
 
 @pytest.mark.parametrize("portable", [False, True], ids=["host-simd", "portable"])
 def test_kernels_clean_under_sanitizers(tmp_path, portable):
-    from tinycluster.build.host import build_executable
+    from tinycluster.builders.host import build_executable
     from tinycluster.paths import RUNTIME_SRC
 
     if sys.platform != "linux":

@@ -19,7 +19,7 @@ def symbols(elf_path):
 @pytest.mark.parametrize("board", ["rp2040", "cortex-m4"])
 def test_codebooks_follow_the_board(board, tmp_path):
     require_tool("arm-none-eabi-gcc")
-    from tinycluster.build.board import build_for_board
+    from tinycluster.builders.board import build_for_board
 
     b = load_board(board)
     m = tinycluster.compile(shared_model("kws_ref_model.tflite"), bits=4, board=board)

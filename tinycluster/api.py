@@ -82,7 +82,7 @@ class HostModel:
 
     @classmethod
     def build(cls, src_dir: Path, name: str, report: dict, opt: str = "-O2"):
-        from .build.host import build_host_module
+        from .builders.host import build_host_module
         from .paths import runtime_sources
 
         ic, oc = _C_OF[report["input"]["dtype"]], _C_OF[report["output"]["dtype"]]
@@ -237,7 +237,7 @@ def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None
     clustered = clustered_model_bytes(graph, data)
     cm = CompiledModel(name, em.c_source, em.header, report, clustered, graph, plan)
     if board_profile is not None:
-        from .build.firmware import firmware_files
+        from .builders.firmware import firmware_files
 
         cm.extra_files.update(firmware_files(board_profile, name, cm))
     if fe_info is not None:

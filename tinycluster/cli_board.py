@@ -42,7 +42,7 @@ def build(out_dir, board, as_json):
     """
     import json
 
-    from .build.board import build_for_board, format_build
+    from .builders.board import build_for_board, format_build
 
     r = build_for_board(out_dir, board)
     click.echo(json.dumps(r, indent=2) if as_json else format_build(r))
@@ -65,7 +65,7 @@ def run(out_dir, board, samples, seed, count, timeout, as_json):
     """
     import json
 
-    from .build.board import format_run, run_on_board
+    from .builders.board import format_run, run_on_board
 
     if samples < 1:
         raise TinyClusterError("--samples must be at least 1")

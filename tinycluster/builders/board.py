@@ -12,7 +12,7 @@ numbers (build.json is still written, with ``"fits": false``).
 ``samples`` seeded int8 inputs as flash data, runs it under ``qemu-system-arm`` (semihosting),
 compares every output byte with the host build of the same C (cffi), counts executed instructions
 per invoke by running the same ELF's ``<name>_invoke`` in ``unicorn`` (see
-:mod:`tinycluster.build.icount`), and writes ``DIR/run.json``.
+:mod:`tinycluster.builders.icount`), and writes ``DIR/run.json``.
 
 Everything produced goes to ``DIR/board-<board>/`` (sources, linker script, objects, map, ELF).
 """

@@ -51,6 +51,25 @@ class FloatClustering:
     channel_axis: Optional[int]
     k: int
 
+    @classmethod
+    def from_values(cls, values: np.ndarray, per_channel: bool = True) -> "FloatClustering":
+        """The clustering an array of (already shared) values describes: each group's distinct
+        values are its centroids (output channels along the last axis)."""
+        v = np.asarray(values, dtype=np.float32)
+        if not per_channel:
+            cents, idx = np.unique(v, return_inverse=True)
+            return cls(cents.reshape(1, -1), idx.reshape(v.shape), None, int(cents.size))
+        flat = v.reshape(-1, v.shape[-1])
+        groups = [np.unique(flat[:, c], return_inverse=True) for c in range(flat.shape[1])]
+        kk = max(g[0].size for g in groups)
+        cents = np.zeros((flat.shape[1], kk), dtype=np.float32)
+        idx = np.zeros(flat.shape, dtype=np.int64)
+        for c, (cc, ii) in enumerate(groups):
+            cents[c, :cc.size] = cc
+            cents[c, cc.size:] = cc[-1]
+            idx[:, c] = ii.reshape(-1)
+        return cls(cents, idx.reshape(v.shape), v.ndim - 1, kk)
+
     def values(self) -> np.ndarray:
         if self.channel_axis is None:
             return self.centroids[0][self.indices].astype(np.float32)

@@ -258,3 +258,80 @@ def activation_importance(model, x: np.ndarray, batch_size: int = 32) -> dict:
         else:
             res[layer.name] = e.reshape(-1, 1)
     return res
+
+
+def _patches(layer, a, t):
+    """Input patches of a Conv2D/DepthwiseConv2D call, [N, oh, ow, kh*kw*cin] in (kh, kw, cin) order
+    (the order of the kernel reshaped to [kh*kw*cin, ...])."""
+    kh, kw = layer.kernel_size
+    sh, sw = layer.strides
+    dh, dw = layer.dilation_rate
+    return t.image.extract_patches(a, sizes=[1, kh, kw, 1], strides=[1, sh, sw, 1], rates=[1, dh, dw, 1],
+                                   padding=layer.padding.upper())
+
+
+def layer_input_moments(model, x: np.ndarray, batch_size: int = 16, max_rows: int = 4096) -> dict:
+    """Per weighted layer, ``H = E[p p^T]`` over the input vectors ``p`` its output channels multiply
+    (conv: im2col patches; dense: the input vector), on inputs ``x``.
+
+    Returns ``{layer name: H}`` with H [d, d] (Conv2D: d = kh*kw*cin; Dense: d = in) or, for
+    DepthwiseConv2D, [C, kh*kw, kh*kw] per output channel (channel i*mult + m sees input channel
+    i). Rows are the kernel viewed channels-last and reshaped to [d, C]. Layers whose input is
+    not reachable as one tensor (shared or nested layers) or grouped convolutions are left out.
+    At most ``max_rows`` patch positions per batch are used (an even subsample). With ``n`` input
+    vectors in all, H is shrunk towards its diagonal by ``d / (d + n)`` (a dense layer with fewer
+    samples than inputs would otherwise have a singular H that the refit over-fits).
+    """
+    t = tf()
+    k = keras()
+    wl = []
+    for layer, var in weighted_layers(model):
+        if layer.__class__.__name__ == "Conv2D" and int(getattr(layer, "groups", 1)) != 1:
+            continue
+        wl.append((layer, var))
+    if not wl:
+        return {}
+    try:
+        sub = k.Model(model.inputs, [layer.input for layer, _ in wl])
+    except Exception:
+        return {}
+    sums = [None] * len(wl)
+    counts = [0] * len(wl)
+    for i in range(0, x.shape[0], batch_size):
+        outs = sub(x[i:i + batch_size], training=False)
+        if not isinstance(outs, (list, tuple)):
+            outs = [outs]
+        for j, ((layer, var), o) in enumerate(zip(wl, outs)):
+            cls = layer.__class__.__name__
+            if cls == "Dense":
+                p = np.asarray(o, dtype=np.float64)
+                p = p.reshape(-1, p.shape[-1])
+            else:
+                p = np.asarray(_patches(layer, o, t), dtype=np.float64)
+                p = p.reshape(-1, p.shape[-1])
+            if p.shape[0] > max_rows:
+                p = p[np.linspace(0, p.shape[0] - 1, max_rows).astype(np.int64)]
+            if cls == "DepthwiseConv2D":
+                cin = int(o.shape[-1])
+                p = p.reshape(p.shape[0], -1, cin)  # [n, kh*kw, cin]
+                s = np.einsum("npc,nqc->cpq", p, p)
+            else:
+                s = p.T @ p
+            sums[j] = s if sums[j] is None else sums[j] + s
+            counts[j] += p.shape[0]
+    res = {}
+    for (layer, var), s, n in zip(wl, sums, counts):
+        H = s / max(n, 1)
+        # shrink towards the diagonal when there are few input vectors for the dimension (a dense
+        # layer sees one per sample): an H of rank < d would let the refit fit the calibration set
+        d = H.shape[-1]
+        alpha = d / (d + n)
+        diag = np.einsum("...ii->...i", H)
+        H = (1.0 - alpha) * H
+        idx = np.arange(d)
+        H[..., idx, idx] += alpha * diag
+        if layer.__class__.__name__ == "DepthwiseConv2D":
+            mult = int(var.shape[-1])
+            H = np.repeat(H, mult, axis=0)  # channel i*mult + m sees input channel i
+        res[layer.name] = H
+    return res

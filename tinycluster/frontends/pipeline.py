@@ -96,6 +96,20 @@ def cluster_kernel(layer, w: np.ndarray, k: int, *, per_channel=True, method="km
     return fc.values().reshape(w.shape).astype(w.dtype), fc
 
 
+def _refit(layer, w_orig, new, H, snap_only=False):
+    """Output-aware refit of a clustered kernel onto the int8 grid the converter will use
+    (:mod:`tinycluster.compress.output_aware`); returns (kernel, FloatClustering)."""
+    from ..compress.kmeans_float import FloatClustering
+    from ..compress.output_aware import refit_int8
+    from .keras import kernel_to_channels_last
+
+    w0 = kernel_to_channels_last(layer, w_orig)
+    v = kernel_to_channels_last(layer, new)
+    C = w0.shape[-1]
+    out = refit_int8(w0.reshape(-1, C), v.reshape(-1, C), H, snap_only=snap_only).reshape(w0.shape)
+    return out.reshape(w_orig.shape).astype(w_orig.dtype), FloatClustering.from_values(out.astype(np.float32))
+
+
 def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=None, clusters=None,
                             granularity="per-channel", method="kmeans", prune=None, prune_structured=False,
                             heal=None, heal_epochs=1, flash_budget=None, mean_bits=None, weight_dtype="int8",
@@ -153,16 +167,35 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
     # 3. k per layer
     int8_ref = None
     importance = {}
+    moments = {}
     if activation_aware and method == "kmeans":
-        from .keras import activation_importance
+        from .keras import activation_importance, layer_input_moments
 
         importance = activation_importance(model, x_cal[:sensitivity_samples])
+        if per_channel and not int4:
+            moments = layer_input_moments(model, x_cal[:1024])
     info["activation_aware"] = bool(importance)
+    info["output_aware_refit"] = bool(moments)
+
+    def cluster_layer(layer, w, k, fit=True):
+        """Clustered kernel (Keras shape) and its FloatClustering, or (None, None) when the
+        layer is left to plain int8 quantization."""
+        if k >= 256 and not int4 and method == "kmeans":
+            if layer.name not in moments:
+                return None, None  # int8 quantization alone gives <= 256 values per channel
+            new, fc = w, None
+        else:
+            new, fc = cluster_kernel(layer, w, k, per_channel=per_channel,
+                                     method="uniform" if method == "uniform" else "kmeans",
+                                     init=init, int4=int4, seed=seed, importance=importance.get(layer.name))
+        if layer.name in moments:
+            new, fc2 = _refit(layer, w, new, moments[layer.name], snap_only=not fit)
+            fc = fc2 if fc is not None else None  # an unclustered (8 bit) layer is not healed
+        return new, fc
 
     def cfn(layer, w, k):
-        return cluster_kernel(layer, w, k, per_channel=per_channel,
-                              method="uniform" if method == "uniform" else "kmeans",
-                              init=init, int4=int4, seed=seed, importance=importance.get(layer.name))[0]
+        new = cluster_layer(layer, w, k)[0]
+        return w if new is None else new
 
     originals = {layer.name: var.numpy().copy() for layer, var in wl}
     budgeted = flash_budget is not None or mean_bits is not None
@@ -222,20 +255,20 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
                                                 quiet, seed)
         else:
             for layer, var in tqdm(wl, desc="clustering", unit="layer", disable=quiet, leave=False):
-                k = layer_k[layer.name]
-                if k >= 256 and not int4 and method == "kmeans":
-                    continue  # int8 quantization alone gives <= 256 values per channel
                 w = var.numpy()
-                new, fc = cluster_kernel(layer, w, k, per_channel=per_channel,
-                                         method="uniform" if method == "uniform" else "kmeans",
-                                         init=init, int4=int4, seed=seed, importance=importance.get(layer.name))
-                if affine and method == "kmeans":
+                new, fc = cluster_layer(layer, w, layer_k[layer.name], fit=not affine)
+                if new is None:
+                    continue
+                if affine and method == "kmeans" and fc is not None:
                     from ..compress.kmeans_float import affine_correct
 
                     fc = affine_correct(_kernel_cl(layer, var), fc)
                     new = fc.values().reshape(w.shape).astype(w.dtype)
+                    if layer.name in moments:  # keep the affine centroids, choose their grid points
+                        new, fc = _refit(layer, w, new, moments[layer.name], snap_only=True)
                 var.assign(new)
-                clusterings[layer.name] = fc
+                if fc is not None:
+                    clusterings[layer.name] = fc
 
         # 5. healing
         if train is not None and heal_epochs > 0 and clusterings and method != "tfmot":
@@ -248,6 +281,13 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
                             "loss_history": healed["_history"],
                             "loss": "labels" if train[1] is not None else "distillation (MSE to the float model)"}
             clusterings = {n: v for n, v in healed.items() if n != "_history"}
+            if moments:  # healing moved the centroids off the int8 grid: choose their grid points
+                for layer, var in wl:
+                    if layer.name in clusterings and layer.name in moments:
+                        new, fc = _refit(layer, originals[layer.name], var.numpy(), moments[layer.name],
+                                         snap_only=True)
+                        var.assign(new)
+                        clusterings[layer.name] = fc
             if int4:  # healing moved the centroids off the int4 grid: snap them back
                 for layer, var in wl:
                     if layer.name in clusterings:

@@ -1,0 +1,196 @@
+"""Output-aware centroid refit on the int8 grid (the Keras front end's last clustering step).
+
+Plain k-means minimises the weight error ``sum (w - q)^2``. What matters is the error in the
+layer's output, ``e = (w - q) . x`` over the layer's inputs ``x``, whose mean square is the
+quadratic form ``(w - q)^T H (w - q)`` with ``H = E[x x^T]`` (the uncentred second moment of
+the input patches a channel multiplies, measured on the calibration inputs). ``H`` has large
+off-diagonal terms when the inputs share a large mean (raw pixels, ReLU outputs): errors that
+would cancel in the weight norm add up in the output. Measured on ResNet-8, 1 % weight noise
+in the first convolution costs 19.6 dB of output SNR, the same noise with a zero sum per
+channel 35.1 dB.
+
+For one output channel with fixed assignments (``A`` the one-hot [d, m] assignment matrix,
+``c`` the m used centroids) the error is ``e = w - A c`` and
+
+    cost(c + delta) = cost(c) - 2 delta^T r + delta^T G delta,   G = A^T H A,  r = A^T H e.
+
+This module
+
+1. refits the centroids to the least-squares optimum ``c += G^-1 r`` (continuous);
+2. snaps them to the per-channel int8 grid the TFLite converter will use,
+   ``s = max|c| / 127`` (the converter quantizes each output channel with
+   ``round(w / s)``; batch-norm folding scales a whole channel, so the grid is the same), so
+   that conversion reproduces the chosen integers exactly instead of rounding them blindly;
+3. improves the integers by coordinate descent (one grid step up or down per centroid while
+   the quadratic cost falls). The centroid at ``max|c|`` stays put (it fixes the scale), an
+   exact zero centroid stays zero (pruning's sparsity).
+
+The same code rounds an unclustered layer (``k >= distinct values``: every distinct value is its
+own centroid), so "8 bit" output is int8 rounding that minimises output error.
+
+Everything here is numpy; the statistics come from
+:func:`tinycluster.frontends.keras.layer_input_moments`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+QMAX = 127  # TFLite's symmetric int8 weight range is [-127, 127]
+
+
+def _refit_group(w: np.ndarray, idx: np.ndarray, cents: np.ndarray, H: np.ndarray,
+                 qmax: int, sweeps: int, snap_only: bool = False) -> np.ndarray:
+    """One output channel: ``w`` [d] float weights, ``idx`` [d] cluster of each weight,
+    ``cents`` centroids indexed by ``idx``; returns the new weight values [d] on the grid."""
+    used, inv = np.unique(idx, return_inverse=True)
+    c = cents[used].astype(np.float64)
+    m = used.size
+    if not np.any(c):
+        return np.zeros_like(w)
+    cents = np.asarray(cents, dtype=np.float64)
+    A = np.zeros((w.size, m))
+    A[np.arange(w.size), inv] = 1.0
+    G = A.T @ H @ A
+    ridge = 1e-9 * max(float(np.trace(G)) / m, 1e-30)
+    fixed = c == 0.0  # an exact zero (pruned) stays zero
+    free = ~fixed
+    # 1. continuous least-squares refit of the free centroids
+    if free.any() and not snap_only:
+        e = w - A @ c
+        r = A.T @ H @ e
+        Gf = G[np.ix_(free, free)] + ridge * np.eye(int(free.sum()))
+        try:
+            c[free] += np.linalg.solve(Gf, r[free])
+        except np.linalg.LinAlgError:
+            pass
+    # a centroid far outside the weight range would coarsen the grid of all the others
+    amax = float(np.abs(w).max())
+    c = np.clip(c, -amax * 1.25, amax * 1.25)
+    # 2.-3. snap to the converter's grid and descend; also from the unrefitted centroids (what the
+    # converter's own rounding would start from), so the result is never worse than that
+    best = None
+    for start in ((c, cents[used].astype(np.float64)) if not snap_only else (c,)):
+        vals, cost = _snap_descend(w, A, G, H, start, free, qmax, sweeps)
+        if best is None or cost < best[1]:
+            best = (vals, cost)
+    return best[0][inv]
+
+
+def _snap_descend(w, A, G, H, c, free, qmax, sweeps):
+    """Snap centroids ``c`` to the grid ``s = max|c| / qmax`` and improve them one grid step at a
+    time (coordinate descent on ``e^T H e``); the centroid at ``max|c|`` stays (it sets ``s``).
+    Returns (centroid values, cost)."""
+    top = int(np.argmax(np.abs(c)))
+    s = abs(float(c[top])) / qmax
+    if s == 0.0:
+        e = w
+        return np.zeros_like(c), float(e @ H @ e)
+    q = np.clip(np.round(c / s), -qmax, qmax)
+    q[top] = np.sign(c[top]) * qmax
+    q[~free] = 0.0
+    movable = free.copy()
+    movable[top] = False
+    e = w - A @ (q * s)
+    r = A.T @ H @ e
+    diag = np.diag(G)
+    for _ in range(sweeps):
+        changed = False
+        for j in np.flatnonzero(movable):
+            for step in (1.0, -1.0):
+                nq = q[j] + step
+                if abs(nq) > qmax:
+                    continue
+                d = step * s
+                if d * d * diag[j] < 2.0 * d * r[j]:  # the cost falls
+                    q[j] = nq
+                    r -= G[:, j] * d
+                    changed = True
+                    break
+        if not changed:
+            break
+    e = w - A @ (q * s)
+    return q * s, float(e @ H @ e)
+
+
+def reassign(w: np.ndarray, values: np.ndarray, H: np.ndarray, sweeps: int = 3) -> np.ndarray:
+    """Move single weights to the neighbouring value of their channel (next lower or higher
+    distinct value) while that lowers the output error ``e^T H e`` (``e = w - q``); vectorized
+    over the channels. Weights at 0 (pruned) and at the channel's largest magnitude (it fixes the
+    int8 scale) stay where they are. ``w``, ``values``: [d, C]; ``H``: [d, d] or [C, d, d]."""
+    w = np.asarray(w, dtype=np.float64)
+    q = np.asarray(values, dtype=np.float64).copy()
+    d, C = q.shape
+    shared = H.ndim == 2
+    e = w - q
+    g = H @ e if shared else np.einsum("cde,ec->dc", H, e)  # [d, C]
+    hdiag = np.diag(H)[:, None] if shared else np.einsum("cdd->dc", H)
+    levels = [np.unique(q[:, c]) for c in range(C)]
+    m = max(lv.size for lv in levels)
+    table = np.full((C, m + 2), np.nan)
+    for c, lv in enumerate(levels):
+        table[c, 1:lv.size + 1] = lv
+    top = np.abs(q).max(axis=0)
+    cols = np.arange(C)
+    for _ in range(sweeps):
+        moved = 0
+        for i in range(d):
+            qi = q[i]
+            pos = np.array([np.searchsorted(levels[c], qi[c]) for c in range(C)]) + 1
+            lock = (qi == 0.0) | (np.abs(qi) == top)
+            best = np.zeros(C)
+            target = qi.copy()
+            gain = np.zeros(C)
+            for nb in (table[cols, pos - 1], table[cols, pos + 1]):
+                delta = nb - qi
+                ok = np.isfinite(delta) & ~lock & (nb != 0.0)
+                delta = np.where(ok, delta, 0.0)
+                change = -2.0 * delta * g[i] + delta * delta * hdiag[i]
+                better = ok & (change < gain)
+                best = np.where(better, delta, best)
+                target = np.where(better, nb, target)
+                gain = np.where(better, change, gain)
+            if not np.any(best):
+                continue
+            moved += int(np.count_nonzero(best))
+            q[i] = target
+            if shared:
+                g -= np.outer(H[:, i], best)
+            else:
+                g -= H[:, :, i].T * best[None, :]
+        if not moved:
+            break
+    return q
+
+
+def refit_int8(w: np.ndarray, values: np.ndarray, H: np.ndarray, *, qmax: int = QMAX,
+               sweeps: int = 8, snap_only: bool = False, rounds: int = 2) -> np.ndarray:
+    """Output-aware refit of a clustered kernel viewed as [d, C] (C output channels).
+
+    ``w``: the original float weights [d, C]; ``values``: the clustered weights [d, C] (each
+    channel's distinct values are its clusters); ``H``: [d, d] shared by all channels (conv,
+    dense) or [C, d, d] (depthwise: each channel has its own input). Returns new values
+    [d, C], each channel on its own int8 grid and with no more distinct values than before.
+    Alternates the centroid refit with :func:`reassign` for ``rounds`` rounds.
+    ``snap_only``: skip the continuous refit and the reassignment (keep centroids that were
+    tuned end to end, e.g. by healing, and only choose their grid points).
+    """
+    w = np.asarray(w, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    for rnd in range(1 if snap_only else rounds):
+        if rnd:
+            values = reassign(w, values, H)
+        out = np.empty_like(values)
+        for ch in range(w.shape[1]):
+            cents, idx = np.unique(values[:, ch], return_inverse=True)
+            Hc = H if H.ndim == 2 else H[ch]
+            out[:, ch] = _refit_group(w[:, ch], idx.reshape(-1), cents, Hc, qmax, sweeps, snap_only)
+        values = out
+    return values
+
+
+def output_error(w: np.ndarray, values: np.ndarray, H: np.ndarray) -> float:
+    """Mean over channels of ``(w - q)^T H (w - q)``: the layer's mean squared output error."""
+    e = np.asarray(w, dtype=np.float64) - np.asarray(values, dtype=np.float64)
+    if H.ndim == 2:
+        return float(np.einsum("dc,de,ec->", e, H, e) / e.shape[1])
+    return float(np.einsum("dc,cde,ec->", e, H, e) / e.shape[1])

@@ -111,6 +111,30 @@ def core_flash(tfl: bytes) -> int:
         return int(tinycluster.compile(p, lossless=True, granularity="per-channel").report["totals"]["flash_bytes"])
 
 
+NOISE = (0.001, 0.01)
+
+
+def weight_noise_fidelity(path, x_eval, y_float, classifier):
+    """How fragile the float model's decisions are: every kernel plus Gaussian noise of
+    ``r * std(kernel)`` (fixed seed), no quantization at all. Agreement below 100 % at r = 0.1 %
+    (-60 dB weight SNR, far below int8 rounding) means the inputs hold decisions that any
+    weight change flips."""
+    from tinycluster.frontends.keras import weighted_layers
+
+    out = {}
+    for r in NOISE:
+        m = load_keras(path)
+        rng = np.random.default_rng(0)
+        for _, var in weighted_layers(m):
+            w = var.numpy()
+            var.assign(w + rng.normal(0, r * float(np.std(w)), w.shape).astype(w.dtype))
+        y = m.predict(x_eval, verbose=0, batch_size=64)
+        out[str(r)] = {"agreement": agreement(y, y_float) if classifier else None, "snr_db": snr_db(y, y_float)}
+        print(f"  weight noise {100 * r:g} %: agreement {out[str(r)]['agreement']}, SNR {out[str(r)]['snr_db']:.2f} dB",
+              flush=True)
+    return out
+
+
 MARGIN = 0.1  # "clear" inputs: the float model's top-1 probability leads the runner-up by >= this
 
 
@@ -135,6 +159,7 @@ def run_model(name, n_cal, n_eval, quiet=True):
     x_cal, x_eval = make_inputs(name, model.input_shape, n_cal, n_eval)
     y_float = model.predict(x_eval, verbose=0, batch_size=64)
     classifier = name != "ad01.h5"
+    noise = weight_noise_fidelity(path, x_eval, y_float, classifier)
     calib_file = Path(tempfile.mkdtemp()) / "calib.npy"
     np.save(calib_file, x_cal)
     rows = {}
@@ -169,7 +194,7 @@ def run_model(name, n_cal, n_eval, quiet=True):
     go("uniform4", bits=4, method="uniform")
     for b in (3, 4):
         go(f"sens@{b}", flash_budget=rows[str(b)]["flash_bytes"])
-    return {"model": name, "classifier": classifier, "calibration_samples": int(n_cal),
+    return {"model": name, "classifier": classifier, "calibration_samples": int(n_cal), "weight_noise": noise,
             "evaluation_samples": int(n_eval), "rows": rows, "seconds": round(time.time() - t0, 1)}
 
 
@@ -217,6 +242,11 @@ def write_docs(results, docs: Path, command: str):
                          f"{_f(u['snr_db'])} dB (flash {s['flash_bytes']} B); widths {s.get('per_layer_bits')}")
         lines.append(f"- k-means vs uniform INT4 at 4 bits: SNR {_f(rows['4']['snr_db'])} vs "
                      f"{_f(rows['uniform4']['snr_db'])} dB")
+        nz = res["weight_noise"]
+        lines.append("- fragility of the float model itself (every kernel + Gaussian noise of r x its std, no "
+                     "quantization): " + "; ".join(
+                         f"r = {100 * float(r):g} %: agreement {_f(v['agreement'], True)}, SNR {_f(v['snr_db'])} dB"
+                         for r, v in nz.items()))
         lines.append("")
     checks = []
     for res in results:

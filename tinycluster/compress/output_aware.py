@@ -38,6 +38,14 @@ import numpy as np
 QMAX = 127  # TFLite's symmetric int8 weight range is [-127, 127]
 
 
+def _gram(H: np.ndarray, inv: np.ndarray, m: int) -> np.ndarray:
+    """``A^T H A`` for the one-hot assignment ``A`` of ``inv`` (sums of H's blocks), in O(d^2)."""
+    order = np.argsort(inv, kind="stable")
+    starts = np.searchsorted(inv[order], np.arange(m))
+    rows = np.add.reduceat(H[order], starts, axis=0)  # [m, d]
+    return np.add.reduceat(rows[:, order], starts, axis=1)
+
+
 def _refit_group(w: np.ndarray, idx: np.ndarray, cents: np.ndarray, H: np.ndarray,
                  qmax: int, sweeps: int, snap_only: bool = False) -> np.ndarray:
     """One output channel: ``w`` [d] float weights, ``idx`` [d] cluster of each weight,
@@ -50,14 +58,14 @@ def _refit_group(w: np.ndarray, idx: np.ndarray, cents: np.ndarray, H: np.ndarra
     cents = np.asarray(cents, dtype=np.float64)
     A = np.zeros((w.size, m))
     A[np.arange(w.size), inv] = 1.0
-    G = A.T @ H @ A
+    G = _gram(H, inv, m)  # A^T H A
     ridge = 1e-9 * max(float(np.trace(G)) / m, 1e-30)
     fixed = c == 0.0  # an exact zero (pruned) stays zero
     free = ~fixed
     # 1. continuous least-squares refit of the free centroids
     if free.any() and not snap_only:
         e = w - A @ c
-        r = A.T @ H @ e
+        r = A.T @ (H @ e)
         Gf = G[np.ix_(free, free)] + ridge * np.eye(int(free.sum()))
         try:
             c[free] += np.linalg.solve(Gf, r[free])
@@ -91,23 +99,17 @@ def _snap_descend(w, A, G, H, c, free, qmax, sweeps):
     movable = free.copy()
     movable[top] = False
     e = w - A @ (q * s)
-    r = A.T @ H @ e
+    r = A.T @ (H @ e)
     diag = np.diag(G)
-    for _ in range(sweeps):
-        changed = False
-        for j in np.flatnonzero(movable):
-            for step in (1.0, -1.0):
-                nq = q[j] + step
-                if abs(nq) > qmax:
-                    continue
-                d = step * s
-                if d * d * diag[j] < 2.0 * d * r[j]:  # the cost falls
-                    q[j] = nq
-                    r -= G[:, j] * d
-                    changed = True
-                    break
-        if not changed:
+    for _ in range(sweeps * q.size):  # best single move first, until none lowers the cost
+        up = np.where(movable & (q + 1 <= qmax), s * s * diag - 2.0 * s * r, 0.0)
+        dn = np.where(movable & (q - 1 >= -qmax), s * s * diag + 2.0 * s * r, 0.0)
+        ju, jd = int(np.argmin(up)), int(np.argmin(dn))
+        if min(up[ju], dn[jd]) >= 0.0:
             break
+        j, step = (ju, 1.0) if up[ju] <= dn[jd] else (jd, -1.0)
+        q[j] += step
+        r -= G[:, j] * (step * s)
     e = w - A @ (q * s)
     return q * s, float(e @ H @ e)
 
@@ -131,16 +133,19 @@ def reassign(w: np.ndarray, values: np.ndarray, H: np.ndarray, sweeps: int = 3) 
         table[c, 1:lv.size + 1] = lv
     top = np.abs(q).max(axis=0)
     cols = np.arange(C)
+    pos_all = np.stack([np.searchsorted(levels[c], q[:, c]) for c in range(C)], axis=1) + 1  # [d, C]
     for _ in range(sweeps):
         moved = 0
         for i in range(d):
             qi = q[i]
-            pos = np.array([np.searchsorted(levels[c], qi[c]) for c in range(C)]) + 1
+            pos = pos_all[i]
             lock = (qi == 0.0) | (np.abs(qi) == top)
             best = np.zeros(C)
             target = qi.copy()
             gain = np.zeros(C)
-            for nb in (table[cols, pos - 1], table[cols, pos + 1]):
+            shift = np.zeros(C, dtype=np.int64)
+            lower = table[cols, pos - 1]
+            for nb in (lower, table[cols, pos + 1]):
                 delta = nb - qi
                 ok = np.isfinite(delta) & ~lock & (nb != 0.0)
                 delta = np.where(ok, delta, 0.0)
@@ -148,11 +153,13 @@ def reassign(w: np.ndarray, values: np.ndarray, H: np.ndarray, sweeps: int = 3) 
                 better = ok & (change < gain)
                 best = np.where(better, delta, best)
                 target = np.where(better, nb, target)
+                shift = np.where(better, -1 if nb is lower else 1, shift)
                 gain = np.where(better, change, gain)
             if not np.any(best):
                 continue
             moved += int(np.count_nonzero(best))
             q[i] = target
+            pos_all[i] += shift
             if shared:
                 g -= np.outer(H[:, i], best)
             else:

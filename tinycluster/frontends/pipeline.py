@@ -226,7 +226,7 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
         bits = clusters = None
 
     base_model = model
-    attempts = 3 if (flash_budget is not None and method != "tfmot") else 1
+    attempts = 4 if (flash_budget is not None and method != "tfmot") else 1
     for attempt in range(attempts):
         if budgeted:
             choice = sens.choose(infos, flash_budget=flash_budget, mean_bits=mean_bits, k_options=opts,
@@ -317,7 +317,9 @@ def compress_to_int8_tflite(model_path, *, calib=None, calib_random=None, bits=N
         if attempt == attempts - 1:
             raise TinyClusterError(f"could not fit the flash budget {flash_budget} B (the closest assignment "
                                    f"found needs {actual} B); raise --flash-budget a little")
-        overhead += actual - flash_budget
+        # the chooser works on costs rounded to ~1/4000 of the budget: a few bytes less can give the
+        # same choice again, so tighten by at least that step, more on every retry
+        overhead += max(actual - flash_budget, flash_budget // 4000 + 1) * (attempt + 1)
     if budgeted:
         del cache
     wl = weighted_layers(model)

@@ -29,16 +29,9 @@ _ACT = {0: None, 1: "relu", 3: "relu6", 4: "tanh"}  # ActivationFunctionType: NO
 
 
 def _read(path: Path) -> dict:
-    from ..importers import tflite as imp
+    from ..importers.tflite import read_model
 
-    p, data = imp._read_file(path)
-    try:
-        return imp._read_model(p, data)
-    except TinyClusterError:
-        raise
-    except Exception as e:  # truncated / corrupt flatbuffer
-        raise TinyClusterError(f"{p.name}: cannot read the TFLite model ({type(e).__name__}: {e}); "
-                               "the file is corrupted or truncated") from None
+    return read_model(path)[1]
 
 
 def _padding(opt) -> str:

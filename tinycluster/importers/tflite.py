@@ -83,6 +83,20 @@ def _read_file(path) -> tuple:
     return path, data
 
 
+def read_model(path) -> tuple:
+    """(path, parsed model dict) of a .tflite file; any unreadable, non-TFLite, truncated or
+    corrupted file is a one-line TinyClusterError naming the file."""
+    path, data = _read_file(path)
+    try:
+        return path, _read_model(path, data)
+    except TinyClusterError:
+        raise
+    except (struct.error, IndexError, ValueError, TypeError, AttributeError, OverflowError,
+            UnicodeDecodeError, MemoryError) as e:
+        raise _err(path, f"not a valid TFLite model: the flatbuffer is truncated or corrupted "
+                         f"({type(e).__name__}: {e})") from None
+
+
 def _buffer_bytes(model, data: bytes, bi: int):
     """Bytes of buffer ``bi`` (None when empty), from the flatbuffer or from beyond it
     (buffers of large models are stored after the flatbuffer, given by offset/size)."""
@@ -283,15 +297,7 @@ def is_float_model(path) -> bool:
     be routed to the float front end); False for full-integer int8 models, including those
     with float input/output around QUANTIZE/DEQUANTIZE. Raises TinyClusterError for files
     that are not readable TFLite models."""
-    path, data = _read_file(path)
-    try:
-        m = _read_model(path, data)
-    except TinyClusterError:
-        raise
-    except (struct.error, IndexError, ValueError, TypeError, AttributeError, OverflowError,
-            UnicodeDecodeError, MemoryError) as e:
-        raise _err(path, f"not a valid TFLite model: the flatbuffer is truncated or corrupted "
-                         f"({type(e).__name__}: {e})") from None
+    path, m = read_model(path)
     return _float_compute(m) is not None
 
 
@@ -319,15 +325,7 @@ def load_tflite(path) -> Graph:
     from .. import ops as ops_pkg
     from ..ops.base import RawOp
 
-    path, data = _read_file(path)
-    try:
-        m = _read_model(path, data)
-    except TinyClusterError:
-        raise
-    except (struct.error, IndexError, ValueError, TypeError, AttributeError, OverflowError,
-            UnicodeDecodeError, MemoryError) as e:
-        raise _err(path, f"not a valid TFLite model: the flatbuffer is truncated or corrupted "
-                         f"({type(e).__name__}: {e})") from None
+    path, m = read_model(path)
 
     # Which message helps more? A float model (supported ops computing on float) gets the float
     # message: its ops would all be fine once it is int8. Otherwise an unsupported op is named

@@ -71,6 +71,29 @@ def parse_conv_options(raw):
     }
 
 
+# value ranges of the geometry fields shared by tc_conv_packed_params and tc_dw_packed_params
+GEOMETRY_RANGES = {"in_h": U16, "in_w": U16, "in_c": U16, "out_w": U16, "out_c": U16, "k_h": U16, "k_w": U16,
+                   "stride_h": (1, 255), "stride_w": (1, 255), "dil_h": (1, 255), "dil_w": (1, 255),
+                   "pad_top": U8, "pad_left": U8}
+
+
+def conv_operands(node, graph):
+    """Checks shared by CONV_2D and DEPTHWISE_CONV_2D (4-D tensors, batch 1, constant filter);
+    returns ((in_h, in_w, in_c), filter shape, output shape) as ints."""
+    if len(node.inputs) < 2:
+        pc.fail(node, graph, "needs input and filter tensors")
+    inp, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
+    out = graph.tensors[node.outputs[0]]
+    if len(inp.shape) != 4 or len(w.shape) != 4 or len(out.shape) != 4:
+        pc.fail(node, graph, f"expects 4-D input/filter/output, got {inp.shape}, {w.shape}, {out.shape}")
+    if int(inp.shape[0]) != 1:
+        pc.fail(node, graph, f"batch {inp.shape[0]} is not supported (batch 1 only)")
+    if not w.is_const:
+        pc.fail(node, graph, "the filter must be a constant tensor")
+    return (tuple(int(d) for d in inp.shape[1:]), tuple(int(d) for d in w.shape),
+            [int(d) for d in out.shape])
+
+
 def resolve_geometry(node, graph, in_shape, k_h, k_w, out_shape):
     """Strides, dilation, padding and output size (TFLite ComputePaddingHeightWidth)."""
     a = node.attrs
@@ -135,30 +158,16 @@ class Conv2D(OpHandler):
         return parse_conv_options(raw)
 
     def resolve(self, node, graph):
-        if len(node.inputs) < 2:
-            pc.fail(node, graph, "needs input and filter tensors")
-        inp, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
-        out = graph.tensors[node.outputs[0]]
-        if len(inp.shape) != 4 or len(w.shape) != 4 or len(out.shape) != 4:
-            pc.fail(node, graph, f"expects 4-D input/filter/output, got {inp.shape}, {w.shape}, {out.shape}")
-        if int(inp.shape[0]) != 1:
-            pc.fail(node, graph, f"batch {inp.shape[0]} is not supported (batch 1 only)")
-        if not w.is_const:
-            pc.fail(node, graph, "the filter must be a constant tensor")
-        _, ih, iw, ic = (int(d) for d in inp.shape)
-        oc, kh, kw, fic = (int(d) for d in w.shape)
+        (ih, iw, ic), (oc, kh, kw, fic), out_shape = conv_operands(node, graph)
         if fic < 1 or ic % fic != 0 or oc % (ic // fic) != 0:
             pc.fail(node, graph, f"filter depth {fic} does not divide input depth {ic} into groups of the {oc} outputs")
-        if int(out.shape[3]) != oc:
-            pc.fail(node, graph, f"output depth {out.shape[3]} != filter count {oc}")
-        p = resolve_geometry(node, graph, (1, ih, iw, ic), kh, kw, [int(d) for d in out.shape])
+        if out_shape[3] != oc:
+            pc.fail(node, graph, f"output depth {out_shape[3]} != filter count {oc}")
+        p = resolve_geometry(node, graph, (1, ih, iw, ic), kh, kw, out_shape)
         q = pc.resolve_requant(node, graph, oc)
         q.pop("filter_scales")
         p.update(in_h=ih, in_w=iw, in_c=ic, out_c=oc, k_h=kh, k_w=kw, filter_in_c=fic, **q)
-        pc.check_range(node, graph, p, {"in_h": U16, "in_w": U16, "in_c": U16, "out_w": U16, "out_c": U16,
-                                         "k_h": U16, "k_w": U16, "filter_in_c": U16, "stride_h": (1, 255),
-                                         "stride_w": (1, 255), "dil_h": (1, 255), "dil_w": (1, 255),
-                                         "pad_top": U8, "pad_left": U8})
+        pc.check_range(node, graph, p, dict(GEOMETRY_RANGES, filter_in_c=U16))
         node.params = p
 
     # -- emission ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 from ..quantize import requantize
 from . import _packed_common as pc
 from .base import OpHandler, register
-from .conv_2d import U8, U16, pad_input, resolve_geometry, taps
+from .conv_2d import GEOMETRY_RANGES, U16, conv_operands, parse_conv_options, pad_input, resolve_geometry, taps
 
 
 def struct_fields(p: dict, layout) -> list:
@@ -44,46 +44,23 @@ class DepthwiseConv2D(OpHandler):
 
     def parse(self, raw, graph):
         o = raw.options
-        if o is None:
-            return {"padding": "SAME", "stride_h": 1, "stride_w": 1, "dil_h": 1, "dil_w": 1,
-                    "activation": "NONE", "depth_multiplier": 0}
-        return {
-            "padding": pc.padding_name(o.Padding()),
-            "stride_h": int(o.StrideH()), "stride_w": int(o.StrideW()),
-            "dil_h": int(o.DilationHFactor()) or 1, "dil_w": int(o.DilationWFactor()) or 1,
-            "activation": pc.activation_name(o.FusedActivationFunction()),
-            "depth_multiplier": int(o.DepthMultiplier()),
-        }
+        return dict(parse_conv_options(raw), depth_multiplier=0 if o is None else int(o.DepthMultiplier()))
 
     def resolve(self, node, graph):
-        if len(node.inputs) < 2:
-            pc.fail(node, graph, "needs input and filter tensors")
-        inp, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
-        out = graph.tensors[node.outputs[0]]
-        if len(inp.shape) != 4 or len(w.shape) != 4 or len(out.shape) != 4:
-            pc.fail(node, graph, f"expects 4-D input/filter/output, got {inp.shape}, {w.shape}, {out.shape}")
-        if int(inp.shape[0]) != 1:
-            pc.fail(node, graph, f"batch {inp.shape[0]} is not supported (batch 1 only)")
-        if not w.is_const:
-            pc.fail(node, graph, "the filter must be a constant tensor")
-        _, ih, iw, ic = (int(d) for d in inp.shape)
-        one, kh, kw, oc = (int(d) for d in w.shape)
+        (ih, iw, ic), (one, kh, kw, oc), out_shape = conv_operands(node, graph)
         if one != 1:
-            pc.fail(node, graph, f"filter shape {w.shape} must be [1, kh, kw, channels]")
+            pc.fail(node, graph, f"filter shape {(one, kh, kw, oc)} must be [1, kh, kw, channels]")
         # the multiplier follows from the shapes (as TFLite does when the option is unset)
         if oc % ic != 0:
             pc.fail(node, graph, f"output depth {oc} is not a multiple of the input depth {ic}")
         dm = oc // ic
-        if int(out.shape[3]) != oc:
-            pc.fail(node, graph, f"output depth {out.shape[3]} != filter channels {oc}")
-        p = resolve_geometry(node, graph, (1, ih, iw, ic), kh, kw, [int(d) for d in out.shape])
+        if out_shape[3] != oc:
+            pc.fail(node, graph, f"output depth {out_shape[3]} != filter channels {oc}")
+        p = resolve_geometry(node, graph, (1, ih, iw, ic), kh, kw, out_shape)
         q = pc.resolve_requant(node, graph, oc)
         q.pop("filter_scales")
         p.update(in_h=ih, in_w=iw, in_c=ic, out_c=oc, k_h=kh, k_w=kw, depth_multiplier=dm, **q)
-        pc.check_range(node, graph, p, {"in_h": U16, "in_w": U16, "in_c": U16, "out_w": U16, "out_c": U16,
-                                         "k_h": U16, "k_w": U16, "depth_multiplier": U16, "stride_h": (1, 255),
-                                         "stride_w": (1, 255), "dil_h": (1, 255), "dil_w": (1, 255),
-                                         "pad_top": U8, "pad_left": U8})
+        pc.check_range(node, graph, p, dict(GEOMETRY_RANGES, depth_multiplier=U16))
         node.params = p
 
     def _consts(self, node, ctx):

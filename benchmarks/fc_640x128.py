@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 import tinycluster  # noqa: E402
 from tinycluster._quiet import import_tensorflow  # noqa: E402
 from tinycluster.builders.board import run_on_board  # noqa: E402
+from tinycluster.frontends.keras import convert_to_int8  # noqa: E402
 
 
 def fc_model(n_in=640, n_out=128, seed=0) -> bytes:
@@ -33,19 +34,8 @@ def fc_model(n_in=640, n_out=128, seed=0) -> bytes:
     keras.utils.set_random_seed(seed)
     inp = keras.layers.Input((n_in,), batch_size=1)
     model = keras.Model(inp, keras.layers.Dense(n_out)(inp))
-    rng = np.random.default_rng(seed)
-
-    def rep():
-        for _ in range(16):
-            yield [rng.normal(size=(1, n_in)).astype(np.float32)]
-
-    c = tf.lite.TFLiteConverter.from_keras_model(model)
-    c.optimizations = [tf.lite.Optimize.DEFAULT]
-    c.representative_dataset = rep
-    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    c.inference_input_type = tf.int8
-    c.inference_output_type = tf.int8
-    return c.convert()
+    calib = np.random.default_rng(seed).normal(size=(16, n_in)).astype(np.float32)
+    return convert_to_int8(model, calib)
 
 
 def main():

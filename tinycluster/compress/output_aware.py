@@ -21,9 +21,12 @@ This module
    ``s = max|c| / 127`` (the converter quantizes each output channel with
    ``round(w / s)``; batch-norm folding scales a whole channel, so the grid is the same), so
    that conversion reproduces the chosen integers exactly instead of rounding them blindly;
-3. improves the integers by coordinate descent (one grid step up or down per centroid while
-   the quadratic cost falls). The centroid at ``max|c|`` stays put (it fixes the scale), an
-   exact zero centroid stays zero (pruning's sparsity).
+3. improves the integers one grid step at a time, best move first, while the quadratic cost
+   falls. The centroid at ``max|c|`` stays put (it fixes the scale), an exact zero centroid
+   stays zero (pruning's sparsity); the converter's plain rounding is tried as a second start,
+   so the result is never worse than it;
+4. moves single weights to a neighbouring value of their channel where that lowers the cost
+   (:func:`reassign`) and refits once more.
 
 The same code rounds an unclustered layer (``k >= distinct values``: every distinct value is its
 own centroid), so "8 bit" output is int8 rounding that minimises output error.
@@ -56,16 +59,14 @@ def _refit_group(w: np.ndarray, idx: np.ndarray, cents: np.ndarray, H: np.ndarra
     if not np.any(c):
         return np.zeros_like(w)
     cents = np.asarray(cents, dtype=np.float64)
-    A = np.zeros((w.size, m))
-    A[np.arange(w.size), inv] = 1.0
     G = _gram(H, inv, m)  # A^T H A
     ridge = 1e-9 * max(float(np.trace(G)) / m, 1e-30)
     fixed = c == 0.0  # an exact zero (pruned) stays zero
     free = ~fixed
     # 1. continuous least-squares refit of the free centroids
     if free.any() and not snap_only:
-        e = w - A @ c
-        r = A.T @ (H @ e)
+        e = w - c[inv]
+        r = np.bincount(inv, weights=H @ e, minlength=m)  # A^T H e
         Gf = G[np.ix_(free, free)] + ridge * np.eye(int(free.sum()))
         try:
             c[free] += np.linalg.solve(Gf, r[free])
@@ -78,13 +79,13 @@ def _refit_group(w: np.ndarray, idx: np.ndarray, cents: np.ndarray, H: np.ndarra
     # converter's own rounding would start from), so the result is never worse than that
     best = None
     for start in ((c, cents[used].astype(np.float64)) if not snap_only else (c,)):
-        vals, cost = _snap_descend(w, A, G, H, start, free, qmax, sweeps)
+        vals, cost = _snap_descend(w, inv, G, H, start, free, qmax, sweeps)
         if best is None or cost < best[1]:
             best = (vals, cost)
     return best[0][inv]
 
 
-def _snap_descend(w, A, G, H, c, free, qmax, sweeps):
+def _snap_descend(w, inv, G, H, c, free, qmax, sweeps):
     """Snap centroids ``c`` to the grid ``s = max|c| / qmax`` and improve them one grid step at a
     time (coordinate descent on ``e^T H e``); the centroid at ``max|c|`` stays (it sets ``s``).
     Returns (centroid values, cost)."""
@@ -98,8 +99,8 @@ def _snap_descend(w, A, G, H, c, free, qmax, sweeps):
     q[~free] = 0.0
     movable = free.copy()
     movable[top] = False
-    e = w - A @ (q * s)
-    r = A.T @ (H @ e)
+    e = w - (q * s)[inv]
+    r = np.bincount(inv, weights=H @ e, minlength=q.size)
     diag = np.diag(G)
     for _ in range(sweeps * q.size):  # best single move first, until none lowers the cost
         up = np.where(movable & (q + 1 <= qmax), s * s * diag - 2.0 * s * r, 0.0)
@@ -110,7 +111,7 @@ def _snap_descend(w, A, G, H, c, free, qmax, sweeps):
         j, step = (ju, 1.0) if up[ju] <= dn[jd] else (jd, -1.0)
         q[j] += step
         r -= G[:, j] * (step * s)
-    e = w - A @ (q * s)
+    e = w - (q * s)[inv]
     return q * s, float(e @ H @ e)
 
 
@@ -140,7 +141,6 @@ def reassign(w: np.ndarray, values: np.ndarray, H: np.ndarray, sweeps: int = 3) 
             qi = q[i]
             pos = pos_all[i]
             lock = (qi == 0.0) | (np.abs(qi) == top)
-            best = np.zeros(C)
             target = qi.copy()
             gain = np.zeros(C)
             shift = np.zeros(C, dtype=np.int64)
@@ -151,10 +151,10 @@ def reassign(w: np.ndarray, values: np.ndarray, H: np.ndarray, sweeps: int = 3) 
                 delta = np.where(ok, delta, 0.0)
                 change = -2.0 * delta * g[i] + delta * delta * hdiag[i]
                 better = ok & (change < gain)
-                best = np.where(better, delta, best)
                 target = np.where(better, nb, target)
                 shift = np.where(better, -1 if nb is lower else 1, shift)
                 gain = np.where(better, change, gain)
+            best = target - qi
             if not np.any(best):
                 continue
             moved += int(np.count_nonzero(best))

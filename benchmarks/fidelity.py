@@ -218,7 +218,7 @@ def write_docs(results, docs: Path, command: str):
              "TFLite Micro. Agreement and SNR are against the float Keras model (and against the unclustered int8 "
              "model) on evaluation inputs never seen in calibration; flash is the core's `totals.flash_bytes`. "
              "`sens@b`: per-layer k chosen by the sensitivity search under the flash of the uniform b-bit model. "
-             "Re-run: `" + command + "` (about 15 minutes on 2 cores).", ""]
+             "Re-run: `" + command + "` (about 30 minutes on 2 cores).", ""]
     for res in results:
         rows = res["rows"]
         lines += [f"## {res['model']}", "",

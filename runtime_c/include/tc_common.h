@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tc_arch.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif

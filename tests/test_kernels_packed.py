@@ -687,7 +687,10 @@ def _sanitizer_source(cases, rng):
         else:
             lines += ["    uint8_t *map = NULL;"]
         if kind == "fc":
-            lines += ["    tc_fully_connected_packed(&prm, x, pk, cb, map, b, m, s, out);"]
+            lines += ["    int32_t ns = tc_fully_connected_packed_get_buffer_size(&prm);",
+                      "    int8_t *scr_block = malloc((size_t)ns + 1), *scr = scr_block + 1;",
+                      "    tc_fully_connected_packed(&prm, x, pk, cb, map, b, m, s, out, scr);",
+                      "    free(scr_block);"]
         else:
             fn = "tc_conv2d_packed" if kind == "conv" else "tc_depthwise_conv2d_packed"
             lines += [f"    int32_t ns = {fn}_get_buffer_size(&prm);",
@@ -711,7 +714,7 @@ def test_kernels_clean_under_sanitizers(tmp_path, portable):
     src, inputs = _sanitizer_source(cases, np.random.default_rng(5))
     (tmp_path / "san.c").write_text(src)
     exe = build_executable([tmp_path / "san.c"] + [RUNTIME_SRC / s for s in H.SOURCES], tmp_path / "san",
-                           sanitize=True, opt="-O1", extra_cflags=["-DTC_NO_HOST_SIMD"] if portable else [])
+                           sanitize=True, opt="-O1", extra_cflags=["-DTC_PORTABLE"] if portable else [])
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr, r.stderr[-3000:]

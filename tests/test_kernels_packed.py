@@ -70,12 +70,13 @@ def _quant(data, n_ch, acc_bound):
                 mult=mult, shift=shift, requant_per_channel=int(per_ch))
 
 
-def _layout(data, shape, axis, n_ch):
-    """Random packed weights: width, codebook size (2^n, 2^n - 1 or any), codebook mode."""
-    bits = data.draw(st.integers(1, 8))
+def _layout(data, shape, axis, n_ch, fast=False):
+    """Random packed weights: width, codebook size (2^n, 2^n - 1 or any), codebook mode.
+    fast: mostly what the pair-table fast paths take (widths 1..4, one codebook)."""
+    bits = data.draw(st.integers(1, 4) if fast else st.integers(1, 8))
     full = 1 << bits
     k = data.draw(st.one_of(st.sampled_from(sorted({full, max(1, full - 1)})), st.integers(1, full)))
-    mode = data.draw(st.sampled_from(["tensor", "channel", "shared"]))
+    mode = data.draw(st.sampled_from(["tensor", "tensor", "shared"] if fast else ["tensor", "channel", "shared"]))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     idx = rng.integers(0, k, size=shape)
     n_cb = {"tensor": 1, "channel": n_ch, "shared": data.draw(st.integers(1, max(1, min(n_ch, 5))))}[mode]

@@ -346,25 +346,33 @@ class ThumbMachine:
         return self.uc.reg_read(a.UC_ARM_REG_PC)
 
 
-def count_invoke_instructions(elf: Path, name: str, board, inputs: np.ndarray):
+def count_invoke_instructions(elf: Path, name: str, board, inputs: np.ndarray, profile: bool = False):
     """Instructions executed by each ``<name>_invoke`` on the harness's first len(inputs) samples.
 
     Returns (counts, outputs) where outputs[i] are the output bytes unicorn computed (compared
     with the host by the caller, so the counted run is known to be the right computation).
-    """
+    With profile=True returns (counts, outputs, estimates, stacks): the instruction mix and
+    estimated cycles of each invoke (:mod:`tinycluster.builders.cycles`) and the stack bytes
+    each invoke wrote below the caller's stack pointer (painted stack region)."""
     m = ThumbMachine(elf, board)
-    m.call(f"{name}_init")
+    m.call(f"{name}_init", stack=profile)
+    init_stack = m.stack_used if profile else 0
     base_in, out_addr = m.sym("tc_inputs"), m.sym("tc_output")
     in_size = inputs.shape[1]
     out_size = _obj_size(elf, "tc_output")
-    counts, outs = [], []
+    counts, outs, ests, stacks = [], [], [], []
     for i in range(len(inputs)):
         src = base_in + i * in_size
         if bytes(m.uc.mem_read(src, in_size)) != inputs[i].tobytes():
             raise TinyClusterError("internal: harness inputs in the ELF differ from the generated inputs")
-        n = m.call(f"{name}_invoke", src, out_addr, count=True)
+        n = m.call(f"{name}_invoke", src, out_addr, count=True, profile=profile, stack=profile)
         counts.append(n)
         outs.append(bytes(m.uc.mem_read(out_addr, out_size)))
+        if profile:
+            ests.append(m.estimate(board.cpu))
+            stacks.append(max(m.stack_used, init_stack))
+    if profile:
+        return counts, outs, ests, stacks
     return counts, outs
 
 

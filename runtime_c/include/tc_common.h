@@ -11,6 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Version of the runtime's ABI: kernel signatures, params structs, documented value ranges and
+ * the packed stream format. It changes with any of them; every generated model checks it at
+ * compile time (#error on a mismatch). */
+#define TC_RUNTIME_ABI_VERSION 1
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -153,36 +153,6 @@ TC_INLINE uint32_t fc_index(uint32_t lo, uint32_t hi, uint32_t bits, uint32_t j)
  * GCC has no ACLE intrinsic for SXTB16 with rotation or for PKH, so those are
  * one-instruction asm statements (as CMSIS-NN's cmsis_gcc.h does). Unaligned LDR/LDRH are
  * allowed on these cores. */
-TC_INLINE uint32_t tc_ld32(const void *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-TC_INLINE uint32_t tc_ld16(const void *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-TC_INLINE int32_t tc_sxtb16_ror8(uint32_t x)
-{
-    int32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-TC_INLINE int32_t tc_pkhbt16(int32_t lo, int32_t hi)
-{
-    int32_t r;
-    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
-    return r;
-}
-TC_INLINE int32_t tc_pkhtb16(int32_t hi, int32_t lo)
-{
-    int32_t r;
-    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(hi), "r"(lo));
-    return r;
-}
 /* (x0, x1) and (x2, x3) of four int8 inputs */
 #define TC_FC_XPAIRS(xp, x01, x23)                                                            \
     do {                                                                                      \

@@ -26,7 +26,7 @@
 
 #define TC_FC_CHUNK 128
 #define TC_FC_ROWS 4 /* output channels per pass */
-#define TC_FC_PAIR_MAX_BITS 4 /* pair tables for widths 1..4 */
+#define TC_FC_PAIR_MAX_BITS 5 /* pair tables for widths 1..5 */
 
 /* ---------------------------------------------------------------------------------------
  * Pair tables and scratch
@@ -49,61 +49,17 @@ static int32_t fc_pair_entries(const tc_fc_packed_params *p)
     return (int32_t)p->in_features >= 2 * e ? e : 0;
 }
 
-/* int16 input pairs kept for per-channel / shared codebooks (rows taken one at a time) */
+/* The input row widened once per batch row to int16 pairs (xw[j] = x[2j] low lane, x[2j+1]
+ * high lane), which every row of the layer then reads as SMLAD operands (two per word). */
 static int32_t fc_widened_words(const tc_fc_packed_params *p)
 {
-    return p->codebook_stride != 0 ? ((int32_t)p->in_features + 3) / 4 * 2 : 0;
+    return ((int32_t)p->in_features + 3) / 4 * 2;
 }
 
 int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p)
 {
     const int32_t e = fc_pair_entries(p);
     return e != 0 ? 4 * (e + fc_widened_words(p)) + 3 : 0;
-}
-
-/* xw[j] = x[2j] (low int16 lane) | x[2j+1] (high lane), zero past n; words = ceil4(n) / 2 */
-static void fc_widen_pairs(const int8_t *restrict x, int32_t n, int32_t words, uint32_t *restrict xw)
-{
-    int32_t j;
-    for (j = 0; j < words; j++) {
-        const int32_t i = 2 * j;
-        const int32_t x0 = i < n ? x[i] : 0, x1 = i + 1 < n ? x[i + 1] : 0;
-        xw[j] = (uint32_t)(uint16_t)(int16_t)x0 | (uint32_t)x1 << 16;
-    }
-}
-
-/* tab[lo | hi << bits] = cb[lo] (low int16 lane) | cb[hi] (high lane); entries >= k are 0.
- * Four low lanes stay in registers while the high lane runs over the codebook (per-channel
- * layers rebuild the table for every row: ~2 instructions per entry on Cortex-M4). */
-TC_NOINLINE static void fc_build_pairs(uint32_t *restrict tab, const int8_t *restrict cb,
-                                       uint32_t bits, int32_t k)
-{
-    const int32_t n = (int32_t)1 << bits;
-    uint32_t c16[16];
-    int32_t hi, lo;
-    for (lo = 0; lo < n; lo++) {
-        c16[lo] = lo < k ? (uint32_t)(uint16_t)(int16_t)cb[lo] : 0u;
-    }
-    if (n < 4) { /* 1 bit */
-        for (hi = 0; hi < n; hi++) {
-            for (lo = 0; lo < n; lo++) {
-                tab[lo | hi << bits] = c16[lo] | c16[hi] << 16;
-            }
-        }
-        return;
-    }
-    for (lo = 0; lo < n; lo += 4) {
-        const uint32_t l0 = c16[lo], l1 = c16[lo + 1], l2 = c16[lo + 2], l3 = c16[lo + 3];
-        uint32_t *t = tab + lo;
-        for (hi = 0; hi < n; hi++) {
-            const uint32_t h = c16[hi] << 16;
-            t[0] = h | l0;
-            t[1] = h | l1;
-            t[2] = h | l2;
-            t[3] = h | l3;
-            t += n;
-        }
-    }
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -117,6 +73,10 @@ TC_INLINE uint32_t fc_field(const uint8_t *q, uint32_t bits, uint32_t j)
 {
     if (bits == 4) {
         return q[j];
+    }
+    if (bits == 5) { /* 10-bit fields at bits 0, 10, 20, 30 of q[0..4] */
+        const uint32_t s = 10u * j, b = s >> 3, o = s & 7u;
+        return (((uint32_t)q[b] | (uint32_t)q[b + 1] << 8) >> o) & 1023u;
     }
     if (bits == 3) { /* 6-bit fields at bits 0, 6, 12, 18 of q[0..2] */
         const uint32_t s = 6u * j, b = s >> 3, o = s & 7u;
@@ -183,65 +143,138 @@ TC_INLINE int32_t tc_pkhtb16(int32_t hi, int32_t lo)
     __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(hi), "r"(lo));
     return r;
 }
-/* (x0, x1) and (x2, x3) of four int8 inputs */
-#define TC_FC_XPAIRS(xp, x01, x23)                                                            \
-    do {                                                                                      \
-        const uint32_t xw_ = tc_ld32(xp);                                                     \
-        const int32_t a_ = __sxtb16(xw_), b_ = tc_sxtb16_ror8(xw_);                           \
-        x01 = tc_pkhbt16(a_, b_);                                                             \
-        x23 = tc_pkhtb16(b_, a_);                                                             \
-    } while (0)
-
-/* one row, inputs [4h, 4h+4) of the group at q */
-#define TC_FC_PAIRS_ROW(acc, q, h)                                                            \
-    do {                                                                                      \
-        acc = __smlad((int32_t)tab[fc_field(q, bits, 2u * (h))], x01, acc);                   \
-        acc = __smlad((int32_t)tab[fc_field(q, bits, 2u * (h) + 1u)], x23, acc);              \
-    } while (0)
-
-TC_INLINE void fc_pairs_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
-                             const uint32_t *tab, const int8_t *x, const uint32_t *xw,
-                             int32_t groups, int32_t *acc)
+/* Pair words: tab[lo | hi << bits] = cb[lo] (low int16 lane) | cb[hi] (high lane); entries >= k are 0.
+ * Four low lanes stay in registers while the high lane runs over the codebook (per-channel
+ * layers rebuild the table for every row: ~2 instructions per entry on Cortex-M4). */
+TC_NOINLINE static void fc_build_pairs(uint32_t *restrict tab, const int8_t *restrict cb,
+                                       uint32_t bits, int32_t k)
 {
-    int32_t g, r;
-    if (xw != NULL) { /* input pairs widened once per batch row (per-channel codebooks) */
-        for (r = 0; r < nr; r++) {
-            const uint8_t *qr = q + r * rb;
-            const uint32_t *xr = xw;
-            int32_t a = 0;
-            for (g = 0; g < groups; g++) {
-                int32_t x01 = (int32_t)xr[0], x23 = (int32_t)xr[1];
-                TC_FC_PAIRS_ROW(a, qr, 0);
-                x01 = (int32_t)xr[2];
-                x23 = (int32_t)xr[3];
-                TC_FC_PAIRS_ROW(a, qr, 1);
-                qr += bits;
-                xr += 4;
+    const int32_t n = (int32_t)1 << bits;
+    uint32_t c16[32];
+    int32_t hi, lo;
+    for (lo = 0; lo < n; lo++) {
+        c16[lo] = lo < k ? (uint32_t)(uint16_t)(int16_t)cb[lo] : 0u;
+    }
+    if (n < 8) { /* 1 and 2 bits */
+        for (hi = 0; hi < n; hi++) {
+            for (lo = 0; lo < n; lo++) {
+                tab[lo | hi << bits] = c16[lo] | c16[hi] << 16;
             }
-            acc[r] = a;
         }
         return;
     }
+    for (lo = 0; lo < n; lo += 8) { /* eight low lanes in registers: ~2.2 instructions/entry */
+        const uint32_t l0 = c16[lo], l1 = c16[lo + 1], l2 = c16[lo + 2], l3 = c16[lo + 3];
+        const uint32_t l4 = c16[lo + 4], l5 = c16[lo + 5], l6 = c16[lo + 6], l7 = c16[lo + 7];
+        uint32_t *t = tab + lo;
+        for (hi = 0; hi < n; hi++) {
+            const uint32_t h = c16[hi] << 16;
+            t[0] = h | l0;
+            t[1] = h | l1;
+            t[2] = h | l2;
+            t[3] = h | l3;
+            t[4] = h | l4;
+            t[5] = h | l5;
+            t[6] = h | l6;
+            t[7] = h | l7;
+            t += n;
+        }
+    }
+}
+
+/* xw (see fc_widened_words), zero past n: per 4 inputs LDR, two SXTB16, two PKH, STRD */
+static void fc_widen_pairs(const int8_t *x, int32_t n, uint32_t *xw)
+{
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t v = tc_ld32(x + i);
+        const int32_t a = __sxtb16(v), b = tc_sxtb16_ror8(v);
+        xw[0] = (uint32_t)tc_pkhbt16(a, b);
+        xw[1] = (uint32_t)tc_pkhtb16(b, a);
+        xw += 2;
+    }
+    if (i < n) {
+        int8_t t[4] = {0, 0, 0, 0};
+        memcpy(t, x + i, (size_t)(n - i));
+        xw[0] = (uint32_t)(uint16_t)(int16_t)t[0] | (uint32_t)(int32_t)t[1] << 16;
+        xw[1] = (uint32_t)(uint16_t)(int16_t)t[2] | (uint32_t)(int32_t)t[3] << 16;
+    }
+}
+
+/* Pair fields 2h and 2h+1 (inputs 4h..4h+3) of the group at q: for widths 1..3 both come from
+ * one load (LDRB / unaligned LDRH) and two bit-field extracts; 4-bit fields are bytes. */
+TC_INLINE void fc_fields2(const uint8_t *q, uint32_t bits, uint32_t h, uint32_t *f0, uint32_t *f1)
+{
+    if (bits == 4) {
+        *f0 = q[2u * h];
+        *f1 = q[2u * h + 1u];
+    } else if (bits == 5) { /* 20 bits at bit 20h: q[0..3] from bit 0, or q[1..4] from bit 12 */
+        const uint32_t v = tc_ld32(q + h);
+        *f0 = (v >> (12u * h)) & 1023u;
+        *f1 = (v >> (12u * h + 10u)) & 1023u;
+    } else if (bits == 3) { /* 12 bits at bit 12h: fields at 4h and 4h+6 of q[h..h+1] */
+        const uint32_t v = tc_ld16(q + h);
+        *f0 = (v >> (4u * h)) & 63u;
+        *f1 = (v >> (4u * h + 6u)) & 63u;
+    } else if (bits == 2) {
+        const uint32_t v = q[h];
+        *f0 = v & 15u;
+        *f1 = v >> 4;
+    } else {
+        const uint32_t v = q[0];
+        *f0 = (v >> (4u * h)) & 3u;
+        *f1 = (v >> (4u * h + 2u)) & 3u;
+    }
+}
+
+/* one row, inputs 4h..4h+3 of its group: two SMLAD against the input pair words xp[2h..] */
+#define TC_FC_HALF(acc, q, h)                                                                 \
+    do {                                                                                      \
+        uint32_t f0_, f1_;                                                                    \
+        fc_fields2(q, bits, (h) & 1u, &f0_, &f1_);                                            \
+        acc = __smlad((int32_t)tab[f0_], xp[2 * (h)], acc);                                   \
+        acc = __smlad((int32_t)tab[f1_], xp[2 * (h) + 1], acc);                               \
+    } while (0)
+/* four rows; TC_AFTER keeps each row's loads after the previous row's MACs */
+#define TC_FC_HALF4(h)                                                                        \
+    do {                                                                                      \
+        TC_FC_HALF(a0, q, h);                                                                 \
+        TC_AFTER(q1, a0);                                                                     \
+        TC_FC_HALF(a1, q1, h);                                                                \
+        TC_AFTER(q2, a1);                                                                     \
+        TC_FC_HALF(a2, q2, h);                                                                \
+        TC_AFTER(q3, a2);                                                                     \
+        TC_FC_HALF(a3, q3, h);                                                                \
+        TC_AFTER(q, a3);                                                                      \
+    } while (0)
+
+TC_INLINE void fc_pairs_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+                             const uint32_t *tab, const uint32_t *xw, int32_t groups,
+                             int32_t *acc)
+{
+    int32_t g, r;
     if (nr == TC_FC_ROWS) {
         const uint8_t *q1 = q + rb, *q2 = q1 + rb, *q3 = q2 + rb;
+        const int32_t *xp = (const int32_t *)(const void *)xw;
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        for (g = 0; g < groups; g++) {
-            int32_t x01, x23;
-            TC_FC_XPAIRS(x, x01, x23);
-            TC_FC_PAIRS_ROW(a0, q, 0);
-            TC_FC_PAIRS_ROW(a1, q1, 0);
-            TC_FC_PAIRS_ROW(a2, q2, 0);
-            TC_FC_PAIRS_ROW(a3, q3, 0);
-            TC_FC_XPAIRS(x + 4, x01, x23);
-            TC_FC_PAIRS_ROW(a0, q, 1);
-            TC_FC_PAIRS_ROW(a1, q1, 1);
-            TC_FC_PAIRS_ROW(a2, q2, 1);
-            TC_FC_PAIRS_ROW(a3, q3, 1);
+        for (g = 0; g + 2 <= groups; g += 2) { /* two groups per iteration */
+            TC_FC_HALF4(0);
+            TC_FC_HALF4(1);
             q += bits;
             q1 += bits;
             q2 += bits;
             q3 += bits;
-            x += 8;
+            TC_FC_HALF4(2);
+            TC_FC_HALF4(3);
+            q += bits;
+            q1 += bits;
+            q2 += bits;
+            q3 += bits;
+            xp += 8;
+        }
+        if (g < groups) {
+            TC_FC_HALF4(0);
+            TC_FC_HALF4(1);
         }
         acc[0] = a0;
         acc[1] = a1;
@@ -251,16 +284,20 @@ TC_INLINE void fc_pairs_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t 
     }
     for (r = 0; r < nr; r++) {
         const uint8_t *qr = q + r * rb;
-        const int8_t *xr = x;
+        const int32_t *xp = (const int32_t *)(const void *)xw;
         int32_t a = 0;
-        for (g = 0; g < groups; g++) {
-            int32_t x01, x23;
-            TC_FC_XPAIRS(xr, x01, x23);
-            TC_FC_PAIRS_ROW(a, qr, 0);
-            TC_FC_XPAIRS(xr + 4, x01, x23);
-            TC_FC_PAIRS_ROW(a, qr, 1);
+        for (g = 0; g + 2 <= groups; g += 2) {
+            TC_FC_HALF(a, qr, 0);
+            TC_FC_HALF(a, qr, 1);
             qr += bits;
-            xr += 8;
+            TC_FC_HALF(a, qr, 2);
+            TC_FC_HALF(a, qr, 3);
+            qr += bits;
+            xp += 8;
+        }
+        if (g < groups) {
+            TC_FC_HALF(a, qr, 0);
+            TC_FC_HALF(a, qr, 1);
         }
         acc[r] = a;
     }
@@ -317,141 +354,185 @@ TC_INLINE void fc_raw_rows(const uint8_t *q, int32_t rb, int32_t nr, const int8_
     }
 }
 
-/* codebook lookups, one per weight, two rows per pass: SMLABB/SMLABT against the SXTB16
- * lanes (x0, x2) and (x1, x3) of the input (no PKH needed) */
-TC_INLINE void fc_group_words(const uint8_t *q, uint32_t bits, uint32_t *lo, uint32_t *hi)
+/* Codebook lookups, one per weight (widths without a pair table): half a group (4 indices,
+ * 4*bits bits) comes from one exact 32-bit (or narrower) load, each index from one bit-field
+ * extract; LDRSB of the codebook entry, then SMLABB/SMLABT against the SXTB16 lanes (x0, x2)
+ * and (x1, x3) of the input (no PKH needed). */
+TC_INLINE uint32_t fc_half_word(const uint8_t *q, uint32_t bits, uint32_t h)
 {
-    if (bits >= 4) {
-        *lo = tc_ld32(q);
-        *hi = bits == 5 ? q[4] : bits == 6 ? tc_ld16(q + 4) : bits == 7 ? tc_ld16(q + 4) | (uint32_t)q[6] << 16
-                                                                          : bits == 8 ? tc_ld32(q + 4) : 0u;
-    } else {
-        *lo = bits == 3 ? tc_ld16(q) | (uint32_t)q[2] << 16 : bits == 2 ? tc_ld16(q) : q[0];
-        *hi = 0;
+    if (bits >= 4) { /* bits [4*bits*h, +4*bits) inside bytes [B, B+4), B = min(bits*h/2, bits-4) */
+        const uint32_t s = 4u * bits * h, b = TC_MIN(s >> 3, bits - 4u);
+        return tc_ld32(q + b) >> (s - 8u * b);
     }
+    if (bits == 3) {
+        return tc_ld16(q + h) >> (4u * h);
+    }
+    if (bits == 2) {
+        return q[h];
+    }
+    return (uint32_t)q[0] >> (4u * h);
 }
 
-#define TC_FC_LOOKUP4(acc, lo, hi, j0)                                                        \
+#define TC_FC_LOOK(acc, q, h)                                                                 \
     do {                                                                                      \
-        acc = __smlabb(cb[fc_index(lo, hi, bits, (j0))], xa, acc);                            \
-        acc = __smlabb(cb[fc_index(lo, hi, bits, (j0) + 1u)], xb, acc);                       \
-        acc = __smlabt(cb[fc_index(lo, hi, bits, (j0) + 2u)], xa, acc);                       \
-        acc = __smlabt(cb[fc_index(lo, hi, bits, (j0) + 3u)], xb, acc);                       \
+        const uint32_t v_ = fc_half_word(q, bits, (h));                                       \
+        acc = __smlabb(cb[v_ & m], xa, acc);                                                  \
+        acc = __smlabb(cb[(v_ >> bits) & m], xb, acc);                                        \
+        acc = __smlabt(cb[(v_ >> (2u * bits)) & m], xa, acc);                                 \
+        acc = __smlabt(cb[(v_ >> (3u * bits)) & m], xb, acc);                                 \
+    } while (0)
+#define TC_FC_LOOK4(h)                                                                        \
+    do {                                                                                      \
+        const uint32_t xv_ = tc_ld32(x + 4 * (h));                                            \
+        const int32_t xa = __sxtb16(xv_), xb = tc_sxtb16_ror8(xv_);                           \
+        TC_FC_LOOK(a0, q, h);                                                                 \
+        TC_AFTER(q1, a0);                                                                     \
+        TC_FC_LOOK(a1, q1, h);                                                                \
+        TC_AFTER(q2, a1);                                                                     \
+        TC_FC_LOOK(a2, q2, h);                                                                \
+        TC_AFTER(q3, a2);                                                                     \
+        TC_FC_LOOK(a3, q3, h);                                                                \
+        TC_AFTER(q, a3);                                                                      \
     } while (0)
 
 TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
                               const int8_t *cb, const int8_t *x, int32_t groups, int32_t *acc)
 {
+    const uint32_t m = (1u << bits) - 1u;
     int32_t g, r;
-    for (r = 0; r + 1 < nr; r += 2) {
-        const uint8_t *qa = q + r * rb, *qb = qa + rb;
-        const int8_t *xr = x;
-        int32_t a0 = 0, a1 = 0;
+    if (nr == TC_FC_ROWS) {
+        const uint8_t *q1 = q + rb, *q2 = q1 + rb, *q3 = q2 + rb;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         for (g = 0; g < groups; g++) {
-            uint32_t lo, hi, xv = tc_ld32(xr);
-            int32_t xa = __sxtb16(xv), xb = tc_sxtb16_ror8(xv);
-            fc_group_words(qa, bits, &lo, &hi);
-            TC_FC_LOOKUP4(a0, lo, hi, 0u);
-            fc_group_words(qb, bits, &lo, &hi);
-            TC_FC_LOOKUP4(a1, lo, hi, 0u);
-            xv = tc_ld32(xr + 4);
-            xa = __sxtb16(xv);
-            xb = tc_sxtb16_ror8(xv);
-            fc_group_words(qa, bits, &lo, &hi);
-            TC_FC_LOOKUP4(a0, lo, hi, 4u);
-            fc_group_words(qb, bits, &lo, &hi);
-            TC_FC_LOOKUP4(a1, lo, hi, 4u);
-            qa += bits;
-            qb += bits;
-            xr += 8;
+            TC_FC_LOOK4(0);
+            TC_FC_LOOK4(1);
+            q += bits;
+            q1 += bits;
+            q2 += bits;
+            q3 += bits;
+            x += 8;
         }
-        acc[r] = a0;
-        acc[r + 1] = a1;
+        acc[0] = a0;
+        acc[1] = a1;
+        acc[2] = a2;
+        acc[3] = a3;
+        return;
     }
-    if (r < nr) {
-        const uint8_t *qa = q + r * rb;
+    for (r = 0; r < nr; r++) {
+        const uint8_t *qr = q + r * rb;
         const int8_t *xr = x;
-        int32_t a0 = 0;
+        int32_t a = 0;
         for (g = 0; g < groups; g++) {
-            uint32_t lo, hi, xv = tc_ld32(xr);
+            uint32_t xv = tc_ld32(xr);
             int32_t xa = __sxtb16(xv), xb = tc_sxtb16_ror8(xv);
-            fc_group_words(qa, bits, &lo, &hi);
-            TC_FC_LOOKUP4(a0, lo, hi, 0u);
+            TC_FC_LOOK(a, qr, 0);
             xv = tc_ld32(xr + 4);
             xa = __sxtb16(xv);
             xb = tc_sxtb16_ror8(xv);
-            TC_FC_LOOKUP4(a0, lo, hi, 4u);
-            qa += bits;
+            TC_FC_LOOK(a, qr, 1);
+            qr += bits;
             xr += 8;
         }
-        acc[r] = a0;
+        acc[r] = a;
     }
 }
 
 #else /* !TC_ARCH_ARM_DSP */
 /* ---- plain C (ARMv6-M, portable, x86 hosts for widths they do not vectorize) ----
- * Written for Thumb-1 (8 low registers, 1-cycle MULS, no unaligned or 64-bit loads): two rows
- * per pass, two inputs live at a time, accumulators that GCC may keep in high registers
- * (ADD Rd, Rm reaches them); a pair word is split with SXTH / ASR #16 for two MULS. */
-#define TC_FC_PAIR_MAC(acc, t, x0, x1)                                                        \
+ * Written for Thumb-1 (8 low registers, 1-cycle MULS, no unaligned or 64-bit loads, LDRSB
+ * only with a register offset): one row per call so that the loop's values fit the low
+ * registers, byte tables instead of shifts and masks. */
+
+/* Split tables: the pair field f (first index in the low bits) selects lo[f], the weight of
+ * its first index, and hi[f] = lo[e + f], the weight of its second (int8, 2*2^(2*bits) bytes:
+ * half of the scratch the DSP cores' pair words take). Per pair of weights the Thumb-1 loop
+ * then loads the field byte and two LDRSB with register offsets, no shifts or masks. */
+TC_NOINLINE static void fc_build_pairs(uint32_t *restrict tab, const int8_t *restrict cb,
+                                       uint32_t bits, int32_t k)
+{
+    const int32_t n = (int32_t)1 << bits;
+    int8_t *lo = (int8_t *)(void *)tab, *hi = lo + n * n;
+    int8_t c[32];
+    int32_t a, b;
+    for (a = 0; a < n; a++) {
+        c[a] = a < k ? cb[a] : 0;
+    }
+    for (b = 0; b < n; b++) {
+        for (a = 0; a < n; a++) {
+            lo[a] = c[a];
+            hi[a] = c[b];
+        }
+        lo += n;
+        hi += n;
+    }
+}
+
+/* pair field j of rows a and b against inputs 2j, 2j+1 (loaded once for both rows) */
+/* xw (see fc_widened_words), zero past n */
+static void fc_widen_pairs(const int8_t *x, int32_t n, uint32_t *xw)
+{
+    const int32_t words = (n + 3) / 4 * 2;
+    int32_t j;
+    for (j = 0; j < words; j++) {
+        const int32_t i = 2 * j;
+        const int32_t x0 = i < n ? x[i] : 0, x1 = i + 1 < n ? x[i + 1] : 0;
+        xw[j] = (uint32_t)(uint16_t)(int16_t)x0 | (uint32_t)x1 << 16;
+    }
+}
+
+/* pair field j against the input pair word j: LDRB of the field, two LDRSB from the split
+ * tables, LDR of the pair word, SXTH and ASRS, two MULS, two ADDS */
+#define TC_FC_PAIRW(j)                                                                        \
     do {                                                                                      \
-        const int32_t t_ = (int32_t)(t);                                                      \
-        acc += (int32_t)(int16_t)t_ * (x0);                                                   \
-        acc += (t_ >> 16) * (x1);                                                             \
+        const int32_t p_ = (int32_t)xp[j];                                                    \
+        const uint32_t f_ = fc_field(qa, bits, (j));                                          \
+        a0 += lo[f_] * (int32_t)(int16_t)p_;                                                  \
+        a0 += hi[f_] * (p_ >> 16);                                                            \
     } while (0)
 
-TC_INLINE void fc_pairs_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
-                             const uint32_t *tab, const int8_t *x, const uint32_t *xw,
-                             int32_t groups, int32_t *acc)
+/* One row per call: with its few live values (row, tables, input, count) the hot loop keeps
+ * everything in the 8 low registers of a Thumb-1 core at -O2 and -Os alike. */
+TC_INLINE int32_t fc_pairs_row(const uint8_t *qa, uint32_t bits, const uint32_t *tab,
+                               const uint32_t *xp, int32_t groups)
 {
-    int32_t g, r;
-    uint32_t j;
-    if (xw != NULL) { /* input pairs widened once per batch row (per-channel codebooks) */
-        for (r = 0; r < nr; r++) {
-            const uint8_t *qr = q + r * rb;
-            const uint32_t *xr = xw;
-            int32_t a = 0;
-            for (g = 0; g < groups; g++) {
-                for (j = 0; j < 4u; j++) {
-                    const int32_t pr = (int32_t)xr[j];
-                    TC_FC_PAIR_MAC(a, tab[fc_field(qr, bits, j)], (int32_t)(int16_t)pr, pr >> 16);
-                }
-                qr += bits;
-                xr += 4;
-            }
-            acc[r] = a;
-        }
-        return;
+    const int8_t *lo = (const int8_t *)(const void *)tab;
+    const int8_t *hi = lo + ((int32_t)1 << (2 * bits));
+    int32_t a0 = 0, g;
+    for (g = 0; g < groups; g++) {
+        TC_FC_PAIRW(0);
+        TC_FC_PAIRW(1);
+        TC_FC_PAIRW(2);
+        TC_FC_PAIRW(3);
+        qa += bits;
+        xp += 4;
     }
-    for (r = 0; r + 1 < nr; r += 2) {
-        const uint8_t *qa = q + r * rb, *qb = qa + rb;
-        const int8_t *xr = x;
-        int32_t a0 = 0, a1 = 0;
-        for (g = 0; g < groups; g++) {
-            for (j = 0; j < 4u; j++) {
-                const int32_t x0 = xr[2 * j], x1 = xr[2 * j + 1];
-                TC_FC_PAIR_MAC(a0, tab[fc_field(qa, bits, j)], x0, x1);
-                TC_FC_PAIR_MAC(a1, tab[fc_field(qb, bits, j)], x0, x1);
-            }
-            qa += bits;
-            qb += bits;
-            xr += 8;
-        }
-        acc[r] = a0;
-        acc[r + 1] = a1;
+    return a0;
+}
+
+#define TC_FC_PAIRS_ROW_FN(name, b)                                                           \
+    TC_NOINLINE static int32_t name(const uint8_t *q, const uint32_t *tab, const uint32_t *xw, \
+                                    int32_t groups)                                           \
+    {                                                                                         \
+        return fc_pairs_row(q, b, tab, xw, groups);                                           \
     }
-    if (r < nr) {
-        const uint8_t *qa = q + r * rb;
-        const int8_t *xr = x;
-        int32_t a0 = 0;
-        for (g = 0; g < groups; g++) {
-            for (j = 0; j < 4u; j++) {
-                TC_FC_PAIR_MAC(a0, tab[fc_field(qa, bits, j)], xr[2 * j], xr[2 * j + 1]);
-            }
-            qa += bits;
-            xr += 8;
-        }
-        acc[r] = a0;
+TC_FC_PAIRS_ROW_FN(fc_pairs_row5, 5)
+TC_FC_PAIRS_ROW_FN(fc_pairs_row4, 4)
+TC_FC_PAIRS_ROW_FN(fc_pairs_row3, 3)
+TC_FC_PAIRS_ROW_FN(fc_pairs_row2, 2)
+TC_FC_PAIRS_ROW_FN(fc_pairs_row1, 1)
+
+TC_INLINE void fc_pairs_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+                             const uint32_t *tab, const uint32_t *xw, int32_t groups,
+                             int32_t *acc)
+{
+    int32_t r;
+    for (r = 0; r < nr; r++) {
+        const uint8_t *qr = q + r * rb;
+        acc[r] = bits == 5   ? fc_pairs_row5(qr, tab, xw, groups)
+                 : bits == 4 ? fc_pairs_row4(qr, tab, xw, groups)
+                 : bits == 3 ? fc_pairs_row3(qr, tab, xw, groups)
+                 : bits == 2 ? fc_pairs_row2(qr, tab, xw, groups)
+                             : fc_pairs_row1(qr, tab, xw, groups);
     }
 }
 
@@ -510,7 +591,6 @@ TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t
                               const int8_t *cb, const int8_t *x, int32_t groups, int32_t *acc)
 {
     int32_t g, r;
-    uint32_t j;
     for (r = 0; r < nr; r++) {
         const uint8_t *qr = q + r * rb;
         const int8_t *xr = x;
@@ -518,9 +598,14 @@ TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t
         for (g = 0; g < groups; g++) {
             uint32_t lo, hi;
             fc_group_words(qr, bits, &lo, &hi);
-            for (j = 0; j < 8u; j++) {
-                a += cb[fc_index(lo, hi, bits, j)] * xr[j];
-            }
+            a += cb[fc_index(lo, hi, bits, 0u)] * xr[0];
+            a += cb[fc_index(lo, hi, bits, 1u)] * xr[1];
+            a += cb[fc_index(lo, hi, bits, 2u)] * xr[2];
+            a += cb[fc_index(lo, hi, bits, 3u)] * xr[3];
+            a += cb[fc_index(lo, hi, bits, 4u)] * xr[4];
+            a += cb[fc_index(lo, hi, bits, 5u)] * xr[5];
+            a += cb[fc_index(lo, hi, bits, 6u)] * xr[6];
+            a += cb[fc_index(lo, hi, bits, 7u)] * xr[7];
             qr += bits;
             xr += 8;
         }
@@ -530,30 +615,32 @@ TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t
 #endif /* TC_ARCH_ARM_DSP */
 
 /* One instance per width, so that field positions are constants. */
-TC_NOINLINE TC_HOT_LOOP static void fc_pairs_any(const uint8_t *q, int32_t rb, int32_t nr,
-                                                 uint32_t bits, const uint32_t *tab,
-                                                 const int8_t *x, const uint32_t *xw,
-                                                 int32_t groups, int32_t *acc)
+TC_NOINLINE static void fc_pairs_any(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+                                     const uint32_t *tab, const uint32_t *xw, int32_t groups,
+                                     int32_t *acc)
 {
     switch (bits) {
+    case 5:
+        fc_pairs_rows(q, rb, nr, 5, tab, xw, groups, acc);
+        break;
     case 4:
-        fc_pairs_rows(q, rb, nr, 4, tab, x, xw, groups, acc);
+        fc_pairs_rows(q, rb, nr, 4, tab, xw, groups, acc);
         break;
     case 3:
-        fc_pairs_rows(q, rb, nr, 3, tab, x, xw, groups, acc);
+        fc_pairs_rows(q, rb, nr, 3, tab, xw, groups, acc);
         break;
     case 2:
-        fc_pairs_rows(q, rb, nr, 2, tab, x, xw, groups, acc);
+        fc_pairs_rows(q, rb, nr, 2, tab, xw, groups, acc);
         break;
     default:
-        fc_pairs_rows(q, rb, nr, 1, tab, x, xw, groups, acc);
+        fc_pairs_rows(q, rb, nr, 1, tab, xw, groups, acc);
         break;
     }
 }
 
-TC_NOINLINE TC_HOT_LOOP static void fc_lookup_any(const uint8_t *q, int32_t rb, int32_t nr,
-                                                  uint32_t bits, const int8_t *cb,
-                                                  const int8_t *x, int32_t groups, int32_t *acc)
+TC_NOINLINE static void fc_lookup_any(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+                                      const int8_t *cb, const int8_t *x, int32_t groups,
+                                      int32_t *acc)
 {
     switch (bits) {
     case 1:
@@ -583,8 +670,8 @@ TC_NOINLINE TC_HOT_LOOP static void fc_lookup_any(const uint8_t *q, int32_t rb, 
     }
 }
 
-TC_NOINLINE TC_HOT_LOOP static void fc_raw_any(const uint8_t *q, int32_t rb, int32_t nr,
-                                               const int8_t *x, int32_t groups, int32_t *acc)
+TC_NOINLINE static void fc_raw_any(const uint8_t *q, int32_t rb, int32_t nr, const int8_t *x,
+                                   int32_t groups, int32_t *acc)
 {
     fc_raw_rows(q, rb, nr, x, groups, acc);
 }
@@ -664,7 +751,7 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
     const int32_t rb = (int32_t)(((uint32_t)n * bits) >> 3); /* row bytes when aligned */
     const int aligned = (((uint32_t)n * bits) & 7u) == 0;   /* every row on a byte boundary */
     uint32_t *tab = fc_pair_entries(p) != 0 ? (uint32_t *)(void *)tc_scratch_s32(scratch) : NULL;
-    uint32_t *xw = tab != NULL && p->codebook_stride != 0 ? tab + fc_pair_entries(p) : NULL;
+    uint32_t *xw = tab != NULL ? tab + fc_pair_entries(p) : NULL;
     const int8_t *tab_cb = NULL;
     int32_t b;
 #ifdef TC_HOST_X86_SIMD
@@ -677,13 +764,14 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
 
     for (b = 0; b < p->batches; b++) {
         const int8_t *x = input + (int32_t)b * n;
-        int64_t xsum = 0;
+        uint32_t fo_term = 0; /* fo * sum(x + io), the weight offset's share (mod 2^32) */
         int32_t c = 0;
         if (fo != 0) {
-            int32_t i;
+            int32_t i, xsum = 0;
             for (i = 0; i < n; i++) {
                 xsum += x[i];
             }
+            fo_term = (uint32_t)fo * ((uint32_t)xsum + (uint32_t)n * (uint32_t)io);
         }
 #ifdef TC_HOST_X86_SIMD
         if (host4) {
@@ -691,14 +779,14 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
         }
 #endif
         if (xw != NULL) {
-            fc_widen_pairs(x, n, fc_widened_words(p), xw);
+            fc_widen_pairs(x, n, xw);
         }
         while (c < out_f) {
             const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
             const int8_t *cb =
                 codebooks == NULL ? NULL : codebooks + (int32_t)p->codebook_stride * cbi;
             int8_t *y = output + (int32_t)b * out_f + c;
-            int32_t acc[TC_FC_ROWS], ws[TC_FC_ROWS];
+            int32_t acc[TC_FC_ROWS];
             int32_t nr = 1, r, done = 0;
             const int32_t g = aligned ? n >> 3 : 0; /* groups of 8 for the row kernels */
             /* rows of one pass share the codebook */
@@ -708,10 +796,6 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                     break;
                 }
                 nr++;
-            }
-            for (r = 0; r < nr; r++) {
-                acc[r] = 0;
-                ws[r] = 0;
             }
             if (cb == NULL) { /* raw int8 weights */
                 if (TC_HOST_SIMD) {
@@ -740,34 +824,40 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                         fc_build_pairs(tab, cb, bits, p->codebook_size);
                         tab_cb = cb;
                     }
-                    fc_pairs_any(packed + (int32_t)c * rb, rb, nr, bits, tab, x, xw, g, acc);
+                    fc_pairs_any(packed + (int32_t)c * rb, rb, nr, bits, tab, xw, g, acc);
                 } else {
                     fc_lookup_any(packed + (int32_t)c * rb, rb, nr, bits, cb, x, g, acc);
                 }
                 done = 8 * g;
             }
+            /* sum((w+fo)*(x+io)) = sum(w*x) + io*sum(w) + fo*sum(x+io), int32 wrap-around as
+             * TFLite Micro's int32 accumulator (computed mod 2^32) */
             for (r = 0; r < nr; r++) {
                 const int32_t ch = c + r;
-                const uint32_t row_bit = (uint32_t)ch * (uint32_t)n * bits;
                 const int32_t q = p->requant_per_channel ? ch : 0;
-                int64_t total;
-                if (done < n) {
-                    acc[r] += fc_row_chunked(packed, row_bit + (uint32_t)done * bits, bits, cb,
-                                             x + done, n - done, io != 0, &ws[r]);
+                uint32_t total;
+                if (done == n && io == 0) {
+                    total = (uint32_t)acc[r];
+                } else { /* row tails, unaligned rows, layers without a folded input offset */
+                    const uint32_t row_bit = (uint32_t)ch * (uint32_t)n * bits;
+                    int32_t ws = 0;
+                    total = done > 0 ? (uint32_t)acc[r] : 0u;
+                    if (done < n) {
+                        total += (uint32_t)fc_row_chunked(packed, row_bit + (uint32_t)done * bits,
+                                                          bits, cb, x + done, n - done, io != 0,
+                                                          &ws);
+                    }
+                    if (io != 0 && done > 0) {
+                        (void)fc_row_chunked(packed, row_bit, bits, cb, x, done, 1, &ws);
+                    }
+                    total += (uint32_t)io * (uint32_t)ws;
                 }
-                if (io != 0 && done > 0) { /* layers without a folded offset: sum(w) too */
-                    (void)fc_row_chunked(packed, row_bit, bits, cb, x, done, 1, &ws[r]);
-                }
-                /* sum((w+fo)*(x+io)) = sum(w*x) + io*sum(w) + fo*sum(x+io); wraps like int32 */
-                total = (int64_t)acc[r] + (int64_t)io * ws[r];
-                if (fo != 0) {
-                    total += (int64_t)fo * (xsum + (int64_t)n * io);
-                }
+                total += fo_term;
                 if (bias != NULL) {
-                    total += bias[ch];
+                    total += (uint32_t)bias[ch];
                 }
-                y[r] = tc_requantize((int32_t)(uint32_t)(uint64_t)total, mult[q], shift[q],
-                                     p->output_offset, p->act_min, p->act_max);
+                y[r] = tc_requantize((int32_t)total, mult[q], shift[q], p->output_offset,
+                                     p->act_min, p->act_max);
             }
             c += nr;
         }

@@ -322,9 +322,13 @@ TC_INLINE void fc_raw_rows(const uint8_t *q, int32_t rb, int32_t nr, const int8_
             const uint32_t xv = tc_ld32(x);
             const int32_t xa = __sxtb16(xv), xb = tc_sxtb16_ror8(xv);
             TC_FC_RAW_ROW(a0, q);
+            TC_AFTER(q1, a0);
             TC_FC_RAW_ROW(a1, q1);
+            TC_AFTER(q2, a1);
             TC_FC_RAW_ROW(a2, q2);
+            TC_AFTER(q3, a2);
             TC_FC_RAW_ROW(a3, q3);
+            TC_AFTER(q, a3);
             q += 4;
             q1 += 4;
             q2 += 4;
@@ -698,12 +702,12 @@ static int32_t fc_row_chunked(const uint8_t *packed, uint32_t row_bit, uint32_t 
 }
 
 #ifdef TC_HOST_X86_SIMD
-#include <tmmintrin.h>
+#include <immintrin.h>
 #define TC_FC_HOST_MAX_IN 2048
 
-/* x86 hosts, 4-bit rows: sum(w*x) over n32 (a multiple of 32) weights against the input
- * pre-widened to int16; per 32 weights one 16-byte index load, two pshufb codebook lookups,
- * sign extension and four pmaddwd, accumulated in one register. */
+/* x86 hosts, 4-bit rows without AVX2: sum(w*x) over n32 (a multiple of 32) weights against
+ * the input pre-widened to int16; per 32 weights one 16-byte index load, two pshufb codebook
+ * lookups, sign extension and four pmaddwd, accumulated in one register. */
 __attribute__((target("ssse3"))) static int32_t fc_dot4_ssse3(const uint8_t *p, const int8_t *cb,
                                                              const int16_t *x16, int32_t n32)
 {
@@ -730,6 +734,400 @@ __attribute__((target("ssse3"))) static int32_t fc_dot4_ssse3(const uint8_t *p, 
     acc = _mm_add_epi32(acc, _mm_srli_si128(acc, 4));
     return _mm_cvtsi128_si32(acc);
 }
+
+/* x86 hosts with AVX2, any width 1..8: 32 indices (4*bits bytes) per step are cut into bytes
+ * without a bit cursor: each 128-bit lane gathers, for its 8 indices, the two bytes holding
+ * each one into a 16-bit lane (vpshufb), a multiply by 2^(8 - bit offset) and a shift right by 8
+ * bring every field to bits 0..7; the codebook lookup is vpshufb over 16-entry slices (one for
+ * k <= 16, selected by the index's upper bits for larger codebooks); the int8 weights are
+ * widened to int16 and dotted with the input (vpmaddwd). Reads bytes [0, 3*bits + 16) of each
+ * step: the caller keeps those inside the stream. */
+struct fc_avx2_tabs {
+    __m256i cb[16]; /* 16-entry slices of the codebook, in both 128-bit lanes */
+    __m256i shuf, mul;
+    int32_t slices;
+};
+
+__attribute__((target("avx2"))) static void fc_avx2_setup(struct fc_avx2_tabs *t, uint32_t bits,
+                                                          const int8_t *cb, int32_t k)
+{
+    int8_t sh[16];
+    int16_t mu[8];
+    int8_t buf[16];
+    int32_t i, s;
+    const int32_t entries = bits >= 8 ? 256 : (int32_t)1 << bits;
+    t->slices = (entries + 15) / 16;
+    for (s = 0; s < t->slices; s++) {
+        for (i = 0; i < 16; i++) {
+            buf[i] = 16 * s + i < k ? cb[16 * s + i] : 0;
+        }
+        t->cb[s] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)buf));
+    }
+    for (i = 0; i < 8; i++) { /* field i: bits [o, o + bits) of the 16-bit window at byte bit/8 */
+        const uint32_t bit = bits * (uint32_t)i, o = bit & 7u;
+        sh[2 * i] = (int8_t)(bit >> 3);
+        sh[2 * i + 1] = (int8_t)((bit >> 3) + 1);
+        mu[i] = (int16_t)(uint16_t)(bits < 8 ? 1u << (16u - o - bits) : 1u);
+    }
+    t->shuf = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)sh));
+    t->mul = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)mu));
+}
+
+/* the 32 indices of the step at p as bytes, in the order 0-7, 16-23, 8-15, 24-31 (that of
+ * vpackuswb over two 256-bit registers; the widened input is stored in the same order) */
+__attribute__((target("avx2"))) static inline __m256i fc_avx2_indices(const struct fc_avx2_tabs *t,
+                                                                      const uint8_t *p, uint32_t bits)
+{
+    if (bits == 8) {
+        return _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)(const void *)p), 0xD8);
+    }
+    if (bits == 4) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        const __m128i m = _mm_set1_epi8(0x0F);
+        const __m128i lo = _mm_and_si128(v, m), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
+        /* indices 0-7, 16-23 | 8-15, 24-31 (the order of the other widths) */
+        const __m128i a = _mm_unpacklo_epi8(lo, hi), b = _mm_unpackhi_epi8(lo, hi);
+        return _mm256_set_m128i(_mm_unpackhi_epi64(a, b), _mm_unpacklo_epi64(a, b));
+    } else {
+        const __m256i s01 = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p)),
+            _mm_loadu_si128((const __m128i *)(const void *)(p + bits)), 1);
+        const __m256i s23 = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p + 2 * bits))),
+            _mm_loadu_si128((const __m128i *)(const void *)(p + 3 * bits)), 1);
+        /* the multiply moves the field to the top of the 16-bit lane (the bits above it fall
+         * out), the shift brings it down: no mask needed */
+        const __m256i f01 = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(s01, t->shuf), t->mul), 16 - bits);
+        const __m256i f23 = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(s23, t->shuf), t->mul), 16 - bits);
+        /* packus interleaves the lanes: indices 0-7, 16-23, 8-15, 24-31 (x16 is in that order) */
+        return _mm256_packus_epi16(f01, f23);
+    }
+}
+
+/* codebook entries of 32 index bytes: vpshufb reads an index's low 4 bits (bit 7 is 0 here),
+ * the slices are then merged by index bits 4, 5, 6, 7 (each moved to bit 7 for vpblendvb) */
+#define TC_AVX2_SEL(a, b, idx, bit) _mm256_blendv_epi8((a), (b), _mm256_slli_epi16((idx), 7 - (bit)))
+__attribute__((target("avx2"))) static inline __m256i fc_avx2_lookup(const struct fc_avx2_tabs *t,
+                                                                     __m256i idx, int32_t slices)
+{
+    __m256i r0, r1, r2 = idx, r3 = idx;
+    int32_t s;
+    if (slices == 1) {
+        return _mm256_shuffle_epi8(t->cb[0], idx);
+    }
+    if (slices == 2) {
+        return TC_AVX2_SEL(_mm256_shuffle_epi8(t->cb[0], idx), _mm256_shuffle_epi8(t->cb[1], idx), idx, 4);
+    }
+    for (s = 0; s < slices; s += 4) { /* four slices per pass, merged by bits 4 and 5 */
+        r0 = TC_AVX2_SEL(_mm256_shuffle_epi8(t->cb[s], idx), _mm256_shuffle_epi8(t->cb[s + 1], idx), idx, 4);
+        r1 = TC_AVX2_SEL(_mm256_shuffle_epi8(t->cb[s + 2], idx), _mm256_shuffle_epi8(t->cb[s + 3], idx), idx, 4);
+        r0 = TC_AVX2_SEL(r0, r1, idx, 5);
+        if (s == 0) {
+            r2 = r0;
+        } else if (s == 4) {
+            r2 = TC_AVX2_SEL(r2, r0, idx, 6);
+        } else if (s == 8) {
+            r3 = r0;
+        } else {
+            r3 = TC_AVX2_SEL(r3, r0, idx, 6);
+        }
+    }
+    return slices == 16 ? TC_AVX2_SEL(r2, r3, idx, 7) : r2;
+}
+
+/* sum(w*x) over steps*32 weights of the row at p, x16 the input widened to int16 */
+__attribute__((target("avx2"))) static int32_t fc_dot_avx2(const struct fc_avx2_tabs *t,
+                                                           const uint8_t *p, uint32_t bits,
+                                                           const int16_t *x16, int32_t steps)
+{
+    __m256i acc = _mm256_setzero_si256();
+    const int32_t slices = bits >= 8 ? t->slices : bits > 4 ? 1 << (bits - 4) : 1;
+    int32_t i;
+    __m128i r;
+    for (i = 0; i < steps; i++) {
+        const __m256i w = fc_avx2_lookup(t, fc_avx2_indices(t, p, bits), slices);
+        const __m256i *xv = (const __m256i *)(const void *)(x16 + 32 * i);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(w)),
+                                                      _mm256_loadu_si256(xv)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1)),
+                                                      _mm256_loadu_si256(xv + 1)));
+        p += 4 * bits;
+    }
+    r = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    r = _mm_add_epi32(r, _mm_srli_si128(r, 8));
+    r = _mm_add_epi32(r, _mm_srli_si128(r, 4));
+    return _mm_cvtsi128_si32(r);
+}
+
+/* four rows `rb` bytes apart sharing the input loads; sums to out[0..3] */
+__attribute__((target("avx2"))) static void fc_dot4_avx2(const struct fc_avx2_tabs *t,
+                                                         const uint8_t *p, int32_t rb, uint32_t bits,
+                                                         const int16_t *x16, int32_t steps,
+                                                         int32_t *out)
+{
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    const int32_t slices = bits >= 8 ? t->slices : bits > 4 ? 1 << (bits - 4) : 1;
+    int32_t i;
+    __m128i r;
+#define TC_FC_AVX2_ROW(acc, q)                                                                \
+    do {                                                                                      \
+        const __m256i w_ = fc_avx2_lookup(t, fc_avx2_indices(t, (q), bits), slices);          \
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(w_)), xa)); \
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(w_, 1)), xb)); \
+    } while (0)
+    for (i = 0; i < steps; i++) {
+        const __m256i xa = _mm256_loadu_si256((const __m256i *)(const void *)(x16 + 32 * i));
+        const __m256i xb = _mm256_loadu_si256((const __m256i *)(const void *)(x16 + 32 * i + 16));
+        TC_FC_AVX2_ROW(a0, p);
+        TC_FC_AVX2_ROW(a1, p + rb);
+        TC_FC_AVX2_ROW(a2, p + 2 * rb);
+        TC_FC_AVX2_ROW(a3, p + 3 * rb);
+        p += 4 * bits;
+    }
+#undef TC_FC_AVX2_ROW
+    /* horizontal sums of the four accumulators at once */
+    a0 = _mm256_hadd_epi32(a0, a1);
+    a2 = _mm256_hadd_epi32(a2, a3);
+    a0 = _mm256_hadd_epi32(a0, a2);
+    r = _mm_add_epi32(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1));
+    _mm_storeu_si128((__m128i *)(void *)out, r);
+}
+
+#define TC_FC_DOT4_AVX2(b)                                                                    \
+    __attribute__((target("avx2"))) static void fc_dot4_avx2_##b(                             \
+        const struct fc_avx2_tabs *t, const uint8_t *p, int32_t rb, const int16_t *x16,       \
+        int32_t steps, int32_t *out)                                                          \
+    {                                                                                         \
+        fc_dot4_avx2(t, p, rb, b, x16, steps, out);                                           \
+    }
+TC_FC_DOT4_AVX2(1)
+TC_FC_DOT4_AVX2(2)
+TC_FC_DOT4_AVX2(3)
+TC_FC_DOT4_AVX2(4)
+TC_FC_DOT4_AVX2(5)
+TC_FC_DOT4_AVX2(6)
+TC_FC_DOT4_AVX2(7)
+TC_FC_DOT4_AVX2(8)
+
+static void fc_dot4_avx2_any(const struct fc_avx2_tabs *t, const uint8_t *p, int32_t rb,
+                             uint32_t bits, const int16_t *x16, int32_t steps, int32_t *out)
+{
+    switch (bits) {
+    case 1:
+        fc_dot4_avx2_1(t, p, rb, x16, steps, out);
+        break;
+    case 2:
+        fc_dot4_avx2_2(t, p, rb, x16, steps, out);
+        break;
+    case 3:
+        fc_dot4_avx2_3(t, p, rb, x16, steps, out);
+        break;
+    case 4:
+        fc_dot4_avx2_4(t, p, rb, x16, steps, out);
+        break;
+    case 5:
+        fc_dot4_avx2_5(t, p, rb, x16, steps, out);
+        break;
+    case 6:
+        fc_dot4_avx2_6(t, p, rb, x16, steps, out);
+        break;
+    case 7:
+        fc_dot4_avx2_7(t, p, rb, x16, steps, out);
+        break;
+    default:
+        fc_dot4_avx2_8(t, p, rb, x16, steps, out);
+        break;
+    }
+}
+
+/* instances with a constant width, so that the width tests fold */
+#define TC_FC_DOT_AVX2(b)                                                                     \
+    __attribute__((target("avx2"))) static int32_t fc_dot_avx2_##b(                           \
+        const struct fc_avx2_tabs *t, const uint8_t *p, const int16_t *x16, int32_t steps)    \
+    {                                                                                         \
+        return fc_dot_avx2(t, p, b, x16, steps);                                              \
+    }
+TC_FC_DOT_AVX2(1)
+TC_FC_DOT_AVX2(2)
+TC_FC_DOT_AVX2(3)
+TC_FC_DOT_AVX2(4)
+TC_FC_DOT_AVX2(5)
+TC_FC_DOT_AVX2(6)
+TC_FC_DOT_AVX2(7)
+TC_FC_DOT_AVX2(8)
+
+static int32_t fc_dot_avx2_any(const struct fc_avx2_tabs *t, const uint8_t *p, uint32_t bits,
+                               const int16_t *x16, int32_t steps)
+{
+    switch (bits) {
+    case 1:
+        return fc_dot_avx2_1(t, p, x16, steps);
+    case 2:
+        return fc_dot_avx2_2(t, p, x16, steps);
+    case 3:
+        return fc_dot_avx2_3(t, p, x16, steps);
+    case 4:
+        return fc_dot_avx2_4(t, p, x16, steps);
+    case 5:
+        return fc_dot_avx2_5(t, p, x16, steps);
+    case 6:
+        return fc_dot_avx2_6(t, p, x16, steps);
+    case 7:
+        return fc_dot_avx2_7(t, p, x16, steps);
+    default:
+        return fc_dot_avx2_8(t, p, x16, steps);
+    }
+}
+
+/* raw int8 weights: sign-extend 16 weights and 16 inputs, vpmaddwd */
+__attribute__((target("avx2"))) static int32_t fc_dot_s8_avx2(const int8_t *w, const int8_t *x,
+                                                              int32_t n)
+{
+    __m256i acc = _mm256_setzero_si256();
+    __m128i r;
+    int32_t i, s;
+    for (i = 0; i + 16 <= n; i += 16) {
+        const __m256i a = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w + i)));
+        const __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + i)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+    }
+    r = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    r = _mm_add_epi32(r, _mm_srli_si128(r, 8));
+    r = _mm_add_epi32(r, _mm_srli_si128(r, 4));
+    s = _mm_cvtsi128_si32(r);
+    for (; i < n; i++) {
+        s += w[i] * x[i];
+    }
+    return s;
+}
+
+static int tc_host_avx2(void)
+{
+    return __builtin_cpu_supports("avx2");
+}
+#endif
+
+#ifdef TC_HOST_X86_SIMD
+#define TC_FC_HOST_BLOCK 64
+/* x16 for fc_dot_avx2: the input widened to int16, each block of 32 in the order 0-7, 16-23,
+ * 8-15, 24-31, zero past n up to the next multiple of 32 (weights there multiply 0) */
+static void fc_widen_blocks(const int8_t *x, int32_t n, int16_t *x16)
+{
+    int32_t i, j;
+    for (i = 0; i < n; i += 32) {
+        for (j = 0; j < 32; j++) {
+            const int32_t src = i + (j & 7) + ((j >> 3) == 1 ? 16 : (j >> 3) == 2 ? 8 : 8 * (j >> 3));
+            x16[i + j] = src < n ? x[src] : 0;
+        }
+    }
+}
+
+/* x86 hosts with AVX2, rows on byte boundaries and the input offset folded (what the
+ * generated code passes): vectorized decode + dot, four rows at a time where they share a
+ * codebook, every row in whole steps of 32 weights (the zero-padded input cancels the
+ * weights past the row end; only the last rows of the stream stop early, so that nothing past
+ * the stream is read), then tc_requantize_lanes() over blocks of 64 outputs. Returns 0
+ * (nothing done) when the layer does not qualify. Stack: the widened input (<= 4 KiB). */
+static int fc_host_avx2(const tc_fc_packed_params *p, const int8_t *input, const uint8_t *packed,
+                        const int8_t *codebooks, const uint8_t *codebook_map,
+                        const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                        int8_t *output)
+{
+    const int32_t n = p->in_features, out_f = p->out_features;
+    const uint32_t bits = p->bits;
+    const int32_t rb = (int32_t)(((uint32_t)n * bits) >> 3);
+    const int64_t stream = ((int64_t)out_f * n * bits + 7) / 8;
+    const int32_t steps = (n + 31) >> 5;
+    /* the bytes a step reads past its start: its own, or up to 3*bits + 16 when unpacking */
+    const int32_t reach = bits == 8 ? 32 : bits == 4 ? 16 : 3 * (int32_t)bits + 16;
+    int16_t x16[TC_FC_HOST_MAX_IN];
+    struct fc_avx2_tabs t;
+    const int8_t *t_cb = NULL;
+    int32_t acc[TC_FC_HOST_BLOCK];
+    int32_t b, c, r;
+    if (p->input_offset != 0 || (((uint32_t)n * bits) & 7u) != 0 || n > TC_FC_HOST_MAX_IN ||
+        !tc_host_avx2()) {
+        return 0;
+    }
+    if (codebooks == NULL) { /* raw int8 weights */
+        for (b = 0; b < p->batches; b++) {
+            const int8_t *x = input + (int32_t)b * n;
+            uint32_t fo_term = 0;
+            if (p->filter_offset != 0) {
+                int32_t i, xsum = 0;
+                for (i = 0; i < n; i++) {
+                    xsum += x[i];
+                }
+                fo_term = (uint32_t)p->filter_offset * (uint32_t)xsum;
+            }
+            for (c = 0; c < out_f; c += TC_FC_HOST_BLOCK) {
+                const int32_t cnt = TC_MIN(TC_FC_HOST_BLOCK, out_f - c);
+                for (r = 0; r < cnt; r++) {
+                    const int8_t *w = (const int8_t *)(const void *)packed + (int64_t)(c + r) * n;
+                    acc[r] = (int32_t)((uint32_t)fc_dot_s8_avx2(w, x, n) + fo_term +
+                                       (bias != NULL ? (uint32_t)bias[c + r] : 0u));
+                }
+                tc_requantize_lanes(acc, cnt, mult, shift, p->requant_per_channel, c,
+                                    p->output_offset, p->act_min, p->act_max,
+                                    output + (int32_t)b * out_f + c);
+            }
+        }
+        return 1;
+    }
+    for (b = 0; b < p->batches; b++) {
+        const int8_t *x = input + (int32_t)b * n;
+        uint32_t fo_term = 0;
+        if (p->filter_offset != 0) {
+            int32_t i, xsum = 0;
+            for (i = 0; i < n; i++) {
+                xsum += x[i];
+            }
+            fo_term = (uint32_t)p->filter_offset * (uint32_t)xsum;
+        }
+        fc_widen_blocks(x, n, x16);
+        for (c = 0; c < out_f; c += TC_FC_HOST_BLOCK) {
+            const int32_t cnt = TC_MIN(TC_FC_HOST_BLOCK, out_f - c);
+            for (r = 0; r < cnt;) {
+                const int32_t ch = c + r;
+                const uint8_t *row = packed + (int64_t)ch * rb;
+                const int32_t cbi = codebook_map != NULL ? codebook_map[ch] : ch;
+                const int8_t *cb = codebooks + (int32_t)p->codebook_stride * cbi;
+                /* steps whose reads stay inside the stream, for the last of 4 rows from ch */
+                const int64_t room4 = stream - (int64_t)(ch + 3) * rb - reach;
+                int32_t k;
+                if (cb != t_cb) {
+                    fc_avx2_setup(&t, bits, cb, p->codebook_size);
+                    t_cb = cb;
+                }
+                if (r + 4 <= cnt && room4 >= (int64_t)(steps - 1) * 4 * bits &&
+                    (p->codebook_stride == 0 ||
+                     (codebook_map != NULL && codebook_map[ch + 1] == cbi &&
+                      codebook_map[ch + 2] == cbi && codebook_map[ch + 3] == cbi))) {
+                    fc_dot4_avx2_any(&t, row, rb, bits, x16, steps, acc + r);
+                    k = 4;
+                } else {
+                    const int64_t room = stream - (int64_t)ch * rb - reach;
+                    const int32_t fit = room < 0 ? 0 : (int32_t)TC_MIN((int64_t)steps, room / (4 * (int64_t)bits) + 1);
+                    int32_t a = fc_dot_avx2_any(&t, row, bits, x16, fit);
+                    if (32 * fit < n) {
+                        int32_t ws = 0;
+                        a += fc_row_chunked(packed, (uint32_t)((int64_t)ch * rb * 8 + (int64_t)32 * fit * bits),
+                                            bits, cb, x + 32 * fit, n - 32 * fit, 0, &ws);
+                    }
+                    acc[r] = a;
+                    k = 1;
+                }
+                for (; k > 0; k--, r++) {
+                    acc[r] = (int32_t)((uint32_t)acc[r] + fo_term +
+                                       (bias != NULL ? (uint32_t)bias[c + r] : 0u));
+                }
+            }
+            tc_requantize_lanes(acc, cnt, mult, shift, p->requant_per_channel, c, p->output_offset,
+                                p->act_min, p->act_max, output + (int32_t)b * out_f + c);
+        }
+    }
+    return 1;
+}
 #endif
 
 /* ---------------------------------------------------------------------------------------
@@ -754,6 +1152,11 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
     uint32_t *xw = tab != NULL ? tab + fc_pair_entries(p) : NULL;
     const int8_t *tab_cb = NULL;
     int32_t b;
+#ifdef TC_HOST_X86_SIMD
+    if (fc_host_avx2(p, input, packed, codebooks, codebook_map, bias, mult, shift, output)) {
+        return;
+    }
+#endif
 #ifdef TC_HOST_X86_SIMD
     /* whole 4-bit rows on the SSSE3 path (input widened once per batch row, 4 KiB of stack) */
     int16_t x16[TC_FC_HOST_MAX_IN];

@@ -743,26 +743,19 @@ __attribute__((target("ssse3"))) static int32_t fc_dot4_ssse3(const uint8_t *p, 
  * widened to int16 and dotted with the input (vpmaddwd). Reads bytes [0, 3*bits + 16) of each
  * step: the caller keeps those inside the stream. */
 struct fc_avx2_tabs {
+    __m256i shuf, mul; /* the width's byte gather and field shift, in both 128-bit lanes */
+    int32_t slices;    /* 16-entry slices of a codebook */
+};
+struct fc_avx2_cb {
     __m256i cb[16]; /* 16-entry slices of the codebook, in both 128-bit lanes */
-    __m256i shuf, mul;
-    int32_t slices;
 };
 
-__attribute__((target("avx2"))) static void fc_avx2_setup(struct fc_avx2_tabs *t, uint32_t bits,
-                                                          const int8_t *cb, int32_t k)
+__attribute__((target("avx2"))) static void fc_avx2_setup(struct fc_avx2_tabs *t, uint32_t bits)
 {
     int8_t sh[16];
     int16_t mu[8];
-    int8_t buf[16];
-    int32_t i, s;
-    const int32_t entries = bits >= 8 ? 256 : (int32_t)1 << bits;
-    t->slices = (entries + 15) / 16;
-    for (s = 0; s < t->slices; s++) {
-        for (i = 0; i < 16; i++) {
-            buf[i] = 16 * s + i < k ? cb[16 * s + i] : 0;
-        }
-        t->cb[s] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)buf));
-    }
+    int32_t i;
+    t->slices = bits >= 8 ? 16 : bits > 4 ? 1 << (bits - 4) : 1;
     for (i = 0; i < 8; i++) { /* field i: bits [o, o + bits) of the 16-bit window at byte bit/8 */
         const uint32_t bit = bits * (uint32_t)i, o = bit & 7u;
         sh[2 * i] = (int8_t)(bit >> 3);
@@ -773,9 +766,29 @@ __attribute__((target("avx2"))) static void fc_avx2_setup(struct fc_avx2_tabs *t
     t->mul = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)mu));
 }
 
+/* a codebook's slices: whole 16-byte loads while they stay below cb_end (entries past the k
+ * of the codebook are never selected: indices are < k), else a zero-padded copy */
+__attribute__((target("avx2"))) static void fc_avx2_set_cb(struct fc_avx2_cb *c, int32_t slices,
+                                                           const int8_t *cb, int32_t k,
+                                                           const int8_t *cb_end)
+{
+    int32_t s, i;
+    for (s = 0; s < slices; s++) {
+        const int8_t *src = cb + 16 * s;
+        int8_t buf[16];
+        if (src + 16 > cb_end) {
+            for (i = 0; i < 16; i++) {
+                buf[i] = 16 * s + i < k ? src[i] : 0;
+            }
+            src = buf;
+        }
+        c->cb[s] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)src));
+    }
+}
+
 /* the 32 indices of the step at p as bytes, in the order 0-7, 16-23, 8-15, 24-31 (that of
  * vpackuswb over two 256-bit registers; the widened input is stored in the same order) */
-__attribute__((target("avx2"))) static inline __m256i fc_avx2_indices(const struct fc_avx2_tabs *t,
+__attribute__((target("avx2"), always_inline)) static inline __m256i fc_avx2_indices(const struct fc_avx2_tabs *t,
                                                                       const uint8_t *p, uint32_t bits)
 {
     if (bits == 8) {
@@ -807,7 +820,7 @@ __attribute__((target("avx2"))) static inline __m256i fc_avx2_indices(const stru
 /* codebook entries of 32 index bytes: vpshufb reads an index's low 4 bits (bit 7 is 0 here),
  * the slices are then merged by index bits 4, 5, 6, 7 (each moved to bit 7 for vpblendvb) */
 #define TC_AVX2_SEL(a, b, idx, bit) _mm256_blendv_epi8((a), (b), _mm256_slli_epi16((idx), 7 - (bit)))
-__attribute__((target("avx2"))) static inline __m256i fc_avx2_lookup(const struct fc_avx2_tabs *t,
+__attribute__((target("avx2"), always_inline)) static inline __m256i fc_avx2_lookup(const struct fc_avx2_cb *t,
                                                                      __m256i idx, int32_t slices)
 {
     __m256i r0, r1, r2 = idx, r3 = idx;
@@ -836,16 +849,17 @@ __attribute__((target("avx2"))) static inline __m256i fc_avx2_lookup(const struc
 }
 
 /* sum(w*x) over steps*32 weights of the row at p, x16 the input widened to int16 */
-__attribute__((target("avx2"))) static int32_t fc_dot_avx2(const struct fc_avx2_tabs *t,
+__attribute__((target("avx2"), always_inline)) static inline int32_t fc_dot_avx2(const struct fc_avx2_tabs *t,
+                                                           const struct fc_avx2_cb *c,
                                                            const uint8_t *p, uint32_t bits,
                                                            const int16_t *x16, int32_t steps)
 {
     __m256i acc = _mm256_setzero_si256();
-    const int32_t slices = bits >= 8 ? t->slices : bits > 4 ? 1 << (bits - 4) : 1;
+    const int32_t slices = bits >= 8 ? 16 : bits > 4 ? 1 << (bits - 4) : 1;
     int32_t i;
     __m128i r;
     for (i = 0; i < steps; i++) {
-        const __m256i w = fc_avx2_lookup(t, fc_avx2_indices(t, p, bits), slices);
+        const __m256i w = fc_avx2_lookup(c, fc_avx2_indices(t, p, bits), slices);
         const __m256i *xv = (const __m256i *)(const void *)(x16 + 32 * i);
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(w)),
                                                       _mm256_loadu_si256(xv)));
@@ -860,28 +874,29 @@ __attribute__((target("avx2"))) static int32_t fc_dot_avx2(const struct fc_avx2_
 }
 
 /* four rows `rb` bytes apart sharing the input loads; sums to out[0..3] */
-__attribute__((target("avx2"))) static void fc_dot4_avx2(const struct fc_avx2_tabs *t,
+__attribute__((target("avx2"), always_inline)) static inline void fc_dot4_avx2(const struct fc_avx2_tabs *t,
+                                                         const struct fc_avx2_cb *c,
                                                          const uint8_t *p, int32_t rb, uint32_t bits,
                                                          const int16_t *x16, int32_t steps,
                                                          int32_t *out)
 {
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    const int32_t slices = bits >= 8 ? t->slices : bits > 4 ? 1 << (bits - 4) : 1;
+    const int32_t slices = bits >= 8 ? 16 : bits > 4 ? 1 << (bits - 4) : 1;
     int32_t i;
     __m128i r;
-#define TC_FC_AVX2_ROW(acc, q)                                                                \
+#define TC_FC_AVX2_ROW(acc, q, cbs)                                                           \
     do {                                                                                      \
-        const __m256i w_ = fc_avx2_lookup(t, fc_avx2_indices(t, (q), bits), slices);          \
+        const __m256i w_ = fc_avx2_lookup((cbs), fc_avx2_indices(t, (q), bits), slices);      \
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(w_)), xa)); \
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(w_, 1)), xb)); \
     } while (0)
     for (i = 0; i < steps; i++) {
         const __m256i xa = _mm256_loadu_si256((const __m256i *)(const void *)(x16 + 32 * i));
         const __m256i xb = _mm256_loadu_si256((const __m256i *)(const void *)(x16 + 32 * i + 16));
-        TC_FC_AVX2_ROW(a0, p);
-        TC_FC_AVX2_ROW(a1, p + rb);
-        TC_FC_AVX2_ROW(a2, p + 2 * rb);
-        TC_FC_AVX2_ROW(a3, p + 3 * rb);
+        TC_FC_AVX2_ROW(a0, p, c);
+        TC_FC_AVX2_ROW(a1, p + rb, c + 1);
+        TC_FC_AVX2_ROW(a2, p + 2 * rb, c + 2);
+        TC_FC_AVX2_ROW(a3, p + 3 * rb, c + 3);
         p += 4 * bits;
     }
 #undef TC_FC_AVX2_ROW
@@ -895,10 +910,10 @@ __attribute__((target("avx2"))) static void fc_dot4_avx2(const struct fc_avx2_ta
 
 #define TC_FC_DOT4_AVX2(b)                                                                    \
     __attribute__((target("avx2"))) static void fc_dot4_avx2_##b(                             \
-        const struct fc_avx2_tabs *t, const uint8_t *p, int32_t rb, const int16_t *x16,       \
-        int32_t steps, int32_t *out)                                                          \
+        const struct fc_avx2_tabs *t, const struct fc_avx2_cb *c, const uint8_t *p,           \
+        int32_t rb, const int16_t *x16, int32_t steps, int32_t *out)                          \
     {                                                                                         \
-        fc_dot4_avx2(t, p, rb, b, x16, steps, out);                                           \
+        fc_dot4_avx2(t, c, p, rb, b, x16, steps, out);                                        \
     }
 TC_FC_DOT4_AVX2(1)
 TC_FC_DOT4_AVX2(2)
@@ -909,33 +924,34 @@ TC_FC_DOT4_AVX2(6)
 TC_FC_DOT4_AVX2(7)
 TC_FC_DOT4_AVX2(8)
 
-static void fc_dot4_avx2_any(const struct fc_avx2_tabs *t, const uint8_t *p, int32_t rb,
-                             uint32_t bits, const int16_t *x16, int32_t steps, int32_t *out)
+static void fc_dot4_avx2_any(const struct fc_avx2_tabs *t, const struct fc_avx2_cb *c,
+                             const uint8_t *p, int32_t rb, uint32_t bits, const int16_t *x16,
+                             int32_t steps, int32_t *out)
 {
     switch (bits) {
     case 1:
-        fc_dot4_avx2_1(t, p, rb, x16, steps, out);
+        fc_dot4_avx2_1(t, c, p, rb, x16, steps, out);
         break;
     case 2:
-        fc_dot4_avx2_2(t, p, rb, x16, steps, out);
+        fc_dot4_avx2_2(t, c, p, rb, x16, steps, out);
         break;
     case 3:
-        fc_dot4_avx2_3(t, p, rb, x16, steps, out);
+        fc_dot4_avx2_3(t, c, p, rb, x16, steps, out);
         break;
     case 4:
-        fc_dot4_avx2_4(t, p, rb, x16, steps, out);
+        fc_dot4_avx2_4(t, c, p, rb, x16, steps, out);
         break;
     case 5:
-        fc_dot4_avx2_5(t, p, rb, x16, steps, out);
+        fc_dot4_avx2_5(t, c, p, rb, x16, steps, out);
         break;
     case 6:
-        fc_dot4_avx2_6(t, p, rb, x16, steps, out);
+        fc_dot4_avx2_6(t, c, p, rb, x16, steps, out);
         break;
     case 7:
-        fc_dot4_avx2_7(t, p, rb, x16, steps, out);
+        fc_dot4_avx2_7(t, c, p, rb, x16, steps, out);
         break;
     default:
-        fc_dot4_avx2_8(t, p, rb, x16, steps, out);
+        fc_dot4_avx2_8(t, c, p, rb, x16, steps, out);
         break;
     }
 }
@@ -943,9 +959,10 @@ static void fc_dot4_avx2_any(const struct fc_avx2_tabs *t, const uint8_t *p, int
 /* instances with a constant width, so that the width tests fold */
 #define TC_FC_DOT_AVX2(b)                                                                     \
     __attribute__((target("avx2"))) static int32_t fc_dot_avx2_##b(                           \
-        const struct fc_avx2_tabs *t, const uint8_t *p, const int16_t *x16, int32_t steps)    \
+        const struct fc_avx2_tabs *t, const struct fc_avx2_cb *c, const uint8_t *p,           \
+        const int16_t *x16, int32_t steps)                                                    \
     {                                                                                         \
-        return fc_dot_avx2(t, p, b, x16, steps);                                              \
+        return fc_dot_avx2(t, c, p, b, x16, steps);                                           \
     }
 TC_FC_DOT_AVX2(1)
 TC_FC_DOT_AVX2(2)
@@ -956,26 +973,26 @@ TC_FC_DOT_AVX2(6)
 TC_FC_DOT_AVX2(7)
 TC_FC_DOT_AVX2(8)
 
-static int32_t fc_dot_avx2_any(const struct fc_avx2_tabs *t, const uint8_t *p, uint32_t bits,
-                               const int16_t *x16, int32_t steps)
+static int32_t fc_dot_avx2_any(const struct fc_avx2_tabs *t, const struct fc_avx2_cb *c,
+                               const uint8_t *p, uint32_t bits, const int16_t *x16, int32_t steps)
 {
     switch (bits) {
     case 1:
-        return fc_dot_avx2_1(t, p, x16, steps);
+        return fc_dot_avx2_1(t, c, p, x16, steps);
     case 2:
-        return fc_dot_avx2_2(t, p, x16, steps);
+        return fc_dot_avx2_2(t, c, p, x16, steps);
     case 3:
-        return fc_dot_avx2_3(t, p, x16, steps);
+        return fc_dot_avx2_3(t, c, p, x16, steps);
     case 4:
-        return fc_dot_avx2_4(t, p, x16, steps);
+        return fc_dot_avx2_4(t, c, p, x16, steps);
     case 5:
-        return fc_dot_avx2_5(t, p, x16, steps);
+        return fc_dot_avx2_5(t, c, p, x16, steps);
     case 6:
-        return fc_dot_avx2_6(t, p, x16, steps);
+        return fc_dot_avx2_6(t, c, p, x16, steps);
     case 7:
-        return fc_dot_avx2_7(t, p, x16, steps);
+        return fc_dot_avx2_7(t, c, p, x16, steps);
     default:
-        return fc_dot_avx2_8(t, p, x16, steps);
+        return fc_dot_avx2_8(t, c, p, x16, steps);
     }
 }
 
@@ -1011,24 +1028,34 @@ static int tc_host_avx2(void)
 #define TC_FC_HOST_BLOCK 64
 /* x16 for fc_dot_avx2: the input widened to int16, each block of 32 in the order 0-7, 16-23,
  * 8-15, 24-31, zero past n up to the next multiple of 32 (weights there multiply 0) */
-static void fc_widen_blocks(const int8_t *x, int32_t n, int16_t *x16)
+__attribute__((target("avx2"))) static void fc_widen_blocks(const int8_t *x, int32_t n, int16_t *x16)
 {
-    int32_t i, j;
+    int32_t i;
     for (i = 0; i < n; i += 32) {
-        for (j = 0; j < 32; j++) {
-            const int32_t src = i + (j & 7) + ((j >> 3) == 1 ? 16 : (j >> 3) == 2 ? 8 : 8 * (j >> 3));
-            x16[i + j] = src < n ? x[src] : 0;
+        int8_t tmp[32];
+        const int8_t *src = x + i;
+        __m128i h0, h1;
+        if (i + 32 > n) { /* last partial block, zero-padded */
+            int32_t j;
+            for (j = 0; j < 32; j++) {
+                tmp[j] = i + j < n ? x[i + j] : 0;
+            }
+            src = tmp;
         }
+        h0 = _mm_loadu_si128((const __m128i *)(const void *)src);
+        h1 = _mm_loadu_si128((const __m128i *)(const void *)(src + 16));
+        _mm256_storeu_si256((__m256i *)(void *)(x16 + i), _mm256_cvtepi8_epi16(_mm_unpacklo_epi64(h0, h1)));
+        _mm256_storeu_si256((__m256i *)(void *)(x16 + i + 16), _mm256_cvtepi8_epi16(_mm_unpackhi_epi64(h0, h1)));
     }
 }
 
-/* x86 hosts with AVX2, rows on byte boundaries and the input offset folded (what the
- * generated code passes): vectorized decode + dot, four rows at a time where they share a
+/* x86 hosts with AVX2 (the caller checks the CPU), rows on byte boundaries and the input
+ * offset folded (what the generated code passes): vectorized decode + dot, four rows at a time where they share a
  * codebook, every row in whole steps of 32 weights (the zero-padded input cancels the
  * weights past the row end; only the last rows of the stream stop early, so that nothing past
  * the stream is read), then tc_requantize_lanes() over blocks of 64 outputs. Returns 0
  * (nothing done) when the layer does not qualify. Stack: the widened input (<= 4 KiB). */
-static int fc_host_avx2(const tc_fc_packed_params *p, const int8_t *input, const uint8_t *packed,
+__attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_params *p, const int8_t *input, const uint8_t *packed,
                         const int8_t *codebooks, const uint8_t *codebook_map,
                         const int32_t *bias, const int32_t *mult, const int8_t *shift,
                         int8_t *output)
@@ -1042,11 +1069,12 @@ static int fc_host_avx2(const tc_fc_packed_params *p, const int8_t *input, const
     const int32_t reach = bits == 8 ? 32 : bits == 4 ? 16 : 3 * (int32_t)bits + 16;
     int16_t x16[TC_FC_HOST_MAX_IN];
     struct fc_avx2_tabs t;
-    const int8_t *t_cb = NULL;
+    struct fc_avx2_cb cbs[4]; /* the codebooks of the (up to) 4 rows of a pass */
+    const int8_t *cb_of[4] = {NULL, NULL, NULL, NULL};
+    const int8_t *cb_end;
     int32_t acc[TC_FC_HOST_BLOCK];
     int32_t b, c, r;
-    if (p->input_offset != 0 || (((uint32_t)n * bits) & 7u) != 0 || n > TC_FC_HOST_MAX_IN ||
-        !tc_host_avx2()) {
+    if (p->input_offset != 0 || (((uint32_t)n * bits) & 7u) != 0 || n > TC_FC_HOST_MAX_IN) {
         return 0;
     }
     if (codebooks == NULL) { /* raw int8 weights */
@@ -1074,6 +1102,32 @@ static int fc_host_avx2(const tc_fc_packed_params *p, const int8_t *input, const
         }
         return 1;
     }
+    fc_avx2_setup(&t, bits);
+    { /* end of the readable codebook array: the last codebook's k entries, 2^bits for bits <= 4 */
+        int32_t last = 0, i;
+        if (p->codebook_stride != 0) {
+            if (codebook_map == NULL) {
+                last = out_f - 1;
+            } else { /* the largest map entry, 32 at a time */
+                __m256i mx = _mm256_setzero_si256();
+                __m128i m2;
+                for (i = 0; i + 32 <= out_f; i += 32) {
+                    mx = _mm256_max_epu8(mx, _mm256_loadu_si256((const __m256i *)(const void *)(codebook_map + i)));
+                }
+                m2 = _mm_max_epu8(_mm256_castsi256_si128(mx), _mm256_extracti128_si256(mx, 1));
+                m2 = _mm_max_epu8(m2, _mm_srli_si128(m2, 8));
+                m2 = _mm_max_epu8(m2, _mm_srli_si128(m2, 4));
+                m2 = _mm_max_epu8(m2, _mm_srli_si128(m2, 2));
+                m2 = _mm_max_epu8(m2, _mm_srli_si128(m2, 1));
+                last = _mm_cvtsi128_si32(m2) & 0xFF;
+                for (; i < out_f; i++) {
+                    last = TC_MAX(last, (int32_t)codebook_map[i]);
+                }
+            }
+        }
+        cb_end = codebooks + (int32_t)p->codebook_stride * last +
+                 (bits <= 4 ? TC_MAX((int32_t)1 << bits, (int32_t)p->codebook_size) : p->codebook_size);
+    }
     for (b = 0; b < p->batches; b++) {
         const int8_t *x = input + (int32_t)b * n;
         uint32_t fo_term = 0;
@@ -1090,32 +1144,31 @@ static int fc_host_avx2(const tc_fc_packed_params *p, const int8_t *input, const
             for (r = 0; r < cnt;) {
                 const int32_t ch = c + r;
                 const uint8_t *row = packed + (int64_t)ch * rb;
-                const int32_t cbi = codebook_map != NULL ? codebook_map[ch] : ch;
-                const int8_t *cb = codebooks + (int32_t)p->codebook_stride * cbi;
                 /* steps whose reads stay inside the stream, for the last of 4 rows from ch */
                 const int64_t room4 = stream - (int64_t)(ch + 3) * rb - reach;
-                int32_t k;
-                if (cb != t_cb) {
-                    fc_avx2_setup(&t, bits, cb, p->codebook_size);
-                    t_cb = cb;
+                int32_t k = r + 4 <= cnt && room4 >= (int64_t)(steps - 1) * 4 * bits ? 4 : 1;
+                int32_t j;
+                for (j = 0; j < k; j++) {
+                    const int32_t cbi = codebook_map != NULL ? codebook_map[ch + j] : ch + j;
+                    const int8_t *cb = codebooks + (int32_t)p->codebook_stride * cbi;
+                    if (cb != cb_of[j]) {
+                        fc_avx2_set_cb(&cbs[j], t.slices, cb, p->codebook_size, cb_end);
+                        cb_of[j] = cb;
+                    }
                 }
-                if (r + 4 <= cnt && room4 >= (int64_t)(steps - 1) * 4 * bits &&
-                    (p->codebook_stride == 0 ||
-                     (codebook_map != NULL && codebook_map[ch + 1] == cbi &&
-                      codebook_map[ch + 2] == cbi && codebook_map[ch + 3] == cbi))) {
-                    fc_dot4_avx2_any(&t, row, rb, bits, x16, steps, acc + r);
-                    k = 4;
+                if (k == 4) {
+                    fc_dot4_avx2_any(&t, cbs, row, rb, bits, x16, steps, acc + r);
                 } else {
                     const int64_t room = stream - (int64_t)ch * rb - reach;
-                    const int32_t fit = room < 0 ? 0 : (int32_t)TC_MIN((int64_t)steps, room / (4 * (int64_t)bits) + 1);
-                    int32_t a = fc_dot_avx2_any(&t, row, bits, x16, fit);
+                    const int32_t fit =
+                        room < 0 ? 0 : (int32_t)TC_MIN((int64_t)steps, room / (4 * (int64_t)bits) + 1);
+                    int32_t a = fc_dot_avx2_any(&t, cbs, row, bits, x16, fit);
                     if (32 * fit < n) {
                         int32_t ws = 0;
                         a += fc_row_chunked(packed, (uint32_t)((int64_t)ch * rb * 8 + (int64_t)32 * fit * bits),
-                                            bits, cb, x + 32 * fit, n - 32 * fit, 0, &ws);
+                                            bits, cb_of[0], x + 32 * fit, n - 32 * fit, 0, &ws);
                     }
                     acc[r] = a;
-                    k = 1;
                 }
                 for (; k > 0; k--, r++) {
                     acc[r] = (int32_t)((uint32_t)acc[r] + fo_term +
@@ -1153,7 +1206,9 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
     const int8_t *tab_cb = NULL;
     int32_t b;
 #ifdef TC_HOST_X86_SIMD
-    if (fc_host_avx2(p, input, packed, codebooks, codebook_map, bias, mult, shift, output)) {
+    /* (the CPU check first: fc_host_avx2 is compiled for AVX2 throughout) */
+    if (tc_host_avx2() &&
+        fc_host_avx2(p, input, packed, codebooks, codebook_map, bias, mult, shift, output)) {
         return;
     }
 #endif

@@ -848,23 +848,25 @@ __attribute__((target("avx2"), always_inline)) static inline __m256i fc_avx2_loo
     return slices == 16 ? TC_AVX2_SEL(r2, r3, idx, 7) : r2;
 }
 
-/* sum(w*x) over steps*32 weights of the row at p, x16 the input widened to int16 */
+/* sum(w*x) over steps*32 weights of the row at p. The input comes as its signs (xs: the int8
+ * x) and magnitudes (xa: |x| as uint8), both in the block order of the indices; w*x = |x| *
+ * (w * sign(x)) is one vpsignb and one vpmaddubsw (pairs of products: |sum| <= 2*128*127, no
+ * saturation, given the caller has excluded weights of -128), then vpmaddwd by 1 to int32. */
 __attribute__((target("avx2"), always_inline)) static inline int32_t fc_dot_avx2(const struct fc_avx2_tabs *t,
                                                            const struct fc_avx2_cb *c,
                                                            const uint8_t *p, uint32_t bits,
-                                                           const int16_t *x16, int32_t steps)
+                                                           const int8_t *xs, const uint8_t *xa, int32_t steps)
 {
+    const __m256i ones = _mm256_set1_epi16(1);
     __m256i acc = _mm256_setzero_si256();
     const int32_t slices = bits >= 8 ? 16 : bits > 4 ? 1 << (bits - 4) : 1;
     int32_t i;
     __m128i r;
     for (i = 0; i < steps; i++) {
         const __m256i w = fc_avx2_lookup(c, fc_avx2_indices(t, p, bits), slices);
-        const __m256i *xv = (const __m256i *)(const void *)(x16 + 32 * i);
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(w)),
-                                                      _mm256_loadu_si256(xv)));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1)),
-                                                      _mm256_loadu_si256(xv + 1)));
+        const __m256i s8 = _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32 * i));
+        const __m256i a8 = _mm256_loadu_si256((const __m256i *)(const void *)(xa + 32 * i));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a8, _mm256_sign_epi8(w, s8)), ones));
         p += 4 * bits;
     }
     r = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
@@ -877,9 +879,10 @@ __attribute__((target("avx2"), always_inline)) static inline int32_t fc_dot_avx2
 __attribute__((target("avx2"), always_inline)) static inline void fc_dot4_avx2(const struct fc_avx2_tabs *t,
                                                          const struct fc_avx2_cb *c,
                                                          const uint8_t *p, int32_t rb, uint32_t bits,
-                                                         const int16_t *x16, int32_t steps,
-                                                         int32_t *out)
+                                                         const int8_t *xs, const uint8_t *xa,
+                                                         int32_t steps, int32_t *out)
 {
+    const __m256i ones = _mm256_set1_epi16(1);
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
     const int32_t slices = bits >= 8 ? 16 : bits > 4 ? 1 << (bits - 4) : 1;
     int32_t i;
@@ -887,12 +890,11 @@ __attribute__((target("avx2"), always_inline)) static inline void fc_dot4_avx2(c
 #define TC_FC_AVX2_ROW(acc, q, cbs)                                                           \
     do {                                                                                      \
         const __m256i w_ = fc_avx2_lookup((cbs), fc_avx2_indices(t, (q), bits), slices);      \
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(w_)), xa)); \
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(w_, 1)), xb)); \
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a8, _mm256_sign_epi8(w_, s8)), ones)); \
     } while (0)
     for (i = 0; i < steps; i++) {
-        const __m256i xa = _mm256_loadu_si256((const __m256i *)(const void *)(x16 + 32 * i));
-        const __m256i xb = _mm256_loadu_si256((const __m256i *)(const void *)(x16 + 32 * i + 16));
+        const __m256i s8 = _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32 * i));
+        const __m256i a8 = _mm256_loadu_si256((const __m256i *)(const void *)(xa + 32 * i));
         TC_FC_AVX2_ROW(a0, p, c);
         TC_FC_AVX2_ROW(a1, p + rb, c + 1);
         TC_FC_AVX2_ROW(a2, p + 2 * rb, c + 2);
@@ -911,9 +913,9 @@ __attribute__((target("avx2"), always_inline)) static inline void fc_dot4_avx2(c
 #define TC_FC_DOT4_AVX2(b)                                                                    \
     __attribute__((target("avx2"))) static void fc_dot4_avx2_##b(                             \
         const struct fc_avx2_tabs *t, const struct fc_avx2_cb *c, const uint8_t *p,           \
-        int32_t rb, const int16_t *x16, int32_t steps, int32_t *out)                          \
+        int32_t rb, const int8_t *xs, const uint8_t *xa, int32_t steps, int32_t *out)         \
     {                                                                                         \
-        fc_dot4_avx2(t, c, p, rb, b, x16, steps, out);                                        \
+        fc_dot4_avx2(t, c, p, rb, b, xs, xa, steps, out);                                     \
     }
 TC_FC_DOT4_AVX2(1)
 TC_FC_DOT4_AVX2(2)
@@ -925,33 +927,33 @@ TC_FC_DOT4_AVX2(7)
 TC_FC_DOT4_AVX2(8)
 
 static void fc_dot4_avx2_any(const struct fc_avx2_tabs *t, const struct fc_avx2_cb *c,
-                             const uint8_t *p, int32_t rb, uint32_t bits, const int16_t *x16,
-                             int32_t steps, int32_t *out)
+                             const uint8_t *p, int32_t rb, uint32_t bits, const int8_t *xs,
+                             const uint8_t *xa, int32_t steps, int32_t *out)
 {
     switch (bits) {
     case 1:
-        fc_dot4_avx2_1(t, c, p, rb, x16, steps, out);
+        fc_dot4_avx2_1(t, c, p, rb, xs, xa, steps, out);
         break;
     case 2:
-        fc_dot4_avx2_2(t, c, p, rb, x16, steps, out);
+        fc_dot4_avx2_2(t, c, p, rb, xs, xa, steps, out);
         break;
     case 3:
-        fc_dot4_avx2_3(t, c, p, rb, x16, steps, out);
+        fc_dot4_avx2_3(t, c, p, rb, xs, xa, steps, out);
         break;
     case 4:
-        fc_dot4_avx2_4(t, c, p, rb, x16, steps, out);
+        fc_dot4_avx2_4(t, c, p, rb, xs, xa, steps, out);
         break;
     case 5:
-        fc_dot4_avx2_5(t, c, p, rb, x16, steps, out);
+        fc_dot4_avx2_5(t, c, p, rb, xs, xa, steps, out);
         break;
     case 6:
-        fc_dot4_avx2_6(t, c, p, rb, x16, steps, out);
+        fc_dot4_avx2_6(t, c, p, rb, xs, xa, steps, out);
         break;
     case 7:
-        fc_dot4_avx2_7(t, c, p, rb, x16, steps, out);
+        fc_dot4_avx2_7(t, c, p, rb, xs, xa, steps, out);
         break;
     default:
-        fc_dot4_avx2_8(t, c, p, rb, x16, steps, out);
+        fc_dot4_avx2_8(t, c, p, rb, xs, xa, steps, out);
         break;
     }
 }
@@ -960,9 +962,9 @@ static void fc_dot4_avx2_any(const struct fc_avx2_tabs *t, const struct fc_avx2_
 #define TC_FC_DOT_AVX2(b)                                                                     \
     __attribute__((target("avx2"))) static int32_t fc_dot_avx2_##b(                           \
         const struct fc_avx2_tabs *t, const struct fc_avx2_cb *c, const uint8_t *p,           \
-        const int16_t *x16, int32_t steps)                                                    \
+        const int8_t *xs, const uint8_t *xa, int32_t steps)                                   \
     {                                                                                         \
-        return fc_dot_avx2(t, c, p, b, x16, steps);                                           \
+        return fc_dot_avx2(t, c, p, b, xs, xa, steps);                                        \
     }
 TC_FC_DOT_AVX2(1)
 TC_FC_DOT_AVX2(2)
@@ -974,25 +976,26 @@ TC_FC_DOT_AVX2(7)
 TC_FC_DOT_AVX2(8)
 
 static int32_t fc_dot_avx2_any(const struct fc_avx2_tabs *t, const struct fc_avx2_cb *c,
-                               const uint8_t *p, uint32_t bits, const int16_t *x16, int32_t steps)
+                               const uint8_t *p, uint32_t bits, const int8_t *xs, const uint8_t *xa,
+                               int32_t steps)
 {
     switch (bits) {
     case 1:
-        return fc_dot_avx2_1(t, c, p, x16, steps);
+        return fc_dot_avx2_1(t, c, p, xs, xa, steps);
     case 2:
-        return fc_dot_avx2_2(t, c, p, x16, steps);
+        return fc_dot_avx2_2(t, c, p, xs, xa, steps);
     case 3:
-        return fc_dot_avx2_3(t, c, p, x16, steps);
+        return fc_dot_avx2_3(t, c, p, xs, xa, steps);
     case 4:
-        return fc_dot_avx2_4(t, c, p, x16, steps);
+        return fc_dot_avx2_4(t, c, p, xs, xa, steps);
     case 5:
-        return fc_dot_avx2_5(t, c, p, x16, steps);
+        return fc_dot_avx2_5(t, c, p, xs, xa, steps);
     case 6:
-        return fc_dot_avx2_6(t, c, p, x16, steps);
+        return fc_dot_avx2_6(t, c, p, xs, xa, steps);
     case 7:
-        return fc_dot_avx2_7(t, c, p, x16, steps);
+        return fc_dot_avx2_7(t, c, p, xs, xa, steps);
     default:
-        return fc_dot_avx2_8(t, c, p, x16, steps);
+        return fc_dot_avx2_8(t, c, p, xs, xa, steps);
     }
 }
 
@@ -1026,15 +1029,16 @@ static int tc_host_avx2(void)
 
 #ifdef TC_HOST_X86_SIMD
 #define TC_FC_HOST_BLOCK 64
-/* x16 for fc_dot_avx2: the input widened to int16, each block of 32 in the order 0-7, 16-23,
- * 8-15, 24-31, zero past n up to the next multiple of 32 (weights there multiply 0) */
-__attribute__((target("avx2"))) static void fc_widen_blocks(const int8_t *x, int32_t n, int16_t *x16)
+/* xs, xa for fc_dot_avx2: the input and its magnitudes, each block of 32 in the order 0-7,
+ * 16-23, 8-15, 24-31, zero past n up to the next multiple of 32 (weights there multiply 0) */
+__attribute__((target("avx2"))) static void fc_prep_blocks(const int8_t *x, int32_t n, int8_t *xs,
+                                                           uint8_t *xa)
 {
     int32_t i;
     for (i = 0; i < n; i += 32) {
         int8_t tmp[32];
         const int8_t *src = x + i;
-        __m128i h0, h1;
+        __m256i v;
         if (i + 32 > n) { /* last partial block, zero-padded */
             int32_t j;
             for (j = 0; j < 32; j++) {
@@ -1042,11 +1046,27 @@ __attribute__((target("avx2"))) static void fc_widen_blocks(const int8_t *x, int
             }
             src = tmp;
         }
-        h0 = _mm_loadu_si128((const __m128i *)(const void *)src);
-        h1 = _mm_loadu_si128((const __m128i *)(const void *)(src + 16));
-        _mm256_storeu_si256((__m256i *)(void *)(x16 + i), _mm256_cvtepi8_epi16(_mm_unpacklo_epi64(h0, h1)));
-        _mm256_storeu_si256((__m256i *)(void *)(x16 + i + 16), _mm256_cvtepi8_epi16(_mm_unpackhi_epi64(h0, h1)));
+        v = _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)(const void *)src), 0xD8);
+        _mm256_storeu_si256((__m256i *)(void *)(xs + i), v);
+        _mm256_storeu_si256((__m256i *)(void *)(xa + i), _mm256_abs_epi8(v));
     }
+}
+
+/* 1 if any codebook byte in [cb, end) is -128 (the sign trick of fc_dot_avx2 excludes it) */
+__attribute__((target("avx2"))) static int fc_has_min(const int8_t *cb, const int8_t *end)
+{
+    const __m256i m = _mm256_set1_epi8(-128);
+    for (; cb + 32 <= end; cb += 32) {
+        if (_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)(const void *)cb), m))) {
+            return 1;
+        }
+    }
+    for (; cb < end; cb++) {
+        if (*cb == -128) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* x86 hosts with AVX2 (the caller checks the CPU), rows on byte boundaries and the input
@@ -1067,7 +1087,8 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
     const int32_t steps = (n + 31) >> 5;
     /* the bytes a step reads past its start: its own, or up to 3*bits + 16 when unpacking */
     const int32_t reach = bits == 8 ? 32 : bits == 4 ? 16 : 3 * (int32_t)bits + 16;
-    int16_t x16[TC_FC_HOST_MAX_IN];
+    int8_t xs[TC_FC_HOST_MAX_IN];
+    uint8_t xa[TC_FC_HOST_MAX_IN];
     struct fc_avx2_tabs t;
     struct fc_avx2_cb cbs[4]; /* the codebooks of the (up to) 4 rows of a pass */
     const int8_t *cb_of[4] = {NULL, NULL, NULL, NULL};
@@ -1128,6 +1149,9 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
         cb_end = codebooks + (int32_t)p->codebook_stride * last +
                  (bits <= 4 ? TC_MAX((int32_t)1 << bits, (int32_t)p->codebook_size) : p->codebook_size);
     }
+    if (fc_has_min(codebooks, cb_end)) {
+        return 0; /* a weight of -128 (not from symmetric int8 weights): the portable path */
+    }
     for (b = 0; b < p->batches; b++) {
         const int8_t *x = input + (int32_t)b * n;
         uint32_t fo_term = 0;
@@ -1138,7 +1162,7 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
             }
             fo_term = (uint32_t)p->filter_offset * (uint32_t)xsum;
         }
-        fc_widen_blocks(x, n, x16);
+        fc_prep_blocks(x, n, xs, xa);
         for (c = 0; c < out_f; c += TC_FC_HOST_BLOCK) {
             const int32_t cnt = TC_MIN(TC_FC_HOST_BLOCK, out_f - c);
             for (r = 0; r < cnt;) {
@@ -1157,12 +1181,12 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
                     }
                 }
                 if (k == 4) {
-                    fc_dot4_avx2_any(&t, cbs, row, rb, bits, x16, steps, acc + r);
+                    fc_dot4_avx2_any(&t, cbs, row, rb, bits, xs, xa, steps, acc + r);
                 } else {
                     const int64_t room = stream - (int64_t)ch * rb - reach;
                     const int32_t fit =
                         room < 0 ? 0 : (int32_t)TC_MIN((int64_t)steps, room / (4 * (int64_t)bits) + 1);
-                    int32_t a = fc_dot_avx2_any(&t, cbs, row, bits, x16, fit);
+                    int32_t a = fc_dot_avx2_any(&t, cbs, row, bits, xs, xa, fit);
                     if (32 * fit < n) {
                         int32_t ws = 0;
                         a += fc_row_chunked(packed, (uint32_t)((int64_t)ch * rb * 8 + (int64_t)32 * fit * bits),

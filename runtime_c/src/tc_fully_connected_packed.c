@@ -823,7 +823,7 @@ __attribute__((target("avx2"), always_inline)) static inline __m256i fc_avx2_ind
 __attribute__((target("avx2"), always_inline)) static inline __m256i fc_avx2_lookup(const struct fc_avx2_cb *t,
                                                                      __m256i idx, int32_t slices)
 {
-    __m256i r0, r1, r2 = idx, r3 = idx;
+    __m256i r0, r1, r2 = idx, r3 = idx, lk;
     int32_t s;
     if (slices == 1) {
         return _mm256_shuffle_epi8(t->cb[0], idx);
@@ -831,9 +831,11 @@ __attribute__((target("avx2"), always_inline)) static inline __m256i fc_avx2_loo
     if (slices == 2) {
         return TC_AVX2_SEL(_mm256_shuffle_epi8(t->cb[0], idx), _mm256_shuffle_epi8(t->cb[1], idx), idx, 4);
     }
+    /* 8-bit indices: vpshufb would return 0 for indices >= 128 (bit 7), clear it for the lookups */
+    lk = slices == 16 ? _mm256_and_si256(idx, _mm256_set1_epi8(0x7F)) : idx;
     for (s = 0; s < slices; s += 4) { /* four slices per pass, merged by bits 4 and 5 */
-        r0 = TC_AVX2_SEL(_mm256_shuffle_epi8(t->cb[s], idx), _mm256_shuffle_epi8(t->cb[s + 1], idx), idx, 4);
-        r1 = TC_AVX2_SEL(_mm256_shuffle_epi8(t->cb[s + 2], idx), _mm256_shuffle_epi8(t->cb[s + 3], idx), idx, 4);
+        r0 = TC_AVX2_SEL(_mm256_shuffle_epi8(t->cb[s], lk), _mm256_shuffle_epi8(t->cb[s + 1], lk), idx, 4);
+        r1 = TC_AVX2_SEL(_mm256_shuffle_epi8(t->cb[s + 2], lk), _mm256_shuffle_epi8(t->cb[s + 3], lk), idx, 4);
         r0 = TC_AVX2_SEL(r0, r1, idx, 5);
         if (s == 0) {
             r2 = r0;

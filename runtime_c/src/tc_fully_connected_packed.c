@@ -747,7 +747,8 @@ struct fc_avx2_tabs {
     int32_t slices;    /* 16-entry slices of a codebook */
 };
 struct fc_avx2_cb {
-    __m256i cb[16]; /* 16-entry slices of the codebook, in both 128-bit lanes */
+    const int8_t *src; /* 16-entry slices of the codebook: the codebook itself, or pad */
+    int8_t pad[256];   /* a zero-padded copy, for a codebook too close to the array's end */
 };
 
 __attribute__((target("avx2"))) static void fc_avx2_setup(struct fc_avx2_tabs *t, uint32_t bits)
@@ -766,24 +767,20 @@ __attribute__((target("avx2"))) static void fc_avx2_setup(struct fc_avx2_tabs *t
     t->mul = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)mu));
 }
 
-/* a codebook's slices: whole 16-byte loads while they stay below cb_end (entries past the k
- * of the codebook are never selected: indices are < k), else a zero-padded copy */
-__attribute__((target("avx2"))) static void fc_avx2_set_cb(struct fc_avx2_cb *c, int32_t slices,
-                                                           const int8_t *cb, int32_t k,
-                                                           const int8_t *cb_end)
+/* a codebook's slices: read in place while all of them stay below cb_end (entries past the k
+ * of the codebook are never selected: indices are < k), else from a zero-padded copy */
+static void fc_avx2_set_cb(struct fc_avx2_cb *c, int32_t slices, const int8_t *cb, int32_t k,
+                           const int8_t *cb_end)
 {
-    int32_t s, i;
-    for (s = 0; s < slices; s++) {
-        const int8_t *src = cb + 16 * s;
-        int8_t buf[16];
-        if (src + 16 > cb_end) {
-            for (i = 0; i < 16; i++) {
-                buf[i] = 16 * s + i < k ? src[i] : 0;
-            }
-            src = buf;
-        }
-        c->cb[s] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)src));
+    int32_t i;
+    if (cb + 16 * slices <= cb_end) {
+        c->src = cb;
+        return;
     }
+    for (i = 0; i < 16 * slices; i++) {
+        c->pad[i] = i < k ? cb[i] : 0;
+    }
+    c->src = c->pad;
 }
 
 /* the 32 indices of the step at p as bytes, in the order 0-7, 16-23, 8-15, 24-31 (that of
@@ -820,22 +817,26 @@ __attribute__((target("avx2"), always_inline)) static inline __m256i fc_avx2_ind
 /* codebook entries of 32 index bytes: vpshufb reads an index's low 4 bits (bit 7 is 0 here),
  * the slices are then merged by index bits 4, 5, 6, 7 (each moved to bit 7 for vpblendvb) */
 #define TC_AVX2_SEL(a, b, idx, bit) _mm256_blendv_epi8((a), (b), _mm256_slli_epi16((idx), 7 - (bit)))
+#define TC_AVX2_SLICE(c, s) _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)((c)->src + 16 * (s))))
 __attribute__((target("avx2"), always_inline)) static inline __m256i fc_avx2_lookup(const struct fc_avx2_cb *t,
                                                                      __m256i idx, int32_t slices)
 {
     __m256i r0, r1, r2 = idx, r3 = idx, lk;
     int32_t s;
     if (slices == 1) {
-        return _mm256_shuffle_epi8(t->cb[0], idx);
+        return _mm256_shuffle_epi8(TC_AVX2_SLICE(t, 0), idx);
     }
     if (slices == 2) {
-        return TC_AVX2_SEL(_mm256_shuffle_epi8(t->cb[0], idx), _mm256_shuffle_epi8(t->cb[1], idx), idx, 4);
+        return TC_AVX2_SEL(_mm256_shuffle_epi8(TC_AVX2_SLICE(t, 0), idx),
+                           _mm256_shuffle_epi8(TC_AVX2_SLICE(t, 1), idx), idx, 4);
     }
     /* 8-bit indices: vpshufb would return 0 for indices >= 128 (bit 7), clear it for the lookups */
     lk = slices == 16 ? _mm256_and_si256(idx, _mm256_set1_epi8(0x7F)) : idx;
     for (s = 0; s < slices; s += 4) { /* four slices per pass, merged by bits 4 and 5 */
-        r0 = TC_AVX2_SEL(_mm256_shuffle_epi8(t->cb[s], lk), _mm256_shuffle_epi8(t->cb[s + 1], lk), idx, 4);
-        r1 = TC_AVX2_SEL(_mm256_shuffle_epi8(t->cb[s + 2], lk), _mm256_shuffle_epi8(t->cb[s + 3], lk), idx, 4);
+        r0 = TC_AVX2_SEL(_mm256_shuffle_epi8(TC_AVX2_SLICE(t, s), lk),
+                         _mm256_shuffle_epi8(TC_AVX2_SLICE(t, s + 1), lk), idx, 4);
+        r1 = TC_AVX2_SEL(_mm256_shuffle_epi8(TC_AVX2_SLICE(t, s + 2), lk),
+                         _mm256_shuffle_epi8(TC_AVX2_SLICE(t, s + 3), lk), idx, 4);
         r0 = TC_AVX2_SEL(r0, r1, idx, 5);
         if (s == 0) {
             r2 = r0;
@@ -882,7 +883,7 @@ __attribute__((target("avx2"), always_inline)) static inline void fc_dot4_avx2(c
                                                          const struct fc_avx2_cb *c,
                                                          const uint8_t *p, int32_t rb, uint32_t bits,
                                                          const int8_t *xs, const uint8_t *xa,
-                                                         int32_t steps, int32_t *out)
+                                                         int32_t steps, int32_t *out, int same)
 {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
@@ -898,9 +899,9 @@ __attribute__((target("avx2"), always_inline)) static inline void fc_dot4_avx2(c
         const __m256i s8 = _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32 * i));
         const __m256i a8 = _mm256_loadu_si256((const __m256i *)(const void *)(xa + 32 * i));
         TC_FC_AVX2_ROW(a0, p, c);
-        TC_FC_AVX2_ROW(a1, p + rb, c + 1);
-        TC_FC_AVX2_ROW(a2, p + 2 * rb, c + 2);
-        TC_FC_AVX2_ROW(a3, p + 3 * rb, c + 3);
+        TC_FC_AVX2_ROW(a1, p + rb, same ? c : c + 1);
+        TC_FC_AVX2_ROW(a2, p + 2 * rb, same ? c : c + 2);
+        TC_FC_AVX2_ROW(a3, p + 3 * rb, same ? c : c + 3);
         p += 4 * bits;
     }
 #undef TC_FC_AVX2_ROW
@@ -915,9 +916,14 @@ __attribute__((target("avx2"), always_inline)) static inline void fc_dot4_avx2(c
 #define TC_FC_DOT4_AVX2(b)                                                                    \
     __attribute__((target("avx2"))) static void fc_dot4_avx2_##b(                             \
         const struct fc_avx2_tabs *t, const struct fc_avx2_cb *c, const uint8_t *p,           \
-        int32_t rb, const int8_t *xs, const uint8_t *xa, int32_t steps, int32_t *out)         \
+        int32_t rb, const int8_t *xs, const uint8_t *xa, int32_t steps, int32_t *out,         \
+        int same)                                                                             \
     {                                                                                         \
-        fc_dot4_avx2(t, c, p, rb, b, xs, xa, steps, out);                                     \
+        if (same) { /* one codebook for the four rows: its slices loaded once per step */     \
+            fc_dot4_avx2(t, c, p, rb, b, xs, xa, steps, out, 1);                              \
+        } else {                                                                              \
+            fc_dot4_avx2(t, c, p, rb, b, xs, xa, steps, out, 0);                              \
+        }                                                                                     \
     }
 TC_FC_DOT4_AVX2(1)
 TC_FC_DOT4_AVX2(2)
@@ -930,32 +936,32 @@ TC_FC_DOT4_AVX2(8)
 
 static void fc_dot4_avx2_any(const struct fc_avx2_tabs *t, const struct fc_avx2_cb *c,
                              const uint8_t *p, int32_t rb, uint32_t bits, const int8_t *xs,
-                             const uint8_t *xa, int32_t steps, int32_t *out)
+                             const uint8_t *xa, int32_t steps, int32_t *out, int same)
 {
     switch (bits) {
     case 1:
-        fc_dot4_avx2_1(t, c, p, rb, xs, xa, steps, out);
+        fc_dot4_avx2_1(t, c, p, rb, xs, xa, steps, out, same);
         break;
     case 2:
-        fc_dot4_avx2_2(t, c, p, rb, xs, xa, steps, out);
+        fc_dot4_avx2_2(t, c, p, rb, xs, xa, steps, out, same);
         break;
     case 3:
-        fc_dot4_avx2_3(t, c, p, rb, xs, xa, steps, out);
+        fc_dot4_avx2_3(t, c, p, rb, xs, xa, steps, out, same);
         break;
     case 4:
-        fc_dot4_avx2_4(t, c, p, rb, xs, xa, steps, out);
+        fc_dot4_avx2_4(t, c, p, rb, xs, xa, steps, out, same);
         break;
     case 5:
-        fc_dot4_avx2_5(t, c, p, rb, xs, xa, steps, out);
+        fc_dot4_avx2_5(t, c, p, rb, xs, xa, steps, out, same);
         break;
     case 6:
-        fc_dot4_avx2_6(t, c, p, rb, xs, xa, steps, out);
+        fc_dot4_avx2_6(t, c, p, rb, xs, xa, steps, out, same);
         break;
     case 7:
-        fc_dot4_avx2_7(t, c, p, rb, xs, xa, steps, out);
+        fc_dot4_avx2_7(t, c, p, rb, xs, xa, steps, out, same);
         break;
     default:
-        fc_dot4_avx2_8(t, c, p, rb, xs, xa, steps, out);
+        fc_dot4_avx2_8(t, c, p, rb, xs, xa, steps, out, same);
         break;
     }
 }
@@ -1001,26 +1007,34 @@ static int32_t fc_dot_avx2_any(const struct fc_avx2_tabs *t, const struct fc_avx
     }
 }
 
-/* raw int8 weights: sign-extend 16 weights and 16 inputs, vpmaddwd */
-__attribute__((target("avx2"))) static int32_t fc_dot_s8_avx2(const int8_t *w, const int8_t *x,
-                                                              int32_t n)
+/* raw int8 weights (any value, -128 included), four rows `rb` apart: 16 weights per step
+ * sign-extended (vpmovsxbw) against the input widened to int16 (natural order), vpmaddwd;
+ * sums to out[0..nrows) */
+__attribute__((target("avx2"))) static void fc_dot4_s8_avx2(const int8_t *w, int32_t rb,
+                                                            const int16_t *x16, int32_t steps,
+                                                            int32_t nrows, int32_t *out)
 {
-    __m256i acc = _mm256_setzero_si256();
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    int32_t i;
     __m128i r;
-    int32_t i, s;
-    for (i = 0; i + 16 <= n; i += 16) {
-        const __m256i a = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w + i)));
-        const __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + i)));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#define TC_FC_S8_ROW(acc, q)                                                                  \
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(                      \
+                                    _mm_loadu_si128((const __m128i *)(const void *)((q) + 16 * i))), xv))
+    for (i = 0; i < steps; i++) {
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(x16 + 16 * i));
+        TC_FC_S8_ROW(a0, w);
+        if (nrows == 4) {
+            TC_FC_S8_ROW(a1, w + rb);
+            TC_FC_S8_ROW(a2, w + 2 * rb);
+            TC_FC_S8_ROW(a3, w + 3 * rb);
+        }
     }
-    r = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-    r = _mm_add_epi32(r, _mm_srli_si128(r, 8));
-    r = _mm_add_epi32(r, _mm_srli_si128(r, 4));
-    s = _mm_cvtsi128_si32(r);
-    for (; i < n; i++) {
-        s += w[i] * x[i];
-    }
-    return s;
+#undef TC_FC_S8_ROW
+    a0 = _mm256_hadd_epi32(a0, a1);
+    a2 = _mm256_hadd_epi32(a2, a3);
+    a0 = _mm256_hadd_epi32(a0, a2);
+    r = _mm_add_epi32(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1));
+    _mm_storeu_si128((__m128i *)(void *)out, r);
 }
 
 static int tc_host_avx2(void)
@@ -1089,8 +1103,9 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
     const int32_t steps = (n + 31) >> 5;
     /* the bytes a step reads past its start: its own, or up to 3*bits + 16 when unpacking */
     const int32_t reach = bits == 8 ? 32 : bits == 4 ? 16 : 3 * (int32_t)bits + 16;
-    int8_t xs[TC_FC_HOST_MAX_IN];
-    uint8_t xa[TC_FC_HOST_MAX_IN];
+    int16_t xbuf[TC_FC_HOST_MAX_IN]; /* xs | xa, or the input as int16 for raw weights */
+    int8_t *xs = (int8_t *)(void *)xbuf;
+    uint8_t *xa = (uint8_t *)(void *)(xs + TC_FC_HOST_MAX_IN);
     struct fc_avx2_tabs t;
     struct fc_avx2_cb cbs[4]; /* the codebooks of the (up to) 4 rows of a pass */
     const int8_t *cb_of[4] = {NULL, NULL, NULL, NULL};
@@ -1101,6 +1116,9 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
         return 0;
     }
     if (codebooks == NULL) { /* raw int8 weights */
+        const int8_t *w0 = (const int8_t *)(const void *)packed;
+        const int32_t whole = n >> 4;
+        int16_t *x16 = xbuf;
         for (b = 0; b < p->batches; b++) {
             const int8_t *x = input + (int32_t)b * n;
             uint32_t fo_term = 0;
@@ -1111,12 +1129,22 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
                 }
                 fo_term = (uint32_t)p->filter_offset * (uint32_t)xsum;
             }
+            tc_widen_s8_s16(x, n, x16);
             for (c = 0; c < out_f; c += TC_FC_HOST_BLOCK) {
                 const int32_t cnt = TC_MIN(TC_FC_HOST_BLOCK, out_f - c);
-                for (r = 0; r < cnt; r++) {
-                    const int8_t *w = (const int8_t *)(const void *)packed + (int64_t)(c + r) * n;
-                    acc[r] = (int32_t)((uint32_t)fc_dot_s8_avx2(w, x, n) + fo_term +
-                                       (bias != NULL ? (uint32_t)bias[c + r] : 0u));
+                for (r = 0; r < cnt;) {
+                    const int32_t ch = c + r;
+                    const int32_t k = r + 4 <= cnt ? 4 : 1;
+                    int32_t four[4], j, i;
+                    fc_dot4_s8_avx2(w0 + (int64_t)ch * n, n, x16, whole, k, four);
+                    for (j = 0; j < k; j++, r++) {
+                        const int8_t *w = w0 + (int64_t)(ch + j) * n;
+                        for (i = 16 * whole; i < n; i++) {
+                            four[j] += w[i] * x[i];
+                        }
+                        acc[r] = (int32_t)((uint32_t)four[j] + fo_term +
+                                           (bias != NULL ? (uint32_t)bias[c + r] : 0u));
+                    }
                 }
                 tc_requantize_lanes(acc, cnt, mult, shift, p->requant_per_channel, c,
                                     p->output_offset, p->act_min, p->act_max,
@@ -1183,7 +1211,9 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
                     }
                 }
                 if (k == 4) {
-                    fc_dot4_avx2_any(&t, cbs, row, rb, bits, xs, xa, steps, acc + r);
+                    const int same = cbs[0].src == cbs[1].src && cbs[0].src == cbs[2].src &&
+                                     cbs[0].src == cbs[3].src;
+                    fc_dot4_avx2_any(&t, cbs, row, rb, bits, xs, xa, steps, acc + r, same);
                 } else {
                     const int64_t room = stream - (int64_t)ch * rb - reach;
                     const int32_t fit =

@@ -3,18 +3,18 @@
  *
  * Each weight is used once per batch row, so decoding cannot be amortized over positions; the
  * kernel decodes as it multiplies. Rows are taken in passes of up to TC_FC_ROWS output
- * channels that share a codebook, so that one load (and, on DSP cores, one widening) of the
- * input serves several rows. Per family (tc_arch.h), inside this file:
- *  - pair tables (widths 1..4, the layer's codebook, built at run time into caller scratch):
- *    a field of 2*bits stream bits (two consecutive indices) selects one word holding both
- *    weights as int16 lanes. Cortex-M4/M7/M33 (TC_ARCH_ARM_DSP) feed that word to SMLAD
- *    against the input pair (two MACs per instruction); Cortex-M0/M0+ (TC_ARCH_ARMV6M) split
- *    it with SXTH/ASR for two MULS; portable C does the same in plain C.
+ * channels that share a codebook, so that the input loads serve several rows. Per family
+ * (tc_arch.h), inside this file (docs/kernels.md, "FULLY_CONNECTED fast paths"):
+ *  - pair tables (widths 1..5, built at run time from the codebook into caller scratch, with
+ *    the input row widened once per batch row to int16 pairs): a field of 2*bits stream bits
+ *    (two consecutive indices) selects both weights. Cortex-M4/M7/M33 (TC_ARCH_ARM_DSP): one
+ *    word of two int16 lanes, fed to SMLAD against the input pair (two MACs per instruction),
+ *    four rows per pass. ARMv6-M and portable C: two int8 tables (LDRSB), two MULS.
  *  - raw int8 weights (codebooks == NULL): SXTB16 + SMLAD on DSP cores, as CMSIS-NN does.
- *  - everything else (5..8-bit codebooks, per-channel codebooks on short rows): a codebook
- *    lookup per weight, indices cut from whole groups of 8 (`bits` bytes) without a bit cursor.
- *  - x86 hosts (TC_HOST_X86_SIMD): 4-bit rows decoded with pshufb and dotted with the input
- *    widened once per batch row; other widths decode chunks to int16 (vectorized dot).
+ *  - other widths and short per-channel rows: a codebook lookup per weight, indices cut from
+ *    whole groups of 8 (`bits` bytes) with constant shifts, no bit cursor.
+ *  - x86 hosts (TC_HOST_X86_SIMD): AVX2 decode + dot for every width (run-time check; see
+ *    fc_host_avx2), the SSSE3 4-bit path otherwise.
  * The input offset is folded out of the inner loop: sum(w*(x+io)) = sum(w*x) + io*sum(w); the
  * generated code passes input_offset 0 and folds io*sum(w) into the bias at compile time
  * (ops/fully_connected.py), so sum(w) is only computed (second pass) when io != 0.

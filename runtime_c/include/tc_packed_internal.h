@@ -173,6 +173,21 @@ TC_INLINE void tc_widen_s8_s16(const int8_t *restrict in, int32_t n, int16_t *re
     }
 }
 
+/* Index j (0..7) of a group of 8 indices of `bits` bits read as two words: bytes 0..3 of the
+ * group in lo, bytes 4..bits-1 in hi; index j is bits [bits*j, bits*j + bits) of hi:lo. With
+ * constant bits and j the shifts fold (no bit cursor). */
+TC_INLINE uint32_t tc_group_index(uint32_t lo, uint32_t hi, uint32_t bits, uint32_t j)
+{
+    const uint32_t s = bits * j, m = (1u << bits) - 1u;
+    if (s + bits <= 32u) {
+        return (lo >> s) & m;
+    }
+    if (s >= 32u) {
+        return (hi >> (s - 32u)) & m;
+    }
+    return ((lo >> s) | (hi << (32u - s))) & m;
+}
+
 #define TC_UNPACK_CHUNK 128
 
 /* Host fast path (tc_unpack_lut.c): byte-aligned 4-bit indices straight to int16 values;

@@ -92,20 +92,6 @@ TC_INLINE uint32_t fc_field(const uint8_t *q, uint32_t bits, uint32_t j)
     return ((uint32_t)q[0] >> (2u * j)) & 3u;
 }
 
-/* The 8 indices of a group: bytes 0..3 in lo, bytes 4..bits-1 in hi (exactly `bits` bytes
- * read); index j is bits [bits*j, bits*j + bits) of hi:lo. */
-TC_INLINE uint32_t fc_index(uint32_t lo, uint32_t hi, uint32_t bits, uint32_t j)
-{
-    const uint32_t s = bits * j, m = (1u << bits) - 1u;
-    if (s + bits <= 32u) {
-        return (lo >> s) & m;
-    }
-    if (s >= 32u) {
-        return (hi >> (s - 32u)) & m;
-    }
-    return ((lo >> s) | (hi << (32u - s))) & m;
-}
-
 #if defined(TC_ARCH_ARM_DSP)
 /* ---- Cortex-M4/M7/M33 (ARMv7E-M / ARMv8-M Mainline with DSP) ----
  * Pair words into SMLAD. The input is widened on the fly (one LDR, two SXTB16 and two PKH per
@@ -602,14 +588,14 @@ TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t
         for (g = 0; g < groups; g++) {
             uint32_t lo, hi;
             fc_group_words(qr, bits, &lo, &hi);
-            a += cb[fc_index(lo, hi, bits, 0u)] * xr[0];
-            a += cb[fc_index(lo, hi, bits, 1u)] * xr[1];
-            a += cb[fc_index(lo, hi, bits, 2u)] * xr[2];
-            a += cb[fc_index(lo, hi, bits, 3u)] * xr[3];
-            a += cb[fc_index(lo, hi, bits, 4u)] * xr[4];
-            a += cb[fc_index(lo, hi, bits, 5u)] * xr[5];
-            a += cb[fc_index(lo, hi, bits, 6u)] * xr[6];
-            a += cb[fc_index(lo, hi, bits, 7u)] * xr[7];
+            a += cb[tc_group_index(lo, hi, bits, 0u)] * xr[0];
+            a += cb[tc_group_index(lo, hi, bits, 1u)] * xr[1];
+            a += cb[tc_group_index(lo, hi, bits, 2u)] * xr[2];
+            a += cb[tc_group_index(lo, hi, bits, 3u)] * xr[3];
+            a += cb[tc_group_index(lo, hi, bits, 4u)] * xr[4];
+            a += cb[tc_group_index(lo, hi, bits, 5u)] * xr[5];
+            a += cb[tc_group_index(lo, hi, bits, 6u)] * xr[6];
+            a += cb[tc_group_index(lo, hi, bits, 7u)] * xr[7];
             qr += bits;
             xr += 8;
         }
@@ -934,37 +920,12 @@ TC_FC_DOT4_AVX2(6)
 TC_FC_DOT4_AVX2(7)
 TC_FC_DOT4_AVX2(8)
 
-static void fc_dot4_avx2_any(const struct fc_avx2_tabs *t, const struct fc_avx2_cb *c,
-                             const uint8_t *p, int32_t rb, uint32_t bits, const int8_t *xs,
-                             const uint8_t *xa, int32_t steps, int32_t *out, int same)
-{
-    switch (bits) {
-    case 1:
-        fc_dot4_avx2_1(t, c, p, rb, xs, xa, steps, out, same);
-        break;
-    case 2:
-        fc_dot4_avx2_2(t, c, p, rb, xs, xa, steps, out, same);
-        break;
-    case 3:
-        fc_dot4_avx2_3(t, c, p, rb, xs, xa, steps, out, same);
-        break;
-    case 4:
-        fc_dot4_avx2_4(t, c, p, rb, xs, xa, steps, out, same);
-        break;
-    case 5:
-        fc_dot4_avx2_5(t, c, p, rb, xs, xa, steps, out, same);
-        break;
-    case 6:
-        fc_dot4_avx2_6(t, c, p, rb, xs, xa, steps, out, same);
-        break;
-    case 7:
-        fc_dot4_avx2_7(t, c, p, rb, xs, xa, steps, out, same);
-        break;
-    default:
-        fc_dot4_avx2_8(t, c, p, rb, xs, xa, steps, out, same);
-        break;
-    }
-}
+typedef void (*fc_dot4_avx2_fn)(const struct fc_avx2_tabs *, const struct fc_avx2_cb *,
+                                const uint8_t *, int32_t, const int8_t *, const uint8_t *, int32_t,
+                                int32_t *, int);
+static const fc_dot4_avx2_fn fc_dot4_avx2_by_bits[9] = {
+    NULL, fc_dot4_avx2_1, fc_dot4_avx2_2, fc_dot4_avx2_3, fc_dot4_avx2_4,
+    fc_dot4_avx2_5, fc_dot4_avx2_6, fc_dot4_avx2_7, fc_dot4_avx2_8};
 
 /* instances with a constant width, so that the width tests fold */
 #define TC_FC_DOT_AVX2(b)                                                                     \
@@ -983,29 +944,11 @@ TC_FC_DOT_AVX2(6)
 TC_FC_DOT_AVX2(7)
 TC_FC_DOT_AVX2(8)
 
-static int32_t fc_dot_avx2_any(const struct fc_avx2_tabs *t, const struct fc_avx2_cb *c,
-                               const uint8_t *p, uint32_t bits, const int8_t *xs, const uint8_t *xa,
-                               int32_t steps)
-{
-    switch (bits) {
-    case 1:
-        return fc_dot_avx2_1(t, c, p, xs, xa, steps);
-    case 2:
-        return fc_dot_avx2_2(t, c, p, xs, xa, steps);
-    case 3:
-        return fc_dot_avx2_3(t, c, p, xs, xa, steps);
-    case 4:
-        return fc_dot_avx2_4(t, c, p, xs, xa, steps);
-    case 5:
-        return fc_dot_avx2_5(t, c, p, xs, xa, steps);
-    case 6:
-        return fc_dot_avx2_6(t, c, p, xs, xa, steps);
-    case 7:
-        return fc_dot_avx2_7(t, c, p, xs, xa, steps);
-    default:
-        return fc_dot_avx2_8(t, c, p, xs, xa, steps);
-    }
-}
+typedef int32_t (*fc_dot_avx2_fn)(const struct fc_avx2_tabs *, const struct fc_avx2_cb *,
+                                  const uint8_t *, const int8_t *, const uint8_t *, int32_t);
+static const fc_dot_avx2_fn fc_dot_avx2_by_bits[9] = {
+    NULL, fc_dot_avx2_1, fc_dot_avx2_2, fc_dot_avx2_3, fc_dot_avx2_4,
+    fc_dot_avx2_5, fc_dot_avx2_6, fc_dot_avx2_7, fc_dot_avx2_8};
 
 /* raw int8 weights (any value, -128 included), four rows `rb` apart: 16 weights per step
  * sign-extended (vpmovsxbw) against the input widened to int16 (natural order), vpmaddwd;
@@ -1213,12 +1156,12 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
                 if (k == 4) {
                     const int same = cbs[0].src == cbs[1].src && cbs[0].src == cbs[2].src &&
                                      cbs[0].src == cbs[3].src;
-                    fc_dot4_avx2_any(&t, cbs, row, rb, bits, xs, xa, steps, acc + r, same);
+                    fc_dot4_avx2_by_bits[bits](&t, cbs, row, rb, xs, xa, steps, acc + r, same);
                 } else {
                     const int64_t room = stream - (int64_t)ch * rb - reach;
                     const int32_t fit =
                         room < 0 ? 0 : (int32_t)TC_MIN((int64_t)steps, room / (4 * (int64_t)bits) + 1);
-                    int32_t a = fc_dot_avx2_any(&t, cbs, row, bits, xs, xa, fit);
+                    int32_t a = fc_dot_avx2_by_bits[bits](&t, cbs, row, xs, xa, fit);
                     if (32 * fit < n) {
                         int32_t ws = 0;
                         a += fc_row_chunked(packed, (uint32_t)((int64_t)ch * rb * 8 + (int64_t)32 * fit * bits),

@@ -184,17 +184,6 @@ TC_INLINE uint32_t tc_group_lo(const uint8_t *q)
     return (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
 }
 
-TC_INLINE uint32_t tc_group_index(uint32_t lo, uint32_t hi, uint32_t bits, uint32_t j)
-{
-    const uint32_t s = bits * j, m = (1u << bits) - 1u;
-    if (s + bits <= 32u) {
-        return (lo >> s) & m;
-    }
-    if (s >= 32u) {
-        return (hi >> (s - 32u)) & m;
-    }
-    return ((lo >> s) | (hi << (32u - s))) & m;
-}
 
 TC_INLINE int32_t unpack_groups8(const uint8_t *restrict p, uint32_t bits,
                                  const int8_t *restrict cb, int32_t n, int8_t *restrict out)

@@ -43,7 +43,13 @@ int8_t SHIFT[64];
 int8_t Y[16 + 64 + 16];
 int8_t SCR[8192];
 int32_t FLAGS[4]; /* no codebooks, use map, use bias, scratch size (out) */
+int32_t UNP[4]; /* bit offset, bits, count, raw */
+int8_t UOUT[16 + 600 + 16];
 void tc_harness_entry(void) {}
+void run_unpack(void)
+{
+    tc_unpack_lut(W, (uint32_t)UNP[0], (uint8_t)UNP[1], UNP[3] ? 0 : CB, UNP[2], UOUT + 16);
+}
 void run_fc(void)
 {
     FLAGS[3] = tc_fully_connected_packed_get_buffer_size(&P);
@@ -122,3 +128,34 @@ def test_fully_connected_on_target_matches_reference(board):
         np.testing.assert_array_equal(got, ref.reshape(-1))
 
     check()
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_unpack_on_target_matches_numpy(board):
+    """tc_unpack_lut as each core compiles it: every width, starts inside a byte, lengths
+    around the 8-index groups, raw indices; against numpy (and no write outside the output)."""
+    require_tool("arm-none-eabi-gcc")
+    pytest.importorskip("unicorn")
+    from arm_harness import read, write
+    from tinycluster.packing import unpack_indices
+    m = _machine(board)
+    rng = np.random.default_rng(7)
+    for case in range(120):
+        bits = int(rng.integers(1, 9))
+        first = int(rng.integers(0, 20))
+        count = int(rng.choice([int(rng.integers(0, 40)), int(rng.integers(40, 500))]))
+        raw = bool(rng.integers(0, 2))
+        idx = rng.integers(0, 1 << bits, size=first + count)
+        data = pack_indices(idx, bits)
+        cb = rng.integers(-128, 128, size=1 << bits).astype(np.int8)
+        write(m, "W", data)
+        write(m, "CB", cb.tobytes())
+        write(m, "UNP", np.array([first * bits, bits, count, raw], np.int32).tobytes())
+        write(m, "UOUT", bytes([0x5A]) * (count + 32))
+        m.call("run_unpack", limit=10_000_000)
+        out = np.frombuffer(read(m, "UOUT", count + 32), np.int8)
+        assert np.all(out[:16] == 0x5A) and np.all(out[16 + count:] == 0x5A)
+        want = unpack_indices(data, bits, first + count)[first:]
+        want = want.astype(np.uint8).view(np.int8) if raw else cb[want]
+        np.testing.assert_array_equal(out[16:16 + count], want, err_msg=f"{board} case {case}: bits {bits} "
+                                      f"first {first} count {count} raw {raw}")

@@ -233,6 +233,44 @@ def test_fully_connected_packed_matches_reference(data):
     np.testing.assert_array_equal(got, ref.reshape(-1))
 
 
+@pytest.mark.parametrize("portable", [False, True], ids=["host-simd", "portable"])
+def test_fully_connected_every_width_and_layout(portable):
+    """Deterministic sweep of the FC fast paths: widths 1..8, per-tensor / per-channel / shared
+    codebooks of symmetric int8 values (what the x86 AVX2 path takes: no -128), rows of whole
+    8-index groups and not, rows around the 32-weight steps and the 4-row passes, folded input
+    offset; against the numpy reference."""
+    rng = np.random.default_rng(10)
+    cases = 0
+    for bits in range(1, 9):
+        for mode in ("tensor", "channel", "shared"):
+            for n_in, n_out in ((8, 4), (40, 5), (128, 8), (136, 13), (640, 9), (33, 3), (1000, 4)):
+                k = 1 << bits
+                n_cb = {"tensor": 1, "channel": n_out, "shared": 3}[mode]
+                cbs = rng.integers(-127, 128, size=(n_cb, k)).astype(np.int8)
+                idx = rng.integers(0, k, size=n_out * n_in)
+                if mode == "tensor":
+                    lay = pc.PackedLayout(idx, bits, cbs[0], 0, None, k)
+                elif mode == "channel":
+                    lay = pc.PackedLayout(idx, bits, cbs.reshape(-1), k, None, k)
+                else:
+                    lay = pc.PackedLayout(idx, bits, cbs.reshape(-1), k,
+                                          rng.integers(0, n_cb, size=n_out).astype(np.uint8), k)
+                w = lay.values((n_out, n_in), 0)
+                bias = rng.integers(-5000, 5000, size=n_out)
+                p = dict(in_features=n_in, out_features=n_out, batches=1, filter_offset=0, input_offset=-3,
+                         output_offset=5, act_min=-128, act_max=127,
+                         mult=rng.integers(1 << 30, 1 << 31, size=n_out).tolist(),
+                         shift=rng.integers(-12, -6, size=n_out).tolist(), requant_per_channel=1)
+                x = rng.integers(-128, 128, size=(1, n_in)).astype(np.int8)
+                node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
+                ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0]
+                pf, bf = fully_connected.fold_input_offset(p, w, bias)
+                got = H.run_fc(pf, lay, x, bf, fully_connected.struct_fields(pf, lay), portable=portable)
+                np.testing.assert_array_equal(got, ref.reshape(-1), err_msg=f"bits {bits} {mode} {n_in}x{n_out}")
+                cases += 1
+    assert cases == 8 * 3 * 7
+
+
 # ---------------------------------------------------------------------------------------------
 # decoders: fast paths vs generic bitstream reader vs numpy
 

@@ -76,8 +76,8 @@ typedef struct {
 /* Scratch: a pair table (4 * 2^(2*bits) + 3 bytes) for widths 1..4 when it pays: per-tensor
  * codebooks with in_features * out_features >= 4 * 2^(2*bits), per-channel / shared codebooks
  * with in_features >= 2 * 2^(2*bits) (rebuilt per codebook); 0 otherwise. Any alignment.
- * Stack: <= 0.5 KiB on Cortex-M (128-weight decode chunk), + 4 KiB on x86 hosts (the input
- * row widened to int16). */
+ * Stack: <= 0.5 KiB on Cortex-M (128-weight decode chunk), ~5.5 KiB on x86 hosts (the input
+ * row prepared for AVX2, up to 2048 inputs). */
 int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p);
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,

@@ -1,17 +1,27 @@
 /*
- * tc_unpack_lut: packed index bitstream -> codebook values, with byte-wise fast paths for
- * 1, 2, 4 and 8 bits when the first index starts on a byte boundary, and for 3, 5, 6, 7 bits
- * a group-of-8 path (8 indices = `bits` whole bytes); unaligned starts and tails go to the
- * generic bitstream reader (tc_unpack_lut_generic).
+ * tc_unpack_lut: packed index bitstream -> codebook values, without a per-index bit cursor:
+ * a start inside a byte decodes the few indices (< 8) up to the next byte boundary with the
+ * generic reader, then byte-wise paths for 1, 2, 4 and 8 bits and, for 3, 5, 6 and 7 bits,
+ * groups of 8 indices (`bits` whole bytes, two 32-bit words, constant shifts); the tail
+ * (< 8 indices) goes to the generic reader (tc_unpack_lut_generic). Only the bytes holding
+ * the requested indices are read.
  *
  * Per-core fast path (x86 hosts only, selected at run time): for 2- and 4-bit streams the
  * codebook fits one 16-byte register and SSSE3 pshufb looks up 16 indices per instruction.
  * It reads 2^bits codebook entries (see the padding rule in tc_kernels.h). Cortex-M builds
- * never see this block; -DTC_NO_HOST_SIMD removes it on hosts (the tests build both).
+ * never see this block; -DTC_PORTABLE removes it on hosts (the tests build both).
  */
 #include "tc_packed_internal.h"
 
-static const int8_t tc_identity16[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+/* raw indices (codebook == NULL) of widths 1..7: the index as its own value */
+static const int8_t tc_identity128[128] = {
+    0,   1,   2,   3,   4,   5,   6,   7,   8,   9,   10,  11,  12,  13,  14,  15,  16,  17,  18,
+    19,  20,  21,  22,  23,  24,  25,  26,  27,  28,  29,  30,  31,  32,  33,  34,  35,  36,  37,
+    38,  39,  40,  41,  42,  43,  44,  45,  46,  47,  48,  49,  50,  51,  52,  53,  54,  55,  56,
+    57,  58,  59,  60,  61,  62,  63,  64,  65,  66,  67,  68,  69,  70,  71,  72,  73,  74,  75,
+    76,  77,  78,  79,  80,  81,  82,  83,  84,  85,  86,  87,  88,  89,  90,  91,  92,  93,  94,
+    95,  96,  97,  98,  99,  100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 113,
+    114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127};
 
 #ifdef TC_HOST_X86_SIMD
 #include <tmmintrin.h>
@@ -165,50 +175,73 @@ static void unpack1(const uint8_t *restrict p, const int8_t *restrict cb, int32_
     }
 }
 
-/* Any width, byte-aligned start: 8 indices occupy exactly `bits` bytes, so each group of 8
- * is read as one little-endian word and split with fixed shifts. Returns values written (a
- * multiple of 8); the caller finishes the tail. */
+/* Any width 3, 5, 6, 7, byte-aligned start: 8 indices occupy exactly `bits` whole bytes, read
+ * as two 32-bit words (bytes 0..3 and 4..bits-1, nothing past the group); every index is cut
+ * with constant shifts (no bit cursor). Returns values written (a multiple of 8); the caller
+ * finishes the tail. */
+TC_INLINE uint32_t tc_group_lo(const uint8_t *q)
+{
+    return (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+}
+
+
 TC_INLINE int32_t unpack_groups8(const uint8_t *restrict p, uint32_t bits,
                                  const int8_t *restrict cb, int32_t n, int8_t *restrict out)
 {
-    const uint64_t mask = (1u << bits) - 1u;
     const int32_t groups = n >> 3;
-    int32_t g, j;
+    int32_t g;
     for (g = 0; g < groups; g++) {
         const uint8_t *q = p + g * (int32_t)bits;
-        uint64_t v = 0;
-        for (j = 0; j < (int32_t)bits; j++) {
-            v |= (uint64_t)q[j] << (8 * j);
+        uint32_t lo, hi = 0;
+        int8_t *o = out + 8 * g;
+        if (bits == 3) {
+            lo = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16;
+        } else {
+            lo = tc_group_lo(q);
+            hi = q[4];
+            if (bits > 5) {
+                hi |= (uint32_t)q[5] << 8;
+            }
+            if (bits > 6) {
+                hi |= (uint32_t)q[6] << 16;
+            }
         }
-        for (j = 0; j < 8; j++) {
-            out[8 * g + j] = cb[(v >> (bits * (uint32_t)j)) & mask];
-        }
+        o[0] = cb[tc_group_index(lo, hi, bits, 0)];
+        o[1] = cb[tc_group_index(lo, hi, bits, 1)];
+        o[2] = cb[tc_group_index(lo, hi, bits, 2)];
+        o[3] = cb[tc_group_index(lo, hi, bits, 3)];
+        o[4] = cb[tc_group_index(lo, hi, bits, 4)];
+        o[5] = cb[tc_group_index(lo, hi, bits, 5)];
+        o[6] = cb[tc_group_index(lo, hi, bits, 6)];
+        o[7] = cb[tc_group_index(lo, hi, bits, 7)];
     }
     return groups << 3;
 }
 
-void tc_unpack_lut(const uint8_t *packed, uint32_t bit_offset, uint8_t bits,
-                   const int8_t *codebook, int32_t count, int8_t *out)
+TC_NOINLINE static int32_t unpack_groups8_any(const uint8_t *p, uint32_t bits, const int8_t *cb,
+                                              int32_t n, int8_t *out)
 {
-    const uint8_t *p = packed + (bit_offset >> 3);
+    return bits == 3   ? unpack_groups8(p, 3, cb, n, out)
+           : bits == 5 ? unpack_groups8(p, 5, cb, n, out)
+           : bits == 6 ? unpack_groups8(p, 6, cb, n, out)
+                       : unpack_groups8(p, 7, cb, n, out);
+}
+
+/* Byte-aligned start (p = the first index's byte). */
+static void unpack_aligned(const uint8_t *p, uint32_t bit_offset, uint8_t bits,
+                           const int8_t *codebook, int32_t count, int8_t *out,
+                           const uint8_t *packed)
+{
     const int8_t *cb = codebook;
     int32_t done = 0;
-    if (count <= 0) {
-        return;
-    }
-    if ((bit_offset & 7u) != 0) {
-        tc_unpack_lut_generic(packed, bit_offset, bits, codebook, count, out);
-        return;
-    }
     if (bits != 1 && bits != 2 && bits != 4 && bits != 8) { /* 3, 5, 6, 7 */
-        if (codebook != NULL) { /* constant widths so each instance unrolls */
-            done = bits == 3   ? unpack_groups8(p, 3, codebook, count, out)
-                   : bits == 5 ? unpack_groups8(p, 5, codebook, count, out)
-                   : bits == 6 ? unpack_groups8(p, 6, codebook, count, out)
-                               : unpack_groups8(p, 7, codebook, count, out);
+        if (codebook != NULL) {
+            done = unpack_groups8_any(p, bits, codebook, count, out);
+        } else {
+            done = unpack_groups8_any(p, bits, tc_identity128, count, out);
         }
-        tc_unpack_lut_generic(packed, bit_offset + (uint32_t)done * bits, bits, codebook, count - done,
-                              out + done);
+        tc_unpack_lut_generic(packed, bit_offset + (uint32_t)done * bits, bits, codebook,
+                              count - done, out + done);
         return;
     }
     if (cb == NULL) {
@@ -219,7 +252,7 @@ void tc_unpack_lut(const uint8_t *packed, uint32_t bit_offset, uint8_t bits,
             }
             return;
         }
-        cb = tc_identity16; /* raw indices of 1, 2 or 4 bits */
+        cb = tc_identity128; /* raw indices of 1, 2 or 4 bits */
     }
     switch (bits) {
     case 8:
@@ -245,4 +278,28 @@ void tc_unpack_lut(const uint8_t *packed, uint32_t bit_offset, uint8_t bits,
         unpack1(p, cb, count, out);
         break;
     }
+}
+
+void tc_unpack_lut(const uint8_t *packed, uint32_t bit_offset, uint8_t bits,
+                   const int8_t *codebook, int32_t count, int8_t *out)
+{
+    int32_t head = 0;
+    if (count <= 0) {
+        return;
+    }
+    /* a start inside a byte: the few indices (< 8) up to the next byte boundary with the
+     * generic reader, the rest byte-aligned (index i of a stream sits at bit i*bits, so a
+     * boundary comes within 8 / gcd(bits, 8) indices) */
+    while (((bit_offset + (uint32_t)head * bits) & 7u) != 0) {
+        if (++head >= 8 || head >= count) {
+            tc_unpack_lut_generic(packed, bit_offset, bits, codebook, count, out);
+            return;
+        }
+    }
+    if (head > 0) {
+        tc_unpack_lut_generic(packed, bit_offset, bits, codebook, head, out);
+    }
+    bit_offset += (uint32_t)head * bits;
+    unpack_aligned(packed + (bit_offset >> 3), bit_offset, bits, codebook, count - head,
+                   out + head, packed);
 }

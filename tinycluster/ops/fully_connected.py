@@ -28,7 +28,7 @@ def struct_fields(p: dict, layout) -> list:
     ]
 
 
-PAIR_MAX_BITS = 4  # TC_FC_PAIR_MAX_BITS
+PAIR_MAX_BITS = 5  # TC_FC_PAIR_MAX_BITS
 
 
 def pair_entries(p: dict, bits: int, codebook_stride: int) -> int:
@@ -43,14 +43,13 @@ def pair_entries(p: dict, bits: int, codebook_stride: int) -> int:
 
 
 def scratch_size(p: dict, bits: int, codebook_stride: int) -> int:
-    """Mirror of tc_fully_connected_packed_get_buffer_size(): the pair table, and for
-    per-channel / shared codebooks (one table at a time) the input row widened to int16
-    pairs once per batch row; + 3 bytes of alignment slack."""
+    """Mirror of tc_fully_connected_packed_get_buffer_size(): the pair table and the input row
+    widened to int16 pairs once per batch row (in_features rounded up to 4), + 3 bytes of
+    alignment slack; 0 for layers without a pair table."""
     e = pair_entries(p, bits, codebook_stride)
     if e == 0:
         return 0
-    widened = 2 * ((p["in_features"] + 3) // 4 * 4) if codebook_stride != 0 else 0
-    return 4 * e + widened + 3
+    return 4 * e + 2 * ((p["in_features"] + 3) // 4 * 4) + 3
 
 
 def fold_input_offset(p: dict, weights, bias):

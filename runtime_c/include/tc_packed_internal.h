@@ -78,6 +78,16 @@ TC_INLINE int tc_conv_is_shallow(const tc_conv_packed_params *p)
     return tc_conv_shallow_mode(p) != 0;
 }
 
+/* Arm form of the all-filters scratch of a shallow layer (tc_conv2d_packed_decode.c): 3 bytes of
+ * alignment slack, the int32 weight sum of each channel, all filters as int8 [out_c][flen]
+ * rounded up to 4 bytes, and a two-position patch of 4 * ceil(flen / 4) bytes (int16 on DSP
+ * cores, int8 on ARMv6-M). The same size is reserved on every target. */
+TC_INLINE int32_t tc_conv_shallow_arm_bytes(const tc_conv_packed_params *p)
+{
+    const int32_t flen = (int32_t)p->k_h * p->k_w * p->filter_in_c;
+    return 3 + 4 * p->out_c + ((flen * p->out_c + 3) & ~3) + 4 * ((flen + 3) & ~3);
+}
+
 /* x86 hosts (SSE2): shallow filters are stored as input-channel pairs for pmaddwd
  * (tc_conv2d_packed_rows.c); elsewhere as [kh*kw*in_c][out_c]. */
 #if defined(TC_HOST_X86_SIMD) && defined(__SSE2__)
@@ -246,6 +256,14 @@ TC_INLINE uint32_t tc_sxtb16_ror8(uint32_t x)
 {
     uint32_t r;
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* SXTAB16 with its ROR #8 operand: a + (bytes 1 and 3 of x, sign-extended), two int16 lanes */
+TC_INLINE uint32_t tc_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
     return r;
 }
 #endif

@@ -28,12 +28,15 @@ int32_t tc_conv2d_packed_get_buffer_size(const tc_conv_packed_params *p)
 {
     const int32_t kh = p->k_h, kw = p->k_w;
     const int mode = tc_conv_shallow_mode(p);
-    if (mode == 1) { /* int16, input channels rounded up to pairs (see conv_shallow_sse2) */
+    if (mode != 0) {
+        /* all filters at once: the largest of the portable form (mode 1: int16, input channels
+         * rounded up to pairs, see conv_shallow_sse2; mode 2: int8) and the Arm form
+         * (tc_conv_shallow_arm_bytes) */
         const int32_t pairs = ((int32_t)p->filter_in_c + 1) / 2;
-        return 3 + 2 * kh * kw * 2 * pairs * p->out_c + kh * kw * (int32_t)p->filter_in_c;
-    }
-    if (mode == 2) { /* int8 */
-        return 3 + kh * kw * (int32_t)p->filter_in_c * (p->out_c + 1);
+        const int32_t flen = kh * kw * (int32_t)p->filter_in_c;
+        const int32_t portable = mode == 1 ? 3 + 2 * kh * kw * 2 * pairs * p->out_c + flen
+                                           : 3 + flen * (p->out_c + 1);
+        return TC_MAX(portable, tc_conv_shallow_arm_bytes(p));
     }
     /* deep: prefix sums of two channels + two decoded filters as int16 (the Arm pair paths;
      * the portable path uses half of it). The same size on every target: the generated code

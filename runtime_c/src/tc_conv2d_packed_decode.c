@@ -1,7 +1,8 @@
 /*
  * tc_conv2d_packed_decode: for shallow conv layers (tc_conv_is_shallow()), decode every filter
  * once into scratch, transposed for channel-vectorized accumulation ([kh*kw*in_c][out_c] int16,
- * or input-channel pairs [kh*kw][in_c/2][out_c][2] on x86 hosts); tc_conv2d_packed_rows() then
+ * or input-channel pairs [kh*kw][in_c/2][out_c][2] on x86 hosts; on Arm cores the int32 weight sum of
+ * each channel, then int8 [out_c][kh*kw*in_c]); tc_conv2d_packed_rows() then
  * computes any row range from it. Deep layers decode one filter at a time inside
  * tc_conv2d_packed() instead: this returns 0 for them and does nothing.
  */
@@ -25,6 +26,26 @@ int32_t tc_conv2d_packed_decode(const tc_conv_packed_params *p, const uint8_t *p
     if (mode == 0) {
         return 0;
     }
+#if defined(TC_ARCH_ARM_DSP) || defined(TC_ARCH_ARMV6M)
+    { /* Arm: channel sums, then the filters as int8 [oc][flen] (tc_conv_shallow_arm_bytes) */
+        int32_t *wsum = tc_scratch_s32(scratch);
+        int8_t *w = (int8_t *)(void *)(wsum + oc);
+        for (c = 0; c < oc; c++) {
+            const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
+            const int8_t *cb = codebooks != NULL ? codebooks + (int32_t)p->codebook_stride * cbi : NULL;
+            int32_t t, s = 0;
+            tc_unpack_lut(packed, (uint32_t)c * (uint32_t)flen * p->bits, p->bits, cb, flen, w + c * flen);
+            for (t = 0; t < flen; t++) {
+                s += w[c * flen + t];
+            }
+            wsum[c] = s;
+        }
+        (void)wt8;
+        (void)tmp;
+        (void)npairs;
+        return 1;
+    }
+#endif
     for (c = 0; c < oc; c++) {
         const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
         const int8_t *cb = codebooks != NULL ? codebooks + (int32_t)p->codebook_stride * cbi : NULL;

@@ -179,6 +179,201 @@ static void conv_shallow_s8(const tc_conv_packed_params *p, const int8_t *input,
     }
 }
 
+#if defined(TC_ARCH_ARM_DSP) || defined(TC_ARCH_ARMV6M)
+/* Arm: per pair of output positions (consecutive in the row range, across rows too) the
+ * patch of inputs each window reads, in filter order [kh][kw][in_c] (taps outside the input
+ * hold the input zero point), then every pair of output channels as one 2x2 block against the
+ * int8 filters tc_conv2d_packed_decode() left in scratch. The patch is built once per position
+ * pair and read by all out_c / 2 channel pairs.
+ *  - DSP: the patch is int16 x + io in SXTB16 lane order, the two positions interleaved per
+ *    group of four (p0 (x0,x2), p0 (x1,x3), p1 (x0,x2), p1 (x1,x3)); the filters are widened
+ *    by SXTB16 in the loop; groups past flen hold 0 (the filter bytes they meet are the next
+ *    channel's, times zero).
+ *  - ARMv6-M: the patch is int8 x (two positions back to back); io * sum(w) comes from the
+ *    channel sums; tc_v6m_dot2x2 does the products. */
+
+#if defined(TC_ARCH_ARMV6M)
+/* window of output position (oy, ox): patch element t = (ky*kw + kx)*in_c + ci, int8 */
+static void arm_patch_s8(const tc_conv_packed_params *p, const int8_t *input, int32_t oy,
+                         int32_t ox, int8_t *dst)
+{
+    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, kh = p->k_h, kw = p->k_w;
+    const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+    const int8_t zp = (int8_t)(-p->input_offset);
+    int32_t ky, kx, ci;
+    for (ky = 0; ky < kh; ky++) {
+        const int32_t iy = iy0 + ky * p->dil_h;
+        for (kx = 0; kx < kw; kx++) {
+            const int32_t ix = ix0 + kx * p->dil_w;
+            int8_t *d = dst + (ky * kw + kx) * in_c;
+            if (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w) {
+                const int8_t *x = input + (iy * in_w + ix) * in_c;
+                for (ci = 0; ci < in_c; ci++) {
+                    d[ci] = x[ci];
+                }
+            } else {
+                for (ci = 0; ci < in_c; ci++) {
+                    d[ci] = zp;
+                }
+            }
+        }
+    }
+}
+#endif
+
+#if defined(TC_ARCH_ARM_DSP)
+/* lane-ordered int16 patch of position q (0 or 1) of the pair; ng groups of four */
+static void dsp_patch(const tc_conv_packed_params *p, const int8_t *input, int32_t oy, int32_t ox,
+                      int q, int32_t ng, uint32_t *pt)
+{
+    const int32_t in_c = p->in_c, flen = (int32_t)p->k_h * p->k_w * in_c;
+    const uint32_t io2 = ((uint32_t)p->input_offset & 0xFFFFu) | ((uint32_t)p->input_offset << 16);
+    int32_t g;
+    uint32_t *d = pt + 2 * q;
+    if ((in_c & 3) == 0 && p->dil_w == 1) { /* whole groups per tap: straight from the input */
+        const int32_t in_h = p->in_h, in_w = p->in_w, kh = p->k_h, kw = p->k_w;
+        const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+        int32_t ky, kx, j;
+        for (ky = 0; ky < kh; ky++) {
+            const int32_t iy = iy0 + ky * p->dil_h;
+            for (kx = 0; kx < kw; kx++) {
+                const int32_t ix = ix0 + kx;
+                uint32_t *dd = d + 4 * (((ky * kw + kx) * in_c) >> 2);
+                if (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w) {
+                    const int8_t *x = input + (iy * in_w + ix) * in_c;
+                    for (j = 0; j < in_c; j += 4) {
+                        const uint32_t v = tc_ld32(x + j);
+                        dd[j] = __sxtab16(io2, v);
+                        dd[j + 1] = tc_sxtab16_ror8(io2, v);
+                    }
+                } else {
+                    for (j = 0; j < in_c; j += 4) {
+                        dd[j] = 0;
+                        dd[j + 1] = 0;
+                    }
+                }
+            }
+        }
+        return;
+    }
+    { /* any depth: element by element, t -> int16 slot 8*(t/4) + 4q + {0, 2, 1, 3}[t % 4] */
+        const int32_t in_h = p->in_h, in_w = p->in_w, kh = p->k_h, kw = p->k_w;
+        const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+        const int32_t io = p->input_offset;
+        int16_t *d16 = (int16_t *)(void *)d;
+        int32_t ky, kx, ci, t = 0;
+        for (ky = 0; ky < kh; ky++) {
+            const int32_t iy = iy0 + ky * p->dil_h;
+            for (kx = 0; kx < kw; kx++) {
+                const int32_t ix = ix0 + kx * p->dil_w;
+                const int inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
+                const int8_t *x = inside ? input + (iy * in_w + ix) * in_c : input;
+                for (ci = 0; ci < in_c; ci++, t++) {
+                    d16[8 * (t >> 2) + 2 * (t & 1) + ((t >> 1) & 1)] = (int16_t)(inside ? x[ci] + io : 0);
+                }
+            }
+        }
+        for (; t < 4 * ng; t++) {
+            d16[8 * (t >> 2) + 2 * (t & 1) + ((t >> 1) & 1)] = 0;
+        }
+        (void)g;
+        (void)flen;
+    }
+}
+
+/* acc[0..3] += (p0, c0), (p0, c1), (p1, c0), (p1, c1) over ng groups; w1 = w0 + flen */
+static TC_NOINLINE void dsp_patch_dot(const uint32_t *pt, const int8_t *w0, int32_t flen,
+                                      int32_t ng, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
+    const uint32_t *end = pt + 4 * ng;
+    while (pt != end) {
+        const uint32_t v0 = tc_ld32(w0), v1 = tc_ld32(w0 + flen);
+        const uint32_t e0 = __sxtb16(v0), o0 = tc_sxtb16_ror8(v0);
+        const uint32_t e1 = __sxtb16(v1), o1 = tc_sxtb16_ror8(v1);
+        a0 = __smlad(pt[0], e0, a0);
+        a0 = __smlad(pt[1], o0, a0);
+        a1 = __smlad(pt[0], e1, a1);
+        a1 = __smlad(pt[1], o1, a1);
+        b0 = __smlad(pt[2], e0, b0);
+        b0 = __smlad(pt[3], o0, b0);
+        b1 = __smlad(pt[2], e1, b1);
+        b1 = __smlad(pt[3], o1, b1);
+        pt += 4;
+        w0 += 4;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+#endif
+
+static void conv_shallow_arm(const tc_conv_packed_params *p, const int8_t *input,
+                             const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                             int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch)
+{
+    const int32_t out_w = p->out_w, oc = p->out_c;
+    const int32_t flen = (int32_t)p->k_h * p->k_w * p->in_c;
+    const int32_t ng = (flen + 3) >> 2;
+    const int32_t io = p->input_offset;
+    const int32_t out_off = p->output_offset, amin = p->act_min, amax = p->act_max;
+    const int per_ch = p->requant_per_channel;
+    const int32_t *wsum = tc_scratch_s32(scratch);
+    const int8_t *w8 = (const int8_t *)(wsum + oc);
+    int8_t *patch = (int8_t *)(void *)(wsum + oc) + ((flen * oc + 3) & ~3);
+    const int32_t npos = (oy_end - oy_begin) * out_w;
+    int32_t pos, oy = oy_begin, ox = 0;
+
+    for (pos = 0; pos < npos; pos += 2) {
+        const int two = pos + 1 < npos;
+        const int32_t oy1 = ox + 1 < out_w ? oy : oy + 1, ox1 = ox + 1 < out_w ? ox + 1 : 0;
+        int8_t *o0 = output + pos * oc;
+        int32_t c;
+#if defined(TC_ARCH_ARM_DSP)
+        uint32_t *pt = (uint32_t *)(void *)patch;
+        (void)io;
+        (void)wsum;
+        dsp_patch(p, input, oy, ox, 0, ng, pt);
+        dsp_patch(p, input, two ? oy1 : oy, two ? ox1 : ox, 1, ng, pt);
+#else
+        (void)ng;
+        arm_patch_s8(p, input, oy, ox, patch);
+        arm_patch_s8(p, input, two ? oy1 : oy, two ? ox1 : ox, patch + flen);
+#endif
+        for (c = 0; c < oc; c += 2) {
+            const int32_t c1 = c + 1 < oc ? c + 1 : c;
+            const int32_t q0 = per_ch ? c : 0, q1 = per_ch ? c1 : 0;
+            int32_t b0 = bias != NULL ? bias[c] : 0, b1 = bias != NULL ? bias[c1] : 0;
+            int32_t acc[4] = {0, 0, 0, 0};
+#if defined(TC_ARCH_ARM_DSP)
+            dsp_patch_dot((const uint32_t *)(const void *)patch, w8 + c * flen, (c1 - c) * flen, ng, acc);
+#else
+            tc_v6m_dot2x2(patch, patch + flen, w8 + c * flen, w8 + c1 * flen, flen, acc);
+            b0 += io * wsum[c];
+            b1 += io * wsum[c1];
+#endif
+            o0[c] = tc_requantize(acc[0] + b0, mult[q0], shift[q0], out_off, amin, amax);
+            if (c1 != c) {
+                o0[c1] = tc_requantize(acc[1] + b1, mult[q1], shift[q1], out_off, amin, amax);
+            }
+            if (two) {
+                o0[oc + c] = tc_requantize(acc[2] + b0, mult[q0], shift[q0], out_off, amin, amax);
+                if (c1 != c) {
+                    o0[oc + c1] = tc_requantize(acc[3] + b1, mult[q1], shift[q1], out_off, amin, amax);
+                }
+            }
+        }
+        oy = two ? oy1 : oy;
+        ox = two ? ox1 : ox;
+        if (++ox == out_w) {
+            ox = 0;
+            oy++;
+        }
+    }
+}
+#endif
+
 void tc_conv2d_packed_rows(const tc_conv_packed_params *p, const int8_t *input,
                            const int32_t *bias, const int32_t *mult, const int8_t *shift,
                            int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch)
@@ -191,6 +386,10 @@ void tc_conv2d_packed_rows(const tc_conv_packed_params *p, const int8_t *input,
     const int16_t *wt = (const int16_t *)(void *)tc_scratch_s32(scratch);
     int32_t oy;
 
+#if defined(TC_ARCH_ARM_DSP) || defined(TC_ARCH_ARMV6M)
+    conv_shallow_arm(p, input, bias, mult, shift, oy_begin, oy_end, output, scratch);
+    return;
+#endif
     if (tc_conv_shallow_mode(p) == 2) {
         conv_shallow_s8(p, input, bias, mult, shift, oy_begin, oy_end, output,
                         (const int8_t *)(const void *)wt);

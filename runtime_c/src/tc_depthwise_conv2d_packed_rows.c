@@ -131,14 +131,6 @@ static void dw_rows_portable(const tc_dw_packed_params *p, const int8_t *input,
 }
 
 #if defined(TC_ARCH_ARM_DSP)
-/* SXTAB16 with its ROR #8 operand: a + (bytes 1 and 3 of x, sign-extended), two int16 lanes */
-TC_INLINE uint32_t tc_sxtab16_ror8(uint32_t a, uint32_t x)
-{
-    uint32_t r;
-    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
-    return r;
-}
-
 static void dw_rows_dsp(const tc_dw_packed_params *p, const int8_t *input, const int32_t *bias,
                         const int32_t *mult, const int8_t *shift, int32_t oy_begin,
                         int32_t oy_end, int8_t *output, const int16_t *filt)

@@ -218,6 +218,11 @@ class Conv2D(OpHandler):
     def row_geometry(self, node, graph):
         return int(node.params["stride_h"]), int(node.params["pad_top"])
 
+    def prefers_row_chunks(self, node, graph) -> bool:
+        """Deep layers decode their filters inside every call: in-place row-by-row code should
+        pass several rows per call where the arena allows (planner.plan_memory)."""
+        return not is_shallow(node.params)
+
     def scratch_bytes(self, node, graph) -> int:
         return scratch_size(node.params)
 

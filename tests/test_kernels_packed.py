@@ -426,9 +426,9 @@ def test_emit_rows_declares_constants_once():
     ffi, L = H.lib()
     layout = pc.packed_layout(node, g, tensors[1], 0, 4)
     ps = H._struct(ffi, "tc_conv_packed_params", conv_2d.struct_fields(node.params, layout))
-    # 3x3 filters on 2 input channels, 4 outputs: the Arm form (channel sums, int8 filters, a
-    # two-position patch) is larger than the portable int16 pairs (3 + 2*3*3*2*4 + 18 = 165)
-    assert h.scratch_bytes(node, g) == L.tc_conv2d_packed_get_buffer_size(ps) == 3 + 4 * 4 + 72 + 4 * 20
+    # 3x3 filters on 2 input channels, 4 outputs: the Arm form (flag, 12 B per channel, int8
+    # filters, a two-position patch) is larger than the portable int16 pairs (3 + 2*3*3*2*4 + 18)
+    assert h.scratch_bytes(node, g) == L.tc_conv2d_packed_get_buffer_size(ps) == 3 + 4 + 12 * 4 + 72 + 4 * 20
     assert h.macs(node, g) == 6 * 6 * 4 * 3 * 3 * 2
 
 

@@ -89,13 +89,14 @@ TC_INLINE int tc_conv_is_shallow(const tc_conv_packed_params *p)
 }
 
 /* Arm form of the all-filters scratch of a shallow layer (tc_conv2d_packed_decode.c): 3 bytes of
- * alignment slack, the int32 weight sum of each channel, all filters as int8 [out_c][flen]
- * rounded up to 4 bytes, and a two-position patch of 4 * ceil(flen / 4) bytes (int16 on DSP
- * cores, int8 on ARMv6-M). The same size is reserved on every target. */
+ * alignment slack, a flag word (TC_RQ_READY) and 12 bytes per channel (DSP cores: the prepared
+ * requantization, tc_rq; ARMv6-M: the int32 weight sum of each channel), all filters as int8
+ * [out_c][flen] rounded up to 4 bytes, and a two-position patch of 4 * ceil(flen / 4) bytes
+ * (int16 on DSP cores, int8 on ARMv6-M). The same size is reserved on every target. */
 TC_INLINE int32_t tc_conv_shallow_arm_bytes(const tc_conv_packed_params *p)
 {
     const int32_t flen = (int32_t)p->k_h * p->k_w * p->filter_in_c;
-    return 3 + 4 * p->out_c + ((flen * p->out_c + 3) & ~3) + 4 * ((flen + 3) & ~3);
+    return 3 + 4 + 12 * p->out_c + ((flen * p->out_c + 3) & ~3) + 4 * ((flen + 3) & ~3);
 }
 
 /* x86 hosts (SSE2): shallow filters are stored as input-channel pairs for pmaddwd
@@ -292,6 +293,22 @@ TC_INLINE void tc_store4_s8(int32_t v0, int32_t v1, int32_t v2, int32_t v3, int3
     (void)__ssub8(v, max4);
     v = __sel(max4, v);
     memcpy(out, &v, 4);
+}
+
+/* Two requantized channels (before the output offset) to two adjacent int8 bytes: the same
+ * saturate / clamp as tc_store4_s8, one halfword store. */
+TC_INLINE void tc_store2_s8(int32_t v0, int32_t v1, int32_t out_off, uint32_t min4, uint32_t max4,
+                            int8_t *out)
+{
+    const uint32_t s0 = (uint32_t)__ssat(v0 + out_off, 8), s1 = (uint32_t)__ssat(v1 + out_off, 8);
+    uint32_t v = (s0 & 0xFFu) | (s1 << 8);
+    uint16_t h;
+    (void)__ssub8(v, min4);
+    v = __sel(v, min4);
+    (void)__ssub8(v, max4);
+    v = __sel(max4, v);
+    h = (uint16_t)v;
+    memcpy(out, &h, 2);
 }
 
 /* SXTAB16 with its ROR #8 operand: a + (bytes 1 and 3 of x, sign-extended), two int16 lanes */

@@ -27,9 +27,12 @@ int32_t tc_conv2d_packed_decode(const tc_conv_packed_params *p, const uint8_t *p
         return 0;
     }
 #if defined(TC_ARCH_ARM_DSP) || defined(TC_ARCH_ARMV6M)
-    { /* Arm: channel sums, then the filters as int8 [oc][flen] (tc_conv_shallow_arm_bytes) */
-        int32_t *wsum = tc_scratch_s32(scratch);
-        int8_t *w = (int8_t *)(void *)(wsum + oc);
+    { /* Arm (tc_conv_shallow_arm_bytes): flag cleared (the rows call prepares the requantization
+       * again), channel sums, then the filters as int8 [oc][flen] */
+        int32_t *flag = tc_scratch_s32(scratch);
+        int32_t *wsum = flag + 1;
+        int8_t *w = (int8_t *)(void *)(wsum + 3 * oc);
+        *flag = 0;
         for (c = 0; c < oc; c++) {
             const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
             const int8_t *cb = codebooks != NULL ? codebooks + (int32_t)p->codebook_stride * cbi : NULL;

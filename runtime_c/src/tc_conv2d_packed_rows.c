@@ -281,31 +281,58 @@ static void dsp_patch(const tc_conv_packed_params *p, const int8_t *input, int32
     }
 }
 
-/* acc[0..3] += (p0, c0), (p0, c1), (p1, c0), (p1, c1) over ng groups; w1 = w0 + flen */
-static TC_NOINLINE void dsp_patch_dot(const uint32_t *pt, const int8_t *w0, int32_t flen,
-                                      int32_t ng, int32_t *acc)
+/* every output channel of a pair of positions from their lane-ordered patch pt (ng groups):
+ * channel pairs as 2x2 blocks against the int8 filters (w1 = w0 + flen), then the prepared
+ * requantization and two-byte stores per position (o1 == NULL: one position) */
+static TC_NOINLINE void dsp_patch_channels(const uint32_t *pt, const int8_t *w8, int32_t flen,
+                                           int32_t ng, int32_t oc, const tc_rq *rq,
+                                           const int32_t *bias, int32_t out_off, uint32_t min4,
+                                           uint32_t max4, int8_t *o0, int8_t *o1)
 {
-    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
-    const uint32_t *end = pt + 4 * ng;
-    while (pt != end) {
-        const uint32_t v0 = tc_ld32(w0), v1 = tc_ld32(w0 + flen);
-        const uint32_t e0 = __sxtb16(v0), o0 = tc_sxtb16_ror8(v0);
-        const uint32_t e1 = __sxtb16(v1), o1 = tc_sxtb16_ror8(v1);
-        a0 = __smlad(pt[0], e0, a0);
-        a0 = __smlad(pt[1], o0, a0);
-        a1 = __smlad(pt[0], e1, a1);
-        a1 = __smlad(pt[1], o1, a1);
-        b0 = __smlad(pt[2], e0, b0);
-        b0 = __smlad(pt[3], o0, b0);
-        b1 = __smlad(pt[2], e1, b1);
-        b1 = __smlad(pt[3], o1, b1);
-        pt += 4;
-        w0 += 4;
+    int32_t c;
+    for (c = 0; c < oc; c += 2) {
+        const int32_t c1 = c + 1 < oc ? c + 1 : c;
+        const int8_t *w0 = w8 + c * flen;
+        const int32_t d = (c1 - c) * flen;
+        const uint32_t *q = pt, *end = pt + 4 * ng;
+        int32_t a0 = 0, a1 = 0, b0, b1;
+        if (bias != NULL) {
+            a0 = bias[c];
+            a1 = bias[c1];
+        }
+        b0 = a0;
+        b1 = a1;
+        while (q != end) {
+            const uint32_t v0 = tc_ld32(w0), v1 = tc_ld32(w0 + d);
+            const uint32_t e0 = __sxtb16(v0), f0 = tc_sxtb16_ror8(v0);
+            const uint32_t e1 = __sxtb16(v1), f1 = tc_sxtb16_ror8(v1);
+            a0 = __smlad(q[0], e0, a0);
+            a0 = __smlad(q[1], f0, a0);
+            a1 = __smlad(q[0], e1, a1);
+            a1 = __smlad(q[1], f1, a1);
+            b0 = __smlad(q[2], e0, b0);
+            b0 = __smlad(q[3], f0, b0);
+            b1 = __smlad(q[2], e1, b1);
+            b1 = __smlad(q[3], f1, b1);
+            q += 4;
+            w0 += 4;
+        }
+        if (c1 != c) {
+            tc_store2_s8(tc_rq_apply(rq + c, a0), tc_rq_apply(rq + c1, a1), out_off, min4, max4, o0 + c);
+            if (o1 != NULL) {
+                tc_store2_s8(tc_rq_apply(rq + c, b0), tc_rq_apply(rq + c1, b1), out_off, min4, max4,
+                             o1 + c);
+            }
+        } else { /* odd last channel */
+            const int32_t amin = (int8_t)min4, amax = (int8_t)max4;
+            int32_t v = __ssat(tc_rq_apply(rq + c, a0) + out_off, 8);
+            o0[c] = (int8_t)TC_MIN(TC_MAX(v, amin), amax);
+            if (o1 != NULL) {
+                v = __ssat(tc_rq_apply(rq + c, b0) + out_off, 8);
+                o1[c] = (int8_t)TC_MIN(TC_MAX(v, amin), amax);
+            }
+        }
     }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = b0;
-    acc[3] = b1;
 }
 #endif
 
@@ -319,40 +346,47 @@ static void conv_shallow_arm(const tc_conv_packed_params *p, const int8_t *input
     const int32_t io = p->input_offset;
     const int32_t out_off = p->output_offset, amin = p->act_min, amax = p->act_max;
     const int per_ch = p->requant_per_channel;
-    const int32_t *wsum = tc_scratch_s32(scratch);
-    const int8_t *w8 = (const int8_t *)(wsum + oc);
-    int8_t *patch = (int8_t *)(void *)(wsum + oc) + ((flen * oc + 3) & ~3);
+    int32_t *flag = tc_scratch_s32(scratch);
+    const int32_t *wsum = flag + 1; /* ARMv6-M; DSP: the prepared requantization */
+    const int8_t *w8 = (const int8_t *)(wsum + 3 * oc);
+    int8_t *patch = (int8_t *)(void *)(wsum + 3 * oc) + ((flen * oc + 3) & ~3);
     const int32_t npos = (oy_end - oy_begin) * out_w;
     int32_t pos, oy = oy_begin, ox = 0;
+#if defined(TC_ARCH_ARM_DSP)
+    tc_rq *rq = (tc_rq *)(void *)(flag + 1);
+    const uint32_t min4 = ((uint32_t)amin & 0xFFu) * 0x01010101u;
+    const uint32_t max4 = ((uint32_t)amax & 0xFFu) * 0x01010101u;
+    if ((uint32_t)*flag != TC_RQ_READY) { /* first rows call after the decode */
+        tc_rq_prepare_n(mult, shift, per_ch, 0, oc, rq);
+        *flag = (int32_t)TC_RQ_READY;
+    }
+    (void)io;
+    (void)wsum;
+#endif
 
     for (pos = 0; pos < npos; pos += 2) {
         const int two = pos + 1 < npos;
         const int32_t oy1 = ox + 1 < out_w ? oy : oy + 1, ox1 = ox + 1 < out_w ? ox + 1 : 0;
         int8_t *o0 = output + pos * oc;
-        int32_t c;
 #if defined(TC_ARCH_ARM_DSP)
         uint32_t *pt = (uint32_t *)(void *)patch;
-        (void)io;
-        (void)wsum;
         dsp_patch(p, input, oy, ox, 0, ng, pt);
         dsp_patch(p, input, two ? oy1 : oy, two ? ox1 : ox, 1, ng, pt);
+        dsp_patch_channels(pt, w8, flen, ng, oc, rq, bias, out_off, min4, max4, o0,
+                           two ? o0 + oc : NULL);
 #else
+        int32_t c;
         (void)ng;
         arm_patch_s8(p, input, oy, ox, patch);
         arm_patch_s8(p, input, two ? oy1 : oy, two ? ox1 : ox, patch + flen);
-#endif
         for (c = 0; c < oc; c += 2) {
             const int32_t c1 = c + 1 < oc ? c + 1 : c;
             const int32_t q0 = per_ch ? c : 0, q1 = per_ch ? c1 : 0;
             int32_t b0 = bias != NULL ? bias[c] : 0, b1 = bias != NULL ? bias[c1] : 0;
             int32_t acc[4] = {0, 0, 0, 0};
-#if defined(TC_ARCH_ARM_DSP)
-            dsp_patch_dot((const uint32_t *)(const void *)patch, w8 + c * flen, (c1 - c) * flen, ng, acc);
-#else
             tc_v6m_dot2x2(patch, patch + flen, w8 + c * flen, w8 + c1 * flen, flen, acc);
             b0 += io * wsum[c];
             b1 += io * wsum[c1];
-#endif
             o0[c] = tc_requantize(acc[0] + b0, mult[q0], shift[q0], out_off, amin, amax);
             if (c1 != c) {
                 o0[c1] = tc_requantize(acc[1] + b1, mult[q1], shift[q1], out_off, amin, amax);
@@ -364,6 +398,7 @@ static void conv_shallow_arm(const tc_conv_packed_params *p, const int8_t *input
                 }
             }
         }
+#endif
         oy = two ? oy1 : oy;
         ox = two ? ox1 : ox;
         if (++ox == out_w) {

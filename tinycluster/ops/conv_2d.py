@@ -57,8 +57,9 @@ def scratch_size(p: dict) -> int:
             portable = 3 + 2 * p["k_h"] * p["k_w"] * 2 * pairs * p["out_c"] + flen
         else:  # transposed, int8, + one filter
             portable = 3 + flen * (p["out_c"] + 1)
-        # channel sums, int8 filters (4-byte rounded), two-position patch (tc_conv_shallow_arm_bytes)
-        arm = 3 + 4 * p["out_c"] + (flen * p["out_c"] + 3) // 4 * 4 + 4 * ((flen + 3) // 4 * 4)
+        # flag + 12 B per channel (prepared requantization / channel sums), int8 filters (4-byte
+        # rounded), two-position patch (tc_conv_shallow_arm_bytes)
+        arm = 3 + 4 + 12 * p["out_c"] + (flen * p["out_c"] + 3) // 4 * 4 + 4 * ((flen + 3) // 4 * 4)
         return max(portable, arm)
     # deep: prefix sums of two channels + two decoded filters as int16 (the Arm pair paths)
     return 3 + 8 * p["k_h"] * (p["k_w"] + 1) + 4 * p["k_h"] * p["k_w"] * p["filter_in_c"]

@@ -1,30 +1,702 @@
 /*
  * tc_fully_connected_packed: FULLY_CONNECTED on packed cluster indices.
  *
- * Each weight is used once per batch row, so decoding cannot be amortized; two row strategies:
- *  - fused (portable, what Cortex-M runs): unpack, look up and multiply-accumulate in one pass
- *    over the packed bytes, one byte = 8/bits weights; for 4-bit rows with a per-tensor
- *    codebook a byte -> (w0, w1) pair table built once per call (1 KiB of stack) replaces the
- *    two nibble lookups. Widths 3, 5, 6, 7 and unaligned rows decode 128-weight chunks.
- *  - host SIMD (x86 hosts, TC_HOST_X86_SIMD): 4-bit rows are decoded with pshufb and dotted
- *    with the input (widened to int16 once per batch row) in registers; other widths decode
- *    128-weight chunks to int16, then an int16 x int8 dot product the compiler vectorizes.
+ * Each weight is used once per batch row, so decoding cannot be amortized over positions; the
+ * kernel decodes as it multiplies. Rows are taken in passes of up to TC_FC_ROWS output
+ * channels that share a codebook, so that one load (and, on DSP cores, one widening) of the
+ * input serves several rows. Per family (tc_arch.h), inside this file:
+ *  - pair tables (widths 1..4, the layer's codebook, built at run time into caller scratch):
+ *    a field of 2*bits stream bits (two consecutive indices) selects one word holding both
+ *    weights as int16 lanes. Cortex-M4/M7/M33 (TC_ARCH_ARM_DSP) feed that word to SMLAD
+ *    against the input pair (two MACs per instruction); Cortex-M0/M0+ (TC_ARCH_ARMV6M) split
+ *    it with SXTH/ASR for two MULS; portable C does the same in plain C.
+ *  - raw int8 weights (codebooks == NULL): SXTB16 + SMLAD on DSP cores, as CMSIS-NN does.
+ *  - everything else (5..8-bit codebooks, per-channel codebooks on short rows): a codebook
+ *    lookup per weight, indices cut from whole groups of 8 (`bits` bytes) without a bit cursor.
+ *  - x86 hosts (TC_HOST_X86_SIMD): 4-bit rows decoded with pshufb and dotted with the input
+ *    widened once per batch row; other widths decode chunks to int16 (vectorized dot).
  * The input offset is folded out of the inner loop: sum(w*(x+io)) = sum(w*x) + io*sum(w); the
  * generated code passes input_offset 0 and folds io*sum(w) into the bias at compile time
- * (ops/fully_connected.py), so sum(w) is only computed for layers without a bias.
+ * (ops/fully_connected.py), so sum(w) is only computed (second pass) when io != 0.
  * Semantics: TFLite Micro reference_integer_ops FullyConnected / FullyConnectedPerChannel.
  */
+#include <string.h>
+
 #include "tc_packed_internal.h"
 
 #define TC_FC_CHUNK 128
+#define TC_FC_ROWS 4 /* output channels per pass */
+#define TC_FC_PAIR_MAX_BITS 5 /* pair tables for widths 1..5 */
+
+/* ---------------------------------------------------------------------------------------
+ * Pair tables and scratch
+ */
+
+/* Entries of the pair table this layer uses (0: none). One table per codebook: per-tensor
+ * layers build it once per call (worth it from 4 weights per entry), per-channel and shared
+ * layers whenever the codebook changes (worth it on rows of >= 2 weights per entry). */
+static int32_t fc_pair_entries(const tc_fc_packed_params *p)
+{
+    const int32_t bits = p->bits;
+    int32_t e;
+    if (bits < 1 || bits > TC_FC_PAIR_MAX_BITS) {
+        return 0;
+    }
+    e = (int32_t)1 << (2 * bits);
+    if (p->codebook_stride == 0) {
+        return (int32_t)p->in_features * p->out_features >= 4 * e ? e : 0;
+    }
+    return (int32_t)p->in_features >= 2 * e ? e : 0;
+}
+
+/* The input row widened once per batch row to int16 pairs (xw[j] = x[2j] low lane, x[2j+1]
+ * high lane), which every row of the layer then reads as SMLAD operands (two per word). */
+static int32_t fc_widened_words(const tc_fc_packed_params *p)
+{
+    return ((int32_t)p->in_features + 3) / 4 * 2;
+}
+
+int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p)
+{
+    const int32_t e = fc_pair_entries(p);
+    return e != 0 ? 4 * (e + fc_widened_words(p)) + 3 : 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Row kernels. Each computes acc[r] = sum over weights [0, 8*groups) of row r (r < nr, rows
+ * `rb` bytes apart from q, each starting on a byte boundary) of w * x. A group of 8 indices
+ * is `bits` whole bytes; the kernels read exactly the bytes of their groups.
+ */
+
+/* pair field j (0..3: indices 2j, 2j+1) of the group at q, table widths 1..4 */
+TC_INLINE uint32_t fc_field(const uint8_t *q, uint32_t bits, uint32_t j)
+{
+    if (bits == 4) {
+        return q[j];
+    }
+    if (bits == 5) { /* 10-bit fields at bits 0, 10, 20, 30 of q[0..4] */
+        const uint32_t s = 10u * j, b = s >> 3, o = s & 7u;
+        return (((uint32_t)q[b] | (uint32_t)q[b + 1] << 8) >> o) & 1023u;
+    }
+    if (bits == 3) { /* 6-bit fields at bits 0, 6, 12, 18 of q[0..2] */
+        const uint32_t s = 6u * j, b = s >> 3, o = s & 7u;
+        uint32_t v = q[b];
+        if (o > 2u) {
+            v |= (uint32_t)q[b + 1] << 8;
+        }
+        return (v >> o) & 63u;
+    }
+    if (bits == 2) {
+        return ((uint32_t)q[j >> 1] >> (4u * (j & 1u))) & 15u;
+    }
+    return ((uint32_t)q[0] >> (2u * j)) & 3u;
+}
+
+/* The 8 indices of a group: bytes 0..3 in lo, bytes 4..bits-1 in hi (exactly `bits` bytes
+ * read); index j is bits [bits*j, bits*j + bits) of hi:lo. */
+TC_INLINE uint32_t fc_index(uint32_t lo, uint32_t hi, uint32_t bits, uint32_t j)
+{
+    const uint32_t s = bits * j, m = (1u << bits) - 1u;
+    if (s + bits <= 32u) {
+        return (lo >> s) & m;
+    }
+    if (s >= 32u) {
+        return (hi >> (s - 32u)) & m;
+    }
+    return ((lo >> s) | (hi << (32u - s))) & m;
+}
+
+#if defined(TC_ARCH_ARM_DSP)
+/* ---- Cortex-M4/M7/M33 (ARMv7E-M / ARMv8-M Mainline with DSP) ----
+ * Pair words into SMLAD. The input is widened on the fly (one LDR, two SXTB16 and two PKH per
+ * 4 inputs, shared by the rows of a pass): x01 = (x0, x1), x23 = (x2, x3) as int16 lanes.
+ * GCC has no ACLE intrinsic for SXTB16 with rotation or for PKH, so those are
+ * one-instruction asm statements (as CMSIS-NN's cmsis_gcc.h does). Unaligned LDR/LDRH are
+ * allowed on these cores. */
+/* tc_ld32 and tc_sxtb16_ror8 come from tc_packed_internal.h (shared with conv/depthwise) */
+TC_INLINE uint32_t tc_ld16(const void *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+TC_INLINE int32_t tc_pkhbt16(int32_t lo, int32_t hi)
+{
+    int32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+}
+TC_INLINE int32_t tc_pkhtb16(int32_t hi, int32_t lo)
+{
+    int32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(hi), "r"(lo));
+    return r;
+}
+/* Pair words: tab[lo | hi << bits] = cb[lo] (low int16 lane) | cb[hi] (high lane); entries >= k are 0.
+ * Four low lanes stay in registers while the high lane runs over the codebook (per-channel
+ * layers rebuild the table for every row: ~2 instructions per entry on Cortex-M4). */
+TC_NOINLINE static void fc_build_pairs(uint32_t *restrict tab, const int8_t *restrict cb,
+                                       uint32_t bits, int32_t k)
+{
+    const int32_t n = (int32_t)1 << bits;
+    uint32_t c16[32];
+    int32_t hi, lo;
+    for (lo = 0; lo < n; lo++) {
+        c16[lo] = lo < k ? (uint32_t)(uint16_t)(int16_t)cb[lo] : 0u;
+    }
+    if (n < 8) { /* 1 and 2 bits */
+        for (hi = 0; hi < n; hi++) {
+            for (lo = 0; lo < n; lo++) {
+                tab[lo | hi << bits] = c16[lo] | c16[hi] << 16;
+            }
+        }
+        return;
+    }
+    for (lo = 0; lo < n; lo += 8) { /* eight low lanes in registers: ~2.2 instructions/entry */
+        const uint32_t l0 = c16[lo], l1 = c16[lo + 1], l2 = c16[lo + 2], l3 = c16[lo + 3];
+        const uint32_t l4 = c16[lo + 4], l5 = c16[lo + 5], l6 = c16[lo + 6], l7 = c16[lo + 7];
+        uint32_t *t = tab + lo;
+        for (hi = 0; hi < n; hi++) {
+            const uint32_t h = c16[hi] << 16;
+            t[0] = h | l0;
+            t[1] = h | l1;
+            t[2] = h | l2;
+            t[3] = h | l3;
+            t[4] = h | l4;
+            t[5] = h | l5;
+            t[6] = h | l6;
+            t[7] = h | l7;
+            t += n;
+        }
+    }
+}
+
+/* xw (see fc_widened_words), zero past n: per 4 inputs LDR, two SXTB16, two PKH, STRD */
+static void fc_widen_pairs(const int8_t *x, int32_t n, uint32_t *xw)
+{
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t v = tc_ld32(x + i);
+        const int32_t a = __sxtb16(v), b = tc_sxtb16_ror8(v);
+        xw[0] = (uint32_t)tc_pkhbt16(a, b);
+        xw[1] = (uint32_t)tc_pkhtb16(b, a);
+        xw += 2;
+    }
+    if (i < n) {
+        int8_t t[4] = {0, 0, 0, 0};
+        memcpy(t, x + i, (size_t)(n - i));
+        xw[0] = (uint32_t)(uint16_t)(int16_t)t[0] | (uint32_t)(int32_t)t[1] << 16;
+        xw[1] = (uint32_t)(uint16_t)(int16_t)t[2] | (uint32_t)(int32_t)t[3] << 16;
+    }
+}
+
+/* Pair fields 2h and 2h+1 (inputs 4h..4h+3) of the group at q: for widths 1..3 both come from
+ * one load (LDRB / unaligned LDRH) and two bit-field extracts; 4-bit fields are bytes. */
+TC_INLINE void fc_fields2(const uint8_t *q, uint32_t bits, uint32_t h, uint32_t *f0, uint32_t *f1)
+{
+    if (bits == 4) {
+        *f0 = q[2u * h];
+        *f1 = q[2u * h + 1u];
+    } else if (bits == 5) { /* 20 bits at bit 20h: q[0..3] from bit 0, or q[1..4] from bit 12 */
+        const uint32_t v = tc_ld32(q + h);
+        *f0 = (v >> (12u * h)) & 1023u;
+        *f1 = (v >> (12u * h + 10u)) & 1023u;
+    } else if (bits == 3) { /* 12 bits at bit 12h: fields at 4h and 4h+6 of q[h..h+1] */
+        const uint32_t v = tc_ld16(q + h);
+        *f0 = (v >> (4u * h)) & 63u;
+        *f1 = (v >> (4u * h + 6u)) & 63u;
+    } else if (bits == 2) {
+        const uint32_t v = q[h];
+        *f0 = v & 15u;
+        *f1 = v >> 4;
+    } else {
+        const uint32_t v = q[0];
+        *f0 = (v >> (4u * h)) & 3u;
+        *f1 = (v >> (4u * h + 2u)) & 3u;
+    }
+}
+
+/* one row, inputs 4h..4h+3 of its group: two SMLAD against the input pair words xp[2h..] */
+#define TC_FC_HALF(acc, q, h)                                                                 \
+    do {                                                                                      \
+        uint32_t f0_, f1_;                                                                    \
+        fc_fields2(q, bits, (h) & 1u, &f0_, &f1_);                                            \
+        acc = __smlad((int32_t)tab[f0_], xp[2 * (h)], acc);                                   \
+        acc = __smlad((int32_t)tab[f1_], xp[2 * (h) + 1], acc);                               \
+    } while (0)
+/* four rows; TC_AFTER keeps each row's loads after the previous row's MACs */
+#define TC_FC_HALF4(h)                                                                        \
+    do {                                                                                      \
+        TC_FC_HALF(a0, q, h);                                                                 \
+        TC_AFTER(q1, a0);                                                                     \
+        TC_FC_HALF(a1, q1, h);                                                                \
+        TC_AFTER(q2, a1);                                                                     \
+        TC_FC_HALF(a2, q2, h);                                                                \
+        TC_AFTER(q3, a2);                                                                     \
+        TC_FC_HALF(a3, q3, h);                                                                \
+        TC_AFTER(q, a3);                                                                      \
+    } while (0)
+
+TC_INLINE void fc_pairs_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+                             const uint32_t *tab, const uint32_t *xw, int32_t groups,
+                             int32_t *acc)
+{
+    int32_t g, r;
+    if (nr == TC_FC_ROWS) {
+        const uint8_t *q1 = q + rb, *q2 = q1 + rb, *q3 = q2 + rb;
+        const int32_t *xp = (const int32_t *)(const void *)xw;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (g = 0; g + 2 <= groups; g += 2) { /* two groups per iteration */
+            TC_FC_HALF4(0);
+            TC_FC_HALF4(1);
+            q += bits;
+            q1 += bits;
+            q2 += bits;
+            q3 += bits;
+            TC_FC_HALF4(2);
+            TC_FC_HALF4(3);
+            q += bits;
+            q1 += bits;
+            q2 += bits;
+            q3 += bits;
+            xp += 8;
+        }
+        if (g < groups) {
+            TC_FC_HALF4(0);
+            TC_FC_HALF4(1);
+        }
+        acc[0] = a0;
+        acc[1] = a1;
+        acc[2] = a2;
+        acc[3] = a3;
+        return;
+    }
+    for (r = 0; r < nr; r++) {
+        const uint8_t *qr = q + r * rb;
+        const int32_t *xp = (const int32_t *)(const void *)xw;
+        int32_t a = 0;
+        for (g = 0; g + 2 <= groups; g += 2) {
+            TC_FC_HALF(a, qr, 0);
+            TC_FC_HALF(a, qr, 1);
+            qr += bits;
+            TC_FC_HALF(a, qr, 2);
+            TC_FC_HALF(a, qr, 3);
+            qr += bits;
+            xp += 8;
+        }
+        if (g < groups) {
+            TC_FC_HALF(a, qr, 0);
+            TC_FC_HALF(a, qr, 1);
+        }
+        acc[r] = a;
+    }
+}
+
+/* raw int8 weights: SXTB16 of 4 weights against SXTB16 of 4 inputs, (x0, x2) and (x1, x3) */
+#define TC_FC_RAW_ROW(acc, qq)                                                                \
+    do {                                                                                      \
+        const uint32_t w_ = tc_ld32(qq);                                                      \
+        acc = __smlad(__sxtb16(w_), xa, acc);                                                 \
+        acc = __smlad(tc_sxtb16_ror8(w_), xb, acc);                                           \
+    } while (0)
+
+TC_INLINE void fc_raw_rows(const uint8_t *q, int32_t rb, int32_t nr, const int8_t *x,
+                           int32_t groups, int32_t *acc)
+{
+    int32_t g, r, h;
+    if (nr == TC_FC_ROWS) {
+        const uint8_t *q1 = q + rb, *q2 = q1 + rb, *q3 = q2 + rb;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (g = 0; g < 2 * groups; g++) {
+            const uint32_t xv = tc_ld32(x);
+            const int32_t xa = __sxtb16(xv), xb = tc_sxtb16_ror8(xv);
+            TC_FC_RAW_ROW(a0, q);
+            TC_AFTER(q1, a0);
+            TC_FC_RAW_ROW(a1, q1);
+            TC_AFTER(q2, a1);
+            TC_FC_RAW_ROW(a2, q2);
+            TC_AFTER(q3, a2);
+            TC_FC_RAW_ROW(a3, q3);
+            TC_AFTER(q, a3);
+            q += 4;
+            q1 += 4;
+            q2 += 4;
+            q3 += 4;
+            x += 4;
+        }
+        acc[0] = a0;
+        acc[1] = a1;
+        acc[2] = a2;
+        acc[3] = a3;
+        return;
+    }
+    for (r = 0; r < nr; r++) {
+        const uint8_t *qr = q + r * rb;
+        const int8_t *xr = x;
+        int32_t a = 0;
+        for (g = 0; g < groups; g++) {
+            for (h = 0; h < 2; h++) {
+                const uint32_t xv = tc_ld32(xr);
+                const int32_t xa = __sxtb16(xv), xb = tc_sxtb16_ror8(xv);
+                TC_FC_RAW_ROW(a, qr);
+                qr += 4;
+                xr += 4;
+            }
+        }
+        acc[r] = a;
+    }
+}
+
+/* Codebook lookups, one per weight (widths without a pair table): half a group (4 indices,
+ * 4*bits bits) comes from one exact 32-bit (or narrower) load, each index from one bit-field
+ * extract; LDRSB of the codebook entry, then SMLABB/SMLABT against the SXTB16 lanes (x0, x2)
+ * and (x1, x3) of the input (no PKH needed). */
+TC_INLINE uint32_t fc_half_word(const uint8_t *q, uint32_t bits, uint32_t h)
+{
+    if (bits >= 4) { /* bits [4*bits*h, +4*bits) inside bytes [B, B+4), B = min(bits*h/2, bits-4) */
+        const uint32_t s = 4u * bits * h, b = TC_MIN(s >> 3, bits - 4u);
+        return tc_ld32(q + b) >> (s - 8u * b);
+    }
+    if (bits == 3) {
+        return tc_ld16(q + h) >> (4u * h);
+    }
+    if (bits == 2) {
+        return q[h];
+    }
+    return (uint32_t)q[0] >> (4u * h);
+}
+
+#define TC_FC_LOOK(acc, q, h)                                                                 \
+    do {                                                                                      \
+        const uint32_t v_ = fc_half_word(q, bits, (h));                                       \
+        acc = __smlabb(cb[v_ & m], xa, acc);                                                  \
+        acc = __smlabb(cb[(v_ >> bits) & m], xb, acc);                                        \
+        acc = __smlabt(cb[(v_ >> (2u * bits)) & m], xa, acc);                                 \
+        acc = __smlabt(cb[(v_ >> (3u * bits)) & m], xb, acc);                                 \
+    } while (0)
+#define TC_FC_LOOK4(h)                                                                        \
+    do {                                                                                      \
+        const uint32_t xv_ = tc_ld32(x + 4 * (h));                                            \
+        const int32_t xa = __sxtb16(xv_), xb = tc_sxtb16_ror8(xv_);                           \
+        TC_FC_LOOK(a0, q, h);                                                                 \
+        TC_AFTER(q1, a0);                                                                     \
+        TC_FC_LOOK(a1, q1, h);                                                                \
+        TC_AFTER(q2, a1);                                                                     \
+        TC_FC_LOOK(a2, q2, h);                                                                \
+        TC_AFTER(q3, a2);                                                                     \
+        TC_FC_LOOK(a3, q3, h);                                                                \
+        TC_AFTER(q, a3);                                                                      \
+    } while (0)
+
+TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+                              const int8_t *cb, const int8_t *x, int32_t groups, int32_t *acc)
+{
+    const uint32_t m = (1u << bits) - 1u;
+    int32_t g, r;
+    if (nr == TC_FC_ROWS) {
+        const uint8_t *q1 = q + rb, *q2 = q1 + rb, *q3 = q2 + rb;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (g = 0; g < groups; g++) {
+            TC_FC_LOOK4(0);
+            TC_FC_LOOK4(1);
+            q += bits;
+            q1 += bits;
+            q2 += bits;
+            q3 += bits;
+            x += 8;
+        }
+        acc[0] = a0;
+        acc[1] = a1;
+        acc[2] = a2;
+        acc[3] = a3;
+        return;
+    }
+    for (r = 0; r < nr; r++) {
+        const uint8_t *qr = q + r * rb;
+        const int8_t *xr = x;
+        int32_t a = 0;
+        for (g = 0; g < groups; g++) {
+            uint32_t xv = tc_ld32(xr);
+            int32_t xa = __sxtb16(xv), xb = tc_sxtb16_ror8(xv);
+            TC_FC_LOOK(a, qr, 0);
+            xv = tc_ld32(xr + 4);
+            xa = __sxtb16(xv);
+            xb = tc_sxtb16_ror8(xv);
+            TC_FC_LOOK(a, qr, 1);
+            qr += bits;
+            xr += 8;
+        }
+        acc[r] = a;
+    }
+}
+
+#else /* !TC_ARCH_ARM_DSP */
+/* ---- plain C (ARMv6-M, portable, x86 hosts for widths they do not vectorize) ----
+ * Written for Thumb-1 (8 low registers, 1-cycle MULS, no unaligned or 64-bit loads, LDRSB
+ * only with a register offset): one row per call so that the loop's values fit the low
+ * registers, byte tables instead of shifts and masks. */
+
+/* Split tables: the pair field f (first index in the low bits) selects lo[f], the weight of
+ * its first index, and hi[f] = lo[e + f], the weight of its second (int8, 2*2^(2*bits) bytes:
+ * half of the scratch the DSP cores' pair words take). Per pair of weights the Thumb-1 loop
+ * then loads the field byte and two LDRSB with register offsets, no shifts or masks. */
+TC_NOINLINE static void fc_build_pairs(uint32_t *restrict tab, const int8_t *restrict cb,
+                                       uint32_t bits, int32_t k)
+{
+    const int32_t n = (int32_t)1 << bits;
+    int8_t *lo = (int8_t *)(void *)tab, *hi = lo + n * n;
+    int8_t c[32];
+    int32_t a, b;
+    for (a = 0; a < n; a++) {
+        c[a] = a < k ? cb[a] : 0;
+    }
+    for (b = 0; b < n; b++) {
+        for (a = 0; a < n; a++) {
+            lo[a] = c[a];
+            hi[a] = c[b];
+        }
+        lo += n;
+        hi += n;
+    }
+}
+
+/* pair field j of rows a and b against inputs 2j, 2j+1 (loaded once for both rows) */
+/* xw (see fc_widened_words), zero past n */
+static void fc_widen_pairs(const int8_t *x, int32_t n, uint32_t *xw)
+{
+    const int32_t words = (n + 3) / 4 * 2;
+    int32_t j;
+    for (j = 0; j < words; j++) {
+        const int32_t i = 2 * j;
+        const int32_t x0 = i < n ? x[i] : 0, x1 = i + 1 < n ? x[i + 1] : 0;
+        xw[j] = (uint32_t)(uint16_t)(int16_t)x0 | (uint32_t)x1 << 16;
+    }
+}
+
+/* pair field j against the input pair word j: LDRB of the field, two LDRSB from the split
+ * tables, LDR of the pair word, SXTH and ASRS, two MULS, two ADDS */
+#define TC_FC_PAIRW(j)                                                                        \
+    do {                                                                                      \
+        const int32_t p_ = (int32_t)xp[j];                                                    \
+        const uint32_t f_ = fc_field(qa, bits, (j));                                          \
+        a0 += lo[f_] * (int32_t)(int16_t)p_;                                                  \
+        a0 += hi[f_] * (p_ >> 16);                                                            \
+    } while (0)
+
+/* One row per call: with its few live values (row, tables, input, count) the hot loop keeps
+ * everything in the 8 low registers of a Thumb-1 core at -O2 and -Os alike. */
+TC_INLINE int32_t fc_pairs_row(const uint8_t *qa, uint32_t bits, const uint32_t *tab,
+                               const uint32_t *xp, int32_t groups)
+{
+    const int8_t *lo = (const int8_t *)(const void *)tab;
+    const int8_t *hi = lo + ((int32_t)1 << (2 * bits));
+    int32_t a0 = 0, g;
+    for (g = 0; g < groups; g++) {
+        TC_FC_PAIRW(0);
+        TC_FC_PAIRW(1);
+        TC_FC_PAIRW(2);
+        TC_FC_PAIRW(3);
+        qa += bits;
+        xp += 4;
+    }
+    return a0;
+}
+
+#define TC_FC_PAIRS_ROW_FN(name, b)                                                           \
+    TC_NOINLINE static int32_t name(const uint8_t *q, const uint32_t *tab, const uint32_t *xw, \
+                                    int32_t groups)                                           \
+    {                                                                                         \
+        return fc_pairs_row(q, b, tab, xw, groups);                                           \
+    }
+TC_FC_PAIRS_ROW_FN(fc_pairs_row5, 5)
+TC_FC_PAIRS_ROW_FN(fc_pairs_row4, 4)
+TC_FC_PAIRS_ROW_FN(fc_pairs_row3, 3)
+TC_FC_PAIRS_ROW_FN(fc_pairs_row2, 2)
+TC_FC_PAIRS_ROW_FN(fc_pairs_row1, 1)
+
+TC_INLINE void fc_pairs_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+                             const uint32_t *tab, const uint32_t *xw, int32_t groups,
+                             int32_t *acc)
+{
+    int32_t r;
+    for (r = 0; r < nr; r++) {
+        const uint8_t *qr = q + r * rb;
+        acc[r] = bits == 5   ? fc_pairs_row5(qr, tab, xw, groups)
+                 : bits == 4 ? fc_pairs_row4(qr, tab, xw, groups)
+                 : bits == 3 ? fc_pairs_row3(qr, tab, xw, groups)
+                 : bits == 2 ? fc_pairs_row2(qr, tab, xw, groups)
+                             : fc_pairs_row1(qr, tab, xw, groups);
+    }
+}
+
+/* raw int8 weights, two rows per pass sharing each input */
+TC_INLINE void fc_raw_rows(const uint8_t *q, int32_t rb, int32_t nr, const int8_t *x,
+                           int32_t groups, int32_t *acc)
+{
+    const int32_t n = 8 * groups;
+    int32_t i, r;
+    for (r = 0; r + 1 < nr; r += 2) {
+        const int8_t *wa = (const int8_t *)(const void *)(q + r * rb), *wb = wa + rb;
+        int32_t a0 = 0, a1 = 0;
+        for (i = 0; i < n; i++) {
+            const int32_t xi = x[i];
+            a0 += wa[i] * xi;
+            a1 += wb[i] * xi;
+        }
+        acc[r] = a0;
+        acc[r + 1] = a1;
+    }
+    if (r < nr) {
+        acc[r] = tc_dot_s8((const int8_t *)(const void *)(q + r * rb), x, n);
+    }
+}
+
+TC_INLINE void fc_group_words(const uint8_t *q, uint32_t bits, uint32_t *lo, uint32_t *hi)
+{
+    uint32_t v = q[0];
+    if (bits > 1) {
+        v |= (uint32_t)q[1] << 8;
+    }
+    if (bits > 2) {
+        v |= (uint32_t)q[2] << 16;
+    }
+    if (bits > 3) {
+        v |= (uint32_t)q[3] << 24;
+    }
+    *lo = v;
+    v = 0;
+    if (bits > 4) {
+        v = q[4];
+    }
+    if (bits > 5) {
+        v |= (uint32_t)q[5] << 8;
+    }
+    if (bits > 6) {
+        v |= (uint32_t)q[6] << 16;
+    }
+    if (bits > 7) {
+        v |= (uint32_t)q[7] << 24;
+    }
+    *hi = v;
+}
+
+TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+                              const int8_t *cb, const int8_t *x, int32_t groups, int32_t *acc)
+{
+    int32_t g, r;
+    for (r = 0; r < nr; r++) {
+        const uint8_t *qr = q + r * rb;
+        const int8_t *xr = x;
+        int32_t a = 0;
+        for (g = 0; g < groups; g++) {
+            uint32_t lo, hi;
+            fc_group_words(qr, bits, &lo, &hi);
+            a += cb[fc_index(lo, hi, bits, 0u)] * xr[0];
+            a += cb[fc_index(lo, hi, bits, 1u)] * xr[1];
+            a += cb[fc_index(lo, hi, bits, 2u)] * xr[2];
+            a += cb[fc_index(lo, hi, bits, 3u)] * xr[3];
+            a += cb[fc_index(lo, hi, bits, 4u)] * xr[4];
+            a += cb[fc_index(lo, hi, bits, 5u)] * xr[5];
+            a += cb[fc_index(lo, hi, bits, 6u)] * xr[6];
+            a += cb[fc_index(lo, hi, bits, 7u)] * xr[7];
+            qr += bits;
+            xr += 8;
+        }
+        acc[r] = a;
+    }
+}
+#endif /* TC_ARCH_ARM_DSP */
+
+/* One instance per width, so that field positions are constants. */
+TC_NOINLINE static void fc_pairs_any(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+                                     const uint32_t *tab, const uint32_t *xw, int32_t groups,
+                                     int32_t *acc)
+{
+    switch (bits) {
+    case 5:
+        fc_pairs_rows(q, rb, nr, 5, tab, xw, groups, acc);
+        break;
+    case 4:
+        fc_pairs_rows(q, rb, nr, 4, tab, xw, groups, acc);
+        break;
+    case 3:
+        fc_pairs_rows(q, rb, nr, 3, tab, xw, groups, acc);
+        break;
+    case 2:
+        fc_pairs_rows(q, rb, nr, 2, tab, xw, groups, acc);
+        break;
+    default:
+        fc_pairs_rows(q, rb, nr, 1, tab, xw, groups, acc);
+        break;
+    }
+}
+
+TC_NOINLINE static void fc_lookup_any(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+                                      const int8_t *cb, const int8_t *x, int32_t groups,
+                                      int32_t *acc)
+{
+    switch (bits) {
+    case 1:
+        fc_lookup_rows(q, rb, nr, 1, cb, x, groups, acc);
+        break;
+    case 2:
+        fc_lookup_rows(q, rb, nr, 2, cb, x, groups, acc);
+        break;
+    case 3:
+        fc_lookup_rows(q, rb, nr, 3, cb, x, groups, acc);
+        break;
+    case 4:
+        fc_lookup_rows(q, rb, nr, 4, cb, x, groups, acc);
+        break;
+    case 5:
+        fc_lookup_rows(q, rb, nr, 5, cb, x, groups, acc);
+        break;
+    case 6:
+        fc_lookup_rows(q, rb, nr, 6, cb, x, groups, acc);
+        break;
+    case 7:
+        fc_lookup_rows(q, rb, nr, 7, cb, x, groups, acc);
+        break;
+    default:
+        fc_lookup_rows(q, rb, nr, 8, cb, x, groups, acc);
+        break;
+    }
+}
+
+TC_NOINLINE static void fc_raw_any(const uint8_t *q, int32_t rb, int32_t nr, const int8_t *x,
+                                   int32_t groups, int32_t *acc)
+{
+    fc_raw_rows(q, rb, nr, x, groups, acc);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Generic row (any alignment, any width): 128-weight chunks decoded to int16, then a dot
+ * product. Also gives sum(w) when want_ws (layers whose input offset is not folded).
+ */
+static int32_t fc_row_chunked(const uint8_t *packed, uint32_t row_bit, uint32_t bits,
+                              const int8_t *cb, const int8_t *x, int32_t n, int want_ws,
+                              int32_t *ws)
+{
+    int16_t buf[TC_FC_CHUNK];
+    int32_t acc = 0, i;
+    for (i = 0; i < n; i += TC_FC_CHUNK) {
+        const int32_t m = TC_MIN(TC_FC_CHUNK, n - i);
+        tc_unpack_lut16(packed, row_bit + (uint32_t)i * bits, (uint8_t)bits, cb, m, buf);
+        acc += tc_dot_s16_s8(buf, x + i, m);
+        if (want_ws) {
+            *ws += tc_sum_s16(buf, m);
+        }
+    }
+    return acc;
+}
 
 #ifdef TC_HOST_X86_SIMD
-#include <tmmintrin.h>
+#include <immintrin.h>
 #define TC_FC_HOST_MAX_IN 2048
 
-/* x86 hosts, 4-bit rows: sum(w*x) over n32 (a multiple of 32) weights against the input
- * pre-widened to int16; per 32 weights one 16-byte index load, two pshufb codebook lookups,
- * sign extension and four pmaddwd, accumulated in one register. */
+/* x86 hosts, 4-bit rows without AVX2: sum(w*x) over n32 (a multiple of 32) weights against
+ * the input pre-widened to int16; per 32 weights one 16-byte index load, two pshufb codebook
+ * lookups, sign extension and four pmaddwd, accumulated in one register. */
 __attribute__((target("ssse3"))) static int32_t fc_dot4_ssse3(const uint8_t *p, const int8_t *cb,
                                                              const int16_t *x16, int32_t n32)
 {
@@ -51,189 +723,535 @@ __attribute__((target("ssse3"))) static int32_t fc_dot4_ssse3(const uint8_t *p, 
     acc = _mm_add_epi32(acc, _mm_srli_si128(acc, 4));
     return _mm_cvtsi128_si32(acc);
 }
+
+/* x86 hosts with AVX2, any width 1..8: 32 indices (4*bits bytes) per step are cut into bytes
+ * without a bit cursor: each 128-bit lane gathers, for its 8 indices, the two bytes holding
+ * each one into a 16-bit lane (vpshufb), a multiply by 2^(8 - bit offset) and a shift right by 8
+ * bring every field to bits 0..7; the codebook lookup is vpshufb over 16-entry slices (one for
+ * k <= 16, selected by the index's upper bits for larger codebooks); the int8 weights are
+ * widened to int16 and dotted with the input (vpmaddwd). Reads bytes [0, 3*bits + 16) of each
+ * step: the caller keeps those inside the stream. */
+struct fc_avx2_tabs {
+    __m256i cb[16]; /* 16-entry slices of the codebook, in both 128-bit lanes */
+    __m256i shuf, mul;
+    int32_t slices;
+};
+
+__attribute__((target("avx2"))) static void fc_avx2_setup(struct fc_avx2_tabs *t, uint32_t bits,
+                                                          const int8_t *cb, int32_t k)
+{
+    int8_t sh[16];
+    int16_t mu[8];
+    int8_t buf[16];
+    int32_t i, s;
+    const int32_t entries = bits >= 8 ? 256 : (int32_t)1 << bits;
+    t->slices = (entries + 15) / 16;
+    for (s = 0; s < t->slices; s++) {
+        for (i = 0; i < 16; i++) {
+            buf[i] = 16 * s + i < k ? cb[16 * s + i] : 0;
+        }
+        t->cb[s] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)buf));
+    }
+    for (i = 0; i < 8; i++) { /* field i: bits [o, o + bits) of the 16-bit window at byte bit/8 */
+        const uint32_t bit = bits * (uint32_t)i, o = bit & 7u;
+        sh[2 * i] = (int8_t)(bit >> 3);
+        sh[2 * i + 1] = (int8_t)((bit >> 3) + 1);
+        mu[i] = (int16_t)(uint16_t)(bits < 8 ? 1u << (16u - o - bits) : 1u);
+    }
+    t->shuf = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)sh));
+    t->mul = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)mu));
+}
+
+/* the 32 indices of the step at p as bytes, in the order 0-7, 16-23, 8-15, 24-31 (that of
+ * vpackuswb over two 256-bit registers; the widened input is stored in the same order) */
+__attribute__((target("avx2"))) static inline __m256i fc_avx2_indices(const struct fc_avx2_tabs *t,
+                                                                      const uint8_t *p, uint32_t bits)
+{
+    if (bits == 8) {
+        return _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)(const void *)p), 0xD8);
+    }
+    if (bits == 4) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        const __m128i m = _mm_set1_epi8(0x0F);
+        const __m128i lo = _mm_and_si128(v, m), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
+        /* indices 0-7, 16-23 | 8-15, 24-31 (the order of the other widths) */
+        const __m128i a = _mm_unpacklo_epi8(lo, hi), b = _mm_unpackhi_epi8(lo, hi);
+        return _mm256_set_m128i(_mm_unpackhi_epi64(a, b), _mm_unpacklo_epi64(a, b));
+    } else {
+        const __m256i s01 = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p)),
+            _mm_loadu_si128((const __m128i *)(const void *)(p + bits)), 1);
+        const __m256i s23 = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p + 2 * bits))),
+            _mm_loadu_si128((const __m128i *)(const void *)(p + 3 * bits)), 1);
+        /* the multiply moves the field to the top of the 16-bit lane (the bits above it fall
+         * out), the shift brings it down: no mask needed */
+        const __m256i f01 = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(s01, t->shuf), t->mul), 16 - bits);
+        const __m256i f23 = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(s23, t->shuf), t->mul), 16 - bits);
+        /* packus interleaves the lanes: indices 0-7, 16-23, 8-15, 24-31 (x16 is in that order) */
+        return _mm256_packus_epi16(f01, f23);
+    }
+}
+
+/* codebook entries of 32 index bytes: vpshufb reads an index's low 4 bits (bit 7 is 0 here),
+ * the slices are then merged by index bits 4, 5, 6, 7 (each moved to bit 7 for vpblendvb) */
+#define TC_AVX2_SEL(a, b, idx, bit) _mm256_blendv_epi8((a), (b), _mm256_slli_epi16((idx), 7 - (bit)))
+__attribute__((target("avx2"))) static inline __m256i fc_avx2_lookup(const struct fc_avx2_tabs *t,
+                                                                     __m256i idx, int32_t slices)
+{
+    __m256i r0, r1, r2 = idx, r3 = idx;
+    int32_t s;
+    if (slices == 1) {
+        return _mm256_shuffle_epi8(t->cb[0], idx);
+    }
+    if (slices == 2) {
+        return TC_AVX2_SEL(_mm256_shuffle_epi8(t->cb[0], idx), _mm256_shuffle_epi8(t->cb[1], idx), idx, 4);
+    }
+    for (s = 0; s < slices; s += 4) { /* four slices per pass, merged by bits 4 and 5 */
+        r0 = TC_AVX2_SEL(_mm256_shuffle_epi8(t->cb[s], idx), _mm256_shuffle_epi8(t->cb[s + 1], idx), idx, 4);
+        r1 = TC_AVX2_SEL(_mm256_shuffle_epi8(t->cb[s + 2], idx), _mm256_shuffle_epi8(t->cb[s + 3], idx), idx, 4);
+        r0 = TC_AVX2_SEL(r0, r1, idx, 5);
+        if (s == 0) {
+            r2 = r0;
+        } else if (s == 4) {
+            r2 = TC_AVX2_SEL(r2, r0, idx, 6);
+        } else if (s == 8) {
+            r3 = r0;
+        } else {
+            r3 = TC_AVX2_SEL(r3, r0, idx, 6);
+        }
+    }
+    return slices == 16 ? TC_AVX2_SEL(r2, r3, idx, 7) : r2;
+}
+
+/* sum(w*x) over steps*32 weights of the row at p, x16 the input widened to int16 */
+__attribute__((target("avx2"))) static int32_t fc_dot_avx2(const struct fc_avx2_tabs *t,
+                                                           const uint8_t *p, uint32_t bits,
+                                                           const int16_t *x16, int32_t steps)
+{
+    __m256i acc = _mm256_setzero_si256();
+    const int32_t slices = bits >= 8 ? t->slices : bits > 4 ? 1 << (bits - 4) : 1;
+    int32_t i;
+    __m128i r;
+    for (i = 0; i < steps; i++) {
+        const __m256i w = fc_avx2_lookup(t, fc_avx2_indices(t, p, bits), slices);
+        const __m256i *xv = (const __m256i *)(const void *)(x16 + 32 * i);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(w)),
+                                                      _mm256_loadu_si256(xv)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1)),
+                                                      _mm256_loadu_si256(xv + 1)));
+        p += 4 * bits;
+    }
+    r = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    r = _mm_add_epi32(r, _mm_srli_si128(r, 8));
+    r = _mm_add_epi32(r, _mm_srli_si128(r, 4));
+    return _mm_cvtsi128_si32(r);
+}
+
+/* four rows `rb` bytes apart sharing the input loads; sums to out[0..3] */
+__attribute__((target("avx2"))) static void fc_dot4_avx2(const struct fc_avx2_tabs *t,
+                                                         const uint8_t *p, int32_t rb, uint32_t bits,
+                                                         const int16_t *x16, int32_t steps,
+                                                         int32_t *out)
+{
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    const int32_t slices = bits >= 8 ? t->slices : bits > 4 ? 1 << (bits - 4) : 1;
+    int32_t i;
+    __m128i r;
+#define TC_FC_AVX2_ROW(acc, q)                                                                \
+    do {                                                                                      \
+        const __m256i w_ = fc_avx2_lookup(t, fc_avx2_indices(t, (q), bits), slices);          \
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(w_)), xa)); \
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(w_, 1)), xb)); \
+    } while (0)
+    for (i = 0; i < steps; i++) {
+        const __m256i xa = _mm256_loadu_si256((const __m256i *)(const void *)(x16 + 32 * i));
+        const __m256i xb = _mm256_loadu_si256((const __m256i *)(const void *)(x16 + 32 * i + 16));
+        TC_FC_AVX2_ROW(a0, p);
+        TC_FC_AVX2_ROW(a1, p + rb);
+        TC_FC_AVX2_ROW(a2, p + 2 * rb);
+        TC_FC_AVX2_ROW(a3, p + 3 * rb);
+        p += 4 * bits;
+    }
+#undef TC_FC_AVX2_ROW
+    /* horizontal sums of the four accumulators at once */
+    a0 = _mm256_hadd_epi32(a0, a1);
+    a2 = _mm256_hadd_epi32(a2, a3);
+    a0 = _mm256_hadd_epi32(a0, a2);
+    r = _mm_add_epi32(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1));
+    _mm_storeu_si128((__m128i *)(void *)out, r);
+}
+
+#define TC_FC_DOT4_AVX2(b)                                                                    \
+    __attribute__((target("avx2"))) static void fc_dot4_avx2_##b(                             \
+        const struct fc_avx2_tabs *t, const uint8_t *p, int32_t rb, const int16_t *x16,       \
+        int32_t steps, int32_t *out)                                                          \
+    {                                                                                         \
+        fc_dot4_avx2(t, p, rb, b, x16, steps, out);                                           \
+    }
+TC_FC_DOT4_AVX2(1)
+TC_FC_DOT4_AVX2(2)
+TC_FC_DOT4_AVX2(3)
+TC_FC_DOT4_AVX2(4)
+TC_FC_DOT4_AVX2(5)
+TC_FC_DOT4_AVX2(6)
+TC_FC_DOT4_AVX2(7)
+TC_FC_DOT4_AVX2(8)
+
+static void fc_dot4_avx2_any(const struct fc_avx2_tabs *t, const uint8_t *p, int32_t rb,
+                             uint32_t bits, const int16_t *x16, int32_t steps, int32_t *out)
+{
+    switch (bits) {
+    case 1:
+        fc_dot4_avx2_1(t, p, rb, x16, steps, out);
+        break;
+    case 2:
+        fc_dot4_avx2_2(t, p, rb, x16, steps, out);
+        break;
+    case 3:
+        fc_dot4_avx2_3(t, p, rb, x16, steps, out);
+        break;
+    case 4:
+        fc_dot4_avx2_4(t, p, rb, x16, steps, out);
+        break;
+    case 5:
+        fc_dot4_avx2_5(t, p, rb, x16, steps, out);
+        break;
+    case 6:
+        fc_dot4_avx2_6(t, p, rb, x16, steps, out);
+        break;
+    case 7:
+        fc_dot4_avx2_7(t, p, rb, x16, steps, out);
+        break;
+    default:
+        fc_dot4_avx2_8(t, p, rb, x16, steps, out);
+        break;
+    }
+}
+
+/* instances with a constant width, so that the width tests fold */
+#define TC_FC_DOT_AVX2(b)                                                                     \
+    __attribute__((target("avx2"))) static int32_t fc_dot_avx2_##b(                           \
+        const struct fc_avx2_tabs *t, const uint8_t *p, const int16_t *x16, int32_t steps)    \
+    {                                                                                         \
+        return fc_dot_avx2(t, p, b, x16, steps);                                              \
+    }
+TC_FC_DOT_AVX2(1)
+TC_FC_DOT_AVX2(2)
+TC_FC_DOT_AVX2(3)
+TC_FC_DOT_AVX2(4)
+TC_FC_DOT_AVX2(5)
+TC_FC_DOT_AVX2(6)
+TC_FC_DOT_AVX2(7)
+TC_FC_DOT_AVX2(8)
+
+static int32_t fc_dot_avx2_any(const struct fc_avx2_tabs *t, const uint8_t *p, uint32_t bits,
+                               const int16_t *x16, int32_t steps)
+{
+    switch (bits) {
+    case 1:
+        return fc_dot_avx2_1(t, p, x16, steps);
+    case 2:
+        return fc_dot_avx2_2(t, p, x16, steps);
+    case 3:
+        return fc_dot_avx2_3(t, p, x16, steps);
+    case 4:
+        return fc_dot_avx2_4(t, p, x16, steps);
+    case 5:
+        return fc_dot_avx2_5(t, p, x16, steps);
+    case 6:
+        return fc_dot_avx2_6(t, p, x16, steps);
+    case 7:
+        return fc_dot_avx2_7(t, p, x16, steps);
+    default:
+        return fc_dot_avx2_8(t, p, x16, steps);
+    }
+}
+
+/* raw int8 weights: sign-extend 16 weights and 16 inputs, vpmaddwd */
+__attribute__((target("avx2"))) static int32_t fc_dot_s8_avx2(const int8_t *w, const int8_t *x,
+                                                              int32_t n)
+{
+    __m256i acc = _mm256_setzero_si256();
+    __m128i r;
+    int32_t i, s;
+    for (i = 0; i + 16 <= n; i += 16) {
+        const __m256i a = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w + i)));
+        const __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + i)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+    }
+    r = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    r = _mm_add_epi32(r, _mm_srli_si128(r, 8));
+    r = _mm_add_epi32(r, _mm_srli_si128(r, 4));
+    s = _mm_cvtsi128_si32(r);
+    for (; i < n; i++) {
+        s += w[i] * x[i];
+    }
+    return s;
+}
+
+static int tc_host_avx2(void)
+{
+    return __builtin_cpu_supports("avx2");
+}
 #endif
 
-int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p)
+#ifdef TC_HOST_X86_SIMD
+#define TC_FC_HOST_BLOCK 64
+/* x16 for fc_dot_avx2: the input widened to int16, each block of 32 in the order 0-7, 16-23,
+ * 8-15, 24-31, zero past n up to the next multiple of 32 (weights there multiply 0) */
+static void fc_widen_blocks(const int8_t *x, int32_t n, int16_t *x16)
 {
-    (void)p;
-    return 0;
-}
-
-static void fc_build_pairs(int16_t pairs[256][2], const int8_t *cb, int32_t k)
-{
-    int16_t c16[16];
-    int32_t hi, lo;
-    for (lo = 0; lo < 16; lo++) {
-        c16[lo] = lo < k ? cb[lo] : 0;
-    }
-    for (hi = 0; hi < 16; hi++) {
-        for (lo = 0; lo < 16; lo++) {
-            pairs[hi * 16 + lo][0] = c16[lo];
-            pairs[hi * 16 + lo][1] = c16[hi];
+    int32_t i, j;
+    for (i = 0; i < n; i += 32) {
+        for (j = 0; j < 32; j++) {
+            const int32_t src = i + (j & 7) + ((j >> 3) == 1 ? 16 : (j >> 3) == 2 ? 8 : 8 * (j >> 3));
+            x16[i + j] = src < n ? x[src] : 0;
         }
     }
 }
 
-/* sum(w*x) over one row whose first index starts on a byte boundary, bits in {1, 2, 4, 8} */
-TC_NOINLINE static int32_t fc_row_fused(const uint8_t *restrict p, uint32_t bits, const int8_t *restrict cb,
-                            const int16_t (*pairs)[2], const int8_t *restrict x, int32_t n)
+/* x86 hosts with AVX2, rows on byte boundaries and the input offset folded (what the
+ * generated code passes): vectorized decode + dot, four rows at a time where they share a
+ * codebook, every row in whole steps of 32 weights (the zero-padded input cancels the
+ * weights past the row end; only the last rows of the stream stop early, so that nothing past
+ * the stream is read), then tc_requantize_lanes() over blocks of 64 outputs. Returns 0
+ * (nothing done) when the layer does not qualify. Stack: the widened input (<= 4 KiB). */
+static int fc_host_avx2(const tc_fc_packed_params *p, const int8_t *input, const uint8_t *packed,
+                        const int8_t *codebooks, const uint8_t *codebook_map,
+                        const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                        int8_t *output)
 {
-    int32_t acc = 0, i, j;
-    if (bits == 8) {
-        for (i = 0; i < n; i++) {
-            acc += (int32_t)cb[p[i]] * x[i];
-        }
-    } else if (bits == 4) {
-        const int32_t full = n >> 1;
-        if (pairs != NULL) {
-            for (i = 0; i < full; i++) {
-                const int16_t *w = pairs[p[i]];
-                acc += (int32_t)w[0] * x[2 * i] + (int32_t)w[1] * x[2 * i + 1];
+    const int32_t n = p->in_features, out_f = p->out_features;
+    const uint32_t bits = p->bits;
+    const int32_t rb = (int32_t)(((uint32_t)n * bits) >> 3);
+    const int64_t stream = ((int64_t)out_f * n * bits + 7) / 8;
+    const int32_t steps = (n + 31) >> 5;
+    /* the bytes a step reads past its start: its own, or up to 3*bits + 16 when unpacking */
+    const int32_t reach = bits == 8 ? 32 : bits == 4 ? 16 : 3 * (int32_t)bits + 16;
+    int16_t x16[TC_FC_HOST_MAX_IN];
+    struct fc_avx2_tabs t;
+    const int8_t *t_cb = NULL;
+    int32_t acc[TC_FC_HOST_BLOCK];
+    int32_t b, c, r;
+    if (p->input_offset != 0 || (((uint32_t)n * bits) & 7u) != 0 || n > TC_FC_HOST_MAX_IN ||
+        !tc_host_avx2()) {
+        return 0;
+    }
+    if (codebooks == NULL) { /* raw int8 weights */
+        for (b = 0; b < p->batches; b++) {
+            const int8_t *x = input + (int32_t)b * n;
+            uint32_t fo_term = 0;
+            if (p->filter_offset != 0) {
+                int32_t i, xsum = 0;
+                for (i = 0; i < n; i++) {
+                    xsum += x[i];
+                }
+                fo_term = (uint32_t)p->filter_offset * (uint32_t)xsum;
             }
-        } else {
-            for (i = 0; i < full; i++) {
-                const uint32_t b = p[i];
-                acc += (int32_t)cb[b & 15u] * x[2 * i] + (int32_t)cb[b >> 4] * x[2 * i + 1];
+            for (c = 0; c < out_f; c += TC_FC_HOST_BLOCK) {
+                const int32_t cnt = TC_MIN(TC_FC_HOST_BLOCK, out_f - c);
+                for (r = 0; r < cnt; r++) {
+                    const int8_t *w = (const int8_t *)(const void *)packed + (int64_t)(c + r) * n;
+                    acc[r] = (int32_t)((uint32_t)fc_dot_s8_avx2(w, x, n) + fo_term +
+                                       (bias != NULL ? (uint32_t)bias[c + r] : 0u));
+                }
+                tc_requantize_lanes(acc, cnt, mult, shift, p->requant_per_channel, c,
+                                    p->output_offset, p->act_min, p->act_max,
+                                    output + (int32_t)b * out_f + c);
             }
         }
-        if (n & 1) {
-            acc += (int32_t)cb[p[full] & 15u] * x[n - 1];
-        }
-    } else if (bits == 2) {
-        const int32_t full = n >> 2;
-        for (i = 0; i < full; i++) {
-            const uint32_t b = p[i];
-            const int8_t *xx = x + 4 * i;
-            acc += (int32_t)cb[b & 3u] * xx[0] + (int32_t)cb[(b >> 2) & 3u] * xx[1] +
-                   (int32_t)cb[(b >> 4) & 3u] * xx[2] + (int32_t)cb[b >> 6] * xx[3];
-        }
-        for (j = 4 * full; j < n; j++) {
-            acc += (int32_t)cb[(p[full] >> (2 * (j & 3))) & 3u] * x[j];
-        }
-    } else { /* 1 */
-        const int32_t full = n >> 3;
-        const int32_t c0 = cb[0];
-        for (i = 0; i < full; i++) {
-            const uint32_t b = p[i];
-            const int8_t *xx = x + 8 * i;
-            int32_t sx = 0, s1 = 0;
-            /* w = c0 + bit*(c1 - c0): sum(w*x) = c0*sum(x) + (c1 - c0)*sum(x where bit) */
-            for (j = 0; j < 8; j++) {
-                sx += xx[j];
-                s1 += ((b >> j) & 1u) ? xx[j] : 0;
+        return 1;
+    }
+    for (b = 0; b < p->batches; b++) {
+        const int8_t *x = input + (int32_t)b * n;
+        uint32_t fo_term = 0;
+        if (p->filter_offset != 0) {
+            int32_t i, xsum = 0;
+            for (i = 0; i < n; i++) {
+                xsum += x[i];
             }
-            acc += c0 * sx + (b != 0 ? ((int32_t)cb[1] - c0) * s1 : 0);
+            fo_term = (uint32_t)p->filter_offset * (uint32_t)xsum;
         }
-        for (j = 8 * full; j < n; j++) {
-            acc += (int32_t)cb[(p[full] >> (j & 7)) & 1u] * x[j];
+        fc_widen_blocks(x, n, x16);
+        for (c = 0; c < out_f; c += TC_FC_HOST_BLOCK) {
+            const int32_t cnt = TC_MIN(TC_FC_HOST_BLOCK, out_f - c);
+            for (r = 0; r < cnt;) {
+                const int32_t ch = c + r;
+                const uint8_t *row = packed + (int64_t)ch * rb;
+                const int32_t cbi = codebook_map != NULL ? codebook_map[ch] : ch;
+                const int8_t *cb = codebooks + (int32_t)p->codebook_stride * cbi;
+                /* steps whose reads stay inside the stream, for the last of 4 rows from ch */
+                const int64_t room4 = stream - (int64_t)(ch + 3) * rb - reach;
+                int32_t k;
+                if (cb != t_cb) {
+                    fc_avx2_setup(&t, bits, cb, p->codebook_size);
+                    t_cb = cb;
+                }
+                if (r + 4 <= cnt && room4 >= (int64_t)(steps - 1) * 4 * bits &&
+                    (p->codebook_stride == 0 ||
+                     (codebook_map != NULL && codebook_map[ch + 1] == cbi &&
+                      codebook_map[ch + 2] == cbi && codebook_map[ch + 3] == cbi))) {
+                    fc_dot4_avx2_any(&t, row, rb, bits, x16, steps, acc + r);
+                    k = 4;
+                } else {
+                    const int64_t room = stream - (int64_t)ch * rb - reach;
+                    const int32_t fit = room < 0 ? 0 : (int32_t)TC_MIN((int64_t)steps, room / (4 * (int64_t)bits) + 1);
+                    int32_t a = fc_dot_avx2_any(&t, row, bits, x16, fit);
+                    if (32 * fit < n) {
+                        int32_t ws = 0;
+                        a += fc_row_chunked(packed, (uint32_t)((int64_t)ch * rb * 8 + (int64_t)32 * fit * bits),
+                                            bits, cb, x + 32 * fit, n - 32 * fit, 0, &ws);
+                    }
+                    acc[r] = a;
+                    k = 1;
+                }
+                for (; k > 0; k--, r++) {
+                    acc[r] = (int32_t)((uint32_t)acc[r] + fo_term +
+                                       (bias != NULL ? (uint32_t)bias[c + r] : 0u));
+                }
+            }
+            tc_requantize_lanes(acc, cnt, mult, shift, p->requant_per_channel, c, p->output_offset,
+                                p->act_min, p->act_max, output + (int32_t)b * out_f + c);
         }
     }
-    return acc;
+    return 1;
 }
+#endif
 
-/* sum(w*x) for any row, and *ws = sum(w) when want_ws: decode 128-weight chunks */
-static int32_t fc_row_chunked(const uint8_t *packed, uint32_t row_bit, uint32_t bits,
-                              const int8_t *cb, const int8_t *x, int32_t n, int want_ws,
-                              int32_t *ws)
-{
-    int16_t buf[TC_FC_CHUNK];
-    int32_t acc = 0, i;
-    for (i = 0; i < n; i += TC_FC_CHUNK) {
-        const int32_t m = TC_MIN(TC_FC_CHUNK, n - i);
-        tc_unpack_lut16(packed, row_bit + (uint32_t)i * bits, (uint8_t)bits, cb, m, buf);
-        acc += tc_dot_s16_s8(buf, x + i, m);
-        if (want_ws) {
-            *ws += tc_sum_s16(buf, m);
-        }
-    }
-    return acc;
-}
-
+/* ---------------------------------------------------------------------------------------
+ * Driver: batch rows outer (the input of a batch row is widened once on x86 hosts), passes
+ * of up to TC_FC_ROWS output channels sharing a codebook inner; a pair table is rebuilt only
+ * when the pass's codebook is not the one it holds.
+ */
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
                                const uint8_t *codebook_map, const int32_t *bias,
-                               const int32_t *mult, const int8_t *shift, int8_t *output)
+                               const int32_t *mult, const int8_t *shift, int8_t *output,
+                               int8_t *scratch)
 {
-    const int32_t in = p->in_features;
+    const int32_t n = p->in_features;
     const int32_t out_f = p->out_features;
     const uint32_t bits = p->bits;
     const int32_t io = p->input_offset;
     const int32_t fo = p->filter_offset;
-    const int fused_width = bits == 1 || bits == 2 || bits == 4 || bits == 8;
-    /* 4-bit rows all start on a byte boundary when in_features is even */
-    const int use_pairs = !TC_HOST_SIMD && bits == 4 && (in & 1) == 0 && p->codebook_stride == 0;
-    int16_t pairs[256][2];
-    int32_t b, c;
+    const int32_t rb = (int32_t)(((uint32_t)n * bits) >> 3); /* row bytes when aligned */
+    const int aligned = (((uint32_t)n * bits) & 7u) == 0;   /* every row on a byte boundary */
+    uint32_t *tab = fc_pair_entries(p) != 0 ? (uint32_t *)(void *)tc_scratch_s32(scratch) : NULL;
+    uint32_t *xw = tab != NULL ? tab + fc_pair_entries(p) : NULL;
+    const int8_t *tab_cb = NULL;
+    int32_t b;
+#ifdef TC_HOST_X86_SIMD
+    if (fc_host_avx2(p, input, packed, codebooks, codebook_map, bias, mult, shift, output)) {
+        return;
+    }
+#endif
 #ifdef TC_HOST_X86_SIMD
     /* whole 4-bit rows on the SSSE3 path (input widened once per batch row, 4 KiB of stack) */
     int16_t x16[TC_FC_HOST_MAX_IN];
-    const int host4 = bits == 4 && codebooks != NULL && io == 0 && (in & 1) == 0 && in >= 32 &&
-                      in <= TC_FC_HOST_MAX_IN && __builtin_cpu_supports("ssse3");
-    const int32_t n32 = in & ~31;
+    const int host4 = bits == 4 && codebooks != NULL && io == 0 && (n & 1) == 0 && n >= 32 &&
+                      n <= TC_FC_HOST_MAX_IN && __builtin_cpu_supports("ssse3");
+    const int32_t n32 = n & ~31;
 #endif
 
-    if (use_pairs && codebooks != NULL) {
-        fc_build_pairs(pairs, codebooks, p->codebook_size);
-    }
     for (b = 0; b < p->batches; b++) {
-        const int8_t *x = input + (int32_t)b * in;
-        int8_t *y = output + (int32_t)b * out_f;
-        int64_t xsum = 0;
+        const int8_t *x = input + (int32_t)b * n;
+        uint32_t fo_term = 0; /* fo * sum(x + io), the weight offset's share (mod 2^32) */
+        int32_t c = 0;
         if (fo != 0) {
-            int32_t i;
-            for (i = 0; i < in; i++) {
+            int32_t i, xsum = 0;
+            for (i = 0; i < n; i++) {
                 xsum += x[i];
             }
+            fo_term = (uint32_t)fo * ((uint32_t)xsum + (uint32_t)n * (uint32_t)io);
         }
 #ifdef TC_HOST_X86_SIMD
         if (host4) {
-            tc_widen_s8_s16(x, in, x16);
+            tc_widen_s8_s16(x, n, x16);
         }
 #endif
-        for (c = 0; c < out_f; c++) {
+        if (xw != NULL) {
+            fc_widen_pairs(x, n, xw);
+        }
+        while (c < out_f) {
             const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
-            const int8_t *cb = codebooks != NULL ? codebooks + (int32_t)p->codebook_stride * cbi : NULL;
-            const uint32_t row_bit = (uint32_t)c * (uint32_t)in * bits;
-            const int32_t q = p->requant_per_channel ? c : 0;
-            int32_t acc, ws = 0;
-            int64_t total;
-#ifdef TC_HOST_X86_SIMD
-            if (host4) {
-                acc = fc_dot4_ssse3(packed + (row_bit >> 3), cb, x16, n32);
-                if (n32 < in) {
-                    acc += fc_row_chunked(packed, row_bit + (uint32_t)n32 * 4u, 4u, cb, x + n32,
-                                          in - n32, 0, &ws);
+            const int8_t *cb =
+                codebooks == NULL ? NULL : codebooks + (int32_t)p->codebook_stride * cbi;
+            int8_t *y = output + (int32_t)b * out_f + c;
+            int32_t acc[TC_FC_ROWS];
+            int32_t nr = 1, r, done = 0;
+            const int32_t g = aligned ? n >> 3 : 0; /* groups of 8 for the row kernels */
+            /* rows of one pass share the codebook */
+            while (nr < TC_FC_ROWS && c + nr < out_f) {
+                const int32_t ci = codebook_map != NULL ? codebook_map[c + nr] : c + nr;
+                if (p->codebook_stride != 0 && codebooks != NULL && ci != cbi) {
+                    break;
                 }
-            } else
-#endif
-            if (cb == NULL) { /* raw int8 weights: a plain int8 dot product */
-                const int8_t *w = (const int8_t *)(const void *)packed + (int32_t)c * in;
-                acc = tc_dot_s8(w, x, in);
-                if (io != 0) {
-                    int32_t i;
-                    for (i = 0; i < in; i++) {
-                        ws += w[i];
+                nr++;
+            }
+            if (cb == NULL) { /* raw int8 weights */
+                if (TC_HOST_SIMD) {
+                    for (r = 0; r < nr; r++) {
+                        acc[r] = tc_dot_s8(
+                            (const int8_t *)(const void *)packed + (int32_t)(c + r) * n, x, n);
                     }
+                    done = n;
+                } else if (g > 0) {
+                    fc_raw_any(packed + (int32_t)c * rb, rb, nr, x, g, acc);
+                    done = 8 * g;
                 }
-            } else if (!TC_HOST_SIMD && fused_width && (row_bit & 7u) == 0) {
-                acc = fc_row_fused(packed + (row_bit >> 3), bits, cb,
-                                   use_pairs ? (const int16_t(*)[2])pairs : NULL, x, in);
-                if (io != 0) { /* layers without a bias: the weight sum in a second pass */
-                    (void)fc_row_chunked(packed, row_bit, bits, cb, x, in, 1, &ws);
+            }
+#ifdef TC_HOST_X86_SIMD
+            else if (host4) {
+                for (r = 0; r < nr; r++) {
+                    const uint32_t row_bit = (uint32_t)(c + r) * (uint32_t)n * 4u;
+                    acc[r] = fc_dot4_ssse3(packed + (row_bit >> 3), cb, x16, n32);
                 }
-            } else {
-                acc = fc_row_chunked(packed, row_bit, bits, cb, x, in, io != 0, &ws);
+                done = n32;
             }
-            /* sum((w+fo)*(x+io)) = sum(w*x) + io*sum(w) + fo*sum(x+io); wraps like int32 */
-            total = (int64_t)acc + (int64_t)io * ws;
-            if (fo != 0) {
-                total += (int64_t)fo * (xsum + (int64_t)in * io);
+#endif
+            else if (g > 0) {
+                if (tab != NULL) {
+                    if (cb != tab_cb) {
+                        fc_build_pairs(tab, cb, bits, p->codebook_size);
+                        tab_cb = cb;
+                    }
+                    fc_pairs_any(packed + (int32_t)c * rb, rb, nr, bits, tab, xw, g, acc);
+                } else {
+                    fc_lookup_any(packed + (int32_t)c * rb, rb, nr, bits, cb, x, g, acc);
+                }
+                done = 8 * g;
             }
-            if (bias != NULL) {
-                total += bias[c];
+            /* sum((w+fo)*(x+io)) = sum(w*x) + io*sum(w) + fo*sum(x+io), int32 wrap-around as
+             * TFLite Micro's int32 accumulator (computed mod 2^32) */
+            for (r = 0; r < nr; r++) {
+                const int32_t ch = c + r;
+                const int32_t q = p->requant_per_channel ? ch : 0;
+                uint32_t total;
+                if (done == n && io == 0) {
+                    total = (uint32_t)acc[r];
+                } else { /* row tails, unaligned rows, layers without a folded input offset */
+                    const uint32_t row_bit = (uint32_t)ch * (uint32_t)n * bits;
+                    int32_t ws = 0;
+                    total = done > 0 ? (uint32_t)acc[r] : 0u;
+                    if (done < n) {
+                        total += (uint32_t)fc_row_chunked(packed, row_bit + (uint32_t)done * bits,
+                                                          bits, cb, x + done, n - done, io != 0,
+                                                          &ws);
+                    }
+                    if (io != 0 && done > 0) {
+                        (void)fc_row_chunked(packed, row_bit, bits, cb, x, done, 1, &ws);
+                    }
+                    total += (uint32_t)io * (uint32_t)ws;
+                }
+                total += fo_term;
+                if (bias != NULL) {
+                    total += (uint32_t)bias[ch];
+                }
+                y[r] = tc_requantize((int32_t)total, mult[q], shift[q], p->output_offset,
+                                     p->act_min, p->act_max);
             }
-            y[c] = tc_requantize((int32_t)(uint32_t)(uint64_t)total, mult[q], shift[q],
-                                 p->output_offset, p->act_min, p->act_max);
+            c += nr;
         }
     }
 }

@@ -107,6 +107,19 @@ TC_INLINE int32_t tc_conv_shallow_arm_bytes(const tc_conv_packed_params *p)
 #define TC_CONV_PAIRS 0
 #endif
 
+/* x86 hosts with AVX2: int8 shallow filters (mode 2) with an even depth are stored as
+ * input-channel pairs too, [kh*kw][in_c/2][out_c][2] int8 (the same bytes as [kh*kw*in_c][out_c]),
+ * widened in the loop for VPMADDWD. Decode and rows ask the same question. */
+TC_INLINE int tc_conv_pairs8(const tc_conv_packed_params *p)
+{
+#if defined(TC_HOST_X86_SIMD)
+    return tc_conv_shallow_mode(p) == 2 && (p->in_c & 1) == 0 && __builtin_cpu_supports("avx2");
+#else
+    (void)p;
+    return 0;
+#endif
+}
+
 /* Keep a hot loop in its own function (own register allocation: matters on Thumb-1 cores). */
 #if defined(__GNUC__)
 #define TC_NOINLINE __attribute__((noinline))

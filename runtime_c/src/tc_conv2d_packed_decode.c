@@ -17,6 +17,7 @@ int32_t tc_conv2d_packed_decode(const tc_conv_packed_params *p, const uint8_t *p
     const int32_t flen = kh * kw * in_c;
     const int32_t npairs = (in_c + 1) / 2;
     const int mode = tc_conv_shallow_mode(p);
+    const int pairs8 = tc_conv_pairs8(p);
     int16_t *wt = (int16_t *)(void *)tc_scratch_s32(scratch);
     int8_t *wt8 = (int8_t *)(void *)wt;
     int8_t *tmp = mode == 1 ? (int8_t *)(void *)(wt + kh * kw * 2 * npairs * oc) /* one filter */
@@ -46,6 +47,7 @@ int32_t tc_conv2d_packed_decode(const tc_conv_packed_params *p, const uint8_t *p
         (void)wt8;
         (void)tmp;
         (void)npairs;
+        (void)pairs8;
         return 1;
     }
 #endif
@@ -54,7 +56,12 @@ int32_t tc_conv2d_packed_decode(const tc_conv_packed_params *p, const uint8_t *p
         const int8_t *cb = codebooks != NULL ? codebooks + (int32_t)p->codebook_stride * cbi : NULL;
         int32_t t;
         tc_unpack_lut(packed, (uint32_t)c * (uint32_t)flen * p->bits, p->bits, cb, flen, tmp);
-        if (mode == 2) { /* int8 [kh*kw*in_c][oc] */
+        if (mode == 2 && pairs8) { /* int8 [kh*kw][in_c / 2][oc][2] (x86 AVX2, even in_c) */
+            for (t = 0; t < flen; t++) {
+                const int32_t tap = t / in_c, ci = t - tap * in_c;
+                wt8[((tap * npairs + ci / 2) * oc + c) * 2 + (ci & 1)] = tmp[t];
+            }
+        } else if (mode == 2) { /* int8 [kh*kw*in_c][oc] */
             for (t = 0; t < flen; t++) {
                 wt8[t * oc + c] = tmp[t];
             }

@@ -7,7 +7,7 @@
 #include "tc_packed_internal.h"
 
 #if TC_CONV_PAIRS
-#include <emmintrin.h>
+#include <immintrin.h>
 /* x86 hosts: shallow filters stored as input-channel pairs, [kh*kw][in_c/2][oc][2] int16, so
  * one pmaddwd multiplies 4 output channels by two input channels (broadcast pair) and adds the
  * two products: 8 multiply-accumulates per instruction. */
@@ -79,6 +79,101 @@ static void conv_shallow_sse2(const tc_conv_packed_params *p, const int8_t *inpu
                                 const int16_t *wp = w + pi * oc * 2;
                                 for (j = 0; j < nb; j++) {
                                     lanes[j] += wp[2 * j] * x0 + wp[2 * j + 1] * x1;
+                                }
+                            }
+                        }
+                    }
+                }
+                if (bias != NULL) {
+                    for (j = 0; j < nb; j++) {
+                        lanes[j] += bias[c0 + j];
+                    }
+                }
+                tc_requantize_lanes(lanes, nb, mult, shift, p->requant_per_channel, c0,
+                                    p->output_offset, p->act_min, p->act_max, o + c0);
+            }
+        }
+    }
+}
+
+/* x86 hosts with AVX2: the same input-channel pair layout, eight output channels per VPMADDWD
+ * (two input channels each): weights int16 (mode 1) or int8 widened by VPMOVSXBW (mode 2, even
+ * depth); 16 channels per block in two registers, then 8, then the rest (scalar, same layout). */
+__attribute__((target("avx2"))) static void conv_shallow_avx2(
+    const tc_conv_packed_params *p, const int8_t *input, const int32_t *bias, const int32_t *mult,
+    const int8_t *shift, int32_t oy_begin, int32_t oy_end, int8_t *output, const void *wt,
+    int int8_weights)
+{
+    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
+    const int32_t out_w = p->out_w, oc = p->out_c;
+    const int32_t kh = p->k_h, kw = p->k_w;
+    const int32_t sh = p->stride_h, sw = p->stride_w, dh = p->dil_h, dwl = p->dil_w;
+    const int32_t io = p->input_offset;
+    const int32_t npairs = (in_c + 1) / 2;
+    const int16_t *w16 = (const int16_t *)wt;
+    const int8_t *w8 = (const int8_t *)wt;
+    int32_t oy;
+    for (oy = oy_begin; oy < oy_end; oy++) {
+        const int32_t iy0 = oy * sh - p->pad_top;
+        int32_t ky_lo, ky_hi, ox;
+        int8_t *orow = output + (oy - oy_begin) * out_w * oc;
+        tc_tap_range(iy0, dh, in_h, kh, &ky_lo, &ky_hi);
+        for (ox = 0; ox < out_w; ox++) {
+            const int32_t ix0 = ox * sw - p->pad_left;
+            int32_t kx_lo, kx_hi, c0, nb;
+            int8_t *o = orow + ox * oc;
+            tc_tap_range(ix0, dwl, in_w, kw, &kx_lo, &kx_hi);
+            for (c0 = 0; c0 < oc; c0 += nb) {
+                int32_t lanes[16];
+                int32_t j, ky, kx, pi;
+                nb = oc - c0 >= 16 ? 16 : oc - c0 >= 8 ? 8 : oc - c0;
+                if (nb >= 8) {
+                    __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+                    for (ky = ky_lo; ky < ky_hi; ky++) {
+                        const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * in_c;
+                        for (kx = kx_lo; kx < kx_hi; kx++) {
+                            const int8_t *x = xrow + (ix0 + kx * dwl) * in_c;
+                            const int32_t base = ((ky * kw + kx) * npairs * oc + c0) * 2;
+                            for (pi = 0; pi < npairs; pi++) {
+                                const int32_t x0 = x[2 * pi] + io;
+                                const int32_t x1 = 2 * pi + 1 < in_c ? x[2 * pi + 1] + io : 0;
+                                const __m256i xx = _mm256_set1_epi32(
+                                    (int32_t)(((uint32_t)x1 << 16) | ((uint32_t)x0 & 0xFFFFu)));
+                                const int32_t at = base + pi * oc * 2;
+                                __m256i v0, v1;
+                                if (int8_weights) {
+                                    v0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w8 + at)));
+                                    v1 = nb == 16 ? _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                                                        (const __m128i *)(const void *)(w8 + at + 16)))
+                                                  : v0;
+                                } else {
+                                    v0 = _mm256_loadu_si256((const __m256i *)(const void *)(w16 + at));
+                                    v1 = nb == 16 ? _mm256_loadu_si256((const __m256i *)(const void *)(w16 + at + 16))
+                                                  : v0;
+                                }
+                                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(v0, xx));
+                                a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(v1, xx));
+                            }
+                        }
+                    }
+                    _mm256_storeu_si256((__m256i *)(void *)lanes, a0);
+                    _mm256_storeu_si256((__m256i *)(void *)(lanes + 8), a1);
+                } else {
+                    for (j = 0; j < nb; j++) {
+                        lanes[j] = 0;
+                    }
+                    for (ky = ky_lo; ky < ky_hi; ky++) {
+                        const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * in_c;
+                        for (kx = kx_lo; kx < kx_hi; kx++) {
+                            const int8_t *x = xrow + (ix0 + kx * dwl) * in_c;
+                            const int32_t base = ((ky * kw + kx) * npairs * oc + c0) * 2;
+                            for (pi = 0; pi < npairs; pi++) {
+                                const int32_t x0 = x[2 * pi] + io;
+                                const int32_t x1 = 2 * pi + 1 < in_c ? x[2 * pi + 1] + io : 0;
+                                const int32_t at = base + pi * oc * 2;
+                                for (j = 0; j < nb; j++) {
+                                    lanes[j] += int8_weights ? w8[at + 2 * j] * x0 + w8[at + 2 * j + 1] * x1
+                                                             : w16[at + 2 * j] * x0 + w16[at + 2 * j + 1] * x1;
                                 }
                             }
                         }
@@ -425,12 +520,22 @@ void tc_conv2d_packed_rows(const tc_conv_packed_params *p, const int8_t *input,
     conv_shallow_arm(p, input, bias, mult, shift, oy_begin, oy_end, output, scratch);
     return;
 #endif
+#if TC_CONV_PAIRS
+    if (tc_conv_pairs8(p)) {
+        conv_shallow_avx2(p, input, bias, mult, shift, oy_begin, oy_end, output, wt, 1);
+        return;
+    }
+#endif
     if (tc_conv_shallow_mode(p) == 2) {
         conv_shallow_s8(p, input, bias, mult, shift, oy_begin, oy_end, output,
                         (const int8_t *)(const void *)wt);
         return;
     }
 #if TC_CONV_PAIRS
+    if (__builtin_cpu_supports("avx2")) {
+        conv_shallow_avx2(p, input, bias, mult, shift, oy_begin, oy_end, output, wt, 0);
+        return;
+    }
     conv_shallow_sse2(p, input, bias, mult, shift, oy_begin, oy_end, output, wt);
     return;
 #endif

@@ -279,29 +279,41 @@ TC_INLINE void tc_tap_range(int32_t origin, int32_t dil, int32_t size, int32_t k
 
 #if defined(TC_ARCH_ARM_DSP)
 #include <string.h>
-/* 32-bit load from any address (one LDR: ARMv7-M / ARMv8-M Mainline load words unaligned) */
+/* DSP-core primitives shared by the packed kernels. Loads from any address (one LDR/LDRH:
+ * ARMv7-M / ARMv8-M Mainline load words and halfwords unaligned). GCC's ACLE has __sxtb16 but
+ * no SXTB16 with its ROR #8 operand and no PKHBT/PKHTB, and does not fold a rotate into
+ * __sxtb16, so those are one-instruction asm statements (as CMSIS-NN's cmsis_gcc.h does). */
 TC_INLINE uint32_t tc_ld32(const void *p)
 {
     uint32_t v;
     memcpy(&v, p, 4);
     return v;
 }
-
-/* SXTB16 with its ROR #8 operand: bytes 1 and 3 of x sign-extended into two int16 lanes.
- * ACLE has __sxtb16 only and GCC does not fold a rotate into it (one instruction instead of
- * two per input word in every inner loop). */
-TC_INLINE uint32_t tc_sxtb16_ror8(uint32_t x)
+TC_INLINE uint32_t tc_ld16(const void *p)
 {
-    uint32_t r;
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+/* bytes 1 and 3 of x sign-extended into two int16 lanes */
+TC_INLINE int32_t tc_sxtb16_ror8(uint32_t x)
+{
+    int32_t r;
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
     return r;
 }
-
-/* PKHBT: low half of a, low half of b in the top (ACLE has no intrinsic for it) */
-TC_INLINE uint32_t tc_pkhbt(uint32_t a, uint32_t b)
+/* (lo[15:0], hi[15:0]) */
+TC_INLINE int32_t tc_pkhbt16(int32_t lo, int32_t hi)
 {
-    uint32_t r;
-    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    int32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+}
+/* (lo[31:16], hi[31:16]) */
+TC_INLINE int32_t tc_pkhtb16(int32_t hi, int32_t lo)
+{
+    int32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(hi), "r"(lo));
     return r;
 }
 
@@ -314,7 +326,8 @@ TC_INLINE void tc_store4_s8(int32_t v0, int32_t v1, int32_t v2, int32_t v3, int3
 {
     const uint32_t s0 = (uint32_t)__ssat(v0 + out_off, 8), s1 = (uint32_t)__ssat(v1 + out_off, 8);
     const uint32_t s2 = (uint32_t)__ssat(v2 + out_off, 8), s3 = (uint32_t)__ssat(v3 + out_off, 8);
-    uint32_t v = __uxtb16(tc_pkhbt(s0, s2)) | (__uxtb16(tc_pkhbt(s1, s3)) << 8);
+    uint32_t v = __uxtb16((uint32_t)tc_pkhbt16((int32_t)s0, (int32_t)s2)) |
+               (__uxtb16((uint32_t)tc_pkhbt16((int32_t)s1, (int32_t)s3)) << 8);
     (void)__ssub8(v, min4);
     v = __sel(v, min4);
     (void)__ssub8(v, max4);

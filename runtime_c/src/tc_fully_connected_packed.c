@@ -113,25 +113,7 @@ TC_INLINE uint32_t fc_index(uint32_t lo, uint32_t hi, uint32_t bits, uint32_t j)
  * GCC has no ACLE intrinsic for SXTB16 with rotation or for PKH, so those are
  * one-instruction asm statements (as CMSIS-NN's cmsis_gcc.h does). Unaligned LDR/LDRH are
  * allowed on these cores. */
-/* tc_ld32 and tc_sxtb16_ror8 come from tc_packed_internal.h (shared with conv/depthwise) */
-TC_INLINE uint32_t tc_ld16(const void *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-TC_INLINE int32_t tc_pkhbt16(int32_t lo, int32_t hi)
-{
-    int32_t r;
-    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
-    return r;
-}
-TC_INLINE int32_t tc_pkhtb16(int32_t hi, int32_t lo)
-{
-    int32_t r;
-    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(hi), "r"(lo));
-    return r;
-}
+/* tc_ld32, tc_ld16, tc_sxtb16_ror8, tc_pkhbt16, tc_pkhtb16: tc_packed_internal.h */
 /* Pair words: tab[lo | hi << bits] = cb[lo] (low int16 lane) | cb[hi] (high lane); entries >= k are 0.
  * Four low lanes stay in registers while the high lane runs over the codebook (per-channel
  * layers rebuild the table for every row: ~2 instructions per entry on Cortex-M4). */

@@ -8,6 +8,7 @@ back with `read()`. Builds are cached under .tc_cache/armtest/ by content hash.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 
@@ -48,7 +49,7 @@ def build_machine(board_name: str, harness_c: str, sources=(), extra_cflags=(), 
     d = CACHE_DIR / "armtest" / f"{board.name}-{h.hexdigest()[:16]}"
     elf = d / "h.elf"
     if not elf.exists():
-        tmp = d.with_name(d.name + ".tmp")
+        tmp = d.with_name(d.name + f".tmp{os.getpid()}")  # pytest -n: workers build in parallel
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         (tmp / "h.c").write_text(harness_c)
@@ -60,8 +61,10 @@ def build_machine(board_name: str, harness_c: str, sources=(), extra_cflags=(), 
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise AssertionError(f"cross-compile for {board.name} failed:\n{r.stderr}")
-        shutil.rmtree(d, ignore_errors=True)
-        tmp.rename(d)
+        try:
+            tmp.rename(d)
+        except OSError:  # another worker published the same build first
+            shutil.rmtree(tmp, ignore_errors=True)
     return ThumbMachine(elf, board)
 
 

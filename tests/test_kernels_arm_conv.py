@@ -137,3 +137,101 @@ def test_model_layer_shapes_match_portable(kind):
         x = rng.integers(-128, 128, size=(1, ih, iw, ic)).astype(np.int8)
         mod = conv_2d if kind == "conv" else depthwise_conv_2d
         _check(kind, p, layout, x, bias, mod.struct_fields(p, layout), 0, oh, False, 1)
+
+
+PREPARED_HOST_C = r"""
+#include "tc_packed_internal.h"
+#include <stdio.h>
+static uint64_t s = 88172645463325252ull;
+static uint32_t rnd(void) { s ^= s << 13; s ^= s >> 7; s ^= s << 17; return (uint32_t)s; }
+static long bad, n;
+static void check(int32_t x, int32_t m, int32_t sh)
+{
+    tc_rq q;
+    tc_rq_prepare(m, sh, &q);
+    n++;
+    if (tc_rq_apply(&q, x) != tc_mul_by_quant_mult_ref(x, m, sh) && bad++ < 5) {
+        printf("mismatch x=%ld mult=%ld shift=%ld\n", (long)x, (long)m, (long)sh);
+    }
+}
+int main(void)
+{
+    static const int32_t xe[] = {INT32_MIN, INT32_MIN + 1, -65537, -65536, -65535, -2, -1, 0, 1, 2,
+                                 65535, 65536, 65537, 1 << 30, -(1 << 30), INT32_MAX - 1, INT32_MAX};
+    static const int32_t me[] = {0, 1, 2, 65535, 65536, 65537, 1 << 30, (1 << 30) + 1, 0x7FFF0000,
+                                 0x7FFFFFFE, INT32_MAX};
+    int32_t sh;
+    unsigned i, j;
+    long k;
+    for (sh = -31; sh <= 30; sh++) {
+        for (i = 0; i < sizeof xe / sizeof xe[0]; i++) {
+            for (j = 0; j < sizeof me / sizeof me[0]; j++) {
+                check(xe[i], me[j], sh);
+            }
+        }
+        for (k = 0; k < 100000; k++) {
+            int32_t x = (int32_t)rnd();
+            if (k & 2) {
+                x >>= rnd() & 31;
+            }
+            check(x, (int32_t)(rnd() >> 1), sh);
+        }
+    }
+    printf("%ld %ld\n", n, bad);
+    return 0;
+}
+"""
+
+
+def test_prepared_requantize_matches_reference_on_host(tmp_path):
+    """tc_rq_apply (the per-channel prepared form the Arm kernels use) == the reference
+    MultiplyByQuantizedMultiplier for every shift, edge and random accumulators, multipliers
+    in the kernels' documented range [0, 2^31)."""
+    import subprocess
+
+    from tinycluster.builders.host import build_executable
+    (tmp_path / "t.c").write_text(PREPARED_HOST_C)
+    exe = build_executable([tmp_path / "t.c"], tmp_path / "t")
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[-2]) > 6_000_000
+    assert int(out[-1]) == 0, " ".join(out)
+
+
+PREPARED_TARGET_C = r"""
+#include "tc_packed_internal.h"
+#define N 4096
+int32_t A[N], M[N], S[N], R[N], P[1];
+void tc_harness_entry(void) {}
+void run(void)
+{
+    int32_t i;
+    for (i = 0; i < P[0]; i++) {
+        tc_rq q;
+        tc_rq_prepare(M[i], S[i], &q);
+        R[i] = tc_rq_apply(&q, A[i]);
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_prepared_requantize_on_target_matches_reference(board):
+    from arm_harness import build_machine, read, write
+    from tinycluster.quantize import multiply_by_quantized_multiplier
+
+    m = build_machine(board, PREPARED_TARGET_C)
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.integers(-2**31, 2**31, 2000), rng.integers(-2**20, 2**20, 2000),
+                        [-2**31, 2**31 - 1, -1, 0, 1, 2**30]])[:4096]
+    mult = np.concatenate([rng.integers(0, 2**31, 3000), rng.integers(2**30, 2**31, 1000),
+                           [0, 1, 2**31 - 1, 2**30, 2**30 + 1, 65536]])[:x.size]
+    s = rng.integers(-31, 31, x.size)
+    write(m, "A", x.astype(np.int32).tobytes())
+    write(m, "M", mult.astype(np.int32).tobytes())
+    write(m, "S", s.astype(np.int32).tobytes())
+    write(m, "P", np.array([x.size], np.int32).tobytes())
+    m.call("run")
+    got = np.frombuffer(read(m, "R", 4 * x.size), np.int32)
+    want = multiply_by_quantized_multiplier(x, mult, s)
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, f"{board}: x={x[bad[0]]} mult={mult[bad[0]]} shift={s[bad[0]]}"

@@ -385,6 +385,8 @@ def test_conv_paths_all_exercised():
     assert conv_2d.shallow_mode(dict(base, in_c=40, filter_in_c=20)) == 0  # groups
     assert conv_2d.shallow_mode(dict(base, in_c=3, filter_in_c=3, k_h=3, k_w=3, out_c=16)) == 1
     assert conv_2d.shallow_mode(dict(base, in_c=7, filter_in_c=7, k_h=4, k_w=4, out_c=30)) == 2
+    # int8 filters of an even depth: input-channel pairs on x86 hosts with AVX2
+    assert conv_2d.shallow_mode(dict(base, in_c=16, filter_in_c=16, k_h=3, k_w=3, out_c=16)) == 2
     # the all-filters scratch is bounded: a wide shallow layer takes the per-filter path
     wide = dict(base, in_c=3, filter_in_c=3, k_h=7, k_w=7, out_c=512)
     assert conv_2d.shallow_mode(wide) == 0 and conv_2d.scratch_size(wide) < 4096
@@ -465,7 +467,9 @@ def test_emit_rows_declares_constants_once():
     ffi, L = H.lib()
     layout = pc.packed_layout(node, g, tensors[1], 0, 4)
     ps = H._struct(ffi, "tc_conv_packed_params", conv_2d.struct_fields(node.params, layout))
-    assert h.scratch_bytes(node, g) == L.tc_conv2d_packed_get_buffer_size(ps) == 3 + 2 * 3 * 3 * 2 * 4 + 18
+    # 3x3 filters on 2 input channels, 4 outputs: the Arm form (flag, 12 B per channel, int8
+    # filters, a two-position patch) is larger than the portable int16 pairs (3 + 2*3*3*2*4 + 18)
+    assert h.scratch_bytes(node, g) == L.tc_conv2d_packed_get_buffer_size(ps) == 3 + 4 + 12 * 4 + 72 + 4 * 20
     assert h.macs(node, g) == 6 * 6 * 4 * 3 * 3 * 2
 
 
@@ -766,3 +770,32 @@ def test_kernels_clean_under_sanitizers(tmp_path, portable):
         ref = get_handler(op).reference(node, None, [x, w, bias])[0]
         want = ref.reshape(-1) if kind == "fc" else ref[0, oy0:oy1].reshape(-1)
         np.testing.assert_array_equal(got, want, err_msg=f"{kind} {p}")
+
+
+@pytest.mark.parametrize("shape", [(9, 7, 16, 16, 3, 1), (9, 9, 16, 24, 3, 2), (8, 8, 32, 34, 3, 1),
+                                   (6, 5, 8, 17, 1, 1), (7, 7, 3, 16, 3, 2)])
+def test_host_simd_conv_shapes(shape):
+    """Model-like conv shapes through the host (x86 AVX2 / SSE2) paths and the portable build
+    against the numpy reference: int8 input-channel pairs (even depth, int8 filters), int16
+    pairs, deep two-channel blocks with odd channel counts, pointwise, first layers."""
+    ih, iw, ic, oc, k, s = shape
+    rng = np.random.default_rng(ic * oc + k)
+    oh, ow = pc.out_size("SAME", ih, k, s, 1), pc.out_size("SAME", iw, k, s, 1)
+    p = dict(in_h=ih, in_w=iw, in_c=ic, out_c=oc, k_h=k, k_w=k, filter_in_c=ic, stride_h=s, stride_w=s,
+             dil_h=1, dil_w=1, out_h=oh, out_w=ow, pad_top=pc.pad_before(s, 1, ih, k, oh),
+             pad_left=pc.pad_before(s, 1, iw, k, ow), input_offset=128, output_offset=-3, act_min=-128,
+             act_max=127, requant_per_channel=1, mult=list(rng.integers(1 << 30, 1 << 31, oc)),
+             shift=list(rng.integers(-12, -6, oc)))
+    layout = pc.PackedLayout(rng.integers(0, 16, size=oc * k * k * ic), 4,
+                             rng.integers(-127, 128, 16).astype(np.int8), 0, None, 16)
+    w = layout.values((oc, k, k, ic), 0)
+    bias = rng.integers(-3000, 3000, oc)
+    x = rng.integers(-128, 128, size=(1, ih, iw, ic)).astype(np.int8)
+    node = Node(index=0, op="CONV_2D", inputs=[0, 1, 2], outputs=[3], params=p)
+    ref = get_handler("CONV_2D").reference(node, None, [x, w, bias])[0].reshape(-1)
+    fields = conv_2d.struct_fields(p, layout)
+    for portable in (False, True):
+        np.testing.assert_array_equal(H.run_conv("conv", p, layout, x, bias, fields, 0, oh, portable=portable), ref)
+        if conv_2d.is_shallow(p):
+            np.testing.assert_array_equal(H.run_rowwise("conv", p, layout, x, bias, fields, 0, oh,
+                                                        portable=portable), ref)

@@ -64,7 +64,7 @@ int32_t tc_drv_run(int32_t op)
         tc_depthwise_conv2d_packed_rows(A(0), A(1), A(5), A(6), A(7), I(8), I(9), A(10), A(11));
         return 0;
     case 7:
-        tc_fully_connected_packed(A(0), A(1), A(2), A(3), A(4), A(5), A(6), A(7), A(10));
+        tc_fully_connected_packed(A(0), A(1), A(2), A(3), A(4), A(5), A(6), A(7), A(10), A(11));
         return 0;
     case 8:
         return tc_conv2d_packed_get_buffer_size(A(0));
@@ -173,11 +173,11 @@ GUARD = 16
 
 
 def run_conv(drv: Driver, kind: str, p: dict, layout, x, bias, fields, oy0: int, oy1: int,
-             rowwise: bool = False, skew: int = 1):
+             rowwise: bool = False, skew: int = 1, rows_per_call: int = 1):
     """Output rows [oy0, oy1) of a conv ("conv") or depthwise ("dw") layer computed on the
-    target, called as the generated code calls it: one call, or (rowwise) one call per output
-    row after a decode at the first row (depthwise and shallow conv; deep conv decodes inside
-    every call). Scratch starts `skew` bytes past an 8-byte boundary. Returns (output bytes,
+    target, called as the generated code calls it: one call, or (rowwise) one call per
+    `rows_per_call` output rows after a decode at the first row (depthwise and shallow conv;
+    deep conv decodes inside every call). Scratch starts `skew` bytes past an 8-byte boundary. Returns (output bytes,
     instructions executed, largest stack use of one call in bytes, scratch bytes)."""
     from packed_harness import _struct, lib
     from tinycluster.ops import conv_2d
@@ -207,8 +207,8 @@ def run_conv(drv: Driver, kind: str, p: dict, layout, x, bias, fields, oy0: int,
         if kind == "dw" or shallow:
             _, c, st = drv.run(kind + "_decode", a)
             total, stack = c, st
-        for oy in range(oy0, oy1):
-            a[8], a[9], a[10] = oy, oy + 1, out + GUARD + (oy - oy0) * row
+        for oy in range(oy0, oy1, rows_per_call):
+            a[8], a[9], a[10] = oy, min(oy + rows_per_call, oy1), out + GUARD + (oy - oy0) * row
             _, c, st = drv.run(kind + "_rows" if (kind == "dw" or shallow) else kind, a)
             total, stack = total + c, max(stack, st)
     raw = np.frombuffer(drv.read(out, n + 2 * GUARD), np.int8)

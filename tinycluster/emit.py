@@ -60,14 +60,18 @@ def _rows_step(node, graph, ctx, plan, handler):
     in_rows = graph.tensors[node.inputs[0]].shape[1]
     # kernel scratch lives after the ring
     ctx.scratch_exprs[node.index] = f"(TC_ARENA + {ring_off + (ring_bytes + 3) // 4 * 4})"
-    R, ROUT, RIN = rp.ring_rows, rp.out_row_bytes, rp.in_row_bytes
-    body = handler.emit_rows(node, ctx, f"(TC_ARENA + {ring_off} + (oy % {R}) * {ROUT})", "oy", "oy + 1")
-    lines = ["{", "    int oy, done = 0;", f"    for (oy = 0; oy < {rp.out_rows}; ++oy) {{"]
+    R, ROUT, RIN, K = rp.ring_rows, rp.out_row_bytes, rp.in_row_bytes, rp.rows_per_call
+    if K == 1:
+        end, step = "oy + 1", "++oy"
+    else:  # K rows per call (the ring holds a multiple of K rows: a call's rows are contiguous)
+        end, step = f"TC_MIN(oy + {K}, {rp.out_rows})", f"oy += {K}"
+    body = handler.emit_rows(node, ctx, f"(TC_ARENA + {ring_off} + (oy % {R}) * {ROUT})", "oy", end)
+    lines = ["{", "    int oy, done = 0;", f"    for (oy = 0; oy < {rp.out_rows}; {step}) {{"]
     lines += ["        " + ln for ln in _split(body)]
     lines += [
-        f"        if (oy + 1 < {rp.out_rows}) {{",
-        f"            const int32_t need = (int32_t)TC_MIN({in_rows}, TC_MAX(0, (oy + 1) * {rp.stride_h} - {rp.pad_top})) * {RIN};",
-        f"            while (done <= oy && (int32_t)(done + 1) * {ROUT} <= need) {{",
+        f"        if ({end} < {rp.out_rows}) {{",
+        f"            const int32_t need = (int32_t)TC_MIN({in_rows}, TC_MAX(0, ({end}) * {rp.stride_h} - {rp.pad_top})) * {RIN};",
+        f"            while (done < {end} && (int32_t)(done + 1) * {ROUT} <= need) {{",
         f"                memcpy(TC_ARENA + {base} + done * {ROUT}, TC_ARENA + {ring_off} + (done % {R}) * {ROUT}, {ROUT});",
         "                ++done;",
         "            }",
@@ -95,7 +99,9 @@ def emit_model(graph, plan, *, name: str, command: str, codebook_placement: str 
         ctx.current_node = node
         if node.index in plan.row_plans:
             lines = _rows_step(node, graph, ctx, plan, h)
-            how = f"in place, ring of {plan.row_plans[node.index].ring_rows} rows"
+            rp = plan.row_plans[node.index]
+            how = f"in place, ring of {rp.ring_rows} rows" + (f", {rp.rows_per_call} per call"
+                                                              if rp.rows_per_call > 1 else "")
         else:
             lines = _split(h.emit(node, ctx))
             how = "in place" if node.index in plan.elementwise_inplace else ""

@@ -38,6 +38,7 @@ class RowPlan:
     stride_h: int
     pad_top: int
     ring_rows: int
+    rows_per_call: int = 1  # the kernel computes this many rows per call (ring_rows is a multiple)
 
     def first_needed_row(self, oy: int) -> int:
         """First input row any output row >= oy still reads."""
@@ -71,28 +72,33 @@ class Plan:
         return {
             "arena_bytes": self.arena_size,
             "inplace_elementwise": sorted(self.elementwise_inplace),
-            "inplace_rows": {int(k): {"ring_rows": v.ring_rows} for k, v in self.row_plans.items()},
+            "inplace_rows": {int(k): {"ring_rows": v.ring_rows, "rows_per_call": v.rows_per_call}
+                             for k, v in self.row_plans.items()},
         }
 
 
-def simulate_rows(out_rows, in_row_bytes, out_row_bytes, stride_h, pad_top, in_rows) -> Optional[int]:
+def simulate_rows(out_rows, in_row_bytes, out_row_bytes, stride_h, pad_top, in_rows,
+                  rows_per_call: int = 1) -> Optional[int]:
     """Ring rows needed to compute a conv in place row by row, or None if impossible.
 
-    After computing output row oy (into the ring), output rows j whose bytes end at or before
-    the first input byte still needed by rows > oy are copied to their final place.
+    Calls compute `rows_per_call` output rows [oy0, oy1) at a time into the ring (row oy in
+    slot oy % ring: the ring is a multiple of rows_per_call, so a call's rows are contiguous
+    there); after each call, output rows j whose bytes end at or before the first input byte
+    still needed by rows >= oy1 are copied to their final place.
     """
+    k = max(1, int(rows_per_call))
     flushed = 0
     max_pending = 0
-    for oy in range(out_rows):
-        pending = oy + 1 - flushed
-        max_pending = max(max_pending, pending)
-        if oy + 1 < out_rows:
-            need = min(in_rows, max(0, (oy + 1) * stride_h - pad_top)) * in_row_bytes
+    for oy0 in range(0, out_rows, k):
+        oy1 = min(oy0 + k, out_rows)
+        max_pending = max(max_pending, oy1 - flushed)
+        if oy1 < out_rows:
+            need = min(in_rows, max(0, oy1 * stride_h - pad_top)) * in_row_bytes
         else:
             need = 1 << 62
-        while flushed <= oy and (flushed + 1) * out_row_bytes <= need:
+        while flushed < oy1 and (flushed + 1) * out_row_bytes <= need:
             flushed += 1
-    return max_pending
+    return (max_pending + k - 1) // k * k
 
 
 def _row_geometry(node, graph):
@@ -108,7 +114,9 @@ def plan_memory(graph, scratch_of=None) -> Plan:
 
     Row-by-row execution costs time (the kernel is called once per output row), so after
     planning with every eligible layer in place, each such layer in turn (most MACs first)
-    goes back to a single call with its own output buffer if the arena does not grow.
+    goes back to a single call with its own output buffer if the arena does not grow. Layers
+    whose kernel repeats work on every call (handler.prefers_row_chunks: a deep conv decodes its
+    filters per call) then compute as many rows per call as the arena allows without growing.
     """
     best = _plan(graph, scratch_of, frozenset())
     no_rows: set = set()
@@ -118,6 +126,20 @@ def plan_memory(graph, scratch_of=None) -> Plan:
         if trial.arena_size <= best.arena_size:
             no_rows.add(idx)
             best = trial
+    chunks: dict = {}
+    for idx in sorted(best.row_plans, key=lambda i: -_macs(graph, i)):
+        node = graph.nodes[idx]
+        prefers = getattr(get_handler(node.op), "prefers_row_chunks", None)
+        if prefers is None or not prefers(node, graph):
+            continue
+        k = 2
+        while k < 2 * best.row_plans[idx].out_rows:
+            trial = _plan(graph, scratch_of, frozenset(no_rows), {**chunks, idx: k})
+            if trial.arena_size > best.arena_size or idx not in trial.row_plans:
+                break
+            chunks[idx] = k
+            best = trial
+            k *= 2
     return best
 
 
@@ -126,7 +148,7 @@ def _macs(graph, idx):
     return int(get_handler(n.op).macs(n, graph))
 
 
-def _plan(graph, scratch_of, no_rows) -> Plan:
+def _plan(graph, scratch_of, no_rows, chunks=None) -> Plan:
     nodes = graph.nodes
     n_nodes = len(nodes)
     scratch_of = scratch_of or (lambda node: get_handler(node.op).scratch_bytes(node, graph))
@@ -182,13 +204,14 @@ def _plan(graph, scratch_of, no_rows) -> Plan:
             _, oh, ow, oc = tout.shape
             sh, pt = _row_geometry(n, graph)
             rin, rout = iw * ic, ow * oc
-            ring = simulate_rows(oh, rin, rout, sh, pt, ih)
+            k = min(int((chunks or {}).get(n.index, 1)), oh)
+            ring = simulate_rows(oh, rin, rout, sh, pt, ih, k)
             shared = max(srcb.size, tout.nbytes)
             if ring is not None and shared + ring * rout < srcb.size + tout.nbytes:
                 srcb.tensors.append(out)
                 srcb.size = shared
                 group_of[out] = srcb
-                row_plans[n.index] = RowPlan(oh, rin, rout, sh, pt, ring)
+                row_plans[n.index] = RowPlan(oh, rin, rout, sh, pt, ring, k)
                 placed = True
         if not placed:
             new_buffer(out, n.index)

@@ -16,8 +16,10 @@
 /* Version of the runtime's ABI: kernel signatures, params structs, documented value ranges and
  * the packed stream format. It changes with any of them; every generated model checks it at
  * compile time (#error on a mismatch).
- * 2: tc_fully_connected_packed() takes caller scratch (pair tables, *_get_buffer_size). */
-#define TC_RUNTIME_ABI_VERSION 2
+ * 2: tc_fully_connected_packed() takes caller scratch (pair tables, *_get_buffer_size).
+ * 3: conv / depthwise scratch sizes (*_get_buffer_size): two decoded filters for deep conv
+ *    layers, the Arm form of shallow conv layers, prepared requantization in both. */
+#define TC_RUNTIME_ABI_VERSION 3
 
 #ifdef __cplusplus
 extern "C" {

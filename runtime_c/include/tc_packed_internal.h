@@ -28,6 +28,16 @@ TC_INLINE int tc_dw_pairs(const tc_dw_packed_params *p)
     return p->out_c == 8 && p->depth_multiplier == 1 && p->stride_w == 1;
 }
 
+/* Bytes of the decoded depthwise filter in scratch (after the 3 bytes of alignment slack),
+ * rounded up to 4: the int16 filter, + the 16-lane copy for tc_dw_pairs() layers. A flag word
+ * (TC_RQ_READY) and a table of prepared requantization parameters (tc_rq, one per output
+ * channel) follow it. */
+TC_INLINE int32_t tc_dw_filter_bytes(const tc_dw_packed_params *p)
+{
+    const int32_t ntaps = (int32_t)p->k_h * p->k_w;
+    return (2 * ntaps * p->out_c + (tc_dw_pairs(p) ? 2 * ntaps * 16 : 0) + 3) & ~3;
+}
+
 /* Layout of the decoded depthwise filter in scratch, chosen by the rows path the build runs
  * (tc_depthwise_conv2d_packed_decode.c documents each); all fit the one scratch size. */
 #define TC_DW_PORTABLE 0
@@ -78,6 +88,17 @@ TC_INLINE int tc_conv_is_shallow(const tc_conv_packed_params *p)
     return tc_conv_shallow_mode(p) != 0;
 }
 
+/* Arm form of the all-filters scratch of a shallow layer (tc_conv2d_packed_decode.c): 3 bytes of
+ * alignment slack, a flag word (TC_RQ_READY) and 12 bytes per channel (DSP cores: the prepared
+ * requantization, tc_rq; ARMv6-M: the int32 weight sum of each channel), all filters as int8
+ * [out_c][flen] rounded up to 4 bytes, and a two-position patch of 4 * ceil(flen / 4) bytes
+ * (int16 on DSP cores, int8 on ARMv6-M). The same size is reserved on every target. */
+TC_INLINE int32_t tc_conv_shallow_arm_bytes(const tc_conv_packed_params *p)
+{
+    const int32_t flen = (int32_t)p->k_h * p->k_w * p->filter_in_c;
+    return 3 + 4 + 12 * p->out_c + ((flen * p->out_c + 3) & ~3) + 4 * ((flen + 3) & ~3);
+}
+
 /* x86 hosts (SSE2): shallow filters are stored as input-channel pairs for pmaddwd
  * (tc_conv2d_packed_rows.c); elsewhere as [kh*kw*in_c][out_c]. */
 #if defined(TC_HOST_X86_SIMD) && defined(__SSE2__)
@@ -85,6 +106,19 @@ TC_INLINE int tc_conv_is_shallow(const tc_conv_packed_params *p)
 #else
 #define TC_CONV_PAIRS 0
 #endif
+
+/* x86 hosts with AVX2: int8 shallow filters (mode 2) with an even depth are stored as
+ * input-channel pairs too, [kh*kw][in_c/2][out_c][2] int8 (the same bytes as [kh*kw*in_c][out_c]),
+ * widened in the loop for VPMADDWD. Decode and rows ask the same question. */
+TC_INLINE int tc_conv_pairs8(const tc_conv_packed_params *p)
+{
+#if defined(TC_HOST_X86_SIMD)
+    return tc_conv_shallow_mode(p) == 2 && (p->in_c & 1) == 0 && __builtin_cpu_supports("avx2");
+#else
+    (void)p;
+    return 0;
+#endif
+}
 
 /* Keep a hot loop in its own function (own register allocation: matters on Thumb-1 cores). */
 #if defined(__GNUC__)
@@ -295,6 +329,48 @@ TC_INLINE int32_t tc_pkhtb16(int32_t hi, int32_t lo)
 {
     int32_t r;
     __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(hi), "r"(lo));
+    return r;
+}
+
+/* Four requantized channels (values before the output offset) to four int8 bytes in one
+ * word: + out_offset, saturate to int8 (SSAT), pack (PKHBT, UXTB16), clamp to
+ * [act_min, act_max] in the byte lanes (SSUB8 sets the lane flags, SEL picks), one store.
+ * min4 / max4: act_min / act_max in every byte. Same bytes as tc_requantize()'s clamp. */
+TC_INLINE void tc_store4_s8(int32_t v0, int32_t v1, int32_t v2, int32_t v3, int32_t out_off,
+                            uint32_t min4, uint32_t max4, int8_t *out)
+{
+    const uint32_t s0 = (uint32_t)__ssat(v0 + out_off, 8), s1 = (uint32_t)__ssat(v1 + out_off, 8);
+    const uint32_t s2 = (uint32_t)__ssat(v2 + out_off, 8), s3 = (uint32_t)__ssat(v3 + out_off, 8);
+    uint32_t v = __uxtb16((uint32_t)tc_pkhbt16((int32_t)s0, (int32_t)s2)) |
+               (__uxtb16((uint32_t)tc_pkhbt16((int32_t)s1, (int32_t)s3)) << 8);
+    (void)__ssub8(v, min4);
+    v = __sel(v, min4);
+    (void)__ssub8(v, max4);
+    v = __sel(max4, v);
+    memcpy(out, &v, 4);
+}
+
+/* Two requantized channels (before the output offset) to two adjacent int8 bytes: the same
+ * saturate / clamp as tc_store4_s8, one halfword store. */
+TC_INLINE void tc_store2_s8(int32_t v0, int32_t v1, int32_t out_off, uint32_t min4, uint32_t max4,
+                            int8_t *out)
+{
+    const uint32_t s0 = (uint32_t)__ssat(v0 + out_off, 8), s1 = (uint32_t)__ssat(v1 + out_off, 8);
+    uint32_t v = (s0 & 0xFFu) | (s1 << 8);
+    uint16_t h;
+    (void)__ssub8(v, min4);
+    v = __sel(v, min4);
+    (void)__ssub8(v, max4);
+    v = __sel(max4, v);
+    h = (uint16_t)v;
+    memcpy(out, &h, 2);
+}
+
+/* SXTAB16 with its ROR #8 operand: a + (bytes 1 and 3 of x, sign-extended), two int16 lanes */
+TC_INLINE uint32_t tc_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
     return r;
 }
 #endif
@@ -586,6 +662,66 @@ TC_INLINE void tc_v6m_dw3x3(const int8_t *x, const int8_t *w, int32_t s, int32_t
 #endif
 }
 #endif
+
+/* ---- Requantization prepared per channel ------------------------------------------------
+ * Kernels that requantize many outputs of the same channels prepare each channel once
+ * (tc_rq_prepare) and then run tc_rq_apply(q, x), which equals tc_mul_by_quant_mult(x, mult,
+ * shift) for every int32 x, mult in [0, 2^31) and shift in [-31, 30] (tested exhaustively per
+ * shift against the reference on the host and on the targets).
+ * For shift = -e <= -2 (every real layer: the multiplier scales down) TFLite's double rounding
+ * collapses to one 64-bit product: with p = x*mult + 2^30 (SMLAL), x' = floor(p / 2^31) and
+ * RoundingDivideByPOT(x', e) = floor((x' + 2^(e-1) - [x' < 0]) / 2^e)
+ *                            = floor((p + 2^(30+e) - [p < 0]*2^31) / 2^(31+e)),
+ * and in the two words (hi, lo) of p that is
+ *   (hi + 2^(e-2) - [hi < 0 and lo < 2^31]) >> (e - 1)       (arithmetic shift)
+ * i.e. MOV, MOV, SMLAL, BIC, ADD, SUB (shifted operand), ASR: 7 instructions instead of ~21.
+ * Other shifts (-1 .. 30) take tc_mul_by_quant_mult itself. */
+typedef struct {
+    int32_t mult;
+    int32_t r; /* 2^(e-2); the shift itself on the general path */
+    int32_t e; /* e - 1 (1..30), or -1: general path */
+} tc_rq;
+
+TC_INLINE void tc_rq_prepare(int32_t mult, int32_t shift, tc_rq *q)
+{
+    q->mult = mult;
+    if (shift <= -2) {
+        q->r = (int32_t)1 << (-shift - 2);
+        q->e = -shift - 1;
+    } else {
+        q->r = shift;
+        q->e = -1;
+    }
+}
+
+TC_INLINE int32_t tc_rq_apply(const tc_rq *q, int32_t x)
+{
+    if (q->e > 0) {
+        const int64_t p = (int64_t)x * q->mult + ((int64_t)1 << 30);
+        const int32_t hi = (int32_t)(p >> 32);
+        const uint32_t lo = (uint32_t)(uint64_t)p;
+        const uint32_t neg_low = (uint32_t)hi & ~lo; /* bit 31: p < 0 and lo < 2^31 */
+        return (hi + q->r - (int32_t)(neg_low >> 31)) >> q->e;
+    }
+    return tc_mul_by_quant_mult(x, q->mult, q->r);
+}
+
+/* A table of prepared channels in scratch is prepared by the first rows call after a decode
+ * and reused by the following ones (the rows calls of one layer run between its decode and
+ * the next use of its scratch): the decode clears the word before the table, the rows call
+ * that prepares the table sets it to TC_RQ_READY. */
+#define TC_RQ_READY 0x52515459u
+
+/* q[j] for channels c0 .. c0 + n - 1 (per_channel) or n copies of channel 0 */
+TC_INLINE void tc_rq_prepare_n(const int32_t *mult, const int8_t *shift, int per_channel,
+                               int32_t c0, int32_t n, tc_rq *q)
+{
+    int32_t j;
+    for (j = 0; j < n; j++) {
+        const int32_t k = per_channel ? c0 + j : 0;
+        tc_rq_prepare(mult[k], shift[k], q + j);
+    }
+}
 
 /* 4-byte-aligned int32 area at the start of caller scratch (3 bytes of slack are budgeted) */
 TC_INLINE int32_t *tc_scratch_s32(int8_t *scratch)

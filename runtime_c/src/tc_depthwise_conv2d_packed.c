@@ -12,8 +12,8 @@
 
 int32_t tc_depthwise_conv2d_packed_get_buffer_size(const tc_dw_packed_params *p)
 {
-    const int32_t ntaps = (int32_t)p->k_h * p->k_w;
-    return 3 + 2 * ntaps * p->out_c + (tc_dw_pairs(p) ? 2 * ntaps * 16 : 0);
+    /* alignment slack, the decoded filter, the prepared requantization: flag + one per channel */
+    return 3 + tc_dw_filter_bytes(p) + 4 + (int32_t)sizeof(tc_rq) * p->out_c;
 }
 
 void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *input,

@@ -4,8 +4,9 @@
  * with its channel's codebook), in the layout the selected rows path reads (tc_dw_layout()):
  *  - portable: int16 [tap][out_c]; for 8-channel stride-1 layers also the filter duplicated
  *    to 16 lanes (see tc_dw_pairs());
- *  - ARMv7E-M DSP: int16 [tap][out_c] with each group of four channels in SXTB16 lane order
- *    (c0, c2), (c1, c3), matching the input word (x0, x1, x2, x3) -> (x0, x2), (x1, x3);
+ *  - ARMv7E-M DSP: int16, per group of four channels its taps contiguous, [group][tap][4] in
+ *    SXTB16 lane order (c0, c2), (c1, c3) (matching the input word (x0, x1, x2, x3) ->
+ *    (x0, x2), (x1, x3)), then the out_c % 4 tail channels as [tap][tail];
  *  - ARMv6-M: the int32 sum of each channel's weights, then the filter as int8 [tap][out_c].
  */
 #include "tc_packed_internal.h"
@@ -42,6 +43,18 @@ void tc_depthwise_conv2d_packed_decode(const tc_dw_packed_params *p, const uint8
             for (t = 0; t < n; t++) {
                 w8[i + t] = tmp[t];
             }
+        } else if (layout == TC_DW_DSP) { /* element (tap, c) to its group block or the tail */
+            static const uint8_t lane[4] = {0, 2, 1, 3};
+            const int32_t c4 = oc & ~3, tail = oc - c4;
+            int32_t tap = i / oc, cc = c;
+            for (t = 0; t < n; t++) {
+                filt[cc < c4 ? (cc >> 2) * 4 * ntaps + tap * 4 + lane[cc & 3]
+                             : c4 * ntaps + tap * tail + (cc - c4)] = tmp[t];
+                if (++cc == oc) {
+                    cc = 0;
+                    tap++;
+                }
+            }
         } else {
             for (t = 0; t < n; t++) {
                 filt[i + t] = tmp[t];
@@ -50,6 +63,8 @@ void tc_depthwise_conv2d_packed_decode(const tc_dw_packed_params *p, const uint8
         c = (c + n) % oc;
     }
 
+    /* the next rows call prepares the requantization table again (tc_dw_filter_bytes) */
+    *(uint32_t *)(void *)((int8_t *)(void *)base + tc_dw_filter_bytes(p)) = 0;
     if (layout == TC_DW_V6M) {
         for (c = 0; c < oc; c++) {
             int32_t s = 0;
@@ -58,18 +73,7 @@ void tc_depthwise_conv2d_packed_decode(const tc_dw_packed_params *p, const uint8
             }
             base[c] = s;
         }
-    } else if (layout == TC_DW_DSP) { /* groups of four channels into SXTB16 lane order */
-        const int32_t groups = oc >> 2;
-        for (t = 0; t < ntaps; t++) {
-            int16_t *f = filt + t * oc;
-            int32_t g;
-            for (g = 0; g < groups; g++) {
-                const int16_t w1 = f[4 * g + 1];
-                f[4 * g + 1] = f[4 * g + 2];
-                f[4 * g + 2] = w1;
-            }
-        }
-    } else if (tc_dw_pairs(p)) {
+    } else if (layout == TC_DW_PORTABLE && tc_dw_pairs(p)) {
         int16_t *f2 = filt + total; /* [ntaps][16] */
         int32_t j;
         for (t = 0; t < ntaps; t++) {

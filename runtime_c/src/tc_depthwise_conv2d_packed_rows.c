@@ -131,30 +131,113 @@ static void dw_rows_portable(const tc_dw_packed_params *p, const int8_t *input,
 }
 
 #if defined(TC_ARCH_ARM_DSP)
-/* SXTAB16 with its ROR #8 operand: a + (bytes 1 and 3 of x, sign-extended), two int16 lanes */
-TC_INLINE uint32_t tc_sxtab16_ror8(uint32_t a, uint32_t x)
+/* DSP cores: per output position and chunk of up to TC_DW_CHUNK channels, first the sums of
+ * every group of four channels (dsp_dw_sums: few live values, so the taps stay in registers),
+ * then their requantization four channels at a time (dsp_dw_requant: SSAT, byte packing and
+ * SIMD clamp, one word store per four outputs). */
+#define TC_DW_CHUNK 64
+
+/* one tap of four channels: input word at ptr, lane-ordered weight words w[2t], w[2t + 1] */
+#define TC_DW_TAP(ptr, t)                                                                         \
+    {                                                                                             \
+        const uint32_t v_ = tc_ld32(ptr);                                                         \
+        const uint32_t xe_ = __sxtab16(io2, v_), xo_ = tc_sxtab16_ror8(io2, v_);                  \
+        a0 = __smlabb((int32_t)xe_, (int32_t)w[2 * (t)], a0);                                     \
+        a2 = __smlatt((int32_t)xe_, (int32_t)w[2 * (t)], a2);                                     \
+        a1 = __smlabb((int32_t)xo_, (int32_t)w[2 * (t) + 1], a1);                                 \
+        a3 = __smlatt((int32_t)xo_, (int32_t)w[2 * (t) + 1], a3);                                 \
+    }
+
+/* sums of ng groups of four channels at one position into acc[4 * ng] (bias included): x is
+ * the input at the window's first valid tap (channel 0 of the chunk), s the input distance
+ * between taps of a row, r between rows; rows x cols valid taps from tap t0 of each group's
+ * block of ntaps (kw per filter row) lane-ordered weight pairs */
+static TC_NOINLINE void dsp_dw_sums(const int8_t *x, int32_t s, int32_t r, const int16_t *wt,
+                                    int32_t ntaps, int32_t kw, int32_t t0, int32_t rows,
+                                    int32_t cols, int32_t ng, uint32_t io2, const int32_t *bias,
+                                    int32_t *acc)
 {
-    uint32_t r;
-    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
-    return r;
+    int32_t g;
+    for (g = 0; g < ng; g++) {
+        const uint32_t *wg = (const uint32_t *)(const void *)(wt + 4 * g * ntaps);
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        if (bias != NULL) {
+            a0 = bias[4 * g];
+            a1 = bias[4 * g + 1];
+            a2 = bias[4 * g + 2];
+            a3 = bias[4 * g + 3];
+        }
+        if (rows == 3 && cols == 3 && kw == 3) { /* a full 3x3 window: nine taps unrolled */
+            const uint32_t *w = wg;
+            const int8_t *pk = x + 4 * g;
+            TC_DW_TAP(pk, 0)
+            TC_DW_TAP(pk + s, 1)
+            TC_DW_TAP(pk + 2 * s, 2)
+            pk += r;
+            TC_DW_TAP(pk, 3)
+            TC_DW_TAP(pk + s, 4)
+            TC_DW_TAP(pk + 2 * s, 5)
+            pk += r;
+            TC_DW_TAP(pk, 6)
+            TC_DW_TAP(pk + s, 7)
+            TC_DW_TAP(pk + 2 * s, 8)
+        } else {
+            int32_t ky, kx;
+            for (ky = 0; ky < rows; ky++) {
+                const int8_t *pk = x + ky * r + 4 * g;
+                const uint32_t *w = wg + 2 * (t0 + ky * kw);
+                for (kx = 0; kx < cols; kx++) {
+                    TC_DW_TAP(pk, kx)
+                    pk += s;
+                }
+            }
+        }
+        acc[4 * g] = a0;
+        acc[4 * g + 1] = a1;
+        acc[4 * g + 2] = a2;
+        acc[4 * g + 3] = a3;
+    }
+}
+#undef TC_DW_TAP
+
+/* out[j] = tc_requantize(acc[j], ...) for 4 * ng channels, parameters prepared in q[] */
+static TC_NOINLINE void dsp_dw_requant(const int32_t *acc, int32_t ng, const tc_rq *q,
+                                       int32_t out_off, uint32_t min4, uint32_t max4, int8_t *out)
+{
+    int32_t g;
+    for (g = 0; g < ng; g++) {
+        tc_store4_s8(tc_rq_apply(q, acc[0]), tc_rq_apply(q + 1, acc[1]), tc_rq_apply(q + 2, acc[2]),
+                     tc_rq_apply(q + 3, acc[3]), out_off, min4, max4, out);
+        acc += 4;
+        q += 4;
+        out += 4;
+    }
 }
 
 static void dw_rows_dsp(const tc_dw_packed_params *p, const int8_t *input, const int32_t *bias,
                         const int32_t *mult, const int8_t *shift, int32_t oy_begin,
-                        int32_t oy_end, int8_t *output, const int16_t *filt)
+                        int32_t oy_end, int8_t *output, const int16_t *filt, tc_rq *rq)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
     const int32_t out_w = p->out_w, oc = p->out_c;
-    const int32_t kh = p->k_h, kw = p->k_w;
+    const int32_t kh = p->k_h, kw = p->k_w, ntaps = kh * kw;
     const int32_t sh = p->stride_h, sw = p->stride_w, dh = p->dil_h, dwl = p->dil_w;
     const int32_t io = p->input_offset;
     const uint32_t io2 = ((uint32_t)io & 0xFFFFu) | ((uint32_t)io << 16);
     const int32_t out_off = p->output_offset, amin = p->act_min, amax = p->act_max;
+    const uint32_t min4 = ((uint32_t)amin & 0xFFu) * 0x01010101u;
+    const uint32_t max4 = ((uint32_t)amax & 0xFFu) * 0x01010101u;
     const int per_ch = p->requant_per_channel;
-    const int32_t c4 = oc & ~3;
-    const int32_t xstep = dwl * in_c;
+    const int32_t c4 = oc & ~3, tail = oc - c4;
+    const int32_t xstep = dwl * in_c, ystep = dh * in_w * in_c;
+    const int16_t *ftail = filt + c4 * ntaps; /* [tap][tail] */
+    int32_t acc[TC_DW_CHUNK];
     int32_t oy;
 
+    if (((uint32_t *)(void *)rq)[-1] != TC_RQ_READY) { /* first rows call after the decode */
+        tc_rq_prepare_n(mult, shift, per_ch, 0, c4, rq);
+        ((uint32_t *)(void *)rq)[-1] = TC_RQ_READY;
+    }
     for (oy = oy_begin; oy < oy_end; oy++) {
         const int32_t iy0 = oy * sh - p->pad_top;
         int32_t ky_lo, ky_hi, ox;
@@ -162,59 +245,32 @@ static void dw_rows_dsp(const tc_dw_packed_params *p, const int8_t *input, const
         tc_tap_range(iy0, dh, in_h, kh, &ky_lo, &ky_hi);
         for (ox = 0; ox < out_w; ox++) {
             const int32_t ix0 = ox * sw - p->pad_left;
-            int32_t kx_lo, kx_hi, c;
+            int32_t kx_lo, kx_hi, rows, cols, c0, c;
             int8_t *o = orow + ox * oc;
-            const int8_t *xpos;
-            const int16_t *fpos;
+            const int8_t *xw;
             tc_tap_range(ix0, dwl, in_w, kw, &kx_lo, &kx_hi);
-            xpos = input + ((iy0 + ky_lo * dh) * in_w + ix0 + kx_lo * dwl) * in_c;
-            fpos = filt + (ky_lo * kw + kx_lo) * oc;
-            for (c = 0; c < c4; c += 4) {
-                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, ky, kx;
-                if (bias != NULL) {
-                    a0 = bias[c];
-                    a1 = bias[c + 1];
-                    a2 = bias[c + 2];
-                    a3 = bias[c + 3];
-                }
-                for (ky = ky_lo; ky < ky_hi; ky++) {
-                    const int8_t *x = xpos + (ky - ky_lo) * dh * in_w * in_c + c;
-                    const int16_t *f = fpos + (ky - ky_lo) * kw * oc + c;
-                    for (kx = kx_lo; kx < kx_hi; kx++) {
-                        const uint32_t v = tc_ld32(x);
-                        const uint32_t xe = __sxtab16(io2, v), xo = tc_sxtab16_ror8(io2, v);
-                        const uint32_t we = tc_ld32(f), wo = tc_ld32(f + 2);
-                        a0 = __smlabb((int32_t)xe, (int32_t)we, a0);
-                        a2 = __smlatt((int32_t)xe, (int32_t)we, a2);
-                        a1 = __smlabb((int32_t)xo, (int32_t)wo, a1);
-                        a3 = __smlatt((int32_t)xo, (int32_t)wo, a3);
-                        x += xstep;
-                        f += oc;
-                    }
-                }
-                {
-                    const int32_t q = per_ch ? c : 0, d = per_ch ? 1 : 0;
-                    o[c] = tc_requantize(a0, mult[q], shift[q], out_off, amin, amax);
-                    o[c + 1] = tc_requantize(a1, mult[q + d], shift[q + d], out_off, amin, amax);
-                    o[c + 2] = tc_requantize(a2, mult[q + 2 * d], shift[q + 2 * d], out_off, amin,
-                                             amax);
-                    o[c + 3] = tc_requantize(a3, mult[q + 3 * d], shift[q + 3 * d], out_off, amin,
-                                             amax);
-                }
+            rows = ky_hi - ky_lo;
+            cols = kx_hi - kx_lo;
+            if (rows <= 0 || cols <= 0) {
+                rows = cols = 0;
             }
-            for (; c < oc; c++) { /* tail channels, natural order */
-                int32_t acc = bias != NULL ? bias[c] : 0, ky, kx;
-                const int32_t q = per_ch ? c : 0;
-                for (ky = ky_lo; ky < ky_hi; ky++) {
-                    const int8_t *x = xpos + (ky - ky_lo) * dh * in_w * in_c + c;
-                    const int16_t *f = fpos + (ky - ky_lo) * kw * oc + c;
-                    for (kx = kx_lo; kx < kx_hi; kx++) {
-                        acc += (x[0] + io) * f[0];
-                        x += xstep;
-                        f += oc;
+            xw = input + ((iy0 + ky_lo * dh) * in_w + ix0 + kx_lo * dwl) * in_c;
+            for (c0 = 0; c0 < c4; c0 += TC_DW_CHUNK) {
+                const int32_t ng = TC_MIN(TC_DW_CHUNK, c4 - c0) >> 2;
+                dsp_dw_sums(xw + c0, xstep, ystep, filt + c0 * ntaps, ntaps, kw, ky_lo * kw + kx_lo,
+                            rows, cols, ng, io2, bias != NULL ? bias + c0 : NULL, acc);
+                dsp_dw_requant(acc, ng, rq + c0, out_off, min4, max4, o + c0);
+            }
+            for (c = c4; c < oc; c++) { /* tail channels, natural order */
+                int32_t a = bias != NULL ? bias[c] : 0, ky, kx;
+                const int32_t k = per_ch ? c : 0;
+                for (ky = 0; ky < rows; ky++) {
+                    for (kx = 0; kx < cols; kx++) {
+                        a += (xw[ky * ystep + kx * xstep + c] + io) *
+                             ftail[((ky_lo + ky) * kw + kx_lo + kx) * tail + (c - c4)];
                     }
                 }
-                o[c] = tc_requantize(acc, mult[q], shift[q], out_off, amin, amax);
+                o[c] = tc_requantize(a, mult[k], shift[k], out_off, amin, amax);
             }
         }
     }
@@ -322,8 +378,9 @@ void tc_depthwise_conv2d_packed_rows(const tc_dw_packed_params *p, const int8_t 
 {
 #if defined(TC_ARCH_ARM_DSP)
     if (tc_dw_layout(p) == TC_DW_DSP) {
+        int8_t *base = (int8_t *)(void *)tc_scratch_s32(scratch);
         dw_rows_dsp(p, input, bias, mult, shift, oy_begin, oy_end, output,
-                    (const int16_t *)(void *)tc_scratch_s32(scratch));
+                    (const int16_t *)(void *)base, (tc_rq *)(void *)(base + tc_dw_filter_bytes(p) + 4));
         return;
     }
 #elif defined(TC_ARCH_ARMV6M)

@@ -51,11 +51,16 @@ def scratch_size(p: dict) -> int:
     """Mirror of tc_conv2d_packed_get_buffer_size()."""
     mode = shallow_mode(p)
     flen = p["k_h"] * p["k_w"] * p["filter_in_c"]
-    if mode == 1:  # all filters at once, transposed, int16, input channels in pairs, + one filter
-        pairs = (p["filter_in_c"] + 1) // 2
-        return 3 + 2 * p["k_h"] * p["k_w"] * 2 * pairs * p["out_c"] + flen
-    if mode == 2:  # all filters at once, transposed, int8, + one filter
-        return 3 + flen * (p["out_c"] + 1)
+    if mode:  # all filters at once: the largest of the portable and the Arm forms
+        if mode == 1:  # transposed, int16, input channels in pairs, + one filter
+            pairs = (p["filter_in_c"] + 1) // 2
+            portable = 3 + 2 * p["k_h"] * p["k_w"] * 2 * pairs * p["out_c"] + flen
+        else:  # transposed, int8, + one filter
+            portable = 3 + flen * (p["out_c"] + 1)
+        # flag + 12 B per channel (prepared requantization / channel sums), int8 filters (4-byte
+        # rounded), two-position patch (tc_conv_shallow_arm_bytes)
+        arm = 3 + 4 + 12 * p["out_c"] + (flen * p["out_c"] + 3) // 4 * 4 + 4 * ((flen + 3) // 4 * 4)
+        return max(portable, arm)
     # deep: prefix sums of two channels + two decoded filters as int16 (the Arm pair paths)
     return 3 + 8 * p["k_h"] * (p["k_w"] + 1) + 4 * p["k_h"] * p["k_w"] * p["filter_in_c"]
 
@@ -213,6 +218,11 @@ class Conv2D(OpHandler):
 
     def row_geometry(self, node, graph):
         return int(node.params["stride_h"]), int(node.params["pad_top"])
+
+    def prefers_row_chunks(self, node, graph) -> bool:
+        """Deep layers decode their filters inside every call: in-place row-by-row code should
+        pass several rows per call where the arena allows (planner.plan_memory)."""
+        return not is_shallow(node.params)
 
     def scratch_bytes(self, node, graph) -> int:
         return scratch_size(node.params)

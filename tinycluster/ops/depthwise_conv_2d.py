@@ -30,10 +30,13 @@ def struct_fields(p: dict, layout) -> list:
 
 
 def scratch_size(p: dict) -> int:
-    """Mirror of tc_depthwise_conv2d_packed_get_buffer_size()."""
+    """Mirror of tc_depthwise_conv2d_packed_get_buffer_size(): alignment slack, the decoded
+    filter (tc_dw_filter_bytes: int16, + a 16-lane copy for 8-channel stride-1 layers, rounded
+    up to 4), the prepared requantization: a flag word and 12 bytes (tc_rq) per output channel."""
     ntaps = p["k_h"] * p["k_w"]
     pairs = p["out_c"] == 8 and p["depth_multiplier"] == 1 and p["stride_w"] == 1  # dw_pairs() in C
-    return 3 + 2 * ntaps * p["out_c"] + (2 * ntaps * 16 if pairs else 0)
+    filt = (2 * ntaps * p["out_c"] + (2 * ntaps * 16 if pairs else 0) + 3) // 4 * 4
+    return 3 + filt + 4 + 12 * p["out_c"]
 
 
 @register("DEPTHWISE_CONV_2D")

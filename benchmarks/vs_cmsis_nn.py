@@ -509,8 +509,9 @@ def report(a, cases, by_id, runs, mismatches, checked):
     if groups:
         print("\n## Whole models at 4 bits: every conv/depthwise/FC layer, summed "
               "(instructions per MAC (estimated cycles per MAC))\n")
-        print("| model | layers | MACs | implementation | " + " | ".join(CORE_LABEL[c] for c in cores) + " |")
-        print("|---|---:|---:|---|" + "---:|" * len(cores))
+        print("| model | layers | MACs | implementation | " + " | ".join(CORE_LABEL[c] for c in cores)
+              + " | stack (B, deepest layer call) |")
+        print("|---|---:|---:|---|" + "---:|" * len(cores) + "---:|")
         for g in groups:
             ours = [c for c in cases if c.group == g and c.impl == "ours"]
             cm = [c for c in cases if c.group == g and c.impl == "cmsis-s8"]
@@ -521,7 +522,8 @@ def report(a, cases, by_id, runs, mismatches, checked):
                     n = sum(r(core, c.id)["instructions"] for c in lst)
                     cy = sum(r(core, c.id)["cycles"] for c in lst)
                     cells.append(f"{n / macs:.2f} ({cy / macs:.2f})")
-                print(f"| {g} | {len(ours)} | {macs:,} | {label} | " + " | ".join(cells) + " |")
+                stack = max(r(core, c.id)["stack"] for core in cores for c in lst)
+                print(f"| {g} | {len(ours)} | {macs:,} | {label} | " + " | ".join(cells) + f" | {stack} |")
 
     # --- checks
     print("\n## Checks\n")

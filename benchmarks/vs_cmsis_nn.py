@@ -107,7 +107,7 @@ def _q(scale, zp=0):
     return QuantParams(np.atleast_1d(np.asarray(scale, np.float32)), np.atleast_1d(np.asarray(zp, np.int64)))
 
 
-def synth_graph(key: str, seed: int = 0):
+def synth_graph(key: str, seed: int = 0, w_rms: float = 45.0):
     """One layer of SHAPES[key] as graph IR (resolved), with its int8 weights and int32 bias.
     Activations: input zero point -128 (after a ReLU, as in the shared models), RELU on conv and
     depthwise; per-channel weight scales on conv/depthwise, per-tensor on FC (as TFLite converts)."""
@@ -137,8 +137,9 @@ def synth_graph(key: str, seed: int = 0):
         if op == "DEPTHWISE_CONV_2D":
             attrs["depth_multiplier"] = 1
     W = np.clip(np.round(rng.normal(0, 45, size=w_shape)), -127, 127).astype(np.int8)
-    acc_std = float(in_s) * float(np.mean(w_scale)) * np.sqrt(taps) * 70 * 45
-    out_s, out_zp = 3 * acc_std / 127, (-128 if op != "FULLY_CONNECTED" else 0)
+    # |x - zp| is ~128 on average with zp = -128: the accumulators spread ~150 * w_rms * sqrt(taps)
+    acc_std = float(in_s) * float(np.mean(w_scale)) * np.sqrt(taps) * 150 * w_rms
+    out_s, out_zp = 2 * acc_std / 127, (-128 if op != "FULLY_CONNECTED" else 0)
     bias = rng.integers(-(1 << 12), 1 << 12, size=n_ch).astype(np.int32)
     tensors = [Tensor(0, "input", in_shape, "int8", _q(in_s, in_zp)),
                Tensor(1, "weights", w_shape, "int8", QuantParams(np.atleast_1d(w_scale), np.zeros(np.size(w_scale), np.int64), axis),
@@ -153,14 +154,20 @@ def synth_graph(key: str, seed: int = 0):
 
 
 def clustering_for(W, axis, n_ch, bits, layout, rng) -> Clustering:
-    """Random indices and codebooks of one layout (kernel speed does not depend on the values)."""
+    """Random indices, codebooks drawn from the layer's own weight values (kernel speed does not
+    depend on the values; drawing them from W keeps the outputs in range)."""
     k = 1 << bits
     idx = rng.integers(0, k, size=W.shape)
+    pool = np.unique(W.astype(np.int64))
+
+    def codebook():  # centred: random indices over a skewed codebook would saturate every output
+        cb = rng.choice(pool, size=k, replace=pool.size < k)
+        return np.sort(np.clip(cb - int(np.round(cb.mean())), -127, 127)).astype(np.int8)
+
     if layout == "per-tensor":
-        cb = np.sort(rng.choice(np.arange(-127, 128), size=k, replace=False)).astype(np.int8)[None, :]
-        return Clustering(idx, cb, bits, None, granularity="per-tensor")
+        return Clustering(idx, codebook()[None, :], bits, None, granularity="per-tensor")
     n_cb = n_ch if layout == "per-channel" else SHARED_GROUPS
-    cbs = np.stack([np.sort(rng.choice(np.arange(-127, 128), size=k, replace=False)) for _ in range(n_cb)]).astype(np.int8)
+    cbs = np.stack([codebook() for _ in range(n_cb)])
     cmap = np.arange(n_ch) if layout == "per-channel" else rng.integers(0, n_cb, size=n_ch)
     return Clustering(idx, cbs, bits, axis, codebook_of_channel=cmap,
                       granularity="per-channel" if layout == "per-channel" else "shared")
@@ -177,7 +184,7 @@ def shape_cases(key, bits_list, layouts, seed=0) -> list:
     kind = SHAPES[key]["kind"]
     cases.append(Case(f"{key}_s8", key, "cmsis-s8", kind, g, node, W))
     # CMSIS-NN s4 on int4 weights, and ours with the identity 4-bit codebook on the same weights
-    g4, n4, _, _, _ = synth_graph(key, seed)
+    g4, n4, _, _, _ = synth_graph(key, seed, w_rms=4.6)
     W4 = np.random.default_rng(seed + 7).integers(-8, 8, size=W.shape).astype(np.int8)
     g4.tensors[1].clustering = Clustering((W4.astype(np.int64) + 8), np.arange(-8, 8, dtype=np.int8)[None, :], 4,
                                           None, granularity="per-tensor")
@@ -275,12 +282,19 @@ def cmsis_tree() -> Path:
 CMSIS_DEFINES = []  # --cmsis-define: extra -D for CMSIS-NN and the glue (e.g. CMSIS_NN_USE_REQUANTIZE_INLINE_ASSEMBLY)
 
 
+def _cmsis_int8_source(name: str) -> bool:
+    """The int8 / int4 sources (and what they call); float, int16-only, LSTM, SVDF, batch matmul
+    and transpose conv are not needed."""
+    if any(t in name for t in ("f16", "f32", "flt", "lstm", "svdf", "batch_matmul", "transpose", "s16_s16", "_s64")):
+        return False
+    return not (name.endswith("_s16.c") and "_s8_s16" not in name and "_s4_s16" not in name)
+
+
 def cmsis_library(board) -> tuple:
     top = cmsis_tree()
     srcs = []
     for sub in ("ConvolutionFunctions", "FullyConnectedFunctions", "NNSupportFunctions"):
-        srcs += sorted(p for p in (top / "Source" / sub).glob("*.c")
-                       if not any(t in p.name for t in ("f16", "f32", "flt")))
+        srcs += sorted(p for p in (top / "Source" / sub).glob("*.c") if _cmsis_int8_source(p.name))
     # the same code generation flags as ours (board cflags + opt + sections); CMSIS-NN is not
     # written for -pedantic -Werror, which do not change code generation
     cflags = [*board.cflags, board.opt, "-ffunction-sections", "-fdata-sections", *CMSIS_DEFINES]
@@ -347,8 +361,11 @@ def cmsis_args(m, c: Case, in_addr, out_addr):
     base = {"fc": "fc", "conv": "conv", "dw": "dw"}[c.kind]
     fn = f"cmb_{base}_{'s4' if s4 else 's8'}"
     args = [in_addr, w_addr, b_addr, out_addr, 0, 0, m_addr, s_addr, per_ch, *dims, *geo, *q]
-    blob = struct.pack("<" + "i" * len(args), *[int(np.int64(v) if v < (1 << 31) else v - (1 << 32)) for v in args])
-    a_addr = m.put(blob)
+
+    def blob():  # cmb_args: 32-bit fields (pointers are 32-bit on the target)
+        return struct.pack("<" + "I" * len(args), *[int(v) & 0xFFFFFFFF for v in args])
+
+    a_addr = m.put(blob())
     bs_fn = "cmb_fc_bufsize" if c.kind == "fc" else f"cmb_{base}_{'s4' if s4 else 's8'}_bufsize"
     m.call(bs_fn, a_addr)
     import unicorn.arm_const as A
@@ -356,7 +373,7 @@ def cmsis_args(m, c: Case, in_addr, out_addr):
     nscr = nscr - (1 << 32) if nscr >= (1 << 31) else nscr
     scr = m.alloc(max(nscr, 4))
     args[4], args[5] = scr, nscr
-    m.write(a_addr, struct.pack("<" + "i" * len(args), *[int(v if v < (1 << 31) else v - (1 << 32)) for v in args]))
+    m.write(a_addr, blob())
     return fn, a_addr
 
 

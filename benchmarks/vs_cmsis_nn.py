@@ -436,6 +436,11 @@ def run_core(cases, core, work, verbose=False) -> dict:
 # ---------------------------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------------------------
+def _num(v, lim) -> str:
+    """2 decimals, 3 where 2 would hide which side of the limit the value is on."""
+    return f"{v:.3f}" if f"{v:.2f}" == f"{lim:.2f}" else f"{v:.2f}"
+
+
 def per_mac(r, what="instructions"):
     return r[what] / r["macs"] if r and what in r else None
 
@@ -580,7 +585,7 @@ def report(a, cases, by_id, runs, mismatches, checked):
         items = [(t, v, lim) for t, v, lim in items if v is not None]
         if items:
             add(all(v <= lim for _, v, lim in items),
-                f"{label}: " + ", ".join(f"{t} {v:.2f}{'' if v <= lim else ' (> ' + format(lim, '.2f') + ')'}"
+                f"{label}: " + ", ".join(f"{t} {_num(v, lim)}{'' if v <= lim else ' (> ' + format(lim, '.2f') + ')'}"
                                          for t, v, lim in items))
 
     dsp = [c for c in ("m4", "m7", "m33") if c in runs]

@@ -50,8 +50,9 @@ def packed_section() -> str:
 
 @functools.lru_cache(maxsize=None)
 def lib(opt: str = "-O2", portable: bool = False):
-    """portable=True: without the host (x86 SSSE3) decoders, i.e. the code Cortex-M runs."""
-    extra = ["-DTC_NO_HOST_SIMD"] if portable else []
+    """portable=True: the portable reference code (TC_PORTABLE, docs/design-codebooks-kernels.md;
+    TC_NO_HOST_SIMD for the x86 decoders), what the Arm fast paths are compared with."""
+    extra = ["-DTC_NO_HOST_SIMD", "-DTC_PORTABLE"] if portable else []
     return build_host_module([RUNTIME_SRC / s for s in SOURCES], packed_section() + INTERNAL_CDEF,
                              header='#include "tc_kernels.h"\n' + INTERNAL_HEADER, opt=opt, extra_cflags=extra,
                              name_hint="tc_packed_portable" if portable else "tc_packed")

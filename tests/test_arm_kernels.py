@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import re
 import sys
 from pathlib import Path
 
@@ -42,7 +43,7 @@ GUARD = 16
 KERNELS = ["tc_fully_connected_packed", "tc_conv2d_packed", "tc_conv2d_packed_decode", "tc_conv2d_packed_rows",
            "tc_depthwise_conv2d_packed", "tc_depthwise_conv2d_packed_decode", "tc_depthwise_conv2d_packed_rows",
            "tc_unpack_lut", "tc_unpack_lut_generic", "tc_conv2d_packed_get_buffer_size",
-           "tc_depthwise_conv2d_packed_get_buffer_size"]
+           "tc_depthwise_conv2d_packed_get_buffer_size", "tc_fully_connected_packed_get_buffer_size"]
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                       HealthCheck.function_scoped_fixture])
 STATS = {}
@@ -115,6 +116,15 @@ def _ret(m) -> int:
     return v - (1 << 32) if v >= (1 << 31) else v
 
 
+@functools.lru_cache(maxsize=None)
+def _fc_takes_scratch() -> bool:
+    """Whether tc_fully_connected_packed's prototype (tc_kernels.h) ends in a scratch argument."""
+    from tinycluster.paths import RUNTIME_INCLUDE
+    text = (RUNTIME_INCLUDE / "tc_kernels.h").read_text()
+    proto = re.search(r"void\s+tc_fully_connected_packed\s*\(([^)]*)\)", text).group(1)
+    return "scratch" in proto
+
+
 def arm_fc(arm, p, layout, x, bias, fields):
     _, m = arm
     m.reset_heap()
@@ -124,7 +134,16 @@ def arm_fc(arm, p, layout, x, bias, fields):
     xin = m.put(np.asarray(x, np.int8))
     n = p["batches"] * p["out_features"]
     out = _out(m, n)
-    _call(arm, "tc_fully_connected_packed", ps, xin, pk, cb, cmap, b, mu, sh, out + GUARD)
+    m.call("tc_fully_connected_packed_get_buffer_size", ps)
+    nscr = _ret(m)
+    args = [ps, xin, pk, cb, cmap, b, mu, sh, out + GUARD]
+    if _fc_takes_scratch():
+        scr = m.alloc(nscr + 1) + 1  # misaligned by one byte on purpose
+        m.write(scr, bytes([0xA5]) * nscr)  # poisoned: the kernel must write before it reads
+        args.append(scr)
+    else:
+        assert nscr == 0
+    _call(arm, "tc_fully_connected_packed", *args)
     return _read_out(m, out, n)
 
 

@@ -188,7 +188,8 @@ class ThumbMachine:
         self.blocks = {}   # (addr, size) -> executions (profile)
         self.taken = {}    # (addr, size) -> executions that continued at a non-sequential address
         self._prev = None
-        self.stack_low = None
+        self._prof = None
+        self.stack_used = 0
 
     def sym(self, name: str) -> int:
         if name not in self.syms:
@@ -318,7 +319,7 @@ class ThumbMachine:
             pc = uc.reg_read(a.UC_ARM_REG_PC)
             raise TinyClusterError(f"unicorn could not run {func} (pc=0x{pc:08x}): {e}") from None
         finally:
-            if want_blocks and getattr(self, "_prof", None) is not None:
+            if want_blocks and self._prof is not None:
                 self._collect_native()
         self.stack_used = 0
         if stack:

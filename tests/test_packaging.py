@@ -126,7 +126,8 @@ def test_output_builds_alone_and_selftest_passes(kws_out, tmp_path):
     """The issue's command, verbatim, from another folder: no -I, nothing from the checkout."""
     d = _copy(kws_out, tmp_path / "out")
     files = sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())
-    assert "runtime/tc_kernels.h" in files and "runtime/tc_common.h" in files and "selftest.c" in files
+    assert "runtime/tc_kernels.h" in files and "runtime/tc_common.h" in files
+    assert "kws_ref_model_selftest.c" in files
     # only the kernels the model needs: kws has no ADD/MUL
     assert "runtime/tc_conv2d_packed.c" in files and "runtime/tc_add_s8.c" not in files
     elsewhere = tmp_path / "elsewhere"
@@ -141,7 +142,7 @@ def test_output_builds_alone_and_selftest_passes(kws_out, tmp_path):
 def test_selftest_detects_a_wrong_output(kws_out, tmp_path):
     """The self-test compares real bytes: one expected byte changed, and it fails."""
     d = _copy(kws_out, tmp_path / "out")
-    f = d / "selftest.c"
+    f = d / "kws_ref_model_selftest.c"
     text = f.read_text()
     patched = re.sub(r"(expected\[N_SAMPLES\]\[\d+\] = \{\s*\{ )(\d+)",
                      lambda m: m.group(1) + str((int(m.group(2)) + 1) % 256), text, count=1)

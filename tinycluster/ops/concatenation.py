@@ -14,6 +14,7 @@ FIELDS = i32_fields(["outer", "in_inner", "out_inner", "offset"])
 
 @register("CONCATENATION")
 class ConcatenationHandler(OpHandler):
+    n_inputs = (1, 10)  # TFLite Micro: kMaxInputNum
     def parse(self, raw, graph):
         o = raw.options
         if o is None:

@@ -26,6 +26,7 @@ def fold_count(mult: int, shift: int, count: int):
 
 @register("MEAN")
 class MeanHandler(OpHandler):
+    n_inputs = (2, 2)
     def parse(self, raw, graph):
         o = raw.options
         return {"keep_dims": bool(o.KeepDims()) if o is not None else False}
@@ -47,8 +48,9 @@ class MeanHandler(OpHandler):
             red.add(a)
         keep = bool(node.attrs.get("keep_dims", False))
         expect = [1 if k in red else int(d) for k, d in enumerate(x.shape) if keep or k not in red]
-        if numel(expect) != numel(y.shape):
-            raise op_error(node, graph, f"output shape {list(y.shape)} does not match the reduced shape {expect}")
+        if [int(d) for d in y.shape] != expect:
+            raise op_error(node, graph, f"output shape {list(y.shape)} is not the reduced shape {expect} "
+                                        f"(keep_dims {keep})")
         d4 = extend4(x.shape, node, graph, "input")
         r4 = [0] * (4 - rank) + [1 if k in red else 0 for k in range(rank)]
         count = numel([d for d, r in zip(d4, r4) if r])

@@ -13,6 +13,7 @@ FIELDS = i32_fields(["in_d0", "in_d1", "in_d2", "in_d3", "pad_b0", "pad_b1", "pa
 
 @register("PAD")
 class PadHandler(OpHandler):
+    n_inputs = (2, 2)
     def resolve(self, node, graph):
         if len(node.inputs) != 2:
             raise op_error(node, graph, f"expects 2 inputs (data, paddings), got {len(node.inputs)}")

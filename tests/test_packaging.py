@@ -91,7 +91,8 @@ def test_wheel_and_pip_install_in_fresh_venvs(tmp_path):
     names = set(zipfile.ZipFile(wheels[0]).namelist())
     for folder in DATA_FOLDERS:  # every data file of the checkout ships, nothing else is needed
         for f in (REPO / folder).rglob("*"):
-            if f.is_file() and "__pycache__" not in f.parts:
+            if f.is_file() and "__pycache__" not in f.parts and not f.name.startswith(".") \
+                    and f.suffix not in (".o", ".so", ".pyc", ".elf", ".a"):
                 rel = f.relative_to(REPO).as_posix()
                 assert f"tinycluster/_data/{rel}" in names, rel
     assert not any(n.startswith(("runtime_c/", "templates/", "boards/", "tests/")) for n in names)

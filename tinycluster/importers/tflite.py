@@ -294,6 +294,10 @@ def _check_integer_model(path: Path, m: dict, only=None) -> None:
                 continue
             if t["dtype"] != "int8":
                 bad.setdefault(t["dtype"], (op, t))
+    if ("float32" in bad or "float16" in bad) and _int8_compute(m):
+        op, t = bad.get("float32") or bad.get("float16")
+        raise _err(path, f"mixes float and int8 activations: operator {op['index']} {op['op']} computes on "
+                         f"{t['dtype']} tensor '{t['name']}'; tinycluster needs a full-integer int8 model")
     if "float32" in bad or "float16" in bad:
         op, t = bad.get("float32") or bad.get("float16")
         raise _err(path, f"is a float model (operator {op['index']} {op['op']} computes on {t['dtype']} tensor "
@@ -331,7 +335,20 @@ def is_float_model(path) -> bool:
     with float input/output around QUANTIZE/DEQUANTIZE. Raises TinyClusterError for files
     that are not readable TFLite models."""
     path, m = read_model(path)
-    return _float_compute(m) is not None
+    return _float_compute(m) is not None and not _int8_compute(m)
+
+
+def _int8_compute(m: dict) -> bool:
+    """Does a compute op (not QUANTIZE/DEQUANTIZE) read or write an int8 activation? Then the
+    model is (meant to be) integer: a float tensor among its ops is an error the int8 importer
+    names, not a reason to run the float front end."""
+    for op in m["ops"]:
+        if op["op"] in _BOUNDARY_OPS:
+            continue
+        for tid in op["inputs"] + op["outputs"]:
+            if tid >= 0 and m["tensors"][tid]["data"] is None and m["tensors"][tid]["dtype"] == "int8":
+                return True
+    return False
 
 
 def _float_compute(m: dict, only=None):
@@ -461,6 +478,11 @@ def _validate_model(path: Path, m: dict) -> None:
     for tid in m["inputs"]:
         if tensors[tid]["data"] is not None:
             raise _err(path, f"the model's input {tname(tid)} is a constant tensor")
+    for tid in m["outputs"]:
+        if tid not in producers:
+            what = ("a constant" if tensors[tid]["data"] is not None else
+                    "the model's input" if tid in m["inputs"] else "never computed")
+            raise _err(path, f"the model's output {tname(tid)} is not written by any operator (it is {what})")
     for tid in sorted(used | set(m["inputs"]) | set(m["outputs"])):
         t = tensors[tid]
         if any(d < 1 for d in t["shape"]):

@@ -37,14 +37,21 @@ class MeanHandler(OpHandler):
         x, sx, zx = int8_tensor(graph, node, node.inputs[0], "input")
         y, sy, zy = int8_tensor(graph, node, node.outputs[0], "output")
         axes = const_ints(graph, node, node.inputs[1], "axis")
+        if graph.tensors[node.inputs[1]].dtype != "int32":
+            raise op_error(node, graph, f"axis tensor is {graph.tensors[node.inputs[1]].dtype}; TFLite Micro "
+                                        "requires int32")
         rank = len(x.shape)
         if rank > 4 or rank < 1:
             raise op_error(node, graph, f"rank-{rank} input is not supported (1 to 4 dimensions)")
+        if not 1 <= axes.size <= 4:
+            raise op_error(node, graph, f"{axes.size} axes given; MEAN takes 1 to 4 (TFLite Micro's limit)")
         red = set()
         for a in axes:
             a = int(a) + rank if a < 0 else int(a)
             if not 0 <= a < rank:
-                raise op_error(node, graph, f"axis {int(a)} is out of range for a rank-{rank} input")
+                raise op_error(node, graph, f"axis {int(a)} is not a dimension of the rank-{rank} input")
+            if a in red:
+                raise op_error(node, graph, f"axis {a} is given twice")
             red.add(a)
         keep = bool(node.attrs.get("keep_dims", False))
         expect = [1 if k in red else int(d) for k, d in enumerate(x.shape) if keep or k not in red]

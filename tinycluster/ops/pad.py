@@ -20,6 +20,8 @@ class PadHandler(OpHandler):
         x, sx, zx = int8_tensor(graph, node, node.inputs[0], "input")
         y, sy, zy = int8_tensor(graph, node, node.outputs[0], "output")
         pads = const_ints(graph, node, node.inputs[1], "paddings")
+        if graph.tensors[node.inputs[1]].dtype != "int32":
+            raise op_error(node, graph, f"paddings tensor is {graph.tensors[node.inputs[1]].dtype}; int32 expected")
         rank = len(x.shape)
         if pads.size != 2 * rank:
             raise op_error(node, graph, f"paddings hold {pads.size} values for a rank-{rank} input (need {2 * rank})")

@@ -538,7 +538,68 @@ def mut_tensor_flags(m, rng):
     return f"tensor {i} name -> {t.name!r:.20}"
 
 
+def _truncate_after(m, k):
+    """Keep operators 0..k; the model's output becomes operator k's first output."""
+    sg = _sg(m)
+    sg.operators = sg.operators[: k + 1]
+    sg.outputs = [int(_lst(sg.operators[k].outputs)[0])]
+
+
+def mut_truncate(m, rng):
+    """A prefix of the graph as the whole model: every op gets to be the last one (with the
+    second edit of a two-edit mutant, the op under test)."""
+    n = len(_sg(m).operators)
+    if n < 2:
+        raise Skip()
+    k = int(rng.integers(n - 1))
+    _truncate_after(m, k)
+    return f"graph cut after operator {k}"
+
+
+def _out_size(padding, size, k, stride, dil):
+    eff = (k - 1) * dil + 1
+    return (size + stride - 1) // stride if padding == 0 else (size + stride - eff) // stride
+
+
+def mut_geometry(m, rng):
+    """Another stride / padding / dilation / filter size on a conv, depthwise or pooling op, its
+    output shape recomputed the TFLite way and the graph cut after it: a valid model with another
+    geometry (the bit-exactness test of the kernels' edge cases)."""
+    S = _schema()
+    sg = _sg(m)
+    codes = {i: max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)) for i, oc in enumerate(m.operatorCodes)}
+    kinds = {S.BuiltinOperator.CONV_2D, S.BuiltinOperator.DEPTHWISE_CONV_2D, S.BuiltinOperator.AVERAGE_POOL_2D,
+             S.BuiltinOperator.MAX_POOL_2D}
+    cands = [(i, o) for i, o in enumerate(sg.operators) if codes.get(o.opcodeIndex) in kinds and o.builtinOptions]
+    i, o = _pick(rng, cands)
+    opt = o.builtinOptions
+    pool = codes[o.opcodeIndex] in (S.BuiltinOperator.AVERAGE_POOL_2D, S.BuiltinOperator.MAX_POOL_2D)
+    opt.strideH, opt.strideW = (int(x) for x in rng.integers(1, 4, 2))
+    opt.padding = int(rng.integers(2))
+    if pool:
+        opt.filterHeight, opt.filterWidth = (int(x) for x in rng.integers(1, 4, 2))
+        kh, kw, dh, dw = opt.filterHeight, opt.filterWidth, 1, 1
+    else:
+        opt.dilationHFactor, opt.dilationWFactor = (int(x) for x in rng.integers(1, 3, 2))
+        w = sg.tensors[int(_lst(o.inputs)[1])]
+        kh, kw = int(w.shape[1]), int(w.shape[2])
+        dh, dw = opt.dilationHFactor, opt.dilationWFactor
+    inp = sg.tensors[int(_lst(o.inputs)[0])]
+    out = sg.tensors[int(_lst(o.outputs)[0])]
+    ih, iw = int(inp.shape[1]), int(inp.shape[2])
+    oh = _out_size(opt.padding, ih, kh, opt.strideH, dh)
+    ow = _out_size(opt.padding, iw, kw, opt.strideW, dw)
+    if oh < 1 or ow < 1:
+        raise Skip()
+    shape = _lst(out.shape)
+    out.shape = [shape[0], oh, ow, shape[3]]
+    _truncate_after(m, i)
+    return (f"operator {i} geometry: stride {opt.strideH}x{opt.strideW}, padding {opt.padding}, "
+            f"{'filter' if pool else 'dilation'} {kh if pool else dh}x{kw if pool else dw}, output {out.shape}")
+
+
 STRUCTURE_MUTATORS = [
+    (mut_truncate, 2), (mut_geometry, 3),
     (mut_shape, 3), (mut_type, 2), (mut_scale, 3), (mut_zero_point, 3), (mut_quant_misc, 1.5), (mut_option, 5),
     (mut_options_type, 1), (mut_op_io, 3), (mut_opcode, 1.5), (mut_graph_io, 1), (mut_structure, 2),
     (mut_buffer, 3), (mut_tensor_flags, 1),

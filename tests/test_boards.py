@@ -248,6 +248,15 @@ def test_run_bit_exact_in_qemu(kws_dir, tmp_path, board):
     assert r["instructions_per_invoke"] > macs  # at least one instruction per MAC on these cores
     assert r["instructions_per_mac"] == round(r["instructions_per_invoke"] / macs, 3)
     assert 0 < r["stack_used"] <= load_board(board).stack_reserve
+    # estimated cycles: every instruction costs at least one cycle in every core model, the mix
+    # adds up to the count, and milliseconds follow from the profile's clock
+    assert r["cycles_per_invoke"] >= r["instructions_per_invoke"]
+    assert sum(r["instruction_mix"].values()) == r["instructions_per_invoke"]
+    assert r["instruction_mix"]["mul"] > 0 and r["instruction_mix"]["load"] > 0
+    assert r["ms_per_invoke"] == round(1000 * r["cycles_per_invoke"] / load_board(board).clock_hz, 3)
+    # the emulator's painted stack (invoke alone) and the QEMU harness's (main + init + invoke)
+    # measure the same deepest call chain
+    assert abs(r["stack_used"] - r["stack_used_qemu"]) <= 128
 
 
 def test_run_reports_mismatch(kws_dir, tmp_path, monkeypatch):

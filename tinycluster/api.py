@@ -128,17 +128,25 @@ class HostModel:
         return float(np.median(ts))
 
 
-def write_output_dir(out_dir, files: dict) -> Path:
-    """Write files into out_dir via a sibling temp folder and a rename: never half-written.
-
-    An existing out_dir is replaced only if it is empty or a previous tinycluster output.
-    """
+def check_output_dir(out_dir, marker: str = "report.json") -> Path:
+    """Raise unless out_dir may be (re)written: absent, empty, or a previous tinycluster output of
+    the same kind (it holds ``marker``). Commands that take long call it before they start."""
     out = Path(out_dir)
     if out.exists():
         if not out.is_dir():
             raise TinyClusterError(f"{out} exists and is not a folder; choose another -o")
-        if any(out.iterdir()) and not (out / "report.json").exists():
+        if any(out.iterdir()) and not (out / marker).exists():
             raise TinyClusterError(f"{out} exists and is not a tinycluster output folder; choose another -o or remove it")
+    return out
+
+
+def write_output_dir(out_dir, files: dict, marker: str = "report.json") -> Path:
+    """Write files into out_dir via a sibling temp folder and a rename: never half-written.
+
+    An existing out_dir is replaced only if it is empty or a previous tinycluster output
+    (:func:`check_output_dir`).
+    """
+    out = check_output_dir(out_dir, marker)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

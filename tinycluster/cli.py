@@ -1,4 +1,4 @@
-"""Command line: `tinycluster compile | verify | build | run | evaluate`."""
+"""Command line: `tinycluster compile | verify | build | run | evaluate | explore`."""
 from __future__ import annotations
 
 import shlex
@@ -118,6 +118,15 @@ def _add_optional_commands():
 
 
 _add_optional_commands()
+
+
+def _add_explore():
+    from .cli_explore import explore as explore_cmd
+
+    cli.add_command(explore_cmd, "explore")
+
+
+_add_explore()
 
 
 def _quiet_tensorflow():

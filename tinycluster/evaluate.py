@@ -318,3 +318,76 @@ def _plots(out: Path, report: dict) -> list:
         plt.close(fig)
         files.append(str(p))
     return files
+
+
+# ---------------------------------------------------- TFLite Micro only (core dependencies)
+class TFLMModel:
+    """A .tflite under the TFLite Micro interpreter, with its input/output quantization read from
+    TFLM itself (needs only the core dependency ``tflite-micro``, not LiteRT/TensorFlow)."""
+
+    def __init__(self, model: bytes, arena_size: int = 8 << 20):
+        from tflite_micro.python.tflite_micro import runtime
+
+        try:
+            self._it = runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
+        except Exception as e:  # TFLM reports prepare/allocate failures as RuntimeError
+            raise TinyClusterError(f"TFLite Micro cannot run the model ({str(e).splitlines()[0][:200]})") from None
+        i, o = self._it.get_input_details(0), self._it.get_output_details(0)
+        self.input_shape = tuple(int(d) for d in i["shape"])
+        self.input_dtype = np.dtype(i["dtype"]).type
+        self.output_dtype = np.dtype(o["dtype"]).type
+        iq, oq = i["quantization_parameters"], o["quantization_parameters"]
+        self.input_scale = float(iq["scales"][0]) if len(iq["scales"]) else 0.0
+        self.input_zero_point = int(iq["zero_points"][0]) if len(iq["zero_points"]) else 0
+        self.output_scale = float(oq["scales"][0]) if len(oq["scales"]) else 0.0
+        self.output_zero_point = int(oq["zero_points"][0]) if len(oq["zero_points"]) else 0
+
+    @property
+    def input_float_range(self):
+        """Real values the int8 input covers (the float range random float inputs are drawn from)."""
+        if self.input_scale > 0:
+            return (self.input_scale * (-128 - self.input_zero_point), self.input_scale * (127 - self.input_zero_point))
+        return (-1.0, 1.0)
+
+    def run(self, xs: np.ndarray) -> np.ndarray:
+        """Raw outputs [N, n_out] for a batch of inputs already in the model's input dtype."""
+        outs = []
+        for x in xs:
+            self._it.set_input(np.ascontiguousarray(x, dtype=self.input_dtype).reshape(self.input_shape), 0)
+            self._it.invoke()
+            outs.append(np.array(self._it.get_output(0)).reshape(-1))
+        return np.stack(outs)
+
+    def dequantize(self, y: np.ndarray) -> np.ndarray:
+        if self.output_dtype == np.float32 or self.output_scale == 0.0:
+            return y.astype(np.float64)
+        return (y.astype(np.float64) - self.output_zero_point) * self.output_scale
+
+
+def model_inputs(x: np.ndarray, model: "TFLMModel", source) -> np.ndarray:
+    """Inputs for ``model`` from a user array shaped (N, *input shape[1:]) (or one input without N):
+    float arrays hold real values and are quantized with the input's scale and zero point (as
+    TFLite does: round, add the zero point, saturate); int8 arrays are taken as already quantized.
+    A float-input model takes float arrays as they are."""
+    x = np.asarray(x)
+    want = tuple(model.input_shape[1:])
+    if x.ndim == len(want) and tuple(x.shape) == want:
+        x = x[None]
+    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want or x.shape[0] == 0:
+        raise TinyClusterError(f"{source}: inputs of shape {tuple(x.shape)} (dtype {x.dtype}) do not fit the model "
+                               f"input; expected (N, {', '.join(map(str, want))}), float (real values) or int8 "
+                               "(already quantized)")
+    if x.dtype.kind == "f":
+        if not np.isfinite(x).all():
+            raise TinyClusterError(f"{source}: inputs contain NaN or infinite values")
+        if model.input_dtype == np.float32:
+            return x.astype(np.float32)
+        if model.input_scale <= 0:
+            raise TinyClusterError(f"{source}: the model input has no quantization scale; give int8 inputs")
+        info = np.iinfo(model.input_dtype)
+        q = np.round(x.astype(np.float64) / model.input_scale) + model.input_zero_point
+        return np.clip(q, info.min, info.max).astype(model.input_dtype)
+    if x.dtype == np.int8 and model.input_dtype == np.int8:
+        return x
+    raise TinyClusterError(f"{source}: inputs have dtype {x.dtype}; expected float (real values) or int8 "
+                           f"(already quantized) for a model with {np.dtype(model.input_dtype).name} input")

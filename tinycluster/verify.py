@@ -140,6 +140,12 @@ def verify(out_dir, samples: int = 200, seed: int = 0, quiet: bool = False) -> d
 
 def tflm_arena_head(tflite_bytes: bytes) -> int:
     """TFLite Micro's planned activation memory ("Arena allocation head", bytes) for a model."""
+    return tflm_arena_sizes(tflite_bytes)["head"]
+
+
+def tflm_arena_sizes(tflite_bytes: bytes) -> dict:
+    """TFLite Micro's arena for a model, bytes: ``total`` (what a TFLM user must reserve),
+    ``head`` (planned activations) and ``tail`` (persistent: tensor structs, kernel data)."""
     import os
     import re
     import sys
@@ -164,7 +170,10 @@ def tflm_arena_head(tflite_bytes: bytes) -> int:
                 os.close(s)
         f.seek(0)
         text = f.read().decode(errors="replace")
-    m = re.search(r"Arena allocation head (\d+) bytes", text)
-    if not m:
-        raise TinyClusterError("could not read TFLite Micro's arena allocation figures")
-    return int(m.group(1))
+    sizes = {}
+    for key in ("total", "head", "tail"):
+        m = re.search(rf"Arena allocation {key} (\d+) bytes", text)
+        if not m:
+            raise TinyClusterError("could not read TFLite Micro's arena allocation figures")
+        sizes[key] = int(m.group(1))
+    return sizes

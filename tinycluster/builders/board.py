@@ -594,14 +594,19 @@ def run_on_board(out_dir, board, samples: int = 20, *, seed: int = 0, timeout: f
         "qemu_seconds": round(q["seconds"], 3),
         "instructions_per_invoke": None,
         "instructions_per_mac": None,
+        "cycles_per_invoke": None,
+        "cycles_per_mac": None,
+        "ms_per_invoke": None,
+        "clock_hz": board.clock_hz or None,
         "macs": model.macs or None,
         "counter": None,
         "elf": str(elf.relative_to(model.dir)),
     }
     if count > 0:
+        from .cycles import timing_for
         from .icount import count_invoke_instructions
         n = min(count, samples)
-        counts, outs = count_invoke_instructions(elf, model.name, board, inputs[:n])
+        counts, outs, ests, stacks = count_invoke_instructions(elf, model.name, board, inputs[:n], profile=True)
         bad = [i for i in range(n) if outs[i] != ref[i].tobytes()]
         result["counter"] = {"method": f"unicorn {board.unicorn_cpu} basic-block hook", "samples": n,
                              "per_sample": counts, "mismatches": len(bad)}
@@ -609,6 +614,23 @@ def run_on_board(out_dir, board, samples: int = 20, *, seed: int = 0, timeout: f
         result["instructions_per_invoke"] = per
         if model.macs:
             result["instructions_per_mac"] = round(per / model.macs, 3)
+        # estimated cycles from the executed instruction mix (docs/benchmarks.md, "Cycle model")
+        mid = sorted(range(n), key=lambda i: counts[i])[n // 2]
+        est = ests[mid]
+        cyc = int(round(est.cycles))
+        result["cycles_per_invoke"] = cyc
+        result["cycles_per_mac"] = round(cyc / model.macs, 3) if model.macs else None
+        result["clock_hz"] = board.clock_hz or None
+        result["ms_per_invoke"] = round(1000.0 * cyc / board.clock_hz, 3) if board.clock_hz else None
+        result["cycle_model"] = {"core": est.core, "source": timing_for(board.cpu).source,
+                                 "assumes": "zero wait states (caches hit), no stalls for register dependencies"}
+        result["instruction_mix"] = est.to_dict()["mix"]
+        result["taken_branches"] = est.taken_branches
+        # stack: the emulator's stack region is painted before init and before each invoke and
+        # scanned after it (bytes written below the caller's stack pointer); QEMU's figure is
+        # the harness's own painting of the whole run (main + init + invoke)
+        result["stack_used_qemu"] = q["stack_used"]
+        result["stack_used"] = max(stacks)
         if bad:
             mismatched = sorted(set(mismatched) | set(bad))
             result["mismatches"] = len(mismatched)
@@ -618,8 +640,10 @@ def run_on_board(out_dir, board, samples: int = 20, *, seed: int = 0, timeout: f
         raise TinyClusterError(
             f"board '{board.name}' ({board.qemu_machine}): {result['mismatches']} of {samples} samples differ from "
             f"the host build (first: sample {mismatched[0]}); see {model.dir / 'run.json'}")
-    if q["stack_used"] is not None and q["stack_used"] > board.stack_reserve:
-        raise TinyClusterError(f"board '{board.name}': the run used {q['stack_used']:,} B of stack, more than the "
+    stack = max(v for v in (q["stack_used"], result["stack_used"]) if v is not None) \
+        if (q["stack_used"], result["stack_used"]) != (None, None) else None
+    if stack is not None and stack > board.stack_reserve:
+        raise TinyClusterError(f"board '{board.name}': the run used {stack:,} B of stack, more than the "
                                f"profile's stack_reserve {board.stack_reserve:,} B; raise [memory] stack_reserve")
     return result
 
@@ -632,4 +656,13 @@ def format_run(result: dict) -> str:
         if result["instructions_per_mac"] is not None:
             s += f" ({result['instructions_per_mac']} per MAC, {result['macs']:,} MACs)"
         s += f" [{result['counter']['method']}]"
+    if result.get("cycles_per_invoke") is not None:
+        s += f"\nestimated cycles per invoke {result['cycles_per_invoke']:,}"
+        if result.get("cycles_per_mac") is not None:
+            s += f" ({result['cycles_per_mac']} per MAC)"
+        if result.get("ms_per_invoke") is not None:
+            s += f", {result['ms_per_invoke']:.2f} ms at {result['clock_hz'] / 1e6:g} MHz"
+        s += f" [{result['cycle_model']['core']} timings, zero wait states]"
+    if result.get("stack_used_qemu") is not None and result.get("stack_used") != result.get("stack_used_qemu"):
+        s += f"\nstack: {result['stack_used']} B per invoke (unicorn), {result['stack_used_qemu']} B for the whole QEMU run"
     return s

@@ -51,7 +51,7 @@ def _fresh_venv(path: Path, env) -> Path:
 
 
 def _user_session(bindir: Path, work: Path, env, model: Path, tag: str, evaluate: bool):
-    """compile, verify, build, run and evaluate, as a user would, from a folder outside the repo."""
+    """compile, verify, build, run (and evaluate, explore), as a user would, from a folder outside the repo."""
     tc = bindir / "tinycluster"
     # the installed package is the one that runs, with its data inside site-packages
     r = _run([bindir / "python", "-c", "import tinycluster.paths as p; print(p.INSTALLED, p.DATA_ROOT)"], work, env)
@@ -64,11 +64,14 @@ def _user_session(bindir: Path, work: Path, env, model: Path, tag: str, evaluate
     assert (out / "runtime" / "tc_common.h").exists()
     r = _run([tc, "verify", out.name, "--samples", "3"], work, env)
     assert "0 mismatching outputs" in r.stdout
-    if evaluate:
+    if evaluate:  # the two commands that need no C toolchain, once (the wheel session)
         np.savez(work / "data.npz", x=np.random.default_rng(0).uniform(-1, 1, (4, 49, 10, 1)).astype(np.float32),
                  y=np.arange(4) % 12)
         r = _run([tc, "evaluate", out.name, "--data", "data.npz", "--no-plots"], work, env)
         assert "clustered accuracy" in r.stdout
+        r = _run([tc, "explore", model, "-o", f"explore_{tag}", "--bits", "4", "--layouts", "per-tensor",
+                  "--no-lossless", "--no-budgets", "--samples", "4", "--quiet"], work, env)
+        assert (work / f"explore_{tag}" / "explore.json").exists(), r.stdout
     require_tool("arm-none-eabi-gcc")
     r = _run([tc, "build", out.name, "--board", "cortex-m4"], work, env)
     assert "flash" in r.stdout and "index arrays in flash" in r.stdout
@@ -80,7 +83,8 @@ def _user_session(bindir: Path, work: Path, env, model: Path, tag: str, evaluate
 @pytest.mark.slow
 def test_wheel_and_pip_install_in_fresh_venvs(tmp_path):
     """`pip install <source>` (non-editable) and `pip install <wheel>` each in a fresh venv, then
-    compile, verify, evaluate, build and run from a temporary folder. No TensorFlow installed."""
+    compile, verify, build and run (and once evaluate and explore) from a temporary folder. No
+    TensorFlow installed."""
     model = shared_model("kws_ref_model.tflite")
     env = _clean_env(TC_CACHE_DIR=str(tmp_path / "cache"), PIP_DISABLE_PIP_VERSION_CHECK="1")
     src = _source_copy(tmp_path / "src")

@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed
 APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm cmake
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test tools clean
+FUZZ_MUTANTS ?= 3000
+FUZZ_SEED ?= 7
+
+.PHONY: setup demo test tools fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +33,10 @@ demo: $(STAMP)
 
 test: $(STAMP) tools
 	$(PY) -m pytest -n 2 -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# A larger fuzzing campaign than CI's (tests/test_fuzz.py): summary and failing mutants in out/fuzz
+fuzz: $(STAMP)
+	$(PY) benchmarks/fuzz.py --mutants $(FUZZ_MUTANTS) --seed $(FUZZ_SEED) --jobs 2 --out out/fuzz --quiet
 
 clean:
 	rm -rf .tc_cache out build dist

@@ -51,7 +51,7 @@ def _fresh_venv(path: Path, env) -> Path:
 
 
 def _user_session(bindir: Path, work: Path, env, model: Path, tag: str, evaluate: bool):
-    """compile, verify, build, run and evaluate, as a user would, from a folder outside the repo."""
+    """compile, verify, build, run (and evaluate, explore), as a user would, from a folder outside the repo."""
     tc = bindir / "tinycluster"
     # the installed package is the one that runs, with its data inside site-packages
     r = _run([bindir / "python", "-c", "import tinycluster.paths as p; print(p.INSTALLED, p.DATA_ROOT)"], work, env)
@@ -64,11 +64,14 @@ def _user_session(bindir: Path, work: Path, env, model: Path, tag: str, evaluate
     assert (out / "runtime" / "tc_common.h").exists()
     r = _run([tc, "verify", out.name, "--samples", "3"], work, env)
     assert "0 mismatching outputs" in r.stdout
-    if evaluate:
+    if evaluate:  # the two commands that need no C toolchain, once (the wheel session)
         np.savez(work / "data.npz", x=np.random.default_rng(0).uniform(-1, 1, (4, 49, 10, 1)).astype(np.float32),
                  y=np.arange(4) % 12)
         r = _run([tc, "evaluate", out.name, "--data", "data.npz", "--no-plots"], work, env)
         assert "clustered accuracy" in r.stdout
+        r = _run([tc, "explore", model, "-o", f"explore_{tag}", "--bits", "4", "--layouts", "per-tensor",
+                  "--no-lossless", "--no-budgets", "--samples", "4", "--quiet"], work, env)
+        assert (work / f"explore_{tag}" / "explore.json").exists(), r.stdout
     require_tool("arm-none-eabi-gcc")
     r = _run([tc, "build", out.name, "--board", "cortex-m4"], work, env)
     assert "flash" in r.stdout and "index arrays in flash" in r.stdout
@@ -80,7 +83,8 @@ def _user_session(bindir: Path, work: Path, env, model: Path, tag: str, evaluate
 @pytest.mark.slow
 def test_wheel_and_pip_install_in_fresh_venvs(tmp_path):
     """`pip install <source>` (non-editable) and `pip install <wheel>` each in a fresh venv, then
-    compile, verify, evaluate, build and run from a temporary folder. No TensorFlow installed."""
+    compile, verify, build and run (and once evaluate and explore) from a temporary folder. No
+    TensorFlow installed."""
     model = shared_model("kws_ref_model.tflite")
     env = _clean_env(TC_CACHE_DIR=str(tmp_path / "cache"), PIP_DISABLE_PIP_VERSION_CHECK="1")
     src = _source_copy(tmp_path / "src")
@@ -91,7 +95,8 @@ def test_wheel_and_pip_install_in_fresh_venvs(tmp_path):
     names = set(zipfile.ZipFile(wheels[0]).namelist())
     for folder in DATA_FOLDERS:  # every data file of the checkout ships, nothing else is needed
         for f in (REPO / folder).rglob("*"):
-            if f.is_file() and "__pycache__" not in f.parts:
+            if f.is_file() and "__pycache__" not in f.parts and not f.name.startswith(".") \
+                    and f.suffix not in (".o", ".so", ".pyc", ".elf", ".a"):
                 rel = f.relative_to(REPO).as_posix()
                 assert f"tinycluster/_data/{rel}" in names, rel
     assert not any(n.startswith(("runtime_c/", "templates/", "boards/", "tests/")) for n in names)
@@ -126,7 +131,8 @@ def test_output_builds_alone_and_selftest_passes(kws_out, tmp_path):
     """The issue's command, verbatim, from another folder: no -I, nothing from the checkout."""
     d = _copy(kws_out, tmp_path / "out")
     files = sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())
-    assert "runtime/tc_kernels.h" in files and "runtime/tc_common.h" in files and "selftest.c" in files
+    assert "runtime/tc_kernels.h" in files and "runtime/tc_common.h" in files
+    assert "kws_ref_model_selftest.c" in files
     # only the kernels the model needs: kws has no ADD/MUL
     assert "runtime/tc_conv2d_packed.c" in files and "runtime/tc_add_s8.c" not in files
     elsewhere = tmp_path / "elsewhere"
@@ -141,7 +147,7 @@ def test_output_builds_alone_and_selftest_passes(kws_out, tmp_path):
 def test_selftest_detects_a_wrong_output(kws_out, tmp_path):
     """The self-test compares real bytes: one expected byte changed, and it fails."""
     d = _copy(kws_out, tmp_path / "out")
-    f = d / "selftest.c"
+    f = d / "kws_ref_model_selftest.c"
     text = f.read_text()
     patched = re.sub(r"(expected\[N_SAMPLES\]\[\d+\] = \{\s*\{ )(\d+)",
                      lambda m: m.group(1) + str((int(m.group(2)) + 1) % 256), text, count=1)

@@ -259,7 +259,7 @@ def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None
     cm = CompiledModel(name, em.c_source, em.header, report, clustered, graph, plan)
     from .emit import emit_selftest
 
-    cm.extra_files["selftest.c"] = emit_selftest(graph, name)
+    cm.extra_files[f"{name}_selftest.c"] = emit_selftest(graph, name)
     if board_profile is not None:
         from .builders.firmware import firmware_files
 

@@ -76,7 +76,8 @@ def compile_cmd(model, output, name, bits, clusters, lossless, granularity, code
                    quiet=quiet)
     out = m.write(output)
     t = m.report["totals"]
-    click.echo(f"wrote {out}/{m.name}.c, {m.name}.h, report.md, report.json, {m.name}_clustered.tflite")
+    click.echo(f"wrote {out}/{m.name}.c, {m.name}.h, runtime/ (the C runtime it needs), {m.name}_selftest.c, "
+               f"report.md, report.json, {m.name}_clustered.tflite")
     click.echo(f"flash {t['flash_bytes']:,} B (int8 baseline {t['int8_weight_bytes']:,} B), "
                f"SRAM {t['sram_bytes']:,} B (arena {t['arena_bytes']:,} B, codebooks in SRAM {t['codebook_sram_bytes']:,} B), "
                f"{t['weights']:,} weights at {t['bits_per_weight']} bits/weight")
@@ -143,6 +144,12 @@ def main(argv=None):
     try:
         cli.main(args=argv, prog_name="tinycluster", standalone_mode=False)
     except TinyClusterError as e:
+        import os
+
+        if os.environ.get("TINYCLUSTER_DEBUG") and e.__cause__ is not None:
+            import traceback
+
+            traceback.print_exception(e.__cause__)
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:

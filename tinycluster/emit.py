@@ -14,6 +14,7 @@ import numpy as np
 
 from . import __version__
 from .emit_context import EmitContext
+from .errors import TinyClusterError
 from .ops import get_handler
 from .paths import TEMPLATES_DIR
 
@@ -97,14 +98,21 @@ def emit_model(graph, plan, *, name: str, command: str, codebook_placement: str 
     for node in graph.nodes:
         h = get_handler(node.op)
         ctx.current_node = node
-        if node.index in plan.row_plans:
-            lines = _rows_step(node, graph, ctx, plan, h)
-            rp = plan.row_plans[node.index]
-            how = f"in place, ring of {rp.ring_rows} rows" + (f", {rp.rows_per_call} per call"
-                                                              if rp.rows_per_call > 1 else "")
-        else:
-            lines = _split(h.emit(node, ctx))
-            how = "in place" if node.index in plan.elementwise_inplace else ""
+        try:
+            if node.index in plan.row_plans:
+                lines = _rows_step(node, graph, ctx, plan, h)
+                rp = plan.row_plans[node.index]
+                how = f"in place, ring of {rp.ring_rows} rows" + (
+                    f", {rp.rows_per_call} per call" if rp.rows_per_call > 1 else "")
+            else:
+                lines = _split(h.emit(node, ctx))
+                how = "in place" if node.index in plan.elementwise_inplace else ""
+        except TinyClusterError as e:  # name the file and the operator, as resolve does
+            msg = " ".join(str(e).split())
+            src = Path(str(graph.source or graph.name)).name
+            if not msg.startswith(src):
+                msg = f"{src}: operator {node.index} ({node.op}): {msg}"
+            raise type(e)(msg) from None
         title = f"{node.index}: {node.op} ({node.name})" + (f", {how}" if how else "")
         steps.append({"title": title, "lines": lines})
     ctx.current_node = None
@@ -129,7 +137,7 @@ def emit_model(graph, plan, *, name: str, command: str, codebook_placement: str 
 
 
 def lcg_bytes(seed: int, n: int) -> np.ndarray:
-    """The int8 sequence of selftest.c's generator (state = state * 1664525 + 1013904223 mod
+    """The int8 sequence of <name>_selftest.c's generator (state = state * 1664525 + 1013904223 mod
     2^32, top byte), for seed ``seed``."""
     out = np.empty(n, np.int8)
     state = seed & 0xFFFFFFFF
@@ -140,7 +148,7 @@ def lcg_bytes(seed: int, n: int) -> np.ndarray:
 
 
 def emit_selftest(graph, name: str, n_samples: int = 2) -> str:
-    """``selftest.c``: a main() running the model on ``n_samples`` generated inputs and comparing
+    """``<name>_selftest.c``: a main() running the model on ``n_samples`` generated inputs and comparing
     the outputs with the bit-exact numpy reference (:mod:`tinycluster.executor`), so that
     ``cc *.c runtime/*.c`` on the output folder links into a self-checking program."""
     from .executor import run_graph

@@ -104,7 +104,9 @@ class EmitContext:
         arr = np.asarray(values)
         info = np.iinfo(npt)
         if arr.size and (arr.min() < info.min or arr.max() > info.max):
-            raise TinyClusterError(f"internal: value out of range for {ctype} in {base}")
+            bad = arr.min() if arr.min() < info.min else arr.max()
+            raise TinyClusterError(f"constant {base} holds {int(bad)}, outside the range of {ctype} "
+                                   f"[{info.min}, {info.max}]")
         arr = arr.astype(npt)
         ident = self.ident(base)
         n = max(arr.size, 1)
@@ -139,6 +141,11 @@ class EmitContext:
         fields: [(name, c_scalar_type, value), ...] in the exact order of the C definition
         (used to compute sizeof with the C ABI's alignment rules).
         """
+        for n, t, v in fields:  # every initializer must fit its field (the C is built with -Werror)
+            info = np.iinfo(CTYPES[t][1])
+            if not info.min <= int(v) <= info.max:
+                raise TinyClusterError(f"parameter {n} = {int(v)} does not fit the {t} field of {ctype} "
+                                       f"[{info.min}, {info.max}]")
         cfields = [(n, CTYPES[t][0]) for n, t, _ in fields]
         S = type("S", (ctypes.Structure,), {"_fields_": cfields})
         ident = self.ident(base)

@@ -20,15 +20,21 @@ def _tflite_round(x: float) -> float:
     return math.floor(x + 0.5) if x >= 0 else -math.floor(-x + 0.5)
 
 
-def quantize_multiplier(real: float):
+def quantize_multiplier(real: float, max_shift: int = 30):
     """TFLite QuantizeMultiplier: real ~= mult * 2**(shift - 31), mult in [2**30, 2**31).
 
     Returns (int32 multiplier, int shift) with TFLite's sign convention
-    (shift > 0: left shift, shift < 0: right shift).
+    (shift > 0: left shift, shift < 0: right shift). Tiny multipliers (shift < -31) flush to 0
+    as in TFLite. Multipliers that are negative, not finite, or need a left shift beyond 30
+    bits (``max_shift``; softmax's input scaling allows 31) are refused: TFLite Micro's
+    double-rounding build aborts on the first two and shifts the accumulator out of the int32
+    range on the last (no result to be bit-exact with).
     """
     real = float(real)
     if real == 0.0:
         return 0, 0
+    if not math.isfinite(real):
+        raise TinyClusterError(f"requantization multiplier {real} is not finite: the model's scales are invalid")
     if real < 0:
         raise TinyClusterError(f"negative requantization multiplier {real}: the model's scales are invalid")
     q, shift = math.frexp(real)
@@ -39,9 +45,10 @@ def quantize_multiplier(real: float):
     if shift < -31:
         shift = 0
         q_fixed = 0
-    if shift > 30:
-        shift = 30
-        q_fixed = (1 << 31) - 1
+    if shift > max_shift:
+        raise TinyClusterError(f"requantization multiplier {real:.6g} is >= 2^{max_shift} (the scales give a left "
+                               f"shift of {shift} bits; TFLite's int32 arithmetic supports at most {max_shift}): "
+                               "the model's scales are inconsistent")
     return q_fixed, shift
 
 
@@ -61,7 +68,15 @@ def activation_range(act: str, scale: float, zero_point: int, qmin: int = INT8_M
     s = np.float32(scale)
 
     def q(f):
-        return int(zero_point) + int(_tflite_round(float(np.float32(f) / s)))
+        # TFLite's Quantize(): float32 division and rounding, refused outside int32 (TF_LITE_ENSURE)
+        with np.errstate(all="ignore"):
+            d = float(np.float32(f) / s)
+        tmp = _tflite_round(d) if math.isfinite(d) else None
+        v = int(zero_point) + int(tmp) if tmp is not None else None
+        if v is None or not -(1 << 31) <= tmp < (1 << 31) or not -(1 << 31) <= v < (1 << 31):
+            raise TinyClusterError(f"the {act} activation bound {f} does not fit int32 in the output's scale "
+                                   f"{float(s):.6g} (TFLite Micro refuses this model)")
+        return v
 
     if act in (None, "NONE"):
         return qmin, qmax

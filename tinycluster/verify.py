@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TinyClusterError
+from .errors import TinyClusterError, VerificationError
 
 
 def load_output_dir(out_dir):
@@ -48,10 +48,22 @@ def make_inputs(shape, dtype, samples: int, seed: int, zero_point: int = 0, floa
 
 
 class TFLMReference:
-    def __init__(self, tflite_bytes: bytes, arena_size: int = 4 << 20):
+    """TFLite Micro's interpreter on a model, with an arena sized for it: 4 MiB, or 64 MiB for
+    models whose tensors need more (TFLite Micro plans its own arena inside that buffer)."""
+
+    def __init__(self, tflite_bytes: bytes, arena_size: int = None, source: str = "model"):
         from tflite_micro.python.tflite_micro import runtime
 
-        self.interp = runtime.Interpreter.from_bytes(tflite_bytes, arena_size=arena_size)
+        sizes = [arena_size] if arena_size else [4 << 20, 64 << 20]
+        for i, size in enumerate(sizes):
+            try:
+                self.interp = runtime.Interpreter.from_bytes(tflite_bytes, arena_size=size)
+                return
+            except (RuntimeError, ValueError) as e:
+                if i + 1 == len(sizes):
+                    why = " ".join(str(e).split()) or "no reason given"
+                    raise VerificationError(f"{source}: TFLite Micro, the reference, cannot load this model ({why}); "
+                                            "tinycluster should have refused it: please report the model") from None
 
     def invoke(self, x):
         self.interp.set_input(x, 0)
@@ -82,7 +94,7 @@ def verify(out_dir, samples: int = 200, seed: int = 0, quiet: bool = False) -> d
 
     out, report, name = load_output_dir(out_dir)
     host = HostModel.build(out, name, report)
-    ref = TFLMReference((out / f"{name}_clustered.tflite").read_bytes())
+    ref = TFLMReference((out / f"{name}_clustered.tflite").read_bytes(), source=f"{name}_clustered.tflite")
     in_zp, frange = _input_quant(out / f"{name}_clustered.tflite")
     xs = make_inputs(host.in_shape, host.in_dtype, samples, seed, in_zp, frange)
     mismatches, mismatch_bytes, max_diff = 0, 0, 0
@@ -97,7 +109,12 @@ def verify(out_dir, samples: int = 200, seed: int = 0, quiet: bool = False) -> d
         y_ref = y_ref.reshape(y.shape)
         if y.tobytes() != y_ref.astype(y.dtype).tobytes():
             mismatches += 1
-            diff = np.abs(y.astype(np.int64) - y_ref.astype(np.int64)) if y.dtype == np.int8 else np.zeros(1)
+            if y.dtype == np.int8:
+                diff = np.abs(y.astype(np.int64) - y_ref.astype(np.int64))
+            else:  # float outputs (DEQUANTIZE): the largest difference in output steps
+                with np.errstate(all="ignore"):
+                    diff = np.nan_to_num(np.abs(y.astype(np.float64) - y_ref.astype(np.float64)), nan=np.inf)
+                diff = np.ceil(np.minimum(diff, 1e9))
             mismatch_bytes += int(np.count_nonzero(y.view(np.uint8) != y_ref.astype(y.dtype).view(np.uint8)))
             max_diff = max(max_diff, int(diff.max()))
             if first is None:

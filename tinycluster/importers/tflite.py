@@ -61,6 +61,14 @@ def _options_classes(enum_cls):
     return table
 
 
+def _clean_name(raw, default: str) -> str:
+    """A tensor name fit for a one-line message: printable characters only (a newline or a
+    control character in a name would break the one-line error)."""
+    name = raw.decode("utf-8", "replace") if raw else ""
+    name = "".join(c if c.isprintable() else "?" for c in name)
+    return name or default
+
+
 def _err(path: Path, msg: str) -> TinyClusterError:
     return TinyClusterError(f"{path.name}: {msg}")
 
@@ -87,17 +95,35 @@ def read_model(path) -> tuple:
     """(path, parsed model dict) of a .tflite file; any unreadable, non-TFLite, truncated or
     corrupted file is a one-line TinyClusterError naming the file."""
     path, data = _read_file(path)
+    _check_structure(path, data)
     try:
         return path, _read_model(path, data)
     except TinyClusterError:
         raise
     except (struct.error, IndexError, ValueError, TypeError, AttributeError, OverflowError,
-            UnicodeDecodeError, MemoryError) as e:
-        raise _err(path, f"not a valid TFLite model: the flatbuffer is truncated or corrupted "
-                         f"({type(e).__name__}: {e})") from None
+            UnicodeDecodeError, MemoryError):
+        raise _err(path, CORRUPTED) from None
 
 
-def _buffer_bytes(model, data: bytes, bi: int):
+#: the message for a file whose flatbuffer structure cannot be read
+CORRUPTED = ("not a valid TFLite model: the flatbuffer is truncated or corrupted (a table, vector or string "
+             "lies outside the file); re-export or re-download the model")
+
+
+def _check_structure(path: Path, data: bytes) -> None:
+    """Read the whole flatbuffer through the schema's object API (every table, vector and string
+    reachable from the root, all subgraphs, buffers, metadata and signatures), as TFLite Micro's
+    Python interpreter does before it loads a model: any read outside the file, or a vector
+    length that cannot fit in it, makes the model unreadable."""
+    from .schema import read_model_t
+
+    try:
+        read_model_t(data, path.name)
+    except TinyClusterError:
+        raise _err(path, CORRUPTED) from None
+
+
+def _buffer_bytes(path: Path, model, data: bytes, bi: int):
     """Bytes of buffer ``bi`` (None when empty), from the flatbuffer or from beyond it
     (buffers of large models are stored after the flatbuffer, given by offset/size)."""
     buf = model.Buffers(bi)
@@ -106,39 +132,46 @@ def _buffer_bytes(model, data: bytes, bi: int):
     off, size = int(buf.Offset()), int(buf.Size())
     if off > 1:  # offset 1 is TFLite's placeholder for "empty buffer stored outside"
         if off + size > len(data):
-            raise IndexError(f"buffer {bi} lies beyond the end of the file")
+            raise _err(path, f"buffer {bi} is stored at bytes {off}..{off + size}, beyond the end of the "
+                             f"{len(data)}-byte file (truncated model)")
         return data[off:off + size]
     if buf.DataIsNone() or buf.DataLength() == 0:
         return None
     arr = buf.DataAsNumpy()
     if not isinstance(arr, np.ndarray) or arr.size != buf.DataLength():
-        raise IndexError(f"buffer {bi} is truncated")
+        raise _err(path, f"buffer {bi} is truncated")
     return arr.tobytes()
 
 
-def _quant_params(q):
+def _quant_params(q, shape):
+    """(QuantParams or None, problem or None) of a tensor's quantization table. Problems are
+    reported by the validation of the tensors operators use (an unused tensor may carry junk)."""
     if q is None:
-        return None
+        return None, None
     if q.DetailsType() != 0:
-        raise ValueError("custom quantization details are not supported")
+        return None, "custom quantization details are not supported"
     if q.ScaleIsNone() or q.ScaleLength() == 0:
-        return None
+        return None, None
     scale = np.asarray(q.ScaleAsNumpy(), dtype=np.float32).reshape(-1).copy()
     if q.ZeroPointIsNone() or q.ZeroPointLength() == 0:
-        zp = np.zeros(scale.shape, dtype=np.int64)
-    else:
-        zp = np.asarray(q.ZeroPointAsNumpy(), dtype=np.int64).reshape(-1).copy()
+        # TFLite Micro ignores a quantization without zero points (scale 0, zero point 0)
+        return None, f"{scale.size} scale(s) but no zero point (TFLite Micro then ignores its quantization)"
+    zp = np.asarray(q.ZeroPointAsNumpy(), dtype=np.int64).reshape(-1).copy()
     if zp.size == 1 and scale.size > 1:
         zp = np.repeat(zp, scale.size)
+    axis = int(q.QuantizedDimension())
     if zp.size != scale.size:
-        raise ValueError(f"{scale.size} scales but {zp.size} zero points")
-    return QuantParams(scale=scale, zero_point=zp, axis=int(q.QuantizedDimension()))
+        return None, f"{scale.size} scales but {zp.size} zero points"
+    if scale.size > 1 and (not 0 <= axis < len(shape) or shape[axis] != scale.size):
+        return None, f"{scale.size} per-channel scales on quantized dimension {axis} of shape {list(shape)}"
+    return QuantParams(scale=scale, zero_point=zp, axis=axis), None
 
 
 def _read_model(path: Path, data: bytes) -> dict:
     """Everything tinycluster needs from the flatbuffer, as plain Python values.
 
-    Raises only the low-level exceptions of a corrupt file (caught by the caller)."""
+    Index and size errors become one-line TinyClusterErrors naming the rule; only the low-level
+    exceptions of a corrupt file escape (the caller turns them into one message)."""
     import flatbuffers
     import tflite
 
@@ -148,15 +181,17 @@ def _read_model(path: Path, data: bytes) -> dict:
     n_sub = model.SubgraphsLength()
     if n_sub == 0:
         raise _err(path, "the model has no subgraph")
-    # Only control-flow ops (IF, WHILE, CALL_ONCE; all unsupported, so rejected by name) run other
-    # subgraphs; subgraph 0 is the main graph.
+    if n_sub > 1:
+        raise _err(path, f"the model has {n_sub} subgraphs; tinycluster compiles single-subgraph models "
+                         "(control flow such as IF, WHILE or CALL_ONCE is not supported)")
     sg = model.Subgraphs(0)
     # every vector element is at least a 4-byte offset: larger counts mean a corrupted header
     # (checked up front so a garbage length cannot start a multi-million-step loop)
     for what, count in (("operator codes", model.OperatorCodesLength()), ("buffers", model.BuffersLength()),
                         ("tensors", sg.TensorsLength()), ("operators", sg.OperatorsLength())):
         if count * 4 > len(data):
-            raise IndexError(f"{count} {what} cannot fit in {len(data)} bytes")
+            raise _err(path, f"{CORRUPTED.split(' (')[0]}: it declares {count} {what}, more than a "
+                             f"{len(data)}-byte file can hold")
 
     opcodes = []
     for i in range(model.OperatorCodesLength()):
@@ -172,50 +207,46 @@ def _read_model(path: Path, data: bytes) -> dict:
             name = f"CUSTOM({cc.decode('utf-8', 'replace') if cc else '?'})"
         opcodes.append((name, int(oc.Version())))
 
+    n_buf = model.BuffersLength()
     tensors = []
     for ti in range(sg.TensorsLength()):
         t = sg.Tensors(ti)
         shape = tuple(int(d) for d in (t.ShapeAsNumpy() if t.ShapeLength() else []))
         dtype = _TENSOR_TYPES.get(int(t.Type()), f"type{int(t.Type())}")
-        raw_name = t.Name()
-        name = raw_name.decode("utf-8", "replace") if raw_name else f"tensor_{ti}"
-        try:
-            quant = _quant_params(t.Quantization())
-            if quant is not None and quant.scale.size > 1 and (
-                    not 0 <= quant.axis < len(shape) or shape[quant.axis] != quant.scale.size):
-                raise ValueError(f"{quant.scale.size} per-channel scales on axis {quant.axis} of shape "
-                                 f"{list(shape)}")
-        except ValueError as e:
-            raise _err(path, f"tensor {ti} ('{name}'): invalid quantization ({e})") from None
+        name = _clean_name(t.Name(), f"tensor_{ti}")
+        quant, quant_problem = _quant_params(t.Quantization(), shape)
         if t.Sparsity() is not None:
             raise _err(path, f"tensor {ti} ('{name}') is stored sparse; tinycluster needs dense weights "
                              "(convert without sparsity optimizations)")
         bi = int(t.Buffer())
-        n_buf = model.BuffersLength()
-        if bi < 0 or (n_buf > 0 and bi >= n_buf):
-            raise IndexError(f"tensor {ti} refers to buffer {bi} of {n_buf}")
-        raw = _buffer_bytes(model, data, bi) if 0 < bi < n_buf else None
+        if bi < 0 or bi >= max(n_buf, 1):
+            raise _err(path, f"tensor {ti} ('{name}') refers to buffer {bi}, but the model has {n_buf} buffers")
+        raw = _buffer_bytes(path, model, data, bi) if 0 < bi < n_buf else None
         arr = None
         if raw is not None:
             if dtype not in _NUMPY_TYPES:
                 raise _err(path, f"tensor {ti} ('{name}') holds constant data of type {dtype}, "
                                  "which tinycluster does not support (int8 weights, int32 biases)")
-            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            if any(d < 0 for d in shape):
+                raise _err(path, f"tensor {ti} ('{name}') holds constant data but has shape {list(shape)} "
+                                 "with a negative dimension")
+            count = int(np.prod(shape, dtype=object)) if shape else 1
             dt = np.dtype(dtype).newbyteorder("<")
             if len(raw) != count * dt.itemsize:
                 raise _err(path, f"tensor {ti} ('{name}'): buffer {bi} holds {len(raw)} bytes but shape "
                                  f"{list(shape)} of {dtype} needs {count * dt.itemsize} (corrupted model)")
             arr = np.frombuffer(raw, dtype=dt).astype(np.dtype(dtype)).reshape(shape)
-        tensors.append(dict(name=name, shape=shape, dtype=dtype, quant=quant, data=arr,
-                            buffer=bi, variable=bool(t.IsVariable())))
+        tensors.append(dict(name=name, shape=shape, dtype=dtype, quant=quant, quant_problem=quant_problem,
+                            data=arr, buffer=bi, variable=bool(t.IsVariable())))
 
     n_t = len(tensors)
 
-    def tid_list(arr_fn, len_fn, what):
+    def tid_list(arr_fn, len_fn, what, optional_ok):
         out = [int(x) for x in (arr_fn() if len_fn() else [])]
-        for x in out:
-            if x < -1 or x >= n_t:
-                raise IndexError(f"{what} refers to tensor {x} of {n_t}")
+        for k, x in enumerate(out):
+            if not (-1 if optional_ok else 0) <= x < n_t:
+                raise _err(path, f"{what} {k} refers to tensor {x}, but the subgraph has {n_t} tensors "
+                                 f"(valid: 0..{n_t - 1}{', or -1 for an absent optional input' if optional_ok else ''})")
         return out
 
     ops = []
@@ -223,22 +254,24 @@ def _read_model(path: Path, data: bytes) -> dict:
         op = sg.Operators(oi)
         ci = int(op.OpcodeIndex())
         if ci >= len(opcodes):
-            raise IndexError(f"operator {oi} refers to opcode {ci} of {len(opcodes)}")
+            raise _err(path, f"operator {oi} refers to operator code {ci}, but the model has {len(opcodes)}")
         name, version = opcodes[ci]
-        inputs = tid_list(op.InputsAsNumpy, op.InputsLength, f"operator {oi}")
-        outputs = tid_list(op.OutputsAsNumpy, op.OutputsLength, f"operator {oi}")
-        options = None
+        inputs = tid_list(op.InputsAsNumpy, op.InputsLength, f"operator {oi} ({name}): input", True)
+        outputs = tid_list(op.OutputsAsNumpy, op.OutputsLength, f"operator {oi} ({name}): output", False)
+        options, options_type = None, None
         otype = int(op.BuiltinOptionsType())
         if otype != 0:
             cls = opt_classes.get(otype)
+            options_type = cls.__name__ if cls is not None else f"options type {otype}"
             tab = op.BuiltinOptions()
             if cls is not None and tab is not None:
                 options = cls()
                 options.Init(tab.Bytes, tab.Pos)
-        ops.append(dict(index=oi, op=name, version=version, inputs=inputs, outputs=outputs, options=options))
+        ops.append(dict(index=oi, op=name, version=version, inputs=inputs, outputs=outputs, options=options,
+                        options_type=options_type))
 
-    g_in = tid_list(sg.InputsAsNumpy, sg.InputsLength, "the subgraph's input list")
-    g_out = tid_list(sg.OutputsAsNumpy, sg.OutputsLength, "the subgraph's output list")
+    g_in = tid_list(sg.InputsAsNumpy, sg.InputsLength, "the subgraph's input", False)
+    g_out = tid_list(sg.OutputsAsNumpy, sg.OutputsLength, "the subgraph's output", False)
     return dict(tensors=tensors, ops=ops, inputs=g_in, outputs=g_out, n_subgraphs=n_sub,
                 version=int(model.Version()))
 
@@ -261,6 +294,10 @@ def _check_integer_model(path: Path, m: dict, only=None) -> None:
                 continue
             if t["dtype"] != "int8":
                 bad.setdefault(t["dtype"], (op, t))
+    if ("float32" in bad or "float16" in bad) and _int8_compute(m):
+        op, t = bad.get("float32") or bad.get("float16")
+        raise _err(path, f"mixes float and int8 activations: operator {op['index']} {op['op']} computes on "
+                         f"{t['dtype']} tensor '{t['name']}'; tinycluster needs a full-integer int8 model")
     if "float32" in bad or "float16" in bad:
         op, t = bad.get("float32") or bad.get("float16")
         raise _err(path, f"is a float model (operator {op['index']} {op['op']} computes on {t['dtype']} tensor "
@@ -298,7 +335,20 @@ def is_float_model(path) -> bool:
     with float input/output around QUANTIZE/DEQUANTIZE. Raises TinyClusterError for files
     that are not readable TFLite models."""
     path, m = read_model(path)
-    return _float_compute(m) is not None
+    return _float_compute(m) is not None and not _int8_compute(m)
+
+
+def _int8_compute(m: dict) -> bool:
+    """Does a compute op (not QUANTIZE/DEQUANTIZE) read or write an int8 activation? Then the
+    model is (meant to be) integer: a float tensor among its ops is an error the int8 importer
+    names, not a reason to run the float front end."""
+    for op in m["ops"]:
+        if op["op"] in _BOUNDARY_OPS:
+            continue
+        for tid in op["inputs"] + op["outputs"]:
+            if tid >= 0 and m["tensors"][tid]["data"] is None and m["tensors"][tid]["dtype"] == "int8":
+                return True
+    return False
 
 
 def _float_compute(m: dict, only=None):
@@ -344,6 +394,7 @@ def load_tflite(path) -> Graph:
     _check_integer_model(path, m, only=supported)
     if not m["inputs"] or not m["outputs"]:
         raise _err(path, "the model declares no input or no output tensor")
+    _validate_model(path, m)
 
     tensors = []
     for tid, t in enumerate(m["tensors"]):
@@ -361,14 +412,100 @@ def load_tflite(path) -> Graph:
             attrs = handler.parse(raw, graph)
         except TinyClusterError as e:
             raise _prefixed(path, op["index"], op["op"], e) from None
-        except (struct.error, IndexError, ValueError, TypeError, AttributeError, KeyError) as e:
-            raise _err(path, f"operator {op['index']} ({op['op']}): cannot read its options "
-                             f"({type(e).__name__}: {e})") from e
+        except (struct.error, IndexError, ValueError, TypeError, AttributeError, KeyError, OverflowError):
+            raise _err(path, f"operator {op['index']} ({op['op']}): its builtin options cannot be read "
+                             "(corrupted model)") from None
         node = Node(index=op["index"], op=op["op"], inputs=list(op["inputs"]), outputs=list(op["outputs"]),
                     attrs=dict(attrs or {}), name=f"{op['op'].lower()}_{op['index']}")
         graph.nodes.append(node)
     _check_topological(path, graph)
     return graph
+
+
+#: the builtin options table each op reads (``True``: the op cannot run without it). TFLite Micro
+#: runs an op whose options table is absent or of another type with zeroed parameters (strides 0,
+#: softmax beta 0, ...); tinycluster refuses such a model instead of guessing.
+OPTIONS_OF = {
+    "CONV_2D": ("Conv2DOptions", True), "DEPTHWISE_CONV_2D": ("DepthwiseConv2DOptions", True),
+    "AVERAGE_POOL_2D": ("Pool2DOptions", True), "MAX_POOL_2D": ("Pool2DOptions", True),
+    "SOFTMAX": ("SoftmaxOptions", True), "FULLY_CONNECTED": ("FullyConnectedOptions", False),
+    "ADD": ("AddOptions", False), "MUL": ("MulOptions", False),
+    "CONCATENATION": ("ConcatenationOptions", False), "MEAN": ("ReducerOptions", False),
+}
+#: the largest tensor tinycluster compiles (elements); microcontroller models are far below it
+MAX_TENSOR_ELEMENTS = 1 << 24
+
+
+def _validate_model(path: Path, m: dict) -> None:
+    """Model-level rules TFLite's interpreter relies on, checked before any op is prepared: option
+    tables of the right type, one producer per tensor, no writes into constants or model inputs,
+    positive dimensions, valid quantization (finite positive scales, int8 zero points) on every
+    tensor an operator or the model's interface uses."""
+    tensors = m["tensors"]
+
+    def tname(tid):
+        return f"tensor {tid} ('{tensors[tid]['name']}')"
+
+    producers, used = {}, set()
+    for op in m["ops"]:
+        where = f"operator {op['index']} ({op['op']})"
+        want = OPTIONS_OF.get(op["op"])
+        if want is not None:
+            if op["options_type"] is not None and op["options_type"] != want[0]:
+                raise _err(path, f"{where}: its builtin options are {op['options_type']}, but {op['op']} reads "
+                                 f"{want[0]} (corrupted model)")
+            if op["options_type"] is None and want[1]:
+                raise _err(path, f"{where}: has no {want[0]} (strides, padding, ...); TFLite Micro would run it "
+                                 "with zeroed parameters")
+        if not op["outputs"]:
+            raise _err(path, f"{where}: has no output tensor")
+        for tid in op["outputs"]:
+            if tid in producers:
+                raise _err(path, f"{where}: writes {tname(tid)}, which operator {producers[tid]} already writes "
+                                 "(every tensor has exactly one producer)")
+            if tensors[tid]["data"] is not None:
+                raise _err(path, f"{where}: writes {tname(tid)}, a constant tensor (its buffer holds data)")
+            if tid in m["inputs"]:
+                raise _err(path, f"{where}: writes {tname(tid)}, the model's input")
+            if tid in op["inputs"]:
+                raise _err(path, f"{where}: reads and writes {tname(tid)} (an operator cannot update a "
+                                 "tensor in place)")
+            producers[tid] = op["index"]
+        used.update(t for t in op["inputs"] + op["outputs"] if t >= 0)
+    for what, lst in (("input", m["inputs"]), ("output", m["outputs"])):
+        if len(set(lst)) != len(lst):
+            raise _err(path, f"the model's {what} list {lst} names a tensor twice")
+    for tid in m["inputs"]:
+        if tensors[tid]["data"] is not None:
+            raise _err(path, f"the model's input {tname(tid)} is a constant tensor")
+    for tid in m["outputs"]:
+        if tid not in producers:
+            what = ("a constant" if tensors[tid]["data"] is not None else
+                    "the model's input" if tid in m["inputs"] else "never computed")
+            raise _err(path, f"the model's output {tname(tid)} is not written by any operator (it is {what})")
+    for tid in sorted(used | set(m["inputs"]) | set(m["outputs"])):
+        t = tensors[tid]
+        if any(d < 1 for d in t["shape"]):
+            raise _err(path, f"{tname(tid)} has shape {list(t['shape'])}: every dimension must be >= 1")
+        n = 1
+        for d in t["shape"]:
+            n *= d
+        if n > MAX_TENSOR_ELEMENTS:
+            raise _err(path, f"{tname(tid)} has {n:,} elements; tinycluster compiles tensors of up to "
+                             f"{MAX_TENSOR_ELEMENTS:,} elements (microcontroller models)")
+        if t["dtype"] not in ("int8", "int32", "float32"):
+            continue  # a type the ops' own checks name
+        if t["quant_problem"] is not None and t["dtype"] != "float32":
+            raise _err(path, f"{tname(tid)}: invalid quantization: {t['quant_problem']}")
+        q = t["quant"]
+        if q is None or t["dtype"] != "int8":
+            continue
+        bad = [float(v) for v in q.scale if not (np.isfinite(v) and v > 0)]
+        if bad:
+            raise _err(path, f"{tname(tid)}: quantization scale {bad[0]!r} is not a finite positive number")
+        zp = [int(v) for v in q.zero_point if not -128 <= int(v) <= 127]
+        if zp:
+            raise _err(path, f"{tname(tid)}: zero point {zp[0]} is outside the int8 range [-128, 127]")
 
 
 def _prefixed(path: Path, index: int, op: str, e: TinyClusterError) -> TinyClusterError:
@@ -393,6 +530,11 @@ def _check_topological(path: Path, graph: Graph) -> None:
             raise _err(path, f"output tensor {tid} ('{graph.tensors[tid].name}') is never produced")
 
 
+#: the message for a failure no specific check caught (a missing validation: a bug to report)
+UNCHECKED = ("tinycluster cannot prepare this layer and has no specific check for the reason (a bug: please "
+             "report it with the model; TINYCLUSTER_DEBUG=1 shows the cause)")
+
+
 def resolve_graph(graph: Graph) -> Graph:
     """Run every op handler's ``resolve`` (checks + integer params) in execution order.
 
@@ -401,14 +543,16 @@ def resolve_graph(graph: Graph) -> Graph:
     """
     from ..ops import get_handler
 
+    from ..ops.base import check_operands
+
     path = Path(graph.source or graph.name)
     for n in graph.nodes:
         h = get_handler(n.op)
         try:
+            check_operands(h, n, graph)
             h.resolve(n, graph)
         except TinyClusterError as e:
             raise _prefixed(path, n.index, n.op, e) from None
-        except Exception as e:  # a handler bug on this model: still one line, cause kept for debugging
-            raise TinyClusterError(f"{path.name}: operator {n.index} ({n.op}): cannot prepare this layer "
-                                   f"({type(e).__name__}: {e})") from e
+        except Exception as e:  # a handler bug on this model: one line, the cause for TINYCLUSTER_DEBUG
+            raise TinyClusterError(f"{path.name}: operator {n.index} ({n.op}): {UNCHECKED}") from e
     return graph

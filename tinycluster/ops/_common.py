@@ -75,6 +75,13 @@ def extend4(shape, node=None, graph=None, what="tensor"):
     return [1] * (4 - len(shape)) + shape
 
 
+def same_shape(node, graph, x, y):
+    """Element-wise ops: TFLite gives the output the input's shape (and TFLite Micro computes
+    garbage when the model declares another one, even of the same size)."""
+    if [int(d) for d in x.shape] != [int(d) for d in y.shape]:
+        raise op_error(node, graph, f"output shape {list(y.shape)} is not the input's shape {list(x.shape)}")
+
+
 def numel(shape) -> int:
     n = 1
     for d in shape:

@@ -19,13 +19,19 @@ def _strides(shape4, out4):
 
 
 def broadcast_params(node, graph, sa, sb, so) -> dict:
+    """Geometry of TFLite Micro's element-wise loop (up to 4-D). TFLite Micro walks the output's
+    shape and indexes each input through its broadcast strides, so the output must be exactly
+    the broadcast shape of the inputs (leading 1s aside); shapes that do not broadcast, or an
+    output of the same size but another shape, make it read other elements than NumPy
+    broadcasting (or past the end of an input) and are refused."""
+    sa, sb, so = (tuple(int(d) for d in x) for x in (sa, sb, so))
     try:
-        expected = tuple(np.broadcast_shapes(tuple(sa), tuple(sb)))
+        expected = tuple(np.broadcast_shapes(sa, sb))
     except ValueError:
         raise op_error(node, graph, f"input shapes {list(sa)} and {list(sb)} do not broadcast") from None
-    if tuple(int(d) for d in so) != tuple(int(d) for d in expected) and \
-            int(np.prod(so)) != int(np.prod(expected)):
-        raise op_error(node, graph, f"output shape {list(so)} does not match the broadcast shape {list(expected)}")
+    if extend4(so, node, graph, "output") != extend4(expected, node, graph, "output"):
+        raise op_error(node, graph, f"output shape {list(so)} is not the broadcast shape {list(expected)} of the "
+                                    f"inputs {list(sa)} and {list(sb)}")
     a4 = extend4(sa, node, graph, "input 1")
     b4 = extend4(sb, node, graph, "input 2")
     o4 = extend4(expected, node, graph, "output")

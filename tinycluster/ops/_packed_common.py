@@ -38,6 +38,21 @@ def check_activation(node, graph):
     return act
 
 
+def parse_bias_type(o) -> dict:
+    """The options' quantized_bias_type (a TensorType; 0, FLOAT32, means unset), when the schema
+    package knows the field."""
+    f = getattr(o, "QuantizedBiasType", None)
+    return {"quantized_bias_type": int(f())} if f is not None else {}
+
+
+def check_bias_type(node, graph):
+    """TFLite Micro converts quantized_bias_type when it parses the options and refuses unknown
+    types; an int8 model's bias is int32 (2), or the field is unset (0)."""
+    t = node.attrs.get("quantized_bias_type", 0)
+    if t not in (0, 2):
+        fail(node, graph, f"option quantized_bias_type is {t}; an int8 model's bias type is INT32 (2) or unset (0)")
+
+
 # -- geometry (TFLite kernels/padding.h) ------------------------------------------------------
 
 def out_size(padding: str, image: int, k: int, stride: int, dil: int) -> int:
@@ -56,6 +71,12 @@ def pad_before(stride: int, dil: int, in_size: int, k: int, out: int) -> int:
 
 # -- quantization --------------------------------------------------------------------------
 
+def _check_scales(node, graph, t, what, scales):
+    bad = [float(v) for v in np.asarray(scales, np.float32).reshape(-1) if not (np.isfinite(v) and v > 0)]
+    if bad:
+        fail(node, graph, f"{what} tensor '{t.name}' has scale {bad[0]!r}; scales must be finite and positive")
+
+
 def io_quant(node, graph, tid, what):
     t = graph.tensors[tid]
     if t.dtype != "int8":
@@ -65,7 +86,11 @@ def io_quant(node, graph, tid, what):
         fail(node, graph, f"{what} tensor '{t.name}' has no quantization parameters (need a full-integer int8 model)")
     if q.scale.size != 1:
         fail(node, graph, f"{what} tensor '{t.name}' is quantized per channel; activations must be per tensor")
-    return float(np.float32(q.scale[0])), int(q.zero_point[0])
+    _check_scales(node, graph, t, what, q.scale)
+    zp = int(q.zero_point[0])
+    if not -128 <= zp <= 127:
+        fail(node, graph, f"{what} tensor '{t.name}' has zero point {zp} outside the int8 range [-128, 127]")
+    return float(np.float32(q.scale[0])), zp
 
 
 def filter_scales(node, graph, tid, n_channels):
@@ -78,7 +103,33 @@ def filter_scales(node, graph, tid, n_channels):
     s = np.asarray(q.scale, dtype=np.float32).reshape(-1)
     if s.size not in (1, n_channels):
         fail(node, graph, f"weight tensor '{t.name}' has {s.size} scales for {n_channels} output channels")
+    _check_scales(node, graph, t, "weight", s)
     return s
+
+
+def check_symmetric_weights(node, graph, tid):
+    """Conv and depthwise int8 weights are symmetric (TFLite's quantization spec: zero point 0);
+    TFLite Micro's kernels ignore the weight zero point, so any other value is refused."""
+    t = graph.tensors[tid]
+    zp = np.asarray(t.quant.zero_point).reshape(-1)
+    if zp.size and np.any(zp != 0):
+        fail(node, graph, f"weight tensor '{t.name}' has zero point {int(zp[zp != 0][0])}; int8 "
+                          f"{node.op} weights must be symmetric (zero point 0)")
+
+
+def check_bias(node, graph, n_channels: int):
+    """The optional bias (input 2): a constant int32 vector of one value per output channel."""
+    tid = node.inputs[2] if len(node.inputs) > 2 else -1
+    if tid < 0:
+        return None
+    t = graph.tensors[tid]
+    if t.data is None:
+        fail(node, graph, f"bias tensor '{t.name}' is not constant")
+    if t.dtype != "int32":
+        fail(node, graph, f"bias tensor '{t.name}' is {t.dtype}; int8 models need int32 biases")
+    if t.data.size != n_channels:
+        fail(node, graph, f"bias tensor '{t.name}' has {t.data.size} values for {n_channels} output channels")
+    return t
 
 
 def requant_params(in_scale: float, f_scales, out_scale: float, n_channels: int):
@@ -118,6 +169,7 @@ def resolve_requant(node, graph, n_channels: int) -> dict:
     in_s, in_zp = io_quant(node, graph, node.inputs[0], "input")
     out_s, out_zp = io_quant(node, graph, node.outputs[0], "output")
     fs = filter_scales(node, graph, node.inputs[1], n_channels)
+    check_bias(node, graph, n_channels)
     mult, shift, per_ch = requant_params(in_s, fs, out_s, n_channels)
     act_min, act_max = act_range(node, graph, out_s, out_zp)
     return dict(input_offset=-in_zp, output_offset=out_zp, act_min=act_min, act_max=act_max,

@@ -29,6 +29,7 @@ def _smaller_than_one(node, graph, real: float, what: str):
 
 @register("ADD")
 class AddHandler(BinaryElementwise, OpHandler):
+    n_inputs = (2, 2)
     def resolve(self, node, graph):
         (a, sa, za), (b, sb, zb), (o, so, zo), act, p = self.operands(node, graph)
         twice_max = 2.0 * max(f32(sa), f32(sb))

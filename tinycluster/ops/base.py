@@ -44,6 +44,11 @@ class OpHandler:
     #: "alias": output IS input 0 (no code, e.g. RESHAPE); "rows": supports emit_rows (row-range
     #: execution used by the planner for in-place conv with a ring buffer)
     inplace: str = "none"
+    #: how many inputs the op takes (minimum, maximum), which of them may be absent (-1), and
+    #: how many outputs it has: checked before ``resolve`` (:func:`check_operands`)
+    n_inputs: tuple = (1, 1)
+    optional_inputs: tuple = ()
+    n_outputs: int = 1
 
     def parse(self, raw: RawOp, graph) -> dict:
         return {}
@@ -63,6 +68,23 @@ class OpHandler:
 
     def reference(self, node, graph, inputs: list) -> list:
         raise NotImplementedError
+
+
+def check_operands(handler: OpHandler, node, graph) -> None:
+    """The operand counts and indices ``handler`` accepts (TFLite's NumInputs/NumOutputs checks),
+    before its ``resolve`` reads them: a one-line error naming the rule otherwise."""
+    from ..errors import TinyClusterError
+
+    lo, hi = handler.n_inputs
+    n = len(node.inputs)
+    if not lo <= n <= hi:
+        takes = f"{lo}" if lo == hi else f"{lo} to {hi}"
+        raise TinyClusterError(f"has {n} inputs; {node.op} takes {takes}")
+    for k, tid in enumerate(node.inputs):
+        if tid < 0 and k not in handler.optional_inputs:
+            raise TinyClusterError(f"input {k} is absent (-1), but {node.op} requires it")
+    if len(node.outputs) != handler.n_outputs:
+        raise TinyClusterError(f"has {len(node.outputs)} outputs; {node.op} has {handler.n_outputs}")
 
 
 def register(*names):

@@ -14,6 +14,7 @@ FIELDS = i32_fields(["outer", "in_inner", "out_inner", "offset"])
 
 @register("CONCATENATION")
 class ConcatenationHandler(OpHandler):
+    n_inputs = (1, 10)  # TFLite Micro: kMaxInputNum
     def parse(self, raw, graph):
         o = raw.options
         if o is None:
@@ -31,7 +32,7 @@ class ConcatenationHandler(OpHandler):
         axis = int(node.attrs.get("axis", 0))
         axis = axis + rank if axis < 0 else axis
         if not 0 <= axis < rank:
-            raise op_error(node, graph, f"axis {node.attrs.get('axis')} is out of range for rank {rank}")
+            raise op_error(node, graph, f"axis {node.attrs.get('axis')} is not a dimension of the rank-{rank} output")
         outer = numel(y.shape[:axis])
         inner = numel(y.shape[axis + 1:])
         parts, off = [], 0

@@ -72,8 +72,10 @@ def parse_conv_options(raw):
     return {
         "padding": pc.padding_name(o.Padding()),
         "stride_h": int(o.StrideH()), "stride_w": int(o.StrideW()),
-        "dil_h": int(o.DilationHFactor()) or 1, "dil_w": int(o.DilationWFactor()) or 1,
+        # as stored: TFLite Micro runs the values it reads (0 included), so 0 is refused in resolve
+        "dil_h": int(o.DilationHFactor()), "dil_w": int(o.DilationWFactor()),
         "activation": pc.activation_name(o.FusedActivationFunction()),
+        **pc.parse_bias_type(o),
     }
 
 
@@ -92,8 +94,8 @@ def conv_operands(node, graph):
     out = graph.tensors[node.outputs[0]]
     if len(inp.shape) != 4 or len(w.shape) != 4 or len(out.shape) != 4:
         pc.fail(node, graph, f"expects 4-D input/filter/output, got {inp.shape}, {w.shape}, {out.shape}")
-    if int(inp.shape[0]) != 1:
-        pc.fail(node, graph, f"batch {inp.shape[0]} is not supported (batch 1 only)")
+    if int(inp.shape[0]) != 1 or int(out.shape[0]) != 1:
+        pc.fail(node, graph, f"batch {inp.shape[0]} -> {out.shape[0]} is not supported (batch 1 only)")
     if not w.is_const:
         pc.fail(node, graph, "the filter must be a constant tensor")
     return (tuple(int(d) for d in inp.shape[1:]), tuple(int(d) for d in w.shape),
@@ -103,6 +105,7 @@ def conv_operands(node, graph):
 def resolve_geometry(node, graph, in_shape, k_h, k_w, out_shape):
     """Strides, dilation, padding and output size (TFLite ComputePaddingHeightWidth)."""
     a = node.attrs
+    pc.check_bias_type(node, graph)
     if a.get("padding") not in ("SAME", "VALID"):
         pc.fail(node, graph, f"padding {a.get('padding')} is not supported (SAME or VALID)")
     sh, sw, dh, dw = int(a["stride_h"]), int(a["stride_w"]), int(a.get("dil_h", 1)), int(a.get("dil_w", 1))
@@ -156,6 +159,7 @@ def taps(xp, p, ky, kx):
 
 @register("CONV_2D")
 class Conv2D(OpHandler):
+    n_inputs, optional_inputs = (2, 3), (2,)
     weight_input = 1
     weight_channel_axis = 0
     inplace = "rows"
@@ -172,6 +176,7 @@ class Conv2D(OpHandler):
         p = resolve_geometry(node, graph, (1, ih, iw, ic), kh, kw, out_shape)
         q = pc.resolve_requant(node, graph, oc)
         q.pop("filter_scales")
+        pc.check_symmetric_weights(node, graph, node.inputs[1])
         p.update(in_h=ih, in_w=iw, in_c=ic, out_c=oc, k_h=kh, k_w=kw, filter_in_c=fic, **q)
         pc.check_range(node, graph, p, dict(GEOMETRY_RANGES, filter_in_c=U16))
         node.params = p

@@ -41,6 +41,7 @@ def scratch_size(p: dict) -> int:
 
 @register("DEPTHWISE_CONV_2D")
 class DepthwiseConv2D(OpHandler):
+    n_inputs, optional_inputs = (2, 3), (2,)
     weight_input = 1
     weight_channel_axis = 3
     inplace = "rows"
@@ -53,15 +54,18 @@ class DepthwiseConv2D(OpHandler):
         (ih, iw, ic), (one, kh, kw, oc), out_shape = conv_operands(node, graph)
         if one != 1:
             pc.fail(node, graph, f"filter shape {(one, kh, kw, oc)} must be [1, kh, kw, channels]")
-        # the multiplier follows from the shapes (as TFLite does when the option is unset)
-        if oc % ic != 0:
-            pc.fail(node, graph, f"output depth {oc} is not a multiple of the input depth {ic}")
-        dm = oc // ic
+        # TFLite Micro's kernel loops over input channels x the option's depth_multiplier and
+        # assumes (debug builds only) that it equals filter channels / input depth: check it here
+        dm = int(node.attrs.get("depth_multiplier", 0))
+        if dm < 1 or dm * ic != oc:
+            pc.fail(node, graph, f"depth_multiplier {dm} does not match the shapes: input depth {ic} x "
+                                 f"depth_multiplier must equal the filter's {oc} channels")
         if out_shape[3] != oc:
             pc.fail(node, graph, f"output depth {out_shape[3]} != filter channels {oc}")
         p = resolve_geometry(node, graph, (1, ih, iw, ic), kh, kw, out_shape)
         q = pc.resolve_requant(node, graph, oc)
         q.pop("filter_scales")
+        pc.check_symmetric_weights(node, graph, node.inputs[1])
         p.update(in_h=ih, in_w=iw, in_c=ic, out_c=oc, k_h=kh, k_w=kw, depth_multiplier=dm, **q)
         pc.check_range(node, graph, p, dict(GEOMETRY_RANGES, depth_multiplier=U16))
         node.params = p

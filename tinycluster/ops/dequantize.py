@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import emit_call, input_expr, int8_tensor, numel, op_error, tensor
+from ._common import emit_call, input_expr, int8_tensor, numel, op_error, same_shape, tensor
 from .base import OpHandler, register
 from .quantize import FLOAT_FIELDS, float_bits
 
@@ -17,8 +17,7 @@ class DequantizeHandler(OpHandler):
         y = tensor(graph, node, node.outputs[0], "output")
         if y.dtype != "float32":
             raise op_error(node, graph, f"DEQUANTIZE to {y.dtype} is not supported (int8 -> float32 only)")
-        if numel(x.shape) != numel(y.shape):
-            raise op_error(node, graph, f"input {list(x.shape)} and output {list(y.shape)} sizes differ")
+        same_shape(node, graph, x, y)
         node.params = dict(size=numel(x.shape), zero_point=zx, scale_bits=float_bits(sx))
 
     def emit(self, node, ctx):

@@ -64,6 +64,7 @@ def fold_input_offset(p: dict, weights, bias):
 
 @register("FULLY_CONNECTED")
 class FullyConnected(OpHandler):
+    n_inputs, optional_inputs = (2, 3), (2,)
     weight_input = 1
     weight_channel_axis = 0
     inplace = "none"
@@ -76,6 +77,7 @@ class FullyConnected(OpHandler):
             "activation": pc.activation_name(o.FusedActivationFunction()),
             "keep_num_dims": bool(o.KeepNumDims()),
             "weights_format": int(o.WeightsFormat()),
+            **pc.parse_bias_type(o),
         }
 
     def resolve(self, node, graph):
@@ -83,6 +85,7 @@ class FullyConnected(OpHandler):
             pc.fail(node, graph, "needs input and weights tensors")
         if node.attrs.get("weights_format", 0) != 0:
             pc.fail(node, graph, "shuffled weights formats are not supported (DEFAULT only)")
+        pc.check_bias_type(node, graph)
         inp, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
         out = graph.tensors[node.outputs[0]]
         if len(w.shape) != 2:
@@ -90,18 +93,50 @@ class FullyConnected(OpHandler):
         if not w.is_const:
             pc.fail(node, graph, "the weights must be a constant tensor")
         n_out, n_in = (int(d) for d in w.shape)
-        if inp.size % n_in != 0:
-            pc.fail(node, graph, f"input of {inp.size} values is not a whole number of {n_in}-feature rows")
+        # TFLite's FC output shape: [rows, units] (rows = input size / weight columns), or with
+        # keep_num_dims the input's shape with its last dimension replaced by the units. TFLite
+        # Micro does not resize the output: it takes the rows from the output shape, so any
+        # other output shape computes something else.
+        in_shape, out_shape = [int(d) for d in inp.shape], [int(d) for d in out.shape]
+        if node.attrs.get("keep_num_dims"):
+            if not in_shape or in_shape[-1] != n_in:
+                pc.fail(node, graph, f"keep_num_dims needs an input whose last dimension is the {n_in} weight "
+                                     f"columns, got {in_shape}")
+            want = in_shape[:-1] + [n_out]
+        else:
+            if inp.size % n_in != 0:
+                pc.fail(node, graph, f"input of {inp.size} values is not a whole number of {n_in}-feature rows")
+            want = [inp.size // n_in, n_out]
+        if out_shape != want:
+            pc.fail(node, graph, f"output shape {out_shape} is not the [rows, units] = {want} the input "
+                                 f"{in_shape} and weights {list(w.shape)} give")
         rows = inp.size // n_in
-        if out.size != rows * n_out:
-            pc.fail(node, graph, f"output shape {tuple(out.shape)} does not hold {rows} x {n_out} values")
         q = pc.resolve_requant(node, graph, n_out)
-        per_channel_weights = q.pop("filter_scales").size > 1
+        fs = q.pop("filter_scales")
+        per_channel_weights = fs.size > 1
+        if not per_channel_weights:
+            self._check_bias_scale(node, graph, float(fs[0]))
         f_zp = 0 if per_channel_weights else int(w.quant.zero_point[0]) if w.quant.zero_point.size else 0
         p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=-f_zp, **q)
         pc.check_range(node, graph, p, {"in_features": U16, "out_features": U16, "batches": U16,
                                          "filter_offset": (-127, 128)})
         node.params = p
+
+    @staticmethod
+    def _check_bias_scale(node, graph, filter_scale: float):
+        """TFLite Micro's per-tensor FC Prepare (GetQuantizedConvolutionMultipler): the bias scale
+        (0 without quantization) must be within 2 % of an output step of input x weight scale."""
+        bid = node.inputs[2] if len(node.inputs) > 2 else -1
+        if bid < 0:
+            return
+        b = graph.tensors[bid]
+        bias_scale = float(np.float32(b.quant.scale[0])) if b.quant is not None and b.quant.scale.size else 0.0
+        in_s = float(np.float32(graph.tensors[node.inputs[0]].quant.scale[0]))
+        out_s = float(np.float32(graph.tensors[node.outputs[0]].quant.scale[0]))
+        if not abs(in_s * filter_scale - bias_scale) / out_s <= 0.02:
+            pc.fail(node, graph, f"bias tensor '{b.name}' has scale {bias_scale:.6g}, but input scale x weight scale "
+                                 f"is {in_s * filter_scale:.6g} (TFLite Micro requires them within 2 % of the output "
+                                 "scale)")
 
     def _consts(self, node, ctx):
         graph = ctx.graph

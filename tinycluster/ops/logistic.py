@@ -7,7 +7,7 @@ import numpy as np
 
 from ..quantize import multiply_by_quantized_multiplier
 from . import _fixedpoint as fp
-from ._common import emit_call, i32_fields, input_expr, int8_tensor, numel, op_error
+from ._common import emit_call, i32_fields, input_expr, int8_tensor, numel, op_error, same_shape
 from ._sigmoid import INPUT_INTEGER_BITS, sigmoid_params
 from .base import OpHandler, register
 
@@ -32,8 +32,7 @@ class LogisticHandler(OpHandler):
         y, sy, zy = int8_tensor(graph, node, node.outputs[0], "output")
         if zy != -128:
             raise op_error(node, graph, f"int8 output zero point must be -128 (TFLite Micro requires it), got {zy}")
-        if numel(x.shape) != numel(y.shape):
-            raise op_error(node, graph, f"input {list(x.shape)} and output {list(y.shape)} sizes differ")
+        same_shape(node, graph, x, y)
         node.params = sigmoid_params(node, graph, numel(x.shape), sx, zx)
 
     def emit(self, node, ctx):

@@ -26,6 +26,7 @@ def fold_count(mult: int, shift: int, count: int):
 
 @register("MEAN")
 class MeanHandler(OpHandler):
+    n_inputs = (2, 2)
     def parse(self, raw, graph):
         o = raw.options
         return {"keep_dims": bool(o.KeepDims()) if o is not None else False}
@@ -36,19 +37,27 @@ class MeanHandler(OpHandler):
         x, sx, zx = int8_tensor(graph, node, node.inputs[0], "input")
         y, sy, zy = int8_tensor(graph, node, node.outputs[0], "output")
         axes = const_ints(graph, node, node.inputs[1], "axis")
+        if graph.tensors[node.inputs[1]].dtype != "int32":
+            raise op_error(node, graph, f"axis tensor is {graph.tensors[node.inputs[1]].dtype}; TFLite Micro "
+                                        "requires int32")
         rank = len(x.shape)
         if rank > 4 or rank < 1:
             raise op_error(node, graph, f"rank-{rank} input is not supported (1 to 4 dimensions)")
+        if not 1 <= axes.size <= 4:
+            raise op_error(node, graph, f"{axes.size} axes given; MEAN takes 1 to 4 (TFLite Micro's limit)")
         red = set()
         for a in axes:
             a = int(a) + rank if a < 0 else int(a)
             if not 0 <= a < rank:
-                raise op_error(node, graph, f"axis {int(a)} is out of range for a rank-{rank} input")
+                raise op_error(node, graph, f"axis {int(a)} is not a dimension of the rank-{rank} input")
+            if a in red:
+                raise op_error(node, graph, f"axis {a} is given twice")
             red.add(a)
         keep = bool(node.attrs.get("keep_dims", False))
         expect = [1 if k in red else int(d) for k, d in enumerate(x.shape) if keep or k not in red]
-        if numel(expect) != numel(y.shape):
-            raise op_error(node, graph, f"output shape {list(y.shape)} does not match the reduced shape {expect}")
+        if [int(d) for d in y.shape] != expect:
+            raise op_error(node, graph, f"output shape {list(y.shape)} is not the reduced shape {expect} "
+                                        f"(keep_dims {keep})")
         d4 = extend4(x.shape, node, graph, "input")
         r4 = [0] * (4 - rank) + [1 if k in red else 0 for k in range(rank)]
         count = numel([d for d, r in zip(d4, r4) if r])

@@ -15,6 +15,7 @@ FIELDS = i32_fields(SHAPE_FIELDS + [
 
 @register("MUL")
 class MulHandler(BinaryElementwise, OpHandler):
+    n_inputs = (2, 2)
     def resolve(self, node, graph):
         (a, sa, za), (b, sb, zb), (o, so, zo), act, p = self.operands(node, graph)
         m, s = quantize_multiplier(f32(sa) * f32(sb) / f32(so))

@@ -13,12 +13,15 @@ FIELDS = i32_fields(["in_d0", "in_d1", "in_d2", "in_d3", "pad_b0", "pad_b1", "pa
 
 @register("PAD")
 class PadHandler(OpHandler):
+    n_inputs = (2, 2)
     def resolve(self, node, graph):
         if len(node.inputs) != 2:
             raise op_error(node, graph, f"expects 2 inputs (data, paddings), got {len(node.inputs)}")
         x, sx, zx = int8_tensor(graph, node, node.inputs[0], "input")
         y, sy, zy = int8_tensor(graph, node, node.outputs[0], "output")
         pads = const_ints(graph, node, node.inputs[1], "paddings")
+        if graph.tensors[node.inputs[1]].dtype != "int32":
+            raise op_error(node, graph, f"paddings tensor is {graph.tensors[node.inputs[1]].dtype}; int32 expected")
         rank = len(x.shape)
         if pads.size != 2 * rank:
             raise op_error(node, graph, f"paddings hold {pads.size} values for a rank-{rank} input (need {2 * rank})")

@@ -80,22 +80,31 @@ class PoolHandler(OpHandler):
         return numel(graph.tensors[node.outputs[0]].shape) * p["filter_h"] * p["filter_w"]
 
     def reference(self, node, graph, inputs):
+        """Loops over the filter taps (not the output positions): every tap gathers its input
+        value for all output positions at once, masked where the window leaves the input."""
         p = node.params
         x = np.asarray(inputs[0]).astype(np.int64).reshape(p["batches"], p["in_h"], p["in_w"], p["channels"])
-        out = np.empty((p["batches"], p["out_h"], p["out_w"], p["channels"]), dtype=np.int64)
-        for oy in range(p["out_h"]):
-            y0 = oy * p["stride_h"] - p["pad_h"]
-            ys, ye = max(0, y0), min(p["in_h"], y0 + p["filter_h"])
-            for ox in range(p["out_w"]):
-                x0 = ox * p["stride_w"] - p["pad_w"]
-                xs, xe = max(0, x0), min(p["in_w"], x0 + p["filter_w"])
-                win = x[:, ys:ye, xs:xe, :]
+        oy = np.arange(p["out_h"]) * p["stride_h"] - p["pad_h"]
+        ox = np.arange(p["out_w"]) * p["stride_w"] - p["pad_w"]
+        shape = (p["batches"], p["out_h"], p["out_w"], p["channels"])
+        acc = np.zeros(shape, np.int64) if node.op == "AVERAGE_POOL_2D" else np.full(shape, -128, np.int64)
+        cnt = np.zeros((p["out_h"], p["out_w"]), np.int64)
+        for ky in range(p["filter_h"]):
+            yy = oy + ky
+            vy = (yy >= 0) & (yy < p["in_h"])
+            for kx in range(p["filter_w"]):
+                xx = ox + kx
+                vx = (xx >= 0) & (xx < p["in_w"])
+                valid = vy[:, None] & vx[None, :]
+                v = x[:, np.clip(yy, 0, p["in_h"] - 1)][:, :, np.clip(xx, 0, p["in_w"] - 1)]
+                m = valid[None, :, :, None]
                 if node.op == "MAX_POOL_2D":
-                    v = np.maximum(win.max(axis=(1, 2)), -128)
+                    acc = np.where(m, np.maximum(acc, v), acc)
                 else:
-                    cnt = (ye - ys) * (xe - xs)
-                    s = win.sum(axis=(1, 2))
-                    v = np.where(s > 0, (s + cnt // 2) // cnt, -((-(s - cnt // 2)) // cnt))
-                out[:, oy, ox, :] = v
-        out = np.clip(out, p["act_min"], p["act_max"]).astype(np.int8)
+                    acc += np.where(m, v, 0)
+                cnt += valid
+        if node.op == "AVERAGE_POOL_2D":
+            c = np.maximum(cnt, 1)[None, :, :, None]
+            acc = np.where(acc > 0, (acc + c // 2) // c, -((-(acc - c // 2)) // c))
+        out = np.clip(acc, p["act_min"], p["act_max"]).astype(np.int8)
         return [out.reshape(graph.tensors[node.outputs[0]].shape)]

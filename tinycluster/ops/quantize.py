@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..quantize import quantize_multiplier
-from ._common import emit_call, f32, input_expr, int8_tensor, numel, op_error, round_half_away_f32, tensor
+from ._common import emit_call, f32, input_expr, int8_tensor, numel, op_error, round_half_away_f32, same_shape, tensor
 from .base import OpHandler, register
 from .relu import REQUANT_FIELDS, requant_reference
 
@@ -25,8 +25,7 @@ class QuantizeHandler(OpHandler):
         x = tensor(graph, node, node.inputs[0], "input")
         y, sy, zy = int8_tensor(graph, node, node.outputs[0], "output")
         n = numel(y.shape)
-        if numel(x.shape) != n:
-            raise op_error(node, graph, f"input {list(x.shape)} and output {list(y.shape)} sizes differ")
+        same_shape(node, graph, x, y)
         if x.dtype == "float32":
             node.params = dict(kind="float", size=n, zero_point=zy, scale_bits=float_bits(sy))
             return

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..quantize import multiply_by_quantized_multiplier, quantize_multiplier
-from ._common import emit_call, f32, i32_fields, input_expr, int8_tensor, numel, op_error, round_half_away_f32
+from ._common import (emit_call, f32, i32_fields, input_expr, int8_tensor, numel, op_error, round_half_away_f32,
+                      same_shape)
 from .base import OpHandler, register
 
 REQUANT_FIELDS = i32_fields(["size", "input_offset", "output_offset", "multiplier", "shift", "act_min", "act_max"])
@@ -35,9 +36,8 @@ class ReluHandler(OpHandler):
     def resolve(self, node, graph):
         x, sx, zx = int8_tensor(graph, node, node.inputs[0], "input")
         y, sy, zy = int8_tensor(graph, node, node.outputs[0], "output")
+        same_shape(node, graph, x, y)
         n = numel(x.shape)
-        if n != numel(y.shape):
-            raise op_error(node, graph, f"input {list(x.shape)} and output {list(y.shape)} sizes differ")
         if node.op == "RELU":
             m, s = quantize_multiplier(f32(sx) / f32(sy))
             node.params = dict(kind="requant", size=n, input_offset=-zx, output_offset=zy, multiplier=m, shift=s,

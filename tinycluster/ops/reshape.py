@@ -11,6 +11,7 @@ from .base import OpHandler, register
 
 @register("RESHAPE")
 class ReshapeHandler(OpHandler):
+    n_inputs, optional_inputs = (1, 2), (1,)
     inplace = "alias"
 
     def resolve(self, node, graph):

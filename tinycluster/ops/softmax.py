@@ -9,7 +9,7 @@ import numpy as np
 
 from ..quantize import quantize_multiplier
 from . import _fixedpoint as fp
-from ._common import emit_call, f32, i32_fields, input_expr, int8_tensor, numel, op_error
+from ._common import emit_call, f32, i32_fields, input_expr, int8_tensor, numel, op_error, same_shape
 from .base import OpHandler, register
 
 SCALED_DIFF_INTEGER_BITS = 5
@@ -29,7 +29,8 @@ class SoftmaxHandler(OpHandler):
 
     def parse(self, raw, graph):
         o = raw.options
-        return {"beta": f32(o.Beta()) if o is not None else 1.0}
+        # no options: TFLite Micro runs with beta 0 (refused in resolve); the importer refuses it first
+        return {"beta": f32(o.Beta()) if o is not None else 0.0}
 
     def resolve(self, node, graph):
         x, sx, zx = int8_tensor(graph, node, node.inputs[0], "input")
@@ -44,7 +45,9 @@ class SoftmaxHandler(OpHandler):
         if not real > 1.0:
             raise op_error(node, graph, f"beta * input scale = {beta * f32(sx):.3g} is too small: TFLite needs "
                                         "beta * scale * 2^26 > 1 (TFLite Micro aborts on this model)")
-        m, s = quantize_multiplier(real)
+        # QuantizeMultiplierGreaterThanOne: real <= 2^31 - 1 by construction, so a shift of 31 is
+        # possible (then only the maximum contributes: the input radius is 0)
+        m, s = quantize_multiplier(real, max_shift=31)
         if s < 0:
             raise op_error(node, graph, "input multiplier has a negative shift (unsupported)")
         depth = int(x.shape[-1])

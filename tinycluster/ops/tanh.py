@@ -4,7 +4,7 @@ Kernel: runtime_c/src/tc_tanh_s8.c."""
 from __future__ import annotations
 
 from . import _fixedpoint as fp
-from ._common import emit_call, i32_fields, input_expr, int8_tensor, numel, op_error
+from ._common import emit_call, i32_fields, input_expr, int8_tensor, numel, same_shape
 from ._sigmoid import sigmoid_params
 from .base import OpHandler, register
 from .logistic import sigmoid_reference
@@ -19,8 +19,7 @@ class TanhHandler(OpHandler):
     def resolve(self, node, graph):
         x, sx, zx = int8_tensor(graph, node, node.inputs[0], "input")
         y, sy, zy = int8_tensor(graph, node, node.outputs[0], "output")
-        if numel(x.shape) != numel(y.shape):
-            raise op_error(node, graph, f"input {list(x.shape)} and output {list(y.shape)} sizes differ")
+        same_shape(node, graph, x, y)
         node.params = sigmoid_params(node, graph, numel(x.shape), sx, zx)
 
     def emit(self, node, ctx):

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tc_arch.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -46,13 +48,74 @@ TC_INLINE int32_t tc_rounding_divide_by_pot(int32_t x, int exponent)
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-/* TFLite MultiplyByQuantizedMultiplier: x * mult * 2^(shift-31), shift in [-31, 30]. */
-TC_INLINE int32_t tc_mul_by_quant_mult(int32_t x, int32_t mult, int32_t shift)
+/* TFLite MultiplyByQuantizedMultiplier: x * mult * 2^(shift-31), shift in [-31, 30]. The
+ * reference form, written as gemmlowp writes it; tc_mul_by_quant_mult() below is the same
+ * function, per core. */
+TC_INLINE int32_t tc_mul_by_quant_mult_ref(int32_t x, int32_t mult, int32_t shift)
 {
     const int left = shift > 0 ? shift : 0;
     const int right = shift > 0 ? 0 : -shift;
     return tc_rounding_divide_by_pot(
         tc_sat_rounding_doubling_high_mul((int32_t)((uint32_t)x << left), mult), right);
+}
+
+/* Per-core forms of the same function (bit-exact with the reference for every x, every shift
+ * in [-31, 30] and every mult in [0, 2^31); tests/test_requantize.py checks them against it).
+ *
+ * Both use that gemmlowp's nudge-and-truncate, (ab + (ab >= 0 ? 2^30 : 1 - 2^30)) / 2^31
+ * rounded toward zero, equals floor((ab + 2^30) / 2^31) for either sign of ab (for ab = -n:
+ * -floor((n - 1 + 2^30) / 2^31) == floor((2^30 - n) / 2^31)), so the high product needs no
+ * sign-dependent nudge; the one saturating case (INT32_MIN * INT32_MIN) is kept. */
+
+/* Cores with a 32x32 -> 64 multiply-accumulate (ARMv7-M / ARMv8-M Mainline SMLAL, x86-64). */
+TC_INLINE int32_t tc_mul_by_quant_mult_smlal(int32_t x, int32_t mult, int32_t shift)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = left - shift;
+    const int32_t xs = (int32_t)((uint32_t)x << left);
+    const int64_t ab = (int64_t)xs * mult + ((int64_t)1 << 30);
+    int32_t h = (int32_t)(uint32_t)(uint64_t)(ab >> 31);
+    if (mult == INT32_MIN && xs == INT32_MIN) {
+        h = INT32_MAX;
+    }
+    return tc_rounding_divide_by_pot(h, right);
+}
+
+/* ARMv6-M (no 64-bit multiply instruction: GCC would call __aeabi_lmul): the high product
+ * from four 16 x 16 MULS. With x = xh*2^16 + xl, mult = mh*2^16 + ml (xl, ml, mh unsigned),
+ * floor((x*mult + 2^30) / 2^31) = 2*xh*mh + floor(S / 2^15), where
+ * S = xh*ml + (xl*mh + (xl*ml >> 16) + 2^14); the first term is in [-2^31, 2^31), the second
+ * in [0, 2^31), so S (33 bits) is halved exactly first: floor(S/2) = (a>>1) + (b>>1) + (a&b&1).
+ * mult < 0 (outside the documented range) takes the reference path. */
+TC_INLINE int32_t tc_mul_by_quant_mult_v6m(int32_t x, int32_t mult, int32_t shift)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = left - shift;
+    const int32_t xs = (int32_t)((uint32_t)x << left);
+    const int32_t xh = xs >> 16;
+    const uint32_t xl = (uint32_t)xs & 0xFFFFu;
+    const int32_t mh = mult >> 16;
+    const uint32_t ml = (uint32_t)mult & 0xFFFFu;
+    const int32_t a = xh * (int32_t)ml;
+    const int32_t b = (int32_t)(xl * (uint32_t)mh + ((xl * ml) >> 16) + (1u << 14));
+    const int32_t half_s = (a >> 1) + (b >> 1) + (a & b & 1);
+    const int32_t h = (int32_t)((uint32_t)(2 * xh * mh) + (uint32_t)(half_s >> 14));
+    if (mult < 0) {
+        return tc_mul_by_quant_mult_ref(x, mult, shift);
+    }
+    return tc_rounding_divide_by_pot(h, right);
+}
+
+/* The function every kernel calls. */
+TC_INLINE int32_t tc_mul_by_quant_mult(int32_t x, int32_t mult, int32_t shift)
+{
+#if defined(TC_ARCH_ARMV6M)
+    return tc_mul_by_quant_mult_v6m(x, mult, shift);
+#elif defined(TC_ARCH_ARM_DSP)
+    return tc_mul_by_quant_mult_smlal(x, mult, shift);
+#else
+    return tc_mul_by_quant_mult_ref(x, mult, shift);
+#endif
 }
 
 /* The one requantize used by every kernel: scale, add output offset, clamp. */

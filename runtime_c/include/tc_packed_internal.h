@@ -10,14 +10,9 @@
 
 #include "tc_kernels.h"
 
-/* x86 hosts get run-time-dispatched SSSE3 decoders (tc_unpack_lut.c); -DTC_NO_HOST_SIMD
- * builds the portable code only (what Cortex-M runs; the tests build both). */
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(TC_NO_HOST_SIMD)
-#define TC_HOST_X86_SIMD 1
-#define TC_HOST_SIMD 1
-#else
-#define TC_HOST_SIMD 0
-#endif
+/* Fast-path selection (TC_ARCH_ARM_DSP, TC_ARCH_ARMV6M, TC_HOST_X86_SIMD, TC_HOST_SIMD) comes
+ * from tc_arch.h through tc_common.h; -DTC_PORTABLE (or -DTC_NO_HOST_SIMD on a host) builds
+ * the portable reference only (the tests build both). */
 
 /* out[j] = tc_requantize(acc[j], mult[c0 + j or 0], shift[c0 + j or 0], ...) for j < n
  * (tc_requantize_lanes.c; vectorized on x86 hosts, mult must be in [0, 2^31)). */

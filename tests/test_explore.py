@@ -213,3 +213,27 @@ def test_missing_model_and_foreign_output_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no temp folder left
     r = run([str(shared_model("kws_ref_model.tflite")), "-o", str(out), "--eval", str(foreign / "notes.txt")])
     check_error(r, out, "--eval needs --calib")
+
+
+def test_a_point_compile_refuses_is_a_note_not_the_end(tmp_path, monkeypatch):
+    import tinycluster
+    from tiny_tflite import fully_connected_model
+    from tinycluster.errors import TinyClusterError
+    from tinycluster.explore import explore
+
+    rng = np.random.default_rng(2)
+    m = tmp_path / "fc.tflite"
+    m.write_bytes(fully_connected_model(rng.integers(-127, 128, (8, 16)).astype(np.int8),
+                                        rng.integers(-50, 50, 8).astype(np.int32)))
+    real = tinycluster.compile
+
+    def fake(model, **kw):
+        if kw.get("bits") == 2 and kw.get("granularity") == "per-tensor":
+            raise TinyClusterError(f"{model}: refused for the test")
+        return real(model, **kw)
+
+    monkeypatch.setattr(tinycluster, "compile", fake)
+    res = explore(m, bits=[2, 3], lossless=False, budgets=None, samples=5, quiet=True)
+    assert "per-tensor 2 bit" not in {p["label"] for p in res["points"]}
+    assert "per-tensor 3 bit" in {p["label"] for p in res["points"]}
+    assert any("per-tensor 2 bit skipped" in n and "refused for the test" in n for n in res["notes"])

@@ -291,8 +291,12 @@ def explore(model, *, calib=None, eval_data=None, bits: Sequence[int] = DEFAULT_
         for kw in jobs:
             label = f"{kw['granularity']} " + ("lossless" if kw.get("lossless") else f"{kw['bits']} bit")
             bar.set_postfix_str(label)
-            cm, sec = run(**kw)
-            points.append(_point(label, cm, ev, sec, _command(model, calib, board, **kw), **kw))
+            try:
+                cm, sec = run(**kw)
+            except TinyClusterError as e:  # one point that compile refuses does not end the sweep
+                notes.append(f"{label} skipped: {e}")
+            else:
+                points.append(_point(label, cm, ev, sec, _command(model, calib, board, **kw), **kw))
             bar.update(1)
         bar.close()
 
@@ -330,6 +334,9 @@ def explore(model, *, calib=None, eval_data=None, bits: Sequence[int] = DEFAULT_
         if calib is None:
             notes.append("no --calib: codebooks were chosen data-free and scored on random inputs; "
                          "--calib with representative inputs would help both")
+        elif eval_data is None:
+            notes.append(f"each point was calibrated on half of {Path(str(calib)).name} and scored on the other "
+                         "half; the commands listed calibrate on all of it, as you would")
         return {
             "tool": "tinycluster", "version": tinycluster.__version__, "command": command,
             "model": str(model), "reference": ref_note, "interpreter": "TFLite Micro",

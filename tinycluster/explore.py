@@ -307,7 +307,11 @@ def explore(model, *, calib=None, eval_data=None, bits: Sequence[int] = DEFAULT_
                        and not p["lossless"]]
         for b in tqdm(budgets or [], desc="explore: flash budgets", unit="point", disable=quiet, leave=False):
             label = f"budget {b:,} B"
-            cm, sec = run(frontend={"flash_budget": int(b)})
+            try:
+                cm, sec = run(frontend={"flash_budget": int(b)})
+            except TinyClusterError as e:
+                notes.append(f"{label} skipped: {e}")
+                continue
             if not _budget_honoured(cm.report):
                 notes.append(f"flash budgets skipped: `compile --flash-budget` does not apply to this model's path "
                              f"({model.suffix} input) in tinycluster {tinycluster.__version__}")

@@ -32,4 +32,4 @@ test: $(STAMP) tools
 	$(PY) -m pytest -n 2 -q -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
-	rm -rf .tc_cache out build
+	rm -rf .tc_cache out build dist

@@ -11,6 +11,7 @@ import re
 import numpy as np
 
 from tinycluster.builders.host import build_host_module
+from tinycluster.ops import fully_connected
 from tinycluster.packing import pack_indices
 from tinycluster.paths import RUNTIME_INCLUDE, RUNTIME_SRC
 
@@ -49,8 +50,9 @@ def packed_section() -> str:
 
 @functools.lru_cache(maxsize=None)
 def lib(opt: str = "-O2", portable: bool = False):
-    """portable=True: without the host (x86 SSSE3) decoders, i.e. the code Cortex-M runs."""
-    extra = ["-DTC_NO_HOST_SIMD"] if portable else []
+    """portable=True: the portable reference code (TC_PORTABLE, docs/design-codebooks-kernels.md;
+    TC_NO_HOST_SIMD for the x86 decoders), what the Arm fast paths are compared with."""
+    extra = ["-DTC_NO_HOST_SIMD", "-DTC_PORTABLE"] if portable else []
     return build_host_module([RUNTIME_SRC / s for s in SOURCES], packed_section() + INTERNAL_CDEF,
                              header='#include "tc_kernels.h"\n' + INTERNAL_HEADER, opt=opt, extra_cflags=extra,
                              name_hint="tc_packed_portable" if portable else "tc_packed")
@@ -112,8 +114,12 @@ def run_fc(p, layout, x, bias, fields, portable=False):
     xin, _ = _arr(ffi, "int8_t", np.asarray(x, np.int8).reshape(-1))
     n = p["batches"] * p["out_features"]
     out = _out(ffi, n)
-    assert L.tc_fully_connected_packed_get_buffer_size(ps) == 0
-    L.tc_fully_connected_packed(ps, xin, pk, cb, cmap, b, m, s, out + GUARD)
+    nscr = L.tc_fully_connected_packed_get_buffer_size(ps)
+    assert nscr == fully_connected.scratch_size(p, layout.bits, layout.stride)
+    # scratch deliberately misaligned by one byte, poisoned: the kernel must not read before writing
+    scr_buf = ffi.new("int8_t[]", nscr + 1)
+    ffi.memmove(scr_buf, bytes([0xA5]) * (nscr + 1), nscr + 1)
+    L.tc_fully_connected_packed(ps, xin, pk, cb, cmap, b, m, s, out + GUARD, scr_buf + 1)
     return _read_out(ffi, out, n)
 
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from conftest import require_tool, shared_model
 from tinycluster.boards import SCHEMA, available_boards, load_all_boards, load_board
 from tinycluster.errors import TinyClusterError
-from tinycluster.paths import BOARDS_DIR, RUNTIME_SRC
+from tinycluster.paths import BOARDS_DIR
 
 BOARDS = available_boards()
 # one board per distinct CPU: ARMv6-M, ARMv7E-M (M4F), ARMv7E-M (M7), ARMv8-M mainline
@@ -248,6 +248,15 @@ def test_run_bit_exact_in_qemu(kws_dir, tmp_path, board):
     assert r["instructions_per_invoke"] > macs  # at least one instruction per MAC on these cores
     assert r["instructions_per_mac"] == round(r["instructions_per_invoke"] / macs, 3)
     assert 0 < r["stack_used"] <= load_board(board).stack_reserve
+    # estimated cycles: every instruction costs at least one cycle in every core model, the mix
+    # adds up to the count, and milliseconds follow from the profile's clock
+    assert r["cycles_per_invoke"] >= r["instructions_per_invoke"]
+    assert sum(r["instruction_mix"].values()) == r["instructions_per_invoke"]
+    assert r["instruction_mix"]["mul"] > 0 and r["instruction_mix"]["load"] > 0
+    assert r["ms_per_invoke"] == round(1000 * r["cycles_per_invoke"] / load_board(board).clock_hz, 3)
+    # the emulator's painted stack (invoke alone) and the QEMU harness's (main + init + invoke)
+    # measure the same deepest call chain
+    assert abs(r["stack_used"] - r["stack_used_qemu"]) <= 128
 
 
 def test_run_reports_mismatch(kws_dir, tmp_path, monkeypatch):
@@ -313,8 +322,10 @@ def test_pico_sdk_project_structure(kws_rp2040_dir):
     lcmds = dict(_cmake_commands((lib / "CMakeLists.txt").read_text()))
     assert lcmds["add_library"].startswith(f"{name} STATIC")
     assert (lib / "src" / f"{name}.c").read_text() == (kws_rp2040_dir / f"{name}.c").read_text()
-    runtime = sorted(p.name for p in (lib / "src").glob("tc_*.c"))
-    assert runtime and runtime == sorted(p.name for p in RUNTIME_SRC.glob("*.c"))
+    # the library's runtime is the output folder's runtime copy, byte for byte
+    runtime = {p.name: p.read_bytes() for p in (lib / "src" / "runtime").glob("tc_*")}
+    assert runtime and runtime == {p.name: p.read_bytes() for p in (kws_rp2040_dir / "runtime").glob("tc_*")}
+    assert "tc_conv2d_packed.c" in runtime and "tc_common.h" in runtime
     main = (fw / "main.c").read_text()
     assert '#include "pico/stdlib.h"' in main and "stdio_init_all()" in main
     assert f"{name}_init();" in main and f"{name}_invoke(input, output)" in main and "class %d" in main

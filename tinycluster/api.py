@@ -37,6 +37,9 @@ class CompiledModel:
         return write_output_dir(out_dir, self.files())
 
     def files(self) -> dict:
+        """{relative path: content} of the output folder: the model, its C runtime copy
+        (``runtime/``), the report, the clustered .tflite and any extra files (firmware/, ...)."""
+        from .c_runtime import runtime_files
         from .report import render_markdown
 
         files = {
@@ -46,15 +49,20 @@ class CompiledModel:
             "report.md": render_markdown(self.report),
             f"{self.name}_clustered.tflite": self.clustered_tflite,
         }
+        files.update(runtime_files(self.c_source))
         files.update(self.extra_files)
         return files
 
     def build_host(self, opt: str = "-O2"):
         """Compile the generated C for this machine; returns a HostModel."""
+        from .c_runtime import RUNTIME_SUBDIR
+
         tmp = Path(tempfile.mkdtemp(prefix="tc_host_"))
         try:
             for fn, content in self.files().items():
-                if fn.endswith((".c", ".h")) and "/" not in fn:  # not the firmware/ copies
+                top = "/" not in fn
+                if (top and fn.endswith((".c", ".h"))) or fn.startswith(RUNTIME_SUBDIR + "/"):
+                    (tmp / fn).parent.mkdir(parents=True, exist_ok=True)
                     (tmp / fn).write_text(content)
             return HostModel.build(tmp, self.name, self.report, opt=opt)
         finally:
@@ -82,14 +90,19 @@ class HostModel:
 
     @classmethod
     def build(cls, src_dir: Path, name: str, report: dict, opt: str = "-O2"):
+        """Build ``src_dir/<name>.c`` with the runtime copy in ``src_dir/runtime/`` (what
+        ``compile`` wrote there), never with the installed runtime."""
         from .builders.host import build_host_module
-        from .paths import runtime_sources
+        from .c_runtime import RUNTIME_SUBDIR, check_abi, output_runtime_sources
 
+        src_dir = Path(src_dir)
+        rt_sources = output_runtime_sources(src_dir, name)
+        check_abi(src_dir, name)
         ic, oc = _C_OF[report["input"]["dtype"]], _C_OF[report["output"]["dtype"]]
         cdef = f"void {name}_init(void);\nint {name}_invoke(const {ic} *input, {oc} *output);\n"
-        ffi, lib = build_host_module([Path(src_dir) / f"{name}.c", *runtime_sources()], cdef,
-                                     header=f'#include "{name}.h"', include_dirs=[src_dir], opt=opt,
-                                     name_hint=f"model_{name}")
+        ffi, lib = build_host_module([src_dir / f"{name}.c", *rt_sources], cdef,
+                                     header=f'#include "{name}.h"', include_dirs=[src_dir, src_dir / RUNTIME_SUBDIR],
+                                     opt=opt, name_hint=f"model_{name}", runtime_include=False)
         return cls(ffi, lib, name, report)
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
@@ -244,6 +257,9 @@ def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None
 
     clustered = clustered_model_bytes(graph, data)
     cm = CompiledModel(name, em.c_source, em.header, report, clustered, graph, plan)
+    from .emit import emit_selftest
+
+    cm.extra_files["selftest.c"] = emit_selftest(graph, name)
     if board_profile is not None:
         from .builders.firmware import firmware_files
 

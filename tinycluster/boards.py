@@ -29,7 +29,8 @@ _STR, _INT, _LIST = "string", "integer", "list of strings"
 
 # section -> key -> (type, required)
 SCHEMA = {
-    "": {"name": (_STR, True), "description": (_STR, True), "cpu": (_STR, True), "arch": (_STR, True)},
+    "": {"name": (_STR, True), "description": (_STR, True), "cpu": (_STR, True), "arch": (_STR, True),
+         "clock_hz": (_INT, False)},
     "compiler": {"cflags": (_LIST, True), "opt": (_STR, True)},
     "memory": {"flash_origin": (_INT, True), "flash_size": (_INT, True), "sram_origin": (_INT, True),
                "sram_size": (_INT, True), "stack_reserve": (_INT, True)},
@@ -68,6 +69,7 @@ class Board:
     qemu_ram_size: int
     unicorn_cpu: str
     firmware_sdk: str = "cmake"
+    clock_hz: int = 0  # core clock for estimated milliseconds (0: unknown)
     path: Path = field(default=None, compare=False)
 
     @property
@@ -187,7 +189,8 @@ def load_board_file(path) -> Board:
         codebook_section=pl.get("codebook_section", ""),
         qemu_machine=q["machine"], qemu_cpu=q.get("cpu", ""), qemu_flash_origin=q["flash_origin"],
         qemu_flash_size=q["flash_size"], qemu_ram_origin=q["ram_origin"], qemu_ram_size=q["ram_size"],
-        unicorn_cpu=u["cpu"], firmware_sdk=data.get("firmware", {}).get("sdk", "cmake"), path=path)
+        unicorn_cpu=u["cpu"], firmware_sdk=data.get("firmware", {}).get("sdk", "cmake"),
+        clock_hz=data.get("clock_hz", 0), path=path)
 
 
 def load_board(name_or_path) -> Board:

@@ -105,7 +105,11 @@ def emit_model(graph, plan, *, name: str, command: str, codebook_placement: str 
     macs = sum(int(get_handler(n.op).macs(n, graph)) for n in graph.nodes)
     env = _env()
     sha = hashlib.sha256(source_bytes).hexdigest()[:16] if source_bytes else "-"
+    from .c_runtime import RUNTIME_SUBDIR, abi_version
+
+    abi = abi_version()
     common = dict(
+        abi=abi, abi_others=[v for v in range(max(1, abi - 4), abi + 9) if v != abi], runtime_dir=RUNTIME_SUBDIR,
         name=name, NAME=name.upper(), version=__version__, command=command.replace("*/", "* /"),
         source=str(graph.source).replace("*/", "* /"), source_sha=sha,
         input=_io_info(graph, graph.inputs[0], plan), output=_io_info(graph, graph.outputs[0], plan),
@@ -116,3 +120,42 @@ def emit_model(graph, plan, *, name: str, command: str, codebook_placement: str 
         decls=ctx.decls, steps=steps, flash_bytes=flash, sram_codebook_bytes=ctx.bytes_by("sram"), **common)
     header = env.get_template("model.h.j2").render(**common)
     return EmittedModel(name, c_source, header, ctx, plan.arena_size)
+
+
+def lcg_bytes(seed: int, n: int) -> np.ndarray:
+    """The int8 sequence of selftest.c's generator (state = state * 1664525 + 1013904223 mod
+    2^32, top byte), for seed ``seed``."""
+    out = np.empty(n, np.int8)
+    state = seed & 0xFFFFFFFF
+    for i in range(n):
+        state = (state * 1664525 + 1013904223) & 0xFFFFFFFF
+        out[i] = np.uint8(state >> 24).view(np.int8)
+    return out
+
+
+def emit_selftest(graph, name: str, n_samples: int = 2) -> str:
+    """``selftest.c``: a main() running the model on ``n_samples`` generated inputs and comparing
+    the outputs with the bit-exact numpy reference (:mod:`tinycluster.executor`), so that
+    ``cc *.c runtime/*.c`` on the output folder links into a self-checking program."""
+    from .executor import run_graph
+
+    tin, tout = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+    ctx = {"input": {"dtype": tin.dtype, "ctype": CTYPE_OF[tin.dtype]},
+           "output": {"dtype": tout.dtype, "ctype": CTYPE_OF[tout.dtype], "nbytes": tout.nbytes}}
+    q_scale, q_zp = np.float32(1.0), 0
+    if tin.dtype == "float32":  # float input: the QUANTIZE reading it gives the int8 grid
+        for n in graph.nodes:
+            if graph.inputs[0] in n.inputs and n.op == "QUANTIZE":
+                q = graph.tensors[n.outputs[0]].quant
+                q_scale, q_zp = np.float32(q.scale[0]), int(q.zero_point[0])
+                break
+    samples = []
+    for s in range(n_samples):
+        q = lcg_bytes(s + 1, tin.size)
+        x = (np.float32(1) * (q.astype(np.int32) - q_zp).astype(np.float32) * q_scale).astype(np.float32) \
+            if tin.dtype == "float32" else q
+        y = np.ascontiguousarray(np.asarray(run_graph(graph, x.reshape(tin.shape)), dtype=tout.dtype))
+        samples.append(", ".join(str(b) for b in y.reshape(-1).view(np.uint8)))
+    return _env().get_template("selftest.c.j2").render(
+        name=name, NAME=name.upper(), version=__version__, samples=samples,
+        input_q_scale=repr(float(q_scale)), input_q_zero_point=q_zp, **ctx)

@@ -38,23 +38,42 @@ class TFLiteRunner:
     """
 
     def __init__(self, model: bytes, reference: str = "tflm"):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
         self.model = bytes(model)
-        lit = Interpreter(model_content=self.model,
-                          experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-        lit.allocate_tensors()
-        self.inp = lit.get_input_details()[0]
-        self.out = lit.get_output_details()[0]
-        self.in_dtype = self.inp["dtype"]
-        self.quantized = self.in_dtype != np.float32
-        self.reference = reference if self.quantized else "litert-ref"
-        self._lit = lit
-        self._tflm = None
-        if self.reference == "tflm":
+        self._lit = self._tflm = None
+        if reference == "tflm":
+            # int8-input models run on TFLite Micro alone (a core dependency: evaluate works from
+            # a plain install); float-input models go to LiteRT below
             from tflite_micro.python.tflite_micro import runtime
 
-            self._tflm = runtime.Interpreter.from_bytes(self.model, arena_size=8 << 20)
+            tflm = runtime.Interpreter.from_bytes(self.model, arena_size=8 << 20)
+            inp, out = tflm.get_input_details(0), tflm.get_output_details(0)
+            if np.dtype(inp["dtype"]) != np.float32:
+                self._tflm = tflm
+                self.inp, self.out = self._details(inp), self._details(out)
+        if self._tflm is None:
+            try:
+                from ai_edge_litert.interpreter import Interpreter, OpResolverType
+            except ImportError:
+                raise TinyClusterError("running a float model (or --reference litert-ref) needs LiteRT: "
+                                       "pip install 'tinycluster[tf]'") from None
+            lit = Interpreter(model_content=self.model,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+            lit.allocate_tensors()
+            self.inp = lit.get_input_details()[0]
+            self.out = lit.get_output_details()[0]
+            self._lit = lit
+        self.in_dtype = self.inp["dtype"]
+        self.quantized = self.in_dtype != np.float32
+        self.reference = "tflm" if self._tflm is not None else "litert-ref"
+
+    @staticmethod
+    def _details(d: dict) -> dict:
+        """TFLite Micro's tensor details in LiteRT's layout (shape, dtype, (scale, zero point))."""
+        q = d["quantization_parameters"]
+        scale = float(q["scales"][0]) if len(q["scales"]) else 0.0
+        zp = int(q["zero_points"][0]) if len(q["zero_points"]) else 0
+        return {"shape": np.asarray(d["shape"]), "dtype": np.dtype(d["dtype"]).type, "quantization": (scale, zp),
+                "index": 0}
 
     def _q_in(self, x):
         if not self.quantized:
@@ -162,7 +181,14 @@ def evaluate(out_dir, data_npz, *, reference: str = "tflm", max_samples: Optiona
         res["bits_per_weight"] = round(bsum / w, 3) if w else None
     res["flash_bytes"] = totals.get("flash_bytes")
     if plots:
-        res["plots"] = _plots(out, report)
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            res["plots"] = []
+            if not quiet:
+                print("(plots skipped: install matplotlib, e.g. pip install 'tinycluster[plots]')")
+        else:
+            res["plots"] = _plots(out, report)
     _write(out, report, res)
     if not quiet:
         print(format_result(res))

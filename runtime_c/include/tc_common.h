@@ -13,6 +13,12 @@
 
 #include "tc_arch.h"
 
+/* Version of the runtime's ABI: kernel signatures, params structs, documented value ranges and
+ * the packed stream format. It changes with any of them; every generated model checks it at
+ * compile time (#error on a mismatch).
+ * 2: tc_fully_connected_packed() takes caller scratch (pair tables, *_get_buffer_size). */
+#define TC_RUNTIME_ABI_VERSION 2
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -73,14 +73,17 @@ typedef struct {
     uint8_t requant_per_channel; /* 0 or 1 */
 } tc_fc_packed_params;
 
-/* No scratch (returns 0). Stack: 128-weight decode chunks (384 B); portable builds add a
- * byte -> int16 weight-pair table (1 KiB) for per-tensor 4-bit codebooks; x86 hosts add the
- * input row widened to int16 (4 KiB). */
+/* Scratch: a pair table (4 * 2^(2*bits) + 3 bytes) for widths 1..4 when it pays: per-tensor
+ * codebooks with in_features * out_features >= 4 * 2^(2*bits), per-channel / shared codebooks
+ * with in_features >= 2 * 2^(2*bits) (rebuilt per codebook); 0 otherwise. Any alignment.
+ * Stack: <= 0.5 KiB on Cortex-M (128-weight decode chunk), + 4 KiB on x86 hosts (the input
+ * row widened to int16). */
 int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p);
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
                                const uint8_t *codebook_map, const int32_t *bias,
-                               const int32_t *mult, const int8_t *shift, int8_t *output);
+                               const int32_t *mult, const int8_t *shift, int8_t *output,
+                               int8_t *scratch);
 
 /* CONV_2D, batch 1. input [in_h][in_w][in_c], weights [out_c][k_h][k_w][filter_in_c]
  * (groups = in_c / filter_in_c; output channel c reads input channels

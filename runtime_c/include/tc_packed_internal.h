@@ -28,6 +28,24 @@ TC_INLINE int tc_dw_pairs(const tc_dw_packed_params *p)
     return p->out_c == 8 && p->depth_multiplier == 1 && p->stride_w == 1;
 }
 
+/* Layout of the decoded depthwise filter in scratch, chosen by the rows path the build runs
+ * (tc_depthwise_conv2d_packed_decode.c documents each); all fit the one scratch size. */
+#define TC_DW_PORTABLE 0
+#define TC_DW_DSP 1
+#define TC_DW_V6M 2
+TC_INLINE int tc_dw_layout(const tc_dw_packed_params *p)
+{
+#if defined(TC_ARCH_ARM_DSP)
+    return p->depth_multiplier == 1 ? TC_DW_DSP : TC_DW_PORTABLE;
+#elif defined(TC_ARCH_ARMV6M)
+    /* channel sums (4 B) + int8 taps per channel fit the int16 filter's bytes from 4 taps */
+    return (int32_t)p->k_h * p->k_w >= 4 ? TC_DW_V6M : TC_DW_PORTABLE;
+#else
+    (void)p;
+    return TC_DW_PORTABLE;
+#endif
+}
+
 
 /* Shallow filters (e.g. a first layer on 1..3 input channels, or a pointwise layer on 8..16
  * channels) make per-channel dot products too short to vectorize; those layers decode all
@@ -73,6 +91,16 @@ TC_INLINE int tc_conv_is_shallow(const tc_conv_packed_params *p)
 #define TC_NOINLINE __attribute__((noinline))
 #else
 #define TC_NOINLINE
+#endif
+
+/* Hot loops on Arm: GCC's first scheduling pass hoists every table load of an unrolled loop
+ * body to the top, which needs more registers than the core has (r0-r12, lr) and spills the
+ * accumulators to the stack (Cortex-M4, FC 4-bit: 3.2 instead of 2.1 instructions per MAC).
+ * Without that pass the loop keeps the source order: load, look up, multiply-accumulate. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__arm__)
+#define TC_HOT_LOOP __attribute__((optimize("no-schedule-insns")))
+#else
+#define TC_HOT_LOOP
 #endif
 
 /* Decoded weights are held as int16 (sign-extended once per decode), so that the dot
@@ -208,6 +236,337 @@ TC_INLINE void tc_tap_range(int32_t origin, int32_t dil, int32_t size, int32_t k
     *lo = a;
     *hi = b;
 }
+
+/* ---- Arm fast paths (tc_arch.h: TC_ARCH_ARM_DSP, TC_ARCH_ARMV6M) ------------------------ */
+
+#if defined(TC_ARCH_ARM_DSP)
+#include <string.h>
+/* DSP-core primitives shared by the packed kernels. Loads from any address (one LDR/LDRH:
+ * ARMv7-M / ARMv8-M Mainline load words and halfwords unaligned). GCC's ACLE has __sxtb16 but
+ * no SXTB16 with its ROR #8 operand and no PKHBT/PKHTB, and does not fold a rotate into
+ * __sxtb16, so those are one-instruction asm statements (as CMSIS-NN's cmsis_gcc.h does). */
+TC_INLINE uint32_t tc_ld32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+TC_INLINE uint32_t tc_ld16(const void *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+/* bytes 1 and 3 of x sign-extended into two int16 lanes */
+TC_INLINE int32_t tc_sxtb16_ror8(uint32_t x)
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+/* (lo[15:0], hi[15:0]) */
+TC_INLINE int32_t tc_pkhbt16(int32_t lo, int32_t hi)
+{
+    int32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+}
+/* (lo[31:16], hi[31:16]) */
+TC_INLINE int32_t tc_pkhtb16(int32_t hi, int32_t lo)
+{
+    int32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(hi), "r"(lo));
+    return r;
+}
+#endif
+
+#if defined(TC_ARCH_ARMV6M)
+/* ARMv6-M int8 dot products, 2 positions x 2 channels and 1 position x 2 channels:
+ * acc[0] += w0.xa, acc[1] += w1.xa, acc[2] += w0.xb, acc[3] += w1.xb over n >= 0 elements.
+ *
+ * Thumb-1 has no intrinsics for any of this, and GCC's Thumb-1 register allocation (-Os, the
+ * boards' setting) keeps the accumulators in low registers and spills the pointers: 6.5
+ * instructions per multiply-accumulate. The loops below are the shape the core wants: seven
+ * low registers hold the four base pointers, one index (LDRSB takes register offsets only)
+ * and two temporaries (r7 stays free for a frame pointer); the accumulators live in r8-r11
+ * (ADD accepts high registers); MULS keeps its Rn operand, so an input byte is loaded once
+ * per two products and a weight reloaded rather than copied: 30 instructions per 8
+ * multiply-accumulates (2x2), 16 per 4 (1x2), two elements per iteration. Builds without
+ * optimization (frame pointer, no register variables) and other compilers run the C loop,
+ * which computes the same sums. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__OPTIMIZE__)
+#define TC_V6M_ASM 1
+#define TC_V6M_MAC2(x, a0, a1)                                                                    \
+    "ldrsb %[t0], [%[" x "], %[i]]\n\t"                                                         \
+    "ldrsb %[t1], [%[w0], %[i]]\n\t"                                                            \
+    "muls %[t1], %[t0], %[t1]\n\t"                                                              \
+    "add %[" a0 "], %[t1]\n\t"                                                                  \
+    "ldrsb %[t1], [%[w1], %[i]]\n\t"                                                            \
+    "muls %[t1], %[t0], %[t1]\n\t"                                                              \
+    "add %[" a1 "], %[t1]\n\t"
+#endif
+
+TC_INLINE void tc_v6m_dot2x2(const int8_t *xa, const int8_t *xb, const int8_t *w0,
+                             const int8_t *w1, int32_t n, int32_t *acc)
+{
+#if defined(TC_V6M_ASM)
+    register int32_t a0 __asm__("r8") = acc[0];
+    register int32_t a1 __asm__("r9") = acc[1];
+    register int32_t b0 __asm__("r10") = acc[2];
+    register int32_t b1 __asm__("r11") = acc[3];
+    if (n & 1) { /* odd element first, then pairs */
+        const int32_t x0 = xa[0], x1 = xb[0], v0 = w0[0], v1 = w1[0];
+        a0 += x0 * v0;
+        a1 += x0 * v1;
+        b0 += x1 * v0;
+        b1 += x1 * v1;
+        xa++;
+        xb++;
+        w0++;
+        w1++;
+        n--;
+    }
+    if (n > 0) {
+        int32_t i = -n, t0, t1;
+        xa += n;
+        xb += n;
+        w0 += n;
+        w1 += n;
+        __asm__ volatile(".syntax unified\n"
+                         "1:\n\t" TC_V6M_MAC2("xa", "a0", "a1") TC_V6M_MAC2("xb", "b0", "b1")
+                         "adds %[i], #1\n\t" TC_V6M_MAC2("xa", "a0", "a1")
+                         TC_V6M_MAC2("xb", "b0", "b1") "adds %[i], #1\n\t"
+                         "bne 1b\n"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1),
+                           [i] "+l"(i), [t0] "=&l"(t0), [t1] "=&l"(t1)
+                         : [xa] "l"(xa), [xb] "l"(xb), [w0] "l"(w0), [w1] "l"(w1)
+                         : "cc", "memory");
+    }
+#else
+    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        const int32_t x0 = xa[i], x1 = xb[i], v0 = w0[i], v1 = w1[i];
+        a0 += x0 * v0;
+        a1 += x0 * v1;
+        b0 += x1 * v0;
+        b1 += x1 * v1;
+    }
+#endif
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+
+TC_INLINE void tc_v6m_dot1x2(const int8_t *xa, const int8_t *w0, const int8_t *w1, int32_t n,
+                             int32_t *acc)
+{
+#if defined(TC_V6M_ASM)
+    register int32_t a0 __asm__("r8") = acc[0];
+    register int32_t a1 __asm__("r9") = acc[1];
+    if (n & 1) {
+        const int32_t x0 = xa[0];
+        a0 += x0 * w0[0];
+        a1 += x0 * w1[0];
+        xa++;
+        w0++;
+        w1++;
+        n--;
+    }
+    if (n > 0) {
+        int32_t i = -n, t0, t1;
+        xa += n;
+        w0 += n;
+        w1 += n;
+        __asm__ volatile(".syntax unified\n"
+                         "1:\n\t" TC_V6M_MAC2("xa", "a0", "a1") "adds %[i], #1\n\t"
+                         TC_V6M_MAC2("xa", "a0", "a1") "adds %[i], #1\n\t"
+                         "bne 1b\n"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [i] "+l"(i), [t0] "=&l"(t0),
+                           [t1] "=&l"(t1)
+                         : [xa] "l"(xa), [w0] "l"(w0), [w1] "l"(w1)
+                         : "cc", "memory");
+    }
+#else
+    int32_t a0 = acc[0], a1 = acc[1];
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        const int32_t x0 = xa[i];
+        a0 += x0 * w0[i];
+        a1 += x0 * w1[i];
+    }
+#endif
+    acc[0] = a0;
+    acc[1] = a1;
+}
+#endif
+
+#if defined(TC_ARCH_ARMV6M)
+/* ARMv6-M depthwise window of one channel: sum of x[r*rx + i] * w[r*rw + i] over rows r <
+ * `rows` and i = 0, s, ..., (cols - 1) * s (x and w advance by the same s per tap: input and
+ * filter are both [..][channels] with multiplier 1). `span` = cols * s. With `wsum` != NULL
+ * also the sum of the weights seen (for the input offset of windows that leave the input).
+ * Same register shape as tc_v6m_dot2x2 (x and w pre-offset by span so that the index runs
+ * from -span up to 0 and ADDS sets the loop flag): 6 instructions per tap, 7 with the sum,
+ * 19 per row of three taps (unrolled). */
+TC_INLINE int32_t tc_v6m_dw_window(const int8_t *x, const int8_t *w, int32_t s, int32_t span,
+                                   int32_t rows, int32_t rx, int32_t rw, int32_t *wsum)
+{
+#if defined(TC_V6M_ASM)
+    /* Thumb-1 "r" operands are low registers: the loop constants go to high ones by name */
+    register int32_t a __asm__("r8") = 0;
+    register int32_t neg __asm__("r10") = -span;
+    register int32_t rxh __asm__("r11") = rx;
+    register int32_t rwh __asm__("r12") = rw;
+    int32_t i, t0, t1;
+    x += span;
+    w += span;
+    if (wsum == NULL && span == 3 * s) { /* three taps per row, unrolled */
+        __asm__ volatile(".syntax unified\n"
+                         "1:\n\t"
+                         "mov %[i], %[neg]\n\t"
+                         "ldrsb %[t0], [%[x], %[i]]\n\t"
+                         "ldrsb %[t1], [%[w], %[i]]\n\t"
+                         "muls %[t1], %[t0], %[t1]\n\t"
+                         "add %[a], %[t1]\n\t"
+                         "adds %[i], %[i], %[s]\n\t"
+                         "ldrsb %[t0], [%[x], %[i]]\n\t"
+                         "ldrsb %[t1], [%[w], %[i]]\n\t"
+                         "muls %[t1], %[t0], %[t1]\n\t"
+                         "add %[a], %[t1]\n\t"
+                         "adds %[i], %[i], %[s]\n\t"
+                         "ldrsb %[t0], [%[x], %[i]]\n\t"
+                         "ldrsb %[t1], [%[w], %[i]]\n\t"
+                         "muls %[t1], %[t0], %[t1]\n\t"
+                         "add %[a], %[t1]\n\t"
+                         "add %[x], %[rx]\n\t"
+                         "add %[w], %[rw]\n\t"
+                         "subs %[rows], #1\n\t"
+                         "bne 1b\n"
+                         : [a] "+r"(a), [x] "+l"(x), [w] "+l"(w), [rows] "+l"(rows), [i] "=&l"(i),
+                           [t0] "=&l"(t0), [t1] "=&l"(t1)
+                         : [s] "l"(s), [neg] "r"(neg), [rx] "r"(rxh), [rw] "r"(rwh)
+                         : "cc", "memory");
+    } else if (wsum == NULL) {
+        __asm__ volatile(".syntax unified\n"
+                         "1:\n\t"
+                         "mov %[i], %[neg]\n"
+                         "2:\n\t"
+                         "ldrsb %[t0], [%[x], %[i]]\n\t"
+                         "ldrsb %[t1], [%[w], %[i]]\n\t"
+                         "muls %[t1], %[t0], %[t1]\n\t"
+                         "add %[a], %[t1]\n\t"
+                         "adds %[i], %[i], %[s]\n\t"
+                         "bne 2b\n\t"
+                         "add %[x], %[rx]\n\t"
+                         "add %[w], %[rw]\n\t"
+                         "subs %[rows], #1\n\t"
+                         "bne 1b\n"
+                         : [a] "+r"(a), [x] "+l"(x), [w] "+l"(w), [rows] "+l"(rows), [i] "=&l"(i),
+                           [t0] "=&l"(t0), [t1] "=&l"(t1)
+                         : [s] "l"(s), [neg] "r"(neg), [rx] "r"(rxh), [rw] "r"(rwh)
+                         : "cc", "memory");
+    } else {
+        register int32_t ws __asm__("r9") = 0;
+        __asm__ volatile(".syntax unified\n"
+                         "1:\n\t"
+                         "mov %[i], %[neg]\n"
+                         "2:\n\t"
+                         "ldrsb %[t0], [%[x], %[i]]\n\t"
+                         "ldrsb %[t1], [%[w], %[i]]\n\t"
+                         "muls %[t0], %[t1], %[t0]\n\t"
+                         "add %[a], %[t0]\n\t"
+                         "add %[ws], %[t1]\n\t"
+                         "adds %[i], %[i], %[s]\n\t"
+                         "bne 2b\n\t"
+                         "add %[x], %[rx]\n\t"
+                         "add %[w], %[rw]\n\t"
+                         "subs %[rows], #1\n\t"
+                         "bne 1b\n"
+                         : [a] "+r"(a), [ws] "+r"(ws), [x] "+l"(x), [w] "+l"(w), [rows] "+l"(rows),
+                           [i] "=&l"(i), [t0] "=&l"(t0), [t1] "=&l"(t1)
+                         : [s] "l"(s), [neg] "r"(neg), [rx] "r"(rxh), [rw] "r"(rwh)
+                         : "cc", "memory");
+        *wsum = ws;
+    }
+    return a;
+#else
+    int32_t a = 0, ws = 0, r, i;
+    for (r = 0; r < rows; r++) {
+        for (i = 0; i < span; i += s) {
+            a += x[i] * w[i];
+            ws += w[i];
+        }
+        x += rx;
+        w += rw;
+    }
+    if (wsum != NULL) {
+        *wsum = ws;
+    }
+    return a;
+#endif
+}
+#endif
+
+#if defined(TC_ARCH_ARMV6M)
+/* ARMv6-M depthwise 3x3 windows that lie inside the input, n consecutive channels of one
+ * position: acc[j] += sum over the nine taps of x[j + r*rx + k*s] * w[j + (3r + k)*s]
+ * (multiplier 1: input and filter advance by s = channels per tap). One index walks the
+ * filter through all nine taps; the input base moves by rx - 3s per row, so each tap is
+ * LDRSB, LDRSB, MULS, ADD, ADDS: 55 instructions per channel with the loop. */
+TC_INLINE void tc_v6m_dw3x3(const int8_t *x, const int8_t *w, int32_t s, int32_t rx, int32_t n,
+                            int32_t *acc)
+{
+#if defined(TC_V6M_ASM)
+    register int32_t a __asm__("r8");
+    register int32_t drow __asm__("r9") = rx - 3 * s;
+    register int32_t back __asm__("r10") = 1 - 2 * (rx - 3 * s); /* ADD only: Thumb-1 SUB takes low registers */
+    register int32_t *end __asm__("r11") = acc + n;
+    int32_t i, t0, t1;
+    if (n <= 0) {
+        return;
+    }
+#define TC_V6M_TAP                                                                                \
+    "ldrsb %[t0], [%[x], %[i]]\n\t"                                                             \
+    "ldrsb %[t1], [%[w], %[i]]\n\t"                                                             \
+    "muls %[t1], %[t0], %[t1]\n\t"                                                              \
+    "add %[a], %[t1]\n\t"
+    __asm__ volatile(".syntax unified\n"
+                     "1:\n\t"
+                     "ldr %[t0], [%[acc]]\n\t"
+                     "mov %[a], %[t0]\n\t"
+                     "movs %[i], #0\n\t" TC_V6M_TAP "adds %[i], %[i], %[s]\n\t" TC_V6M_TAP
+                     "adds %[i], %[i], %[s]\n\t" TC_V6M_TAP "adds %[i], %[i], %[s]\n\t"
+                     "add %[x], %[drow]\n\t" TC_V6M_TAP "adds %[i], %[i], %[s]\n\t" TC_V6M_TAP
+                     "adds %[i], %[i], %[s]\n\t" TC_V6M_TAP "adds %[i], %[i], %[s]\n\t"
+                     "add %[x], %[drow]\n\t" TC_V6M_TAP "adds %[i], %[i], %[s]\n\t" TC_V6M_TAP
+                     "adds %[i], %[i], %[s]\n\t" TC_V6M_TAP
+                     "mov %[t0], %[a]\n\t"
+                     "stm %[acc]!, {%[t0]}\n\t"
+                     "add %[x], %[back]\n\t"
+                     "adds %[w], #1\n\t"
+                     "cmp %[acc], %[end]\n\t"
+                     "bne 1b\n"
+                     : [a] "=&r"(a), [x] "+l"(x), [w] "+l"(w), [acc] "+l"(acc), [i] "=&l"(i),
+                       [t0] "=&l"(t0), [t1] "=&l"(t1)
+                     : [s] "l"(s), [drow] "r"(drow), [back] "r"(back), [end] "r"(end)
+                     : "cc", "memory");
+#undef TC_V6M_TAP
+#else
+    int32_t j, r, k;
+    for (j = 0; j < n; j++) {
+        int32_t a = acc[j];
+        for (r = 0; r < 3; r++) {
+            for (k = 0; k < 3; k++) {
+                a += x[j + r * rx + k * s] * w[j + (3 * r + k) * s];
+            }
+        }
+        acc[j] = a;
+    }
+#endif
+}
+#endif
 
 /* 4-byte-aligned int32 area at the start of caller scratch (3 bytes of slack are budgeted) */
 TC_INLINE int32_t *tc_scratch_s32(int8_t *scratch)

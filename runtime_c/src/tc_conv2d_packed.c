@@ -1,14 +1,25 @@
 /*
  * tc_conv2d_packed: CONV_2D (batch 1, optional groups) on packed cluster indices.
  *
- * Decode once, reuse across positions: for each output channel the filter
+ * Decode once, reuse across positions. Portable reference: for each output channel the filter
  * [k_h][k_w][filter_in_c] is decoded into scratch (as int16, see tc_packed_internal.h)
  * together with per-row prefix sums of its weights, then used for every output position of
- * the row range. The input offset is
- * folded out of the dot products: sum over valid taps of w*(x+io) = sum(w*x) + io*sum(w),
- * where sum(w) over the valid taps comes from the prefix sums (so padding needs no branch
- * in the inner loop). With dil_w == 1 and no groups a filter row is one contiguous dot
- * product of (valid k_w) * in_c.
+ * the row range. The input offset is folded out of the dot products: sum over valid taps of
+ * w*(x+io) = sum(w*x) + io*sum(w), where sum(w) over the valid taps comes from the prefix sums
+ * (so padding needs no branch in the inner loop). With dil_w == 1 and no groups a filter row
+ * is one contiguous dot product of (valid k_w) * in_c.
+ *
+ * Arm fast paths (one dispatch in tc_conv2d_packed(), tc_arch.h selects the family): the
+ * filters of two output channels are decoded together and every dot product computes a 2x2
+ * block (two output positions x two output channels), so each decoded weight is loaded once
+ * per two positions and each input byte once per two channels.
+ *  - ARMv7E-M / ARMv8-M with DSP (M4, M7, M33): the pair is stored as int16 in the lane order
+ *    SXTB16 produces from four input bytes (x0, x1, x2, x3) -> (x0, x2), (x1, x3); the inner
+ *    loop is LDR + 2 SXTB16 per position and 8 SMLAD per 16 multiply-accumulates, no PKHBT.
+ *    Needs filter_in_c % 4 == 0 (each tap starts a group of four).
+ *  - ARMv6-M (M0, M0+, RP2040): the pair as int8 (two filters back to back); one LDRSB per
+ *    operand, MULS, ADD, four accumulators.
+ * Both keep the input offset out of the inner loop (prefix sums, as the reference).
  * Semantics: TFLite Micro reference_integer_ops::ConvPerChannel.
  */
 #include "tc_packed_internal.h"
@@ -24,14 +35,18 @@ int32_t tc_conv2d_packed_get_buffer_size(const tc_conv_packed_params *p)
     if (mode == 2) { /* int8 */
         return 3 + kh * kw * (int32_t)p->filter_in_c * (p->out_c + 1);
     }
-    return 3 + 4 * kh * (kw + 1) + 2 * kh * kw * (int32_t)p->filter_in_c;
+    /* deep: prefix sums of two channels + two decoded filters as int16 (the Arm pair paths;
+     * the portable path uses half of it). The same size on every target: the generated code
+     * does not depend on the board. */
+    return 3 + 8 * kh * (kw + 1) + 4 * kh * kw * (int32_t)p->filter_in_c;
 }
 
-void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
-                      const uint8_t *packed, const int8_t *codebooks,
-                      const uint8_t *codebook_map, const int32_t *bias,
-                      const int32_t *mult, const int8_t *shift,
-                      int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch)
+/* Portable reference: one filter at a time, any geometry. */
+static void conv_deep_portable(const tc_conv_packed_params *p, const int8_t *input,
+                               const uint8_t *packed, const int8_t *codebooks,
+                               const uint8_t *codebook_map, const int32_t *bias,
+                               const int32_t *mult, const int8_t *shift, int32_t oy_begin,
+                               int32_t oy_end, int8_t *output, int8_t *scratch)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
     const int32_t out_w = p->out_w, out_c = p->out_c;
@@ -44,16 +59,10 @@ void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
     const int pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && p->pad_top == 0 &&
                           p->pad_left == 0 && out_w == in_w;
     const uint32_t bits = p->bits;
-    int32_t *psum;
-    int16_t *filt;
+    int32_t *psum = tc_scratch_s32(scratch);
+    int16_t *filt = (int16_t *)(void *)(psum + kh * (kw + 1));
     int32_t c;
 
-    if (tc_conv2d_packed_decode(p, packed, codebooks, codebook_map, scratch)) { /* shallow */
-        tc_conv2d_packed_rows(p, input, bias, mult, shift, oy_begin, oy_end, output, scratch);
-        return;
-    }
-    psum = tc_scratch_s32(scratch);
-    filt = (int16_t *)(void *)(psum + kh * (kw + 1));
     for (c = 0; c < out_c; c++) {
         const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
         const int8_t *cb = codebooks != NULL ? codebooks + (int32_t)p->codebook_stride * cbi : NULL;
@@ -106,10 +115,11 @@ void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
                         const int32_t *ps = psum + ky * (kw + 1);
                         if (contiguous) {
                             acc += tc_dot_s16_s8(frow + kx_lo * fic, xrow + (ix0 + kx_lo) * in_c,
-                                             (kx_hi - kx_lo) * fic);
+                                                 (kx_hi - kx_lo) * fic);
                         } else {
                             for (kx = kx_lo; kx < kx_hi; kx++) {
-                                acc += tc_dot_s16_s8(frow + kx * fic, xrow + (ix0 + kx * dwl) * in_c, fic);
+                                acc += tc_dot_s16_s8(frow + kx * fic, xrow + (ix0 + kx * dwl) * in_c,
+                                                     fic);
                             }
                         }
                         ws += ps[kx_hi] - ps[kx_lo];
@@ -121,4 +131,319 @@ void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
             }
         }
     }
+}
+
+#if defined(TC_ARCH_ARM_DSP) || defined(TC_ARCH_ARMV6M)
+
+#if defined(TC_ARCH_ARM_DSP)
+/* Decoded pair: per group of four weights of the flattened filter, the words
+ * (w0, w2)c0, (w1, w3)c0, (w0, w2)c1, (w1, w3)c1, so weight index t is word t. */
+typedef uint32_t tc_pw;
+
+TC_INLINE int arm_conv_applies(const tc_conv_packed_params *p)
+{
+    return (p->filter_in_c & 3) == 0;
+}
+
+static void arm_decode_pair(const uint8_t *packed, uint32_t bits, const int8_t *cb0,
+                            const int8_t *cb1, int32_t c0, int32_t c1, int32_t flen, tc_pw *wb)
+{
+    int8_t tmp[TC_UNPACK_CHUNK];
+    int half;
+    for (half = 0; half < 2; half++) {
+        const uint32_t c = (uint32_t)(half ? c1 : c0);
+        tc_pw *dst = wb + 2 * half;
+        int32_t i, j;
+        for (i = 0; i < flen; i += TC_UNPACK_CHUNK) {
+            const int32_t n = TC_MIN(TC_UNPACK_CHUNK, flen - i);
+            tc_unpack_lut(packed, (c * (uint32_t)flen + (uint32_t)i) * bits, (uint8_t)bits,
+                          half ? cb1 : cb0, n, tmp);
+            for (j = 0; j < n; j += 4) {
+                const uint32_t v = tc_ld32(tmp + j);
+                dst[i + j] = __sxtb16(v);
+                dst[i + j + 1] = tc_sxtb16_ror8(v);
+            }
+        }
+    }
+}
+
+/* sum of the weights of channel `half` over one tap (fic weights starting at w) */
+static int32_t arm_tap_sum(const tc_pw *w, int32_t fic, int half)
+{
+    int32_t s = 0, g;
+    for (g = 0; g < fic; g += 4) {
+        s = __smlad(w[g + 2 * half], 0x00010001u, s);
+        s = __smlad(w[g + 2 * half + 1], 0x00010001u, s);
+    }
+    return s;
+}
+
+/* acc[0] += c0.xa, acc[1] += c1.xa, acc[2] += c0.xb, acc[3] += c1.xb over n weights (n % 4
+ * == 0) starting at w; xb = xa + d. */
+static TC_NOINLINE void arm_dot2x2(const int8_t *xa, int32_t d, const tc_pw *w, int32_t wstride,
+                          int32_t n, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
+    const int8_t *end = xa + n;
+    (void)wstride;
+    while (xa != end) {
+        const uint32_t va = tc_ld32(xa), vb = tc_ld32(xa + d);
+        const uint32_t ae = __sxtb16(va), ao = tc_sxtb16_ror8(va);
+        const uint32_t be = __sxtb16(vb), bo = tc_sxtb16_ror8(vb);
+        a0 = __smlad(ae, w[0], a0);
+        a0 = __smlad(ao, w[1], a0);
+        b0 = __smlad(be, w[0], b0);
+        b0 = __smlad(bo, w[1], b0);
+        a1 = __smlad(ae, w[2], a1);
+        a1 = __smlad(ao, w[3], a1);
+        b1 = __smlad(be, w[2], b1);
+        b1 = __smlad(bo, w[3], b1);
+        xa += 4;
+        w += 4;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = b0;
+    acc[3] = b1;
+}
+
+/* acc[0] += c0.xa, acc[1] += c1.xa */
+static TC_NOINLINE void arm_dot1x2(const int8_t *xa, const tc_pw *w, int32_t wstride, int32_t n,
+                          int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1];
+    const int8_t *end = xa + n;
+    (void)wstride;
+    while (xa != end) {
+        const uint32_t va = tc_ld32(xa);
+        const uint32_t ae = __sxtb16(va), ao = tc_sxtb16_ror8(va);
+        a0 = __smlad(ae, w[0], a0);
+        a0 = __smlad(ao, w[1], a0);
+        a1 = __smlad(ae, w[2], a1);
+        a1 = __smlad(ao, w[3], a1);
+        xa += 4;
+        w += 4;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+
+#else /* TC_ARCH_ARMV6M */
+/* Decoded pair: the two int8 filters back to back (channel c1 at + flen). */
+typedef int8_t tc_pw;
+
+TC_INLINE int arm_conv_applies(const tc_conv_packed_params *p)
+{
+    (void)p;
+    return 1;
+}
+
+static void arm_decode_pair(const uint8_t *packed, uint32_t bits, const int8_t *cb0,
+                            const int8_t *cb1, int32_t c0, int32_t c1, int32_t flen, tc_pw *wb)
+{
+    tc_unpack_lut(packed, (uint32_t)c0 * (uint32_t)flen * bits, (uint8_t)bits, cb0, flen, wb);
+    tc_unpack_lut(packed, (uint32_t)c1 * (uint32_t)flen * bits, (uint8_t)bits, cb1, flen, wb + flen);
+}
+
+static int32_t arm_tap_sum(const tc_pw *w, int32_t fic, int half)
+{
+    int32_t s = 0, i;
+    (void)half; /* the caller passes the channel's own filter */
+    for (i = 0; i < fic; i++) {
+        s += w[i];
+    }
+    return s;
+}
+
+TC_INLINE void arm_dot2x2(const int8_t *xa, int32_t d, const tc_pw *w, int32_t wstride,
+                          int32_t n, int32_t *acc)
+{
+    tc_v6m_dot2x2(xa, xa + d, w, w + wstride, n, acc);
+}
+
+TC_INLINE void arm_dot1x2(const int8_t *xa, const tc_pw *w, int32_t wstride, int32_t n,
+                          int32_t *acc)
+{
+    tc_v6m_dot1x2(xa, w, w + wstride, n, acc);
+}
+#endif
+
+/* pointer to weight index t of the decoded pair, and the distance to channel c1's filter */
+#if defined(TC_ARCH_ARM_DSP)
+#define PW_STRIDE(flen) 0
+#define PW_SUM(wb, flen, t, fic, half) arm_tap_sum((wb) + (t), (fic), (half))
+#else
+#define PW_STRIDE(flen) (flen)
+#define PW_SUM(wb, flen, t, fic, half) arm_tap_sum((wb) + (half) * (flen) + (t), (fic), (half))
+#endif
+
+static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
+                          const uint8_t *packed, const int8_t *codebooks,
+                          const uint8_t *codebook_map, const int32_t *bias, const int32_t *mult,
+                          const int8_t *shift, int32_t oy_begin, int32_t oy_end, int8_t *output,
+                          int8_t *scratch)
+{
+    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
+    const int32_t out_w = p->out_w, out_c = p->out_c;
+    const int32_t kh = p->k_h, kw = p->k_w, fic = p->filter_in_c;
+    const int32_t sh = p->stride_h, sw = p->stride_w, dh = p->dil_h, dwl = p->dil_w;
+    const int32_t io = p->input_offset;
+    const int32_t out_off = p->output_offset, amin = p->act_min, amax = p->act_max;
+    const int32_t flen = kh * kw * fic;
+    const int32_t per_group = out_c / (in_c / fic);
+    const int contiguous = dwl == 1 && fic == in_c;
+    const int pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && p->pad_top == 0 &&
+                          p->pad_left == 0 && out_w == in_w;
+    const int32_t ws = PW_STRIDE(flen);
+    int32_t *psum = tc_scratch_s32(scratch); /* [2][kh][kw + 1] */
+    tc_pw *wb = (tc_pw *)(void *)(psum + 2 * kh * (kw + 1));
+    int32_t c;
+
+    for (c = 0; c < out_c; c += 2) {
+        const int32_t c1 = c + 1 < out_c ? c + 1 : c;
+        const int8_t *cb0 = NULL, *cb1 = NULL;
+        const int32_t q0 = p->requant_per_channel ? c : 0, q1 = p->requant_per_channel ? c1 : 0;
+        const int32_t m0 = mult[q0], s0 = shift[q0], m1 = mult[q1], s1 = shift[q1];
+        const int32_t b0 = bias != NULL ? bias[c] : 0, b1 = bias != NULL ? bias[c1] : 0;
+        const int8_t *in0 = input + (c / per_group) * fic;
+        const int has1 = c1 != c;
+        int32_t oy;
+
+        if (codebooks != NULL) {
+            const int32_t stride = p->codebook_stride;
+            cb0 = codebooks + stride * (codebook_map != NULL ? codebook_map[c] : c);
+            cb1 = codebooks + stride * (codebook_map != NULL ? codebook_map[c1] : c1);
+        }
+        arm_decode_pair(packed, p->bits, cb0, cb1, c, c1, flen, wb);
+        {
+            int half, ky, kx;
+            for (half = 0; half < 2; half++) {
+                for (ky = 0; ky < kh; ky++) {
+                    int32_t *ps = psum + (half * kh + ky) * (kw + 1);
+                    int32_t acc = 0;
+                    ps[0] = 0;
+                    for (kx = 0; kx < kw; kx++) {
+                        if (io != 0) {
+                            acc += PW_SUM(wb, flen, (ky * kw + kx) * fic, fic, half);
+                        }
+                        ps[kx + 1] = acc;
+                    }
+                }
+            }
+        }
+
+        if (pointwise) { /* the row range is one run of positions, in_c bytes apart */
+            const int32_t npos = (oy_end - oy_begin) * out_w;
+            const int8_t *xp = in0 + oy_begin * in_w * in_c;
+            const int32_t bb0 = b0 + io * psum[1], bb1 = b1 + io * psum[kh * (kw + 1) + 1];
+            int8_t *o = output + c;
+            int32_t pos;
+            for (pos = 0; pos + 1 < npos; pos += 2) {
+                int32_t acc[4] = {bb0, bb1, bb0, bb1};
+                arm_dot2x2(xp, in_c, wb, ws, fic, acc);
+                o[0] = tc_requantize(acc[0], m0, s0, out_off, amin, amax);
+                o[out_c] = tc_requantize(acc[2], m0, s0, out_off, amin, amax);
+                if (has1) {
+                    o[1] = tc_requantize(acc[1], m1, s1, out_off, amin, amax);
+                    o[out_c + 1] = tc_requantize(acc[3], m1, s1, out_off, amin, amax);
+                }
+                xp += 2 * in_c;
+                o += 2 * out_c;
+            }
+            if (pos < npos) {
+                int32_t acc[2] = {bb0, bb1};
+                arm_dot1x2(xp, wb, ws, fic, acc);
+                o[0] = tc_requantize(acc[0], m0, s0, out_off, amin, amax);
+                if (has1) {
+                    o[1] = tc_requantize(acc[1], m1, s1, out_off, amin, amax);
+                }
+            }
+            continue;
+        }
+
+        for (oy = oy_begin; oy < oy_end; oy++) {
+            const int32_t iy0 = oy * sh - p->pad_top;
+            int32_t ky_lo, ky_hi, ox, ky, kx;
+            int8_t *orow = output + (oy - oy_begin) * out_w * out_c + c;
+            tc_tap_range(iy0, dh, in_h, kh, &ky_lo, &ky_hi);
+            for (ox = 0; ox < out_w;) {
+                const int32_t ix0 = ox * sw - p->pad_left;
+                int32_t kx_lo, kx_hi, two = 0, wsum0 = 0, wsum1 = 0;
+                int32_t acc[4] = {0, 0, 0, 0};
+                int8_t *o = orow + ox * out_c;
+                tc_tap_range(ix0, dwl, in_w, kw, &kx_lo, &kx_hi);
+                if (ox + 1 < out_w) { /* two positions when they see the same taps */
+                    int32_t lo2, hi2;
+                    tc_tap_range(ix0 + sw, dwl, in_w, kw, &lo2, &hi2);
+                    two = lo2 == kx_lo && hi2 == kx_hi;
+                }
+                if (kx_lo < kx_hi) {
+                    for (ky = ky_lo; ky < ky_hi; ky++) {
+                        const int8_t *xrow = in0 + ((iy0 + ky * dh) * in_w + ix0) * in_c;
+                        const int32_t t0 = ky * kw * fic;
+                        if (io != 0) {
+                            const int32_t *ps = psum + ky * (kw + 1);
+                            wsum0 += ps[kx_hi] - ps[kx_lo];
+                            wsum1 += ps[kh * (kw + 1) + kx_hi] - ps[kh * (kw + 1) + kx_lo];
+                        }
+                        if (contiguous) {
+                            const int8_t *xa = xrow + kx_lo * in_c;
+                            const int32_t n = (kx_hi - kx_lo) * fic;
+                            if (two) {
+                                arm_dot2x2(xa, sw * in_c, wb + t0 + kx_lo * fic, ws, n, acc);
+                            } else {
+                                arm_dot1x2(xa, wb + t0 + kx_lo * fic, ws, n, acc);
+                            }
+                        } else {
+                            for (kx = kx_lo; kx < kx_hi; kx++) {
+                                const int8_t *xa = xrow + kx * dwl * in_c;
+                                if (two) {
+                                    arm_dot2x2(xa, sw * in_c, wb + t0 + kx * fic, ws, fic, acc);
+                                } else {
+                                    arm_dot1x2(xa, wb + t0 + kx * fic, ws, fic, acc);
+                                }
+                            }
+                        }
+                    }
+                }
+                wsum0 = b0 + io * wsum0;
+                wsum1 = b1 + io * wsum1;
+                o[0] = tc_requantize(acc[0] + wsum0, m0, s0, out_off, amin, amax);
+                if (has1) {
+                    o[1] = tc_requantize(acc[1] + wsum1, m1, s1, out_off, amin, amax);
+                }
+                if (two) {
+                    o[out_c] = tc_requantize(acc[2] + wsum0, m0, s0, out_off, amin, amax);
+                    if (has1) {
+                        o[out_c + 1] = tc_requantize(acc[3] + wsum1, m1, s1, out_off, amin, amax);
+                    }
+                }
+                ox += two ? 2 : 1;
+            }
+        }
+    }
+}
+#endif /* Arm */
+
+void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
+                      const uint8_t *packed, const int8_t *codebooks,
+                      const uint8_t *codebook_map, const int32_t *bias,
+                      const int32_t *mult, const int8_t *shift,
+                      int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch)
+{
+    if (tc_conv2d_packed_decode(p, packed, codebooks, codebook_map, scratch)) { /* shallow */
+        tc_conv2d_packed_rows(p, input, bias, mult, shift, oy_begin, oy_end, output, scratch);
+        return;
+    }
+#if defined(TC_ARCH_ARM_DSP) || defined(TC_ARCH_ARMV6M)
+    /* pairs of output channels must read the same input channels (one group) */
+    if (arm_conv_applies(p) && (p->filter_in_c == p->in_c ||
+                                ((p->out_c / (p->in_c / p->filter_in_c)) & 1) == 0)) {
+        conv_deep_arm(p, input, packed, codebooks, codebook_map, bias, mult, shift, oy_begin,
+                      oy_end, output, scratch);
+        return;
+    }
+#endif
+    conv_deep_portable(p, input, packed, codebooks, codebook_map, bias, mult, shift, oy_begin,
+                       oy_end, output, scratch);
 }

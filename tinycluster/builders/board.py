@@ -1,6 +1,7 @@
 """Cross-compile a generated model for a board, check its budget and placement, run it in QEMU.
 
-``build_for_board(dir, board)``: compiles ``DIR/<name>.c`` + ``runtime_c/src/*.c`` + a minimal
+``build_for_board(dir, board)``: compiles ``DIR/<name>.c`` + ``DIR/runtime/*.c`` (the runtime copy
+written by ``compile``) + a minimal
 bare-metal application with ``arm-none-eabi-gcc`` (board flags, ``-std=c99 -Wall -Wextra -Werror
 -pedantic``), links it for the board's memory map, reports text/rodata/data/bss and flash/SRAM use
 against the board, checks from the ELF symbol table that every ``static const`` object of the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -32,7 +34,8 @@ import numpy as np
 
 from ..boards import Board, load_board
 from ..errors import TinyClusterError
-from ..paths import CACHE_DIR, RUNTIME_INCLUDE, TEMPLATES_DIR, runtime_sources
+from ..c_runtime import RUNTIME_SUBDIR, check_abi, output_runtime_sources
+from ..paths import TEMPLATES_DIR, cache_dir
 
 GCC = "arm-none-eabi-gcc"
 QEMU = "qemu-system-arm"
@@ -54,6 +57,7 @@ class GeneratedModel:
     input_size: int
     output_size: int
     report: dict
+    runtime_sources: list = None  # the output folder's runtime/ copy (.c files)
 
     @property
     def NAME(self) -> str:  # noqa: N802 (the C macro prefix)
@@ -95,7 +99,9 @@ def find_model(out_dir) -> GeneratedModel:
             raise TinyClusterError(f"{h_file} has no '#define {name.upper()}_{what}_SIZE <bytes>'; "
                                    "re-run 'tinycluster compile'")
         sizes[what] = int(m.group(1))
-    return GeneratedModel(d, name, c_file, h_file, sizes["INPUT"], sizes["OUTPUT"], report)
+    rt = output_runtime_sources(d, name)
+    check_abi(d, name)
+    return GeneratedModel(d, name, c_file, h_file, sizes["INPUT"], sizes["OUTPUT"], report, rt)
 
 
 # top-level objects of the generated C: static [const] <type> <ident>[...] [attr] (= ...|;)
@@ -176,27 +182,34 @@ def _compile_many(jobs, cflags, include_dirs, board):
         return list(ex.map(lambda j: _compile(j[0], j[1], cflags, include_dirs, board), jobs))
 
 
-def _runtime_objects(board: Board) -> list:
-    """Runtime objects for this board, cached in .tc_cache/cross/ by content hash."""
-    srcs = runtime_sources()
+def _runtime_objects(board: Board, model: "GeneratedModel") -> list:
+    """Objects of the output folder's runtime copy for this board, cached in the build cache
+    (``cross/``) by content hash (the same copy compiles once for every model)."""
+    srcs = model.runtime_sources
+    rt_dir = model.dir / RUNTIME_SUBDIR
     cflags = cross_cflags(board)
     h = hashlib.sha256()
     gccv = subprocess.run([GCC, "--version"], capture_output=True, text=True).stdout
-    for part in [gccv, " ".join(cflags), "v1"]:
+    for part in [gccv, " ".join(cflags), "v2"]:
         h.update(part.encode() + b"\0")
-    for f in srcs + sorted(RUNTIME_INCLUDE.glob("*.h")):
+    for f in srcs + sorted(rt_dir.glob("*.h")):
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
-    d = CACHE_DIR / "cross" / f"{board.name}-{h.hexdigest()[:16]}"
+    d = cache_dir("cross") / f"{board.name}-{h.hexdigest()[:16]}"
     done = d / ".complete"
     objs = [d / (s.stem + ".o") for s in srcs]
     if done.exists():
         return objs
-    tmp = d.with_name(d.name + ".tmp")
+    tmp = d.with_name(d.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    _compile_many([(s, tmp / (s.stem + ".o")) for s in srcs], cflags, [RUNTIME_INCLUDE], board)
-    shutil.rmtree(d, ignore_errors=True)
-    tmp.rename(d)
+    _compile_many([(s, tmp / (s.stem + ".o")) for s in srcs], cflags, [rt_dir], board)
+    try:
+        tmp.rename(d)
+    except OSError:  # another process published the same objects first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not done.exists():
+            raise
+        return objs
     done.touch()
     return objs
 
@@ -232,8 +245,8 @@ def _build_image(model: GeneratedModel, board: Board, work: Path, purpose: str, 
         o.unlink()
     harness = _write_harness(work, board, model, purpose, memory, main_template, **extra)
     cflags = cross_cflags(board)
-    incs = [model.dir, work, RUNTIME_INCLUDE]
-    rt = _runtime_objects(board)
+    incs = [model.dir, work]
+    rt = _runtime_objects(board, model)
     own = _compile_many([(model.c_file, work / f"model_{model.name}.o")] + [(s, s.with_suffix(".o")) for s in harness],
                         cflags, incs, board)
     elf = _link(own + rt, work / "link.ld", work / f"{model.name}.elf", board)
@@ -487,8 +500,9 @@ def host_outputs(model: GeneratedModel, inputs: np.ndarray) -> np.ndarray:
     """The same generated C built for the host (cffi), run on ``inputs``."""
     from .host import build_host_module
     cdef = f"void {model.name}_init(void); int {model.name}_invoke(const int8_t *, int8_t *);"
-    ffi, lib = build_host_module([model.c_file, *runtime_sources()], cdef, header=f'#include "{model.name}.h"',
-                                 include_dirs=[model.dir], name_hint=f"board_{model.name}")
+    ffi, lib = build_host_module([model.c_file, *model.runtime_sources], cdef, header=f'#include "{model.name}.h"',
+                                 include_dirs=[model.dir, model.dir / RUNTIME_SUBDIR], name_hint=f"board_{model.name}",
+                                 runtime_include=False)
     getattr(lib, f"{model.name}_init")()
     invoke = getattr(lib, f"{model.name}_invoke")
     outs = np.zeros((len(inputs), model.output_size), np.int8)
@@ -580,14 +594,19 @@ def run_on_board(out_dir, board, samples: int = 20, *, seed: int = 0, timeout: f
         "qemu_seconds": round(q["seconds"], 3),
         "instructions_per_invoke": None,
         "instructions_per_mac": None,
+        "cycles_per_invoke": None,
+        "cycles_per_mac": None,
+        "ms_per_invoke": None,
+        "clock_hz": board.clock_hz or None,
         "macs": model.macs or None,
         "counter": None,
         "elf": str(elf.relative_to(model.dir)),
     }
     if count > 0:
+        from .cycles import timing_for
         from .icount import count_invoke_instructions
         n = min(count, samples)
-        counts, outs = count_invoke_instructions(elf, model.name, board, inputs[:n])
+        counts, outs, ests, stacks = count_invoke_instructions(elf, model.name, board, inputs[:n], profile=True)
         bad = [i for i in range(n) if outs[i] != ref[i].tobytes()]
         result["counter"] = {"method": f"unicorn {board.unicorn_cpu} basic-block hook", "samples": n,
                              "per_sample": counts, "mismatches": len(bad)}
@@ -595,6 +614,23 @@ def run_on_board(out_dir, board, samples: int = 20, *, seed: int = 0, timeout: f
         result["instructions_per_invoke"] = per
         if model.macs:
             result["instructions_per_mac"] = round(per / model.macs, 3)
+        # estimated cycles from the executed instruction mix (docs/benchmarks.md, "Cycle model")
+        mid = sorted(range(n), key=lambda i: counts[i])[n // 2]
+        est = ests[mid]
+        cyc = int(round(est.cycles))
+        result["cycles_per_invoke"] = cyc
+        result["cycles_per_mac"] = round(cyc / model.macs, 3) if model.macs else None
+        result["clock_hz"] = board.clock_hz or None
+        result["ms_per_invoke"] = round(1000.0 * cyc / board.clock_hz, 3) if board.clock_hz else None
+        result["cycle_model"] = {"core": est.core, "source": timing_for(board.cpu).source,
+                                 "assumes": "zero wait states (caches hit), no stalls for register dependencies"}
+        result["instruction_mix"] = est.to_dict()["mix"]
+        result["taken_branches"] = est.taken_branches
+        # stack: the emulator's stack region is painted before init and before each invoke and
+        # scanned after it (bytes written below the caller's stack pointer); QEMU's figure is
+        # the harness's own painting of the whole run (main + init + invoke)
+        result["stack_used_qemu"] = q["stack_used"]
+        result["stack_used"] = max(stacks)
         if bad:
             mismatched = sorted(set(mismatched) | set(bad))
             result["mismatches"] = len(mismatched)
@@ -604,8 +640,10 @@ def run_on_board(out_dir, board, samples: int = 20, *, seed: int = 0, timeout: f
         raise TinyClusterError(
             f"board '{board.name}' ({board.qemu_machine}): {result['mismatches']} of {samples} samples differ from "
             f"the host build (first: sample {mismatched[0]}); see {model.dir / 'run.json'}")
-    if q["stack_used"] is not None and q["stack_used"] > board.stack_reserve:
-        raise TinyClusterError(f"board '{board.name}': the run used {q['stack_used']:,} B of stack, more than the "
+    stack = max(v for v in (q["stack_used"], result["stack_used"]) if v is not None) \
+        if (q["stack_used"], result["stack_used"]) != (None, None) else None
+    if stack is not None and stack > board.stack_reserve:
+        raise TinyClusterError(f"board '{board.name}': the run used {stack:,} B of stack, more than the "
                                f"profile's stack_reserve {board.stack_reserve:,} B; raise [memory] stack_reserve")
     return result
 
@@ -618,4 +656,13 @@ def format_run(result: dict) -> str:
         if result["instructions_per_mac"] is not None:
             s += f" ({result['instructions_per_mac']} per MAC, {result['macs']:,} MACs)"
         s += f" [{result['counter']['method']}]"
+    if result.get("cycles_per_invoke") is not None:
+        s += f"\nestimated cycles per invoke {result['cycles_per_invoke']:,}"
+        if result.get("cycles_per_mac") is not None:
+            s += f" ({result['cycles_per_mac']} per MAC)"
+        if result.get("ms_per_invoke") is not None:
+            s += f", {result['ms_per_invoke']:.2f} ms at {result['clock_hz'] / 1e6:g} MHz"
+        s += f" [{result['cycle_model']['core']} timings, zero wait states]"
+    if result.get("stack_used_qemu") is not None and result.get("stack_used") != result.get("stack_used_qemu"):
+        s += f"\nstack: {result['stack_used']} B per invoke (unicorn), {result['stack_used_qemu']} B for the whole QEMU run"
     return s

@@ -2,8 +2,10 @@
 
 Written under ``<out_dir>/firmware/`` (all from jinja2 templates in ``templates/firmware/``):
 
-- ``<name>/``: the model + the tinycluster runtime as one library folder that is at the same
-  time an Arduino library (``library.properties``, ``src/``, ``examples/<name>_example/*.ino``),
+- ``<name>/``: the model + the tinycluster runtime as one library folder (``src/<name>.c``,
+  ``src/<name>.h`` and ``src/runtime/``: the same files as the compile output folder's model and
+  runtime copy, byte for byte) that is at the same time an Arduino library (``library.properties``,
+  ``src/``, ``examples/<name>_example/*.ino``),
   a PlatformIO library (``library.json``) and a CMake static-library target (``CMakeLists.txt``);
 - ``main.c``: a minimal example that calls init/invoke and prints the class;
 - ``CMakeLists.txt``: for boards whose profile says ``[firmware] sdk = "pico"`` (rp2040) a Pico
@@ -21,7 +23,8 @@ from pathlib import Path
 
 from ..boards import Board, load_board
 from ..errors import TinyClusterError
-from ..paths import RUNTIME_INCLUDE, RUNTIME_SRC, TEMPLATES_DIR
+from ..c_runtime import RUNTIME_SUBDIR, output_runtime_sources, runtime_files
+from ..paths import TEMPLATES_DIR
 
 FIRMWARE_DIR = "firmware"
 
@@ -39,11 +42,14 @@ def _source_of(c_text: str) -> str:
     return Path(m.group(1)).name if m else "a model"
 
 
-def firmware_files(board, name: str, cm=None, *, c_source: str = None, header: str = None) -> dict:
+def firmware_files(board, name: str, cm=None, *, c_source: str = None, header: str = None,
+                   runtime: dict = None) -> dict:
     """{path relative to the compile output folder: file text} of the firmware project.
 
     board: Board, name or path of a profile; name: the model's C name; cm: a CompiledModel (its
-    ``c_source`` and ``header`` are used) or pass ``c_source``/``header`` directly.
+    ``c_source`` and ``header`` are used) or pass ``c_source``/``header`` directly; runtime:
+    {"runtime/<file>": text}, the output folder's runtime copy (default: the copy ``compile``
+    writes for this C source).
     """
     import jinja2
 
@@ -75,8 +81,8 @@ def firmware_files(board, name: str, cm=None, *, c_source: str = None, header: s
         f"{fw}/main.c": render("main.c.j2"),
         f"{fw}/README.md": render("README.md.j2"),
     }
-    for f in sorted(RUNTIME_INCLUDE.glob("*.h")) + sorted(RUNTIME_SRC.glob("*.[ch]")):
-        files[f"{lib}/src/{f.name}"] = f.read_text()
+    for rel, text in (runtime if runtime is not None else runtime_files(c_source)).items():
+        files[f"{lib}/src/{rel}"] = text
     if board.firmware_sdk == "pico":
         files[f"{fw}/CMakeLists.txt"] = render("pico_CMakeLists.txt.j2")
         files[f"{fw}/pico_sdk_import.cmake"] = render("pico_sdk_import.cmake.j2")
@@ -102,7 +108,9 @@ def write_firmware_project(out_dir, board, name: str = None) -> list:
     for f in (c_file, h_file):
         if not f.exists():
             raise TinyClusterError(f"{f} is missing; run 'tinycluster compile ... -o {out}' first")
-    files = firmware_files(board, name, c_source=c_file.read_text(), header=h_file.read_text())
+    output_runtime_sources(out, name)  # the folder has its runtime copy (one-line error otherwise)
+    runtime = {f"{RUNTIME_SUBDIR}/{f.name}": f.read_text() for f in sorted((out / RUNTIME_SUBDIR).glob("*.[ch]"))}
+    files = firmware_files(board, name, c_source=c_file.read_text(), header=h_file.read_text(), runtime=runtime)
     import shutil
     shutil.rmtree(out / FIRMWARE_DIR, ignore_errors=True)  # generated: replace, never mix two boards
     written = []

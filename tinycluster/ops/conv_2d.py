@@ -56,7 +56,8 @@ def scratch_size(p: dict) -> int:
         return 3 + 2 * p["k_h"] * p["k_w"] * 2 * pairs * p["out_c"] + flen
     if mode == 2:  # all filters at once, transposed, int8, + one filter
         return 3 + flen * (p["out_c"] + 1)
-    return 3 + 4 * p["k_h"] * (p["k_w"] + 1) + 2 * p["k_h"] * p["k_w"] * p["filter_in_c"]
+    # deep: prefix sums of two channels + two decoded filters as int16 (the Arm pair paths)
+    return 3 + 8 * p["k_h"] * (p["k_w"] + 1) + 4 * p["k_h"] * p["k_w"] * p["filter_in_c"]
 
 
 def parse_conv_options(raw):

@@ -28,6 +28,31 @@ def struct_fields(p: dict, layout) -> list:
     ]
 
 
+PAIR_MAX_BITS = 4  # TC_FC_PAIR_MAX_BITS
+
+
+def pair_entries(p: dict, bits: int, codebook_stride: int) -> int:
+    """Mirror of fc_pair_entries() (tc_fully_connected_packed.c): entries of the run-time pair
+    table (two weights per word), 0 when the layer takes no table."""
+    if not 1 <= bits <= PAIR_MAX_BITS:
+        return 0
+    e = 1 << (2 * bits)
+    if codebook_stride == 0:
+        return e if p["in_features"] * p["out_features"] >= 4 * e else 0
+    return e if p["in_features"] >= 2 * e else 0
+
+
+def scratch_size(p: dict, bits: int, codebook_stride: int) -> int:
+    """Mirror of tc_fully_connected_packed_get_buffer_size(): the pair table, and for
+    per-channel / shared codebooks (one table at a time) the input row widened to int16
+    pairs once per batch row; + 3 bytes of alignment slack."""
+    e = pair_entries(p, bits, codebook_stride)
+    if e == 0:
+        return 0
+    widened = 2 * ((p["in_features"] + 3) // 4 * 4) if codebook_stride != 0 else 0
+    return 4 * e + widened + 3
+
+
 def fold_input_offset(p: dict, weights, bias):
     """(params, bias) as emitted: the input offset is folded into the bias
     (bias + io*sum(w) + fo*io*in, int32 wrap), the kernel then runs with input_offset 0 and
@@ -98,10 +123,11 @@ class FullyConnected(OpHandler):
         n = self._consts(node, ctx)
         return [f"tc_fully_connected_packed(&{n['params']}, {ctx.tensor(node.inputs[0])}, {n['packed']}, "
                 f"{n['codebooks']}, {n['map']}, {n['bias']}, {n['mult']}, {n['shift']}, "
-                f"{ctx.tensor(node.outputs[0])});"]
+                f"{ctx.tensor(node.outputs[0])}, {ctx.scratch()});"]
 
     def scratch_bytes(self, node, graph) -> int:
-        return 0
+        layout, _ = pc.weight_layout_of(node, graph, self)
+        return scratch_size(node.params, layout.bits, layout.stride)
 
     def macs(self, node, graph) -> int:
         p = node.params

@@ -1,0 +1,124 @@
+"""The Cortex-M fast paths of the packed kernels, run under unicorn, byte for byte against the
+numpy references (which the host tests tie to the portable C and to TFLite Micro).
+
+Per core family, as each board profile compiles the runtime: Cortex-M4 and M33 (ARMv7E-M /
+ARMv8-M DSP: SMLAD pair tables, SXTB16), Cortex-M0+ at -Os and RP2040 at -O2 (ARMv6-M).
+Random shapes (in_features around the 8-index groups, rows not on byte boundaries), widths
+1..8, per-tensor / per-channel / shared codebooks, raw int8 weights, batches, folded and
+unfolded input offsets, weight offsets, extreme requantization (strategies shared with
+tests/test_kernels_packed.py); scratch misaligned by one byte and poisoned, output guard bytes.
+"""
+from __future__ import annotations
+
+import functools
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import test_kernels_packed as K  # noqa: E402
+from conftest import require_tool  # noqa: E402
+from tinycluster.ir import Node  # noqa: E402
+from tinycluster.ops import fully_connected, get_handler  # noqa: E402
+from tinycluster.packing import pack_indices  # noqa: E402
+
+BOARDS = ["cortex-m4", "cortex-m33", "cortex-m0plus", "rp2040"]
+FC_CASES = 60  # per board and CI run
+
+FC_HARNESS = r"""
+#include "tc_kernels.h"
+tc_fc_packed_params P;
+int8_t X[2200];
+uint8_t W[9000];
+int8_t CB[4096];
+uint8_t MAP[64];
+int32_t BIAS[64], MULT[64];
+int8_t SHIFT[64];
+int8_t Y[16 + 64 + 16];
+int8_t SCR[8192];
+int32_t FLAGS[4]; /* no codebooks, use map, use bias, scratch size (out) */
+void tc_harness_entry(void) {}
+void run_fc(void)
+{
+    FLAGS[3] = tc_fully_connected_packed_get_buffer_size(&P);
+    tc_fully_connected_packed(&P, X, W, FLAGS[0] ? 0 : CB, FLAGS[1] ? MAP : 0, FLAGS[2] ? BIAS : 0,
+                              MULT, SHIFT, Y + 16, SCR + 1);
+}
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def _machine(board):
+    from arm_harness import build_machine
+    return build_machine(board, FC_HARNESS, ["tc_fully_connected_packed.c", "tc_unpack_lut.c",
+                                             "tc_unpack_lut_generic.c"])
+
+
+def _pack_struct(fields) -> bytes:
+    fmt = "<" + "".join({"uint16_t": "H", "int16_t": "h", "int8_t": "b", "uint8_t": "B"}[t] for _, t, _ in fields)
+    return struct.pack(fmt, *[int(v) for _, _, v in fields])
+
+
+def run_fc_on_target(board, p, layout, x, bias):
+    from arm_harness import read, write
+    m = _machine(board)
+    fields = fully_connected.struct_fields(p, layout)
+    write(m, "P", _pack_struct(fields))
+    write(m, "X", np.asarray(x, np.int8).tobytes())
+    write(m, "W", pack_indices(layout.indices, layout.bits))
+    if not layout.raw:
+        write(m, "CB", layout.codebook_array().tobytes())
+    if layout.cmap is not None:
+        write(m, "MAP", np.asarray(layout.cmap, np.uint8).tobytes())
+    if bias is not None:
+        write(m, "BIAS", np.asarray(bias, np.int64).astype(np.int32).tobytes())
+    write(m, "MULT", np.asarray(p["mult"], np.int64).astype(np.int32).tobytes())
+    write(m, "SHIFT", np.asarray(p["shift"], np.int8).tobytes())
+    write(m, "FLAGS", np.array([layout.raw, layout.cmap is not None, bias is not None, 0], np.int32).tobytes())
+    write(m, "SCR", bytes([0xA5]) * 8192)
+    n = p["batches"] * p["out_features"]
+    write(m, "Y", bytes([0x5A]) * (n + 32))
+    m.call("run_fc", limit=50_000_000)
+    flags = np.frombuffer(read(m, "FLAGS", 16), np.int32)
+    assert flags[3] == fully_connected.scratch_size(p, layout.bits, layout.stride)
+    raw = np.frombuffer(read(m, "Y", n + 32), np.int8)
+    assert np.all(raw[:16] == 0x5A) and np.all(raw[16 + n:] == 0x5A), "kernel wrote outside its output"
+    return raw[16:16 + n]
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_fully_connected_on_target_matches_reference(board):
+    require_tool("arm-none-eabi-gcc")
+    pytest.importorskip("unicorn")
+
+    @settings(max_examples=FC_CASES, **K.SETTINGS)
+    @given(data=st.data())
+    def check(data):
+        if data.draw(st.booleans()):  # the fast paths: rows of whole 8-index groups, passes of 4 rows
+            n_in = 8 * data.draw(st.one_of(st.integers(1, 12), st.integers(12, 88)))
+            n_out = data.draw(st.sampled_from([4, 5, 7, 8, 12]))
+        else:
+            n_in = data.draw(st.one_of(st.integers(1, 40), st.integers(40, 700), st.sampled_from([64, 128, 640])))
+            n_out = data.draw(st.integers(1, 12))
+        rows = data.draw(st.sampled_from([1, 1, 1, 2, 3]))
+        rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+        bias = K._bias(data, rng, n_out)
+        fo = 0 if data.draw(st.booleans()) else -K._zp(data)
+        q = K._quant(data, n_out, K._acc_bound(bias, 2 * n_in))
+        p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=fo, **q)
+        layout, w = K._layout(data, (n_out, n_in), 0, n_out, fast=data.draw(st.booleans()))
+        x = rng.integers(-128, 128, size=(rows, n_in)).astype(np.int8)
+        node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
+        ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0]
+        if bias is not None and data.draw(st.booleans()):  # as emitted: input offset folded into the bias
+            p, bias = fully_connected.fold_input_offset(p, w, bias)
+        got = run_fc_on_target(board, p, layout, x, bias)
+        np.testing.assert_array_equal(got, ref.reshape(-1))
+
+    check()

@@ -351,24 +351,20 @@ def _method(report) -> str:
 
 
 class Int8Eval:
-    """The unclustered int8 model under TFLite Micro on fixed inputs; scores other models against it."""
+    """The unclustered int8 model under TFLite Micro on fixed inputs; scores other models against it
+    (``tinycluster.explore.VersusInt8``, the measurement ``explore`` makes)."""
 
     def __init__(self, src: bytes, x_eval, classifier: bool):
-        from tinycluster.evaluate import TFLMModel, model_inputs
+        from tinycluster.evaluate import model_inputs
+        from tinycluster.explore import VersusInt8
 
-        self.ref = TFLMModel(src)
-        self.xs = model_inputs(x_eval, self.ref, "evaluation inputs")
-        self.classifier = classifier
-        self.y = self.ref.dequantize(self.ref.run(self.xs))
+        self.xs = model_inputs(x_eval, TFLiteRunner(src, "tflm"), "evaluation inputs")
+        self._vs = VersusInt8(src, self.xs, classifier)
 
     def __call__(self, tfl: bytes) -> dict:
-        from tinycluster.evaluate import TFLMModel
-
-        m = TFLMModel(tfl)
-        y = m.dequantize(m.run(self.xs))
-        snr = snr_db(y, self.y)
-        return {"snr_db_int8": None if np.isinf(snr) else round(float(snr), 3), "identical": bool(np.isinf(snr)),
-                "agreement_int8": agreement(y, self.y) if self.classifier else None}
+        r = self._vs(tfl)
+        return {"snr_db_int8": r["snr_db_vs_int8"], "identical": r["outputs_identical"],
+                "agreement_int8": r["top1_agreement_vs_int8"]}
 
 
 def run_int8_model(name, n_cal=INT8_CALIB, n_eval=200):
@@ -480,7 +476,7 @@ def int8_md(res) -> list:
 def run_lut_model(name, n_cal=INT8_CALIB, n_eval=20):
     import tinycluster
     from tflm_lut import measure as lut_measure
-    from tinycluster.evaluate import TFLMModel, model_inputs
+    from tinycluster.evaluate import model_inputs
 
     path = SHARED / name
     t0 = time.time()
@@ -492,7 +488,7 @@ def run_lut_model(name, n_cal=INT8_CALIB, n_eval=20):
         np.save(calib, x_cal)
         fe = {"calib": str(calib)}
     cm = tinycluster.compile(path, bits=4, frontend=fe)
-    xs = model_inputs(x_eval, TFLMModel(cm.clustered_tflite), "evaluation inputs")
+    xs = model_inputs(x_eval, TFLiteRunner(cm.clustered_tflite, "tflm"), "evaluation inputs")
     res = lut_measure(cm.clustered_tflite, xs)
     t = cm.report["totals"]
     res.update(model=name, inputs=inputs.replace(f"{n_eval} ", f"{xs.shape[0]} ", 1),

@@ -53,23 +53,24 @@ def test_layouts_come_from_the_clustering_pass():
     assert layouts() == tuple(GRANULARITIES)
 
 
-def test_model_inputs_quantize_like_tflite():
+def test_model_inputs_quantize_like_tflite(tmp_path):
+    from tiny_tflite import fully_connected_model
     from tinycluster.errors import TinyClusterError
-    from tinycluster.evaluate import model_inputs
+    from tinycluster.evaluate import TFLiteRunner, model_inputs
 
-    class M:
-        input_shape, input_dtype, input_scale, input_zero_point = (1, 3), np.int8, 0.5, -3
-
-    q = model_inputs(np.array([[0.0, 1.24, 1000.0], [-0.26, -1000.0, 0.76]], np.float32), M, "x.npy")
+    m = TFLiteRunner(fully_connected_model(np.ones((2, 3), np.int8), np.zeros(2, np.int32), in_q=(0.5, -3)))
+    q = model_inputs(np.array([[0.0, 1.24, 1000.0], [-0.26, -1000.0, 0.76]], np.float32), m, "x.npy")
     assert q.dtype == np.int8
     assert q.tolist() == [[-3, -1, 127], [-4, -128, -1]]  # round(x / 0.5) - 3, saturated
     raw = np.array([[1, 2, 3]], np.int8)
-    assert model_inputs(raw, M, "x.npy") is raw  # int8: already quantized
+    assert model_inputs(raw, m, "x.npy") is raw  # int8: already quantized
+    assert model_inputs(raw[0], m, "x.npy").shape == (1, 3)  # one input without the batch axis
     for bad, needle in ((np.zeros((2, 4), np.float32), "(N, 3)"), (np.array([[np.nan, 0, 0]]), "NaN"),
                         (np.zeros((2, 3), np.uint8), "dtype uint8"), (np.zeros((0, 3), np.float32), "(N, 3)")):
         with pytest.raises(TinyClusterError, match="x.npy") as e:
-            model_inputs(bad, M, "x.npy")
+            model_inputs(bad, m, "x.npy")
         assert needle in str(e.value)
+    assert m.input_float_range == (0.5 * (-128 + 3), 0.5 * (127 + 3))
 
 
 # ------------------------------------------------------------------------------ sweeps

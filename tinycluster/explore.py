@@ -488,7 +488,7 @@ def write(res: dict, out_dir) -> tuple:
     from .api import write_output_dir
 
     png = plot_png(res)
-    note = None if png is not None else ("plot skipped: matplotlib is not installed (pip install matplotlib); "
+    note = None if png is not None else ("plot skipped: matplotlib is not installed (pip install 'tinycluster[plots]'); "
                                          "the table is complete without it")
     files = {"explore.json": json.dumps(res, indent=1) + "\n",
              "explore.md": render_markdown(res, "explore.png" if png is not None else None)}

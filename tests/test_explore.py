@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_model
+from test_cli_errors import check_error  # one-line error, no traceback, no output folder
 
 CMD = [sys.executable, "-m", "tinycluster.cli"]
 
@@ -52,23 +53,24 @@ def test_layouts_come_from_the_clustering_pass():
     assert layouts() == tuple(GRANULARITIES)
 
 
-def test_model_inputs_quantize_like_tflite():
+def test_model_inputs_quantize_like_tflite(tmp_path):
+    from tiny_tflite import fully_connected_model
     from tinycluster.errors import TinyClusterError
-    from tinycluster.evaluate import model_inputs
+    from tinycluster.evaluate import TFLiteRunner, model_inputs
 
-    class M:
-        input_shape, input_dtype, input_scale, input_zero_point = (1, 3), np.int8, 0.5, -3
-
-    q = model_inputs(np.array([[0.0, 1.24, 1000.0], [-0.26, -1000.0, 0.76]], np.float32), M, "x.npy")
+    m = TFLiteRunner(fully_connected_model(np.ones((2, 3), np.int8), np.zeros(2, np.int32), in_q=(0.5, -3)))
+    q = model_inputs(np.array([[0.0, 1.24, 1000.0], [-0.26, -1000.0, 0.76]], np.float32), m, "x.npy")
     assert q.dtype == np.int8
     assert q.tolist() == [[-3, -1, 127], [-4, -128, -1]]  # round(x / 0.5) - 3, saturated
     raw = np.array([[1, 2, 3]], np.int8)
-    assert model_inputs(raw, M, "x.npy") is raw  # int8: already quantized
+    assert model_inputs(raw, m, "x.npy") is raw  # int8: already quantized
+    assert model_inputs(raw[0], m, "x.npy").shape == (1, 3)  # one input without the batch axis
     for bad, needle in ((np.zeros((2, 4), np.float32), "(N, 3)"), (np.array([[np.nan, 0, 0]]), "NaN"),
                         (np.zeros((2, 3), np.uint8), "dtype uint8"), (np.zeros((0, 3), np.float32), "(N, 3)")):
         with pytest.raises(TinyClusterError, match="x.npy") as e:
-            model_inputs(bad, M, "x.npy")
+            model_inputs(bad, m, "x.npy")
         assert needle in str(e.value)
+    assert m.input_float_range == (0.5 * (-128 + 3), 0.5 * (127 + 3))
 
 
 # ------------------------------------------------------------------------------ sweeps
@@ -163,18 +165,6 @@ def run(args):
     return subprocess.run(CMD + ["explore"] + args, capture_output=True, text=True, timeout=600)
 
 
-def check_error(r, out, *needles):
-    assert r.returncode != 0
-    err = r.stderr.strip()
-    assert "Traceback" not in r.stderr + r.stdout
-    assert err.startswith("error:") or err.startswith("Error:"), err
-    assert len(err.splitlines()) <= 3, err
-    for n in needles:
-        assert n.lower() in err.lower(), (n, err)
-    assert not out.exists() or not any(out.iterdir()) or not (out / "explore.json").exists()
-    assert not any(p.name.startswith(f".{out.name}.tmp") for p in out.parent.iterdir())
-
-
 def _bad_calib(tmp_path, kind):
     p = tmp_path / f"{kind}.npy"
     if kind == "shape":
@@ -199,7 +189,6 @@ def test_bad_calibration(tmp_path, kind, needles):
     r = run([str(shared_model("kws_ref_model.tflite")), "-o", str(out), "--calib", str(_bad_calib(tmp_path, kind)),
              "--bits", "4"])
     check_error(r, out, *needles)
-    assert not out.exists()
 
 
 @pytest.mark.parametrize("args,needle", [(["--bits", "0"], "--bits"), (["--bits", "x"], "--bits"),
@@ -210,18 +199,42 @@ def test_bad_calibration(tmp_path, kind, needles):
 def test_bad_options(tmp_path, args, needle):
     out = tmp_path / "o"
     check_error(run([str(shared_model("kws_ref_model.tflite")), "-o", str(out)] + args), out, needle)
-    assert not out.exists()
 
 
 def test_missing_model_and_foreign_output_folder(tmp_path):
     out = tmp_path / "o"
     check_error(run([str(tmp_path / "nope.tflite"), "-o", str(out)]), out, "nope.tflite")
-    assert not out.exists()
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     r = run([str(shared_model("kws_ref_model.tflite")), "-o", str(foreign), "--bits", "4"])
-    check_error(r, foreign, "not a tinycluster output folder")
-    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error:") and "not a tinycluster output folder" in r.stderr
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no temp folder left
     r = run([str(shared_model("kws_ref_model.tflite")), "-o", str(out), "--eval", str(foreign / "notes.txt")])
     check_error(r, out, "--eval needs --calib")
+
+
+def test_a_point_compile_refuses_is_a_note_not_the_end(tmp_path, monkeypatch):
+    import tinycluster
+    from tiny_tflite import fully_connected_model
+    from tinycluster.errors import TinyClusterError
+    from tinycluster.explore import explore
+
+    rng = np.random.default_rng(2)
+    m = tmp_path / "fc.tflite"
+    m.write_bytes(fully_connected_model(rng.integers(-127, 128, (8, 16)).astype(np.int8),
+                                        rng.integers(-50, 50, 8).astype(np.int32)))
+    real = tinycluster.compile
+
+    def fake(model, **kw):
+        if kw.get("bits") == 2 and kw.get("granularity") == "per-tensor":
+            raise TinyClusterError(f"{model}: refused for the test")
+        return real(model, **kw)
+
+    monkeypatch.setattr(tinycluster, "compile", fake)
+    res = explore(m, bits=[2, 3], lossless=False, budgets=None, samples=5, quiet=True)
+    assert "per-tensor 2 bit" not in {p["label"] for p in res["points"]}
+    assert "per-tensor 3 bit" in {p["label"] for p in res["points"]}
+    assert any("per-tensor 2 bit skipped" in n and "refused for the test" in n for n in res["notes"])

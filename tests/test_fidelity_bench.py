@@ -82,3 +82,16 @@ def test_tflm_lut_peer_on_kws():
     assert res["fixed"]["runs"] and res["fixed"]["outputs_identical"], res["fixed"].get("tflm_error")
     assert res["fixed"]["bytes"] == len(tflm_lut.compress(tflm_lut.normalize_operator_codes(tfl), specs)[0])
     assert res["as_user"]["compressed_tensors"] == len(rows)
+
+
+def test_paired_difference_and_the_one_point_check():
+    a = np.array([1] * 930 + [0] * 70, bool)
+    b = np.array([1] * 900 + [0] * 100, bool)
+    d = fidelity.paired_difference(a, b)
+    assert abs(d["difference"] - 0.03) < 1e-12 and d["discordant"] == 30 and d["n"] == 1000
+    assert d["ci95"][0] <= 0.03 <= d["ci95"][1] and d["ci95"][0] > 0  # b is never right where a is wrong
+    res = {"model": "m.h5", "bits": 6, "evaluation_samples": 1000, "difference": d,
+           "rows": {"int8": {"agreement": 0.94}, "6": {"agreement": 0.93}}}
+    assert fidelity.agreement_checks(res)[0][1]  # exactly 1 point below: within
+    res["rows"]["6"]["agreement"] = 0.929
+    assert not fidelity.agreement_checks(res)[0][1]

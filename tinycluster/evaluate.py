@@ -90,10 +90,15 @@ class TFLiteRunner:
 
     def run(self, x: np.ndarray, raw: bool = False) -> np.ndarray:
         """Outputs for a batch of float inputs (N, *input shape[1:]); dequantized unless raw."""
+        y = self.run_quantized(np.stack([self._q_in(xi) for xi in x]) if len(x) else x)
+        return y if raw else self.dequantize(y)
+
+    def run_quantized(self, xs: np.ndarray) -> np.ndarray:
+        """Raw outputs [N, n_out] for a batch of inputs already in the model's input dtype."""
         shape = tuple(self.inp["shape"])
         outs = []
-        for i in range(x.shape[0]):
-            xi = self._q_in(x[i].reshape(shape))
+        for xi in xs:
+            xi = np.ascontiguousarray(xi, dtype=self.in_dtype).reshape(shape)
             if self._tflm is not None:
                 self._tflm.set_input(xi, 0)
                 self._tflm.invoke()
@@ -102,8 +107,29 @@ class TFLiteRunner:
                 self._lit.set_tensor(self.inp["index"], xi)
                 self._lit.invoke()
                 y = self._lit.get_tensor(self.out["index"]).copy()
-            outs.append(y.reshape(-1) if raw else self._dq_out(y).reshape(-1))
+            outs.append(y.reshape(-1))
         return np.stack(outs)
+
+    def dequantize(self, y: np.ndarray) -> np.ndarray:
+        """Real output values of raw outputs (float outputs as they are)."""
+        return self._dq_out(np.asarray(y))
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(int(d) for d in self.inp["shape"])
+
+    @property
+    def input_zero_point(self) -> int:
+        return int(self.inp["quantization"][1]) if self.quantized else 0
+
+    @property
+    def input_float_range(self) -> tuple:
+        """Real values the quantized input covers (the range random float inputs are drawn from)."""
+        s, zp = self.inp["quantization"] if self.quantized else (0.0, 0)
+        if s > 0:
+            info = np.iinfo(self.in_dtype)
+            return (s * (info.min - zp), s * (info.max - zp))
+        return (-1.0, 1.0)
 
 
 def snr_db(y, ref) -> float:
@@ -320,57 +346,13 @@ def _plots(out: Path, report: dict) -> list:
     return files
 
 
-# ---------------------------------------------------- TFLite Micro only (core dependencies)
-class TFLMModel:
-    """A .tflite under the TFLite Micro interpreter, with its input/output quantization read from
-    TFLM itself (needs only the core dependency ``tflite-micro``, not LiteRT/TensorFlow)."""
-
-    def __init__(self, model: bytes, arena_size: int = 8 << 20):
-        from tflite_micro.python.tflite_micro import runtime
-
-        try:
-            self._it = runtime.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
-        except Exception as e:  # TFLM reports prepare/allocate failures as RuntimeError
-            raise TinyClusterError(f"TFLite Micro cannot run the model ({str(e).splitlines()[0][:200]})") from None
-        i, o = self._it.get_input_details(0), self._it.get_output_details(0)
-        self.input_shape = tuple(int(d) for d in i["shape"])
-        self.input_dtype = np.dtype(i["dtype"]).type
-        self.output_dtype = np.dtype(o["dtype"]).type
-        iq, oq = i["quantization_parameters"], o["quantization_parameters"]
-        self.input_scale = float(iq["scales"][0]) if len(iq["scales"]) else 0.0
-        self.input_zero_point = int(iq["zero_points"][0]) if len(iq["zero_points"]) else 0
-        self.output_scale = float(oq["scales"][0]) if len(oq["scales"]) else 0.0
-        self.output_zero_point = int(oq["zero_points"][0]) if len(oq["zero_points"]) else 0
-
-    @property
-    def input_float_range(self):
-        """Real values the int8 input covers (the float range random float inputs are drawn from)."""
-        if self.input_scale > 0:
-            return (self.input_scale * (-128 - self.input_zero_point), self.input_scale * (127 - self.input_zero_point))
-        return (-1.0, 1.0)
-
-    def run(self, xs: np.ndarray) -> np.ndarray:
-        """Raw outputs [N, n_out] for a batch of inputs already in the model's input dtype."""
-        outs = []
-        for x in xs:
-            self._it.set_input(np.ascontiguousarray(x, dtype=self.input_dtype).reshape(self.input_shape), 0)
-            self._it.invoke()
-            outs.append(np.array(self._it.get_output(0)).reshape(-1))
-        return np.stack(outs)
-
-    def dequantize(self, y: np.ndarray) -> np.ndarray:
-        if self.output_dtype == np.float32 or self.output_scale == 0.0:
-            return y.astype(np.float64)
-        return (y.astype(np.float64) - self.output_zero_point) * self.output_scale
-
-
-def model_inputs(x: np.ndarray, model: "TFLMModel", source) -> np.ndarray:
-    """Inputs for ``model`` from a user array shaped (N, *input shape[1:]) (or one input without N):
-    float arrays hold real values and are quantized with the input's scale and zero point (as
-    TFLite does: round, add the zero point, saturate); int8 arrays are taken as already quantized.
-    A float-input model takes float arrays as they are."""
+def model_inputs(x: np.ndarray, runner: "TFLiteRunner", source) -> np.ndarray:
+    """Inputs for ``runner``'s model from a user array shaped (N, *input shape[1:]) (or one input
+    without N), in the model's input dtype: float arrays hold real values and are quantized with the
+    input's scale and zero point (:meth:`TFLiteRunner._q_in`, as TFLite does); int8 arrays are taken
+    as already quantized. A float-input model takes float arrays as they are."""
     x = np.asarray(x)
-    want = tuple(model.input_shape[1:])
+    want = runner.input_shape[1:]
     if x.ndim == len(want) and tuple(x.shape) == want:
         x = x[None]
     if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want or x.shape[0] == 0:
@@ -380,14 +362,10 @@ def model_inputs(x: np.ndarray, model: "TFLMModel", source) -> np.ndarray:
     if x.dtype.kind == "f":
         if not np.isfinite(x).all():
             raise TinyClusterError(f"{source}: inputs contain NaN or infinite values")
-        if model.input_dtype == np.float32:
-            return x.astype(np.float32)
-        if model.input_scale <= 0:
+        if runner.quantized and runner.inp["quantization"][0] <= 0:
             raise TinyClusterError(f"{source}: the model input has no quantization scale; give int8 inputs")
-        info = np.iinfo(model.input_dtype)
-        q = np.round(x.astype(np.float64) / model.input_scale) + model.input_zero_point
-        return np.clip(q, info.min, info.max).astype(model.input_dtype)
-    if x.dtype == np.int8 and model.input_dtype == np.int8:
+        return np.stack([runner._q_in(xi) for xi in x])
+    if x.dtype == np.int8 and runner.in_dtype == np.int8:
         return x
     raise TinyClusterError(f"{source}: inputs have dtype {x.dtype}; expected float (real values) or int8 "
-                           f"(already quantized) for a model with {np.dtype(model.input_dtype).name} input")
+                           f"(already quantized) for a model with {np.dtype(runner.in_dtype).name} input")

@@ -137,7 +137,7 @@ def _command(model, calib, board, **kw) -> str:
 def _early_input_check(model: Path, x, source):
     """Check evaluation inputs against an int8 .tflite before the (long) sweep starts; other models
     are checked once the first compile has produced their int8 reference."""
-    from .evaluate import TFLMModel, model_inputs
+    from .evaluate import TFLiteRunner, model_inputs
     from .importers.tflite import is_float_model
 
     if model.suffix.lower() != ".tflite":
@@ -145,32 +145,35 @@ def _early_input_check(model: Path, x, source):
     try:
         if is_float_model(model):
             return
-        ref = TFLMModel(model.read_bytes())
-    except TinyClusterError:
-        return  # compile reports what is wrong with the model itself
+        ref = TFLiteRunner(model.read_bytes())
+    except Exception:  # a model TFLite Micro cannot load: compile reports what is wrong with it
+        return
     model_inputs(x, ref, source)
 
 
-class _Evaluator:
+class VersusInt8:
+    """Scores models against the unclustered int8 model: both under TFLite Micro on inputs ``xs``
+    (already in the model's input dtype); output SNR over dequantized outputs and top-1 agreement."""
+
     def __init__(self, ref_bytes: bytes, xs: np.ndarray, classifier: bool):
-        from .evaluate import TFLMModel
+        from .evaluate import TFLiteRunner
 
         self.xs, self.classifier = xs, classifier
-        self.ref = TFLMModel(ref_bytes)
-        self.y_ref = self.ref.dequantize(self.ref.run(xs))
+        self.ref = TFLiteRunner(ref_bytes)
+        self.y_ref = self.ref.dequantize(self.ref.run_quantized(xs))
 
     def __call__(self, tfl: bytes) -> dict:
-        from .evaluate import TFLMModel, agreement, snr_db
+        from .evaluate import TFLiteRunner, agreement, snr_db
 
-        m = TFLMModel(tfl)
-        y = m.dequantize(m.run(self.xs))
+        m = TFLiteRunner(tfl)
+        y = m.dequantize(m.run_quantized(self.xs))
         snr = snr_db(y, self.y_ref)
         return {"snr_db_vs_int8": None if math.isinf(snr) else round(snr, 3),
                 "outputs_identical": bool(math.isinf(snr)),
                 "top1_agreement_vs_int8": round(agreement(y, self.y_ref), 4) if self.classifier else None}
 
 
-def _point(label, cm, ev: Optional[_Evaluator], seconds, command, **opts) -> dict:
+def _point(label, cm, ev: Optional["VersusInt8"], seconds, command, **opts) -> dict:
     t = cm.report["totals"]
     p = {"label": label, "layout": opts.get("granularity"), "bits": opts.get("bits"),
          "lossless": bool(opts.get("lossless")), "flash_budget": opts.get("flash_budget"),
@@ -212,7 +215,7 @@ def explore(model, *, calib=None, eval_data=None, bits: Sequence[int] = DEFAULT_
     import tinycluster
     from tqdm.auto import tqdm
 
-    from .evaluate import TFLMModel, model_inputs
+    from .evaluate import TFLiteRunner, model_inputs
     from .verify import make_inputs
 
     t_start = time.time()
@@ -265,9 +268,9 @@ def explore(model, *, calib=None, eval_data=None, bits: Sequence[int] = DEFAULT_
             bar.update(1)
         classifier = _classifier(cm_def)
         ref_bytes, ref_note = _reference_bytes(model, cm_def)
-        ref = TFLMModel(ref_bytes)
+        ref = TFLiteRunner(ref_bytes)
         if x_eval is None:
-            xs = np.stack(make_inputs(ref.input_shape, ref.input_dtype, samples, seed, ref.input_zero_point,
+            xs = np.stack(make_inputs(ref.input_shape, ref.in_dtype, samples, seed, ref.input_zero_point,
                                       ref.input_float_range)[:samples])
             eval_note = (f"{samples} seeded random inputs (seed {seed}), the data-free inputs `verify` uses; no "
                          "--calib given: figures on random inputs describe the arithmetic, not the task. Give --calib "
@@ -276,7 +279,7 @@ def explore(model, *, calib=None, eval_data=None, bits: Sequence[int] = DEFAULT_
         else:
             xs = model_inputs(x_eval, ref, eval_data or calib)[:samples]
             source = "calib-held-out" if eval_data is None else "eval-file"
-        ev = _Evaluator(ref_bytes, xs, classifier)
+        ev = VersusInt8(ref_bytes, xs, classifier)
         d_opts = cm_def.report.get("options", {})
         default = _point("default", cm_def, ev, sec, _command(model, calib, board),
                          granularity=d_opts.get("granularity"), bits=d_opts.get("bits"),
@@ -291,8 +294,12 @@ def explore(model, *, calib=None, eval_data=None, bits: Sequence[int] = DEFAULT_
         for kw in jobs:
             label = f"{kw['granularity']} " + ("lossless" if kw.get("lossless") else f"{kw['bits']} bit")
             bar.set_postfix_str(label)
-            cm, sec = run(**kw)
-            points.append(_point(label, cm, ev, sec, _command(model, calib, board, **kw), **kw))
+            try:
+                cm, sec = run(**kw)
+            except TinyClusterError as e:  # one point that compile refuses does not end the sweep
+                notes.append(f"{label} skipped: {e}")
+            else:
+                points.append(_point(label, cm, ev, sec, _command(model, calib, board, **kw), **kw))
             bar.update(1)
         bar.close()
 
@@ -303,7 +310,11 @@ def explore(model, *, calib=None, eval_data=None, bits: Sequence[int] = DEFAULT_
                        and not p["lossless"]]
         for b in tqdm(budgets or [], desc="explore: flash budgets", unit="point", disable=quiet, leave=False):
             label = f"budget {b:,} B"
-            cm, sec = run(frontend={"flash_budget": int(b)})
+            try:
+                cm, sec = run(frontend={"flash_budget": int(b)})
+            except TinyClusterError as e:
+                notes.append(f"{label} skipped: {e}")
+                continue
             if not _budget_honoured(cm.report):
                 notes.append(f"flash budgets skipped: `compile --flash-budget` does not apply to this model's path "
                              f"({model.suffix} input) in tinycluster {tinycluster.__version__}")
@@ -330,6 +341,9 @@ def explore(model, *, calib=None, eval_data=None, bits: Sequence[int] = DEFAULT_
         if calib is None:
             notes.append("no --calib: codebooks were chosen data-free and scored on random inputs; "
                          "--calib with representative inputs would help both")
+        elif eval_data is None:
+            notes.append(f"each point was calibrated on half of {Path(str(calib)).name} and scored on the other "
+                         "half; the commands listed calibrate on all of it, as you would")
         return {
             "tool": "tinycluster", "version": tinycluster.__version__, "command": command,
             "model": str(model), "reference": ref_note, "interpreter": "TFLite Micro",
@@ -474,7 +488,7 @@ def write(res: dict, out_dir) -> tuple:
     from .api import write_output_dir
 
     png = plot_png(res)
-    note = None if png is not None else ("plot skipped: matplotlib is not installed (pip install matplotlib); "
+    note = None if png is not None else ("plot skipped: matplotlib is not installed (pip install 'tinycluster[plots]'); "
                                          "the table is complete without it")
     files = {"explore.json": json.dumps(res, indent=1) + "\n",
              "explore.md": render_markdown(res, "explore.png" if png is not None else None)}

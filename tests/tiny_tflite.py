@@ -25,15 +25,17 @@ def _quant(b, scale, zp):
 def fully_connected_model(weights: np.ndarray, bias: np.ndarray, external: bool = False,
                           in_q=(0.05, -3), w_scale=0.02, out_q=(0.1, 2)) -> bytes:
     """One FULLY_CONNECTED: int8 [1, n_in] -> int8 [1, n_out]. With ``external`` the weight
-    and bias buffers are stored after the flatbuffer (Buffer.offset/size)."""
+    and bias buffers are stored after the flatbuffer (Buffer.offset/size). ``w_scale``: one
+    weight scale, or one per output channel (per-channel quantization)."""
     n_out, n_in = weights.shape
     w_raw = np.ascontiguousarray(weights, dtype=np.int8).tobytes()
     b_raw = np.ascontiguousarray(bias, dtype="<i4").tobytes()
     b = flatbuffers.Builder(1024)
 
     names = [b.CreateString(n) for n in ("input", "weights", "bias", "output")]
-    quants = [_quant(b, [in_q[0]], [in_q[1]]), _quant(b, [w_scale], [0]),
-              _quant(b, [in_q[0] * w_scale], [0]), _quant(b, [out_q[0]], [out_q[1]])]
+    ws = [float(v) for v in np.atleast_1d(w_scale)]
+    quants = [_quant(b, [in_q[0]], [in_q[1]]), _quant(b, ws, [0] * len(ws)),
+              _quant(b, [in_q[0] * v for v in ws], [0] * len(ws)), _quant(b, [out_q[0]], [out_q[1]])]
     shapes = [(1, n_in), (n_out, n_in), (n_out,), (1, n_out)]
     types = [tflite.TensorType.INT8, tflite.TensorType.INT8, tflite.TensorType.INT32, tflite.TensorType.INT8]
     bufidx = [0, 1, 2, 0]

@@ -178,8 +178,8 @@ def _validate(bits, clusters, lossless, granularity, codebooks):
         raise TinyClusterError(f"--bits {bits} is out of range: index width must be 1..8 bits")
     if clusters is not None and not (2 <= int(clusters) <= 256):
         raise TinyClusterError(f"--clusters {clusters} is out of range: k must be 2..256 (an int8 weight has at most 256 values)")
-    if granularity not in ("per-channel", "per-tensor", "auto"):
-        raise TinyClusterError(f"--granularity {granularity}: use per-channel, per-tensor or auto")
+    if granularity not in ("per-channel", "per-tensor", "normalized", "auto"):
+        raise TinyClusterError(f"--granularity {granularity}: use per-channel, per-tensor, normalized or auto")
     if codebooks not in ("sram", "flash"):
         raise TinyClusterError(f"--codebooks {codebooks}: use sram or flash")
 
@@ -211,8 +211,10 @@ def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None
     from .importers.tflite import resolve_graph
 
     fe_info = None
+    int8_calib = {}
     if path.suffix.lower() == ".tflite" and not _is_float_tflite(path):
         data = path.read_bytes()
+        int8_calib = _int8_frontend_options(path, frontend)
     else:
         try:
             from .frontends.pipeline import compress_to_int8_tflite
@@ -239,7 +241,15 @@ def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None
     resolve_graph(graph)
     from .compress.cluster import cluster_graph
 
-    stats = cluster_graph(graph, bits=bits, clusters=clusters, lossless=lossless, granularity=granularity)
+    x_cal = None
+    if int8_calib:
+        from .frontends.calib import load_int8_calibration
+
+        x_cal = load_int8_calibration(int8_calib.get("calib"), graph, calib_random=int8_calib.get("calib_random"),
+                                      seed=seed)
+    stats = cluster_graph(graph, bits=bits, clusters=clusters, lossless=lossless, granularity=granularity,
+                          calib=x_cal, codebooks_in_sram=codebooks == "sram",
+                          calib_source=str(int8_calib.get("calib") or ""), seed=seed)
     plan = plan_memory(graph)
     placement = board_profile.emit_options() if board_profile is not None else {}
     placement["codebook_placement"] = codebooks
@@ -251,6 +261,9 @@ def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None
                "codebooks": codebooks, "board": board, "seed": seed}
     report = build_report(graph, plan, em, cluster_stats=_stats_by_layer(stats), options=options,
                           command=command)
+    cmeta = graph.meta.get("clustering", {})
+    report["clustering"] = {k: v for k, v in cmeta.items() if k in ("method", "auto")}
+    report["clustering"]["calibration_inputs"] = 0 if x_cal is None else int(len(x_cal))
     if fe_info:
         report["frontend"] = fe_info
     from .export.tflite_writer import clustered_model_bytes
@@ -270,6 +283,23 @@ def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None
 
         cm.extra_files.update(artifact_files(fe_info))
     return cm
+
+
+_KERAS_ONLY = {"prune": "--prune", "prune_structured": "--prune-structured", "method": "--method", "heal": "--heal",
+               "heal_epochs": "--heal-epochs", "flash_budget": "--flash-budget", "mean_bits": "--mean-bits",
+               "weight_dtype": "--weight-dtype"}
+
+
+def _int8_frontend_options(path: Path, frontend) -> dict:
+    """The front-end options an int8 .tflite takes (``calib``, ``calib_random``); any other is a
+    one-line error rather than silently ignored."""
+    fe = {k: v for k, v in dict(frontend or {}).items() if v is not None and v is not False}
+    bad = [flag for key, flag in _KERAS_ONLY.items() if key in fe]
+    if bad:
+        raise TinyClusterError(f"{path}: {', '.join(bad)} appl{'ies' if len(bad) == 1 else 'y'} to Keras and float "
+                               "models; this is an int8 .tflite (its options: --bits/--clusters/--lossless, "
+                               "--granularity, --calib)")
+    return {k: fe[k] for k in ("calib", "calib_random") if k in fe}
 
 
 def _stats_by_layer(stats):

@@ -42,14 +42,18 @@ def cli():
 @click.option("--bits", type=int, default=None, help="index width 1..8 (k = 2^bits clusters); default 4")
 @click.option("--clusters", type=int, default=None, help="k clusters, 2..256 (index width ceil(log2 k))")
 @click.option("--lossless", is_flag=True, help="per layer, the smallest index width that keeps every weight exact")
-@click.option("--granularity", type=click.Choice(["per-channel", "per-tensor", "auto"]), default="auto",
-              show_default=True, help="one codebook per output channel, per tensor, or the smaller acceptable")
+@click.option("--granularity", type=click.Choice(["per-channel", "per-tensor", "normalized", "auto"]), default="auto",
+              show_default=True, help="codebook layout: one per output channel, one per tensor, one per tensor in each "
+                                      "channel's normalized domain (new per-channel scales), or auto: per layer, "
+                                      "chosen by output error per byte (docs/clustering.md)")
 @click.option("--codebooks", type=click.Choice(["sram", "flash"]), default=None,
               help="where codebooks live at run time (default: board profile, else sram)")
 @click.option("--board", default=None, help="board profile (boards/*.toml); also writes firmware project files")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--calib", default=None, help="Keras/float models: .npy/.npz of representative float inputs")
-@click.option("--calib-random", type=int, default=None, help="Keras/float models: N random calibration inputs (smoke runs only)")
+@click.option("--calib", default=None, help=".npy/.npz of representative inputs (N, *input shape): float in the model's "
+                                           "real input range, or int8 already quantized (int8 models); int8 models "
+                                           "then get codebooks chosen by each layer's output error")
+@click.option("--calib-random", type=int, default=None, help="N random calibration inputs (smoke runs only)")
 @click.option("--prune", type=float, default=None, help="Keras/float models: target sparsity 0..1 before clustering")
 @click.option("--prune-structured", is_flag=True, help="prune whole output channels")
 @click.option("--method", type=click.Choice(["kmeans", "tfmot", "uniform"]), default="kmeans", show_default=True)
@@ -81,6 +85,13 @@ def compile_cmd(model, output, name, bits, clusters, lossless, granularity, code
     click.echo(f"flash {t['flash_bytes']:,} B (int8 baseline {t['int8_weight_bytes']:,} B), "
                f"SRAM {t['sram_bytes']:,} B (arena {t['arena_bytes']:,} B, codebooks in SRAM {t['codebook_sram_bytes']:,} B), "
                f"{t['weights']:,} weights at {t['bits_per_weight']} bits/weight")
+    method = m.report.get("clustering", {}).get("method", "")
+    if method:
+        click.echo(f"codebooks chosen by: {method}")
+    if method.startswith("data-free") and "frontend" not in m.report:
+        click.echo("hint: --calib FILE (.npy/.npz of representative inputs) lets tinycluster choose the codebooks by "
+                   "each layer's output error on your data and correct the biases; usually far more faithful at "
+                   "4 bits and below")
 
 
 @cli.command("verify")

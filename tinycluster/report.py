@@ -7,7 +7,22 @@ from . import __version__
 from .ops import get_handler
 
 
+def _check_cost(node, ctx, cost):
+    """The cost function (compress/cost.py) must describe the bytes the emitter declared."""
+    from .errors import TinyClusterError
+
+    got = {"indices": ctx.bytes_by(owner=node.name, role="indices"),
+           "codebooks": ctx.bytes_by(owner=node.name, role="codebook"),
+           "map": ctx.bytes_by(owner=node.name, role="other")}
+    want = {"indices": cost.indices, "codebooks": cost.codebooks, "map": cost.map}
+    if got != want:
+        raise TinyClusterError(f"internal: {node.name}: emitted weight bytes {got} differ from the cost model "
+                               f"{want}; please report this")
+
+
 def _layer_rows(graph, ctx, cluster_stats):
+    from .compress.cost import weight_cost
+
     rows = []
     for node in graph.nodes:
         h = get_handler(node.op)
@@ -33,6 +48,8 @@ def _layer_rows(graph, ctx, cluster_stats):
                 bias_n = graph.tensors[node.inputs[2]].size
             baseline = t.size + 4 * bias_n + 5 * n_out  # int8 weights + int32 bias + per-channel requant
             st = cluster_stats.get(node.name, {}) if cluster_stats else {}
+            cost = weight_cost(node, graph, cl)
+            _check_cost(node, ctx, cost)
             row.update({
                 "weights": t.size,
                 "output_channels": int(n_out),
@@ -41,11 +58,14 @@ def _layer_rows(graph, ctx, cluster_stats):
                 "unique_after": int(cl.unique_after) if cl else None,
                 "index_bits": int(cl.bits) if cl else 8,
                 "k": int(cl.k) if cl else None,
-                "granularity": cl.granularity if cl else None,
+                "granularity": cl.granularity if cl else "raw int8",
                 "int8_bytes": baseline,
+                "weight_flash_bytes": cost.flash,
+                "int8_weight_only_bytes": int(t.size),
+                "scales": st.get("scales", "unchanged"),
                 "saving": round(1.0 - (flash + cb_sram) / baseline, 4) if baseline else 0.0,
             })
-            for key in ("rms_error", "snr_db", "granularity_reason"):
+            for key in ("rms_error", "snr_db", "granularity_reason", "output_error"):
                 if key in st:
                     row[key] = st[key]
         rows.append(row)
@@ -59,6 +79,10 @@ def build_report(graph, plan, emitted, *, cluster_stats=None, options=None, comm
     flash = ctx.bytes_by("flash") + sram_decl
     weights = sum(r["weights"] for r in layers)
     int8_flash = sum(r.get("int8_bytes", 0) for r in layers)
+    # the same model with every layer's weights raw int8 (the int8 model's own scales and
+    # biases), in the same C: flash minus what each layout adds or saves over raw int8
+    raw_flash = flash - sum(r["weight_flash_bytes"] - r["int8_weight_only_bytes"] for r in layers
+                            if "weight_flash_bytes" in r)
     totals = {
         "flash_bytes": flash,
         "sram_bytes": plan.arena_size + sram_decl,
@@ -69,6 +93,7 @@ def build_report(graph, plan, emitted, *, cluster_stats=None, options=None, comm
         "weights": weights,
         "macs": sum(r["macs"] for r in layers),
         "int8_weight_bytes": int8_flash,
+        "int8_flash_bytes": raw_flash,
         "bits_per_weight": round(8.0 * ctx.bytes_by(role="indices") / weights, 3) if weights else 0.0,
     }
     return {
@@ -110,9 +135,20 @@ def render_markdown(report) -> str:
             f"| SRAM (arena + mutable codebooks) | {_fmt(t['sram_bytes'])} |",
             f"| arena (activations, I/O, scratch) | {_fmt(t['arena_bytes'])} |",
             f"| codebooks held in SRAM | {_fmt(t['codebook_sram_bytes'])} |",
-            f"| int8 baseline (weights + int32 bias + requant) | {_fmt(t['int8_weight_bytes'])} |", "",
+            f"| int8 baseline (weights + int32 bias + requant) | {_fmt(t['int8_weight_bytes'])} |",
+            f"| the same C with every layer's weights raw int8 | {_fmt(t['int8_flash_bytes'])} |", "",
             f"Weights: {_fmt(t['weights'])}; MACs: {_fmt(t['macs'])}; index bits per weight: {t['bits_per_weight']}; "
             f"flash saving vs the int8 baseline: {100 * saving:.1f}%.", ""]
+    cm = report.get("clustering") or {}
+    if cm.get("method"):
+        out += [f"Codebooks chosen by: {cm['method']}."]
+        a = cm.get("auto")
+        if a:
+            out += [f"Layouts (auto): the cheapest per layer, then {_fmt(a['extra_bytes_spent'])} of "
+                    f"{_fmt(a['extra_bytes_allowed'])} allowed extra bytes spent where they remove the most output "
+                    f"error per byte" + (f"; codebooks in SRAM capped at {_fmt(a['sram_cap'])} B" if a.get("sram_cap")
+                                          is not None else "") + "."]
+        out.append("")
     ev = report.get("evaluation")
     if ev:
         out += ["## Evaluation", "", "| metric | value |", "|---|---|"]

@@ -69,8 +69,7 @@ from ..errors import TinyClusterError
 from ..ir import Clustering, Graph, Tensor
 from ..packing import packed_size
 
-GRANULARITIES = ("per-channel", "per-tensor", "auto")
-DEFAULT_TOLERANCE = 0.10
+GRANULARITIES = ("per-channel", "per-tensor", "normalized", "auto")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,170 +367,6 @@ def _distinct_per_channel(q: np.ndarray, axis: int) -> np.ndarray:
     return present.sum(axis=1)
 
 
-def clustering_stats(t: Tensor, cl: Clustering, channel_axis: Optional[int]) -> dict:
-    """Error and footprint figures of one clustering (see module docstring for the units)."""
-    q = t.data.astype(np.int64)
-    qa = cl.values().astype(np.int64)
-    s = _scale_per_element(t)
-    zp = 0
-    if t.quant is not None and t.quant.zero_point.size:
-        zps = np.asarray(t.quant.zero_point, dtype=np.int64)
-        if zps.size == 1:
-            zp = int(zps[0])
-        else:
-            bshape = [1] * q.ndim
-            bshape[t.quant.axis] = q.shape[t.quant.axis]
-            zp = zps.reshape(bshape)
-    real = s * (q - zp)
-    err = s * (qa - q)
-    n = q.size
-    sse = float(np.sum(err * err))
-    ssw = float(np.sum(real * real))
-    rms = math.sqrt(sse / n) if n else 0.0
-    rms_w = math.sqrt(ssw / n) if n else 0.0
-    rms_int8 = math.sqrt(float(np.mean(s * s)) / 12.0) if n else 0.0
-    n_codebooks = int(cl.codebooks.shape[0])
-    cb_bytes = n_codebooks * cl.k
-    idx_bytes = packed_size(n, cl.bits)
-    # shared codebooks need a uint8 codebook number per channel (const, flash)
-    map_bytes = int(np.asarray(cl.codebook_of_channel).size) if cl.granularity == "shared" else 0
-    changed = int(np.count_nonzero(qa != q))
-    if channel_axis is not None and q.ndim:
-        upc_before = int(_distinct_per_channel(t.data, channel_axis).max())
-        upc_after = int(_distinct_per_channel(cl.values(), channel_axis).max())
-    else:
-        upc_before = upc_after = None
-    return {
-        "granularity": cl.granularity,
-        "k": cl.k,
-        "bits": cl.bits,
-        "codebooks": n_codebooks,
-        "codebook_bytes": cb_bytes,
-        "index_bytes": idx_bytes,
-        "map_bytes": map_bytes,
-        "footprint_bytes": idx_bytes + cb_bytes + map_bytes,
-        "unique_before": int(cl.unique_before),
-        "unique_after": int(cl.unique_after),
-        "max_unique_per_channel_before": upc_before,
-        "max_unique_per_channel_after": upc_after,
-        "changed_weights": changed,
-        "exact": changed == 0,
-        "max_abs_error_q": int(np.max(np.abs(qa - q))) if n else 0,
-        "rms_error": rms,
-        "rel_rms_error": (rms / rms_w) if rms_w > 0 else 0.0,
-        "snr_db": (10.0 * math.log10(ssw / sse)) if sse > 0 and ssw > 0 else None,
-        "rms_int8_rounding": rms_int8,
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# the pass
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class ClusterOptions:
-    bits: Optional[int] = None
-    clusters: Optional[int] = None
-    lossless: bool = False
-    granularity: str = "auto"
-    tolerance: float = DEFAULT_TOLERANCE
-
-    def validate(self) -> "ClusterOptions":
-        chosen = sum(x is not None and x is not False for x in (self.bits, self.clusters, self.lossless or None))
-        if chosen == 0:
-            raise TinyClusterError("give one of --bits B (1..8), --clusters K (2..256) or --lossless")
-        if chosen > 1:
-            raise TinyClusterError("give only one of --bits, --clusters and --lossless")
-        if self.bits is not None:
-            if isinstance(self.bits, bool) or not isinstance(self.bits, (int, np.integer)) or not 1 <= self.bits <= 8:
-                raise TinyClusterError(f"--bits must be an integer from 1 to 8 (got {self.bits}); "
-                                       "k = 2^bits clusters, 8 bits is lossless on int8 models")
-        if self.clusters is not None:
-            if isinstance(self.clusters, bool) or not isinstance(self.clusters, (int, np.integer)) \
-                    or not 2 <= self.clusters <= 256:
-                raise TinyClusterError(f"--clusters must be an integer from 2 to 256 (got {self.clusters}); "
-                                       "int8 weights have at most 256 distinct values")
-        if self.granularity not in GRANULARITIES:
-            raise TinyClusterError(f"--granularity must be one of {', '.join(GRANULARITIES)} "
-                                   f"(got '{self.granularity}')")
-        if not (self.tolerance >= 0):
-            raise TinyClusterError(f"tolerance must be >= 0 (got {self.tolerance})")
-        return self
-
-    @property
-    def k(self) -> Optional[int]:
-        if self.bits is not None:
-            return 1 << int(self.bits)
-        if self.clusters is not None:
-            return int(self.clusters)
-        return None
-
-    def as_dict(self) -> dict:
-        return {"bits": self.bits, "clusters": self.clusters, "lossless": bool(self.lossless),
-                "granularity": self.granularity, "tolerance": self.tolerance, "k": self.k}
-
-
-SHARED_GROUPS = (2, 4, 8, 16, 32)
-
-
-def _acceptable(st: dict, pc: dict, tolerance: float) -> bool:
-    return st["rms_error"] <= max((1.0 + tolerance) * pc["rms_error"], pc["rms_int8_rounding"])
-
-
-def _why(name: str, st: dict, pc: dict, tolerance: float) -> str:
-    if st["rms_error"] == 0:
-        return f"{name}: exact"
-    if pc["rms_error"] > 0 and st["rms_error"] <= (1.0 + tolerance) * pc["rms_error"]:
-        return f"{name}: RMS error {st['rms_error'] / pc['rms_error']:.2f}x per-channel (<= {1 + tolerance:.2f}x allowed)"
-    return (f"{name}: RMS error {st['rms_error']:.3g} within the int8 rounding noise "
-            f"{pc['rms_int8_rounding']:.3g}")
-
-
-def _auto(t: Tensor, k: int, axis: int, tolerance: float):
-    """Granularity ``auto``: the smallest-footprint acceptable candidate among per-tensor,
-    shared codebooks (G in SHARED_GROUPS) and per-channel. Returns (cands, choice, reason)."""
-    cands = {}
-
-    def add(name, g, groups=None):
-        cl = cluster_tensor(t, k, g, axis, groups=groups)
-        cands[name] = (cl, clustering_stats(t, cl, axis))
-        return cands[name][1]
-
-    pc = add("per-channel", "per-channel")
-    pt = add("per-tensor", "per-tensor")
-    n_ch = t.data.shape[axis]
-    if _acceptable(pt, pc, tolerance) and pt["footprint_bytes"] <= pc["footprint_bytes"]:
-        return cands, "per-tensor", _why("per-tensor", pt, pc, tolerance) + \
-            f"; saves {pc['footprint_bytes'] - pt['footprint_bytes']} bytes vs per-channel"
-    # shared codebooks: only group counts whose footprint beats per-channel; error falls (roughly)
-    # as G grows, so try the largest first and search down only if it is acceptable
-    gs = [g for g in SHARED_GROUPS if g <= n_ch // 2 and g * k + n_ch < n_ch * k]
-    best = None
-    if gs:
-        st = add(f"shared-{gs[-1]}", "shared", gs[-1])
-        if _acceptable(st, pc, tolerance):
-            best = gs[-1]
-            lo, hi = 0, len(gs) - 1  # gs[hi] acceptable; find the smallest acceptable by bisection
-            while lo < hi:
-                mid = (lo + hi) // 2
-                st = add(f"shared-{gs[mid]}", "shared", gs[mid])
-                if _acceptable(st, pc, tolerance):
-                    hi = mid
-                    best = gs[mid]
-                else:
-                    lo = mid + 1
-    if best is not None:
-        name = f"shared-{best}"
-        st = cands[name][1]
-        return cands, name, (_why(f"{st['codebooks']} shared codebooks", st, pc, tolerance) +
-                             f"; saves {pc['footprint_bytes'] - st['footprint_bytes']} bytes vs per-channel")
-    ratio = pt["rms_error"] / pc["rms_error"] if pc["rms_error"] > 0 else math.inf
-    rtxt = "inf" if math.isinf(ratio) else f"{ratio:.2f}"
-    tried = f", {gs[-1]} shared codebooks {cands[f'shared-{gs[-1]}'][1]['rms_error'] / pc['rms_error']:.2f}x" \
-        if gs and pc["rms_error"] > 0 else ""
-    return cands, "per-channel", (f"per-channel: RMS error of per-tensor {rtxt}x{tried} (> {1 + tolerance:.2f}x "
-                                  f"allowed, above the int8 rounding noise)")
-
-
 def _lossless_k(t: Tensor, channel_axis: Optional[int]):
     k_pt = max(2, int(np.unique(t.data).size))
     k_pc = max(2, int(_distinct_per_channel(t.data, channel_axis).max())) if channel_axis is not None else None
@@ -574,116 +409,459 @@ def lossless_shared(q: np.ndarray, channel_axis: int, bits: int):
     return cbs, assign, np.moveaxis(idx.reshape(qc.shape), 0, channel_axis)
 
 
-def _lossless(t: Tensor, axis: Optional[int], granularity: str):
-    """Lossless candidates and choice (module docstring). Returns (cands, choice, reason)."""
-    k_pt, k_pc = _lossless_k(t, axis)
-    cands = {}
+def clustering_stats(t: Tensor, cl: Optional[Clustering], channel_axis: Optional[int], scale=None,
+                     source_scale=None) -> dict:
+    """Error and footprint figures of one clustering (see module docstring for the units).
 
-    def add(name, cl):
-        cands[name] = (cl, clustering_stats(t, cl, axis))
+    ``cl`` None: the int8 weights stored raw. ``scale``: the weight scales the clustered values
+    are read with (None: the tensor's own); ``source_scale``: those of the original values
+    (None: the tensor's own). Footprint figures are left to :func:`cost.weight_cost`."""
+    q = t.data.astype(np.int64)
+    qa = q if cl is None else cl.values().astype(np.int64)
+    s = _scale_per_element(t)
+    if source_scale is not None:
+        s = _broadcast_scale(np.asarray(source_scale, np.float64), q.shape, channel_axis)
+    s_new = s if scale is None else _broadcast_scale(np.asarray(scale, np.float64), q.shape, channel_axis)
+    zp = 0
+    if t.quant is not None and t.quant.zero_point.size:
+        zps = np.asarray(t.quant.zero_point, dtype=np.int64)
+        if zps.size == 1 or np.all(zps == zps[0]):
+            zp = int(zps[0])
+        else:
+            bshape = [1] * q.ndim
+            bshape[t.quant.axis] = q.shape[t.quant.axis]
+            zp = zps.reshape(bshape)
+    real = s * (q - zp)
+    err = s_new * (qa - zp) - real
+    n = q.size
+    sse = float(np.sum(err * err))
+    ssw = float(np.sum(real * real))
+    rms = math.sqrt(sse / n) if n else 0.0
+    rms_w = math.sqrt(ssw / n) if n else 0.0
+    rms_int8 = math.sqrt(float(np.mean(s * s)) / 12.0) if n else 0.0
+    changed = int(np.count_nonzero(qa != q)) if scale is None else int(np.count_nonzero(err))
+    if channel_axis is not None and q.ndim:
+        upc_before = int(_distinct_per_channel(t.data, channel_axis).max())
+        upc_after = int(_distinct_per_channel(qa.astype(np.int8), channel_axis).max())
+    else:
+        upc_before = upc_after = None
+    return {
+        "granularity": "raw int8" if cl is None else cl.granularity,
+        "k": None if cl is None else cl.k,
+        "bits": 8 if cl is None else cl.bits,
+        "codebooks": 0 if cl is None else int(cl.codebooks.shape[0]),
+        "unique_before": int(np.unique(q).size),
+        "unique_after": int(np.unique(qa).size),
+        "max_unique_per_channel_before": upc_before,
+        "max_unique_per_channel_after": upc_after,
+        "changed_weights": changed,
+        "exact": sse == 0.0,
+        "max_abs_error_q": int(np.max(np.abs(qa - q))) if n and scale is None else None,
+        "rms_error": rms,
+        "rel_rms_error": (rms / rms_w) if rms_w > 0 else 0.0,
+        "snr_db": (10.0 * math.log10(ssw / sse)) if sse > 0 and ssw > 0 else None,
+        "rms_int8_rounding": rms_int8,
+    }
 
-    if axis is None or granularity == "per-tensor":
-        add("per-tensor", cluster_tensor(t, k_pt, "per-tensor", axis))
-        return cands, "per-tensor", "per-tensor (" + ("requested" if axis is not None else "no channel axis") + \
-            f"), smallest exact k = {k_pt}"
-    add("per-channel", cluster_tensor(t, k_pc, "per-channel", axis))
-    if granularity == "per-channel":
-        return cands, "per-channel", f"per-channel (requested), smallest exact k = {k_pc}"
-    add("per-tensor", cluster_tensor(t, k_pt, "per-tensor", axis))
-    n_ch = t.data.shape[axis]
-    for b in range(_bits_for(k_pc), _bits_for(k_pt)):
-        res = lossless_shared(t.data, axis, b)
-        if res is None or not 2 <= res[0].shape[0] < n_ch or res[0].shape[0] > 256:
-            continue  # the kernels' codebook map is uint8: at most 256 shared codebooks
-        cbs, cmap, idx = res
-        cl = Clustering(indices=idx, codebooks=cbs.astype(np.int8), bits=_bits_for(cbs.shape[1]),
-                        channel_axis=axis, codebook_of_channel=cmap, granularity="shared")
-        cl.unique_before = int(np.unique(t.data).size)
+
+def _broadcast_scale(s: np.ndarray, shape, axis) -> np.ndarray:
+    if s.size == 1:
+        return np.full(shape, float(s[0]))
+    bshape = [1] * len(shape)
+    bshape[axis] = shape[axis]
+    return np.broadcast_to(s.reshape(bshape), shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# the pass
+# ---------------------------------------------------------------------------------------------
+#: auto: bytes it may spend beyond the cheapest layouts, as a fraction of the model's index bytes
+AUTO_EXTRA = 1.0 / 16
+#: auto with codebooks in SRAM: codebook bytes at most this fraction of the activation arena
+#: (the cheapest layouts' codebooks are always allowed)
+AUTO_SRAM_FRACTION = 0.25
+SHARED_GROUPS = (4, 16)
+
+
+@dataclass
+class ClusterOptions:
+    bits: Optional[int] = None
+    clusters: Optional[int] = None
+    lossless: bool = False
+    granularity: str = "auto"
+
+    def validate(self) -> "ClusterOptions":
+        chosen = sum(x is not None and x is not False for x in (self.bits, self.clusters, self.lossless or None))
+        if chosen == 0:
+            raise TinyClusterError("give one of --bits B (1..8), --clusters K (2..256) or --lossless")
+        if chosen > 1:
+            raise TinyClusterError("give only one of --bits, --clusters and --lossless")
+        if self.bits is not None:
+            if isinstance(self.bits, bool) or not isinstance(self.bits, (int, np.integer)) or not 1 <= self.bits <= 8:
+                raise TinyClusterError(f"--bits must be an integer from 1 to 8 (got {self.bits}); "
+                                       "k = 2^bits clusters, 8 bits is lossless on int8 models")
+        if self.clusters is not None:
+            if isinstance(self.clusters, bool) or not isinstance(self.clusters, (int, np.integer)) \
+                    or not 2 <= self.clusters <= 256:
+                raise TinyClusterError(f"--clusters must be an integer from 2 to 256 (got {self.clusters}); "
+                                       "int8 weights have at most 256 distinct values")
+        if self.granularity not in GRANULARITIES:
+            raise TinyClusterError(f"--granularity must be one of {', '.join(GRANULARITIES)} "
+                                   f"(got '{self.granularity}')")
+        return self
+
+    @property
+    def k(self) -> Optional[int]:
+        if self.bits is not None:
+            return 1 << int(self.bits)
+        if self.clusters is not None:
+            return int(self.clusters)
+        return None
+
+    def as_dict(self) -> dict:
+        return {"bits": self.bits, "clusters": self.clusters, "lossless": bool(self.lossless),
+                "granularity": self.granularity, "k": self.k}
+
+
+@dataclass
+class Candidate:
+    """One way to store a layer's weights: ``cl`` None is RAW8 (the int8 values as they are);
+    ``scale`` the new per-channel weight scales (None: unchanged); ``error`` the relative
+    output error (calibration data) or relative weight error (data-free)."""
+    name: str
+    cl: Optional[Clustering]
+    scale: Optional[np.ndarray]
+    cost: object
+    error: float
+
+
+def _prior_alpha(graph, node) -> float:
+    """Data-free prior of a layer's inputs from their int8 quantization: inputs spread over the
+    real range [lo, hi] with mean (lo + hi) / 2; alpha = (mean / half-range)^2 is the weight of
+    the common-mean term of ``H = I + alpha 11^T`` (1 for a one-sided range, as after ReLU; 0 for
+    a symmetric one)."""
+    q = graph.tensors[node.inputs[0]].quant
+    if q is None or q.scale.size != 1:
+        return 0.0
+    zp = float(q.zero_point[0])
+    lo, hi = -128.0 - zp, 127.0 - zp
+    return float(((lo + hi) / (hi - lo)) ** 2)
+
+
+class _Layer:
+    """One weighted layer and what the fits need: real weights [C, d], int8 rows, scales, the
+    error metric (H from calibration data or None), its signal."""
+
+    def __init__(self, graph, node, t, axis, stats):
+        from .calibrated import real_rows, row_scales, weight_matrix
+
+        self.graph, self.node, self.t, self.axis = graph, node, t, axis
+        self.Q = weight_matrix(node, t.data).astype(np.int64)
+        self.C = self.Q.shape[0]
+        self.W = real_rows(node, t)
+        self.s = row_scales(t, self.C)
+        self.stats = stats
+        has_bias = len(node.inputs) > 2 and node.inputs[2] >= 0
+        if stats is None:  # data-free prior (see _prior_alpha)
+            d = self.W.shape[1]
+            a = _prior_alpha(graph, node)
+            self.H = self.S = (np.eye(d) + a * np.ones((d, d))) if a > 0 else None
+        else:
+            self.S = stats.second_moment()
+            self.H = stats.H if has_bias else self.S  # bias correction removes the mean error
+        from .calibrated import quad_cost
+
+        self.signal = float(np.sum(quad_cost(self.W, self.S)))
+
+    def error_of(self, cl: Optional[Clustering], scale=None) -> float:
+        from .calibrated import quad_cost, weight_matrix
+
+        if cl is None:
+            return 0.0
+        V = weight_matrix(self.node, cl.values()).astype(np.float64)
+        s = self.s if scale is None else np.asarray(scale, np.float32).astype(np.float64)
+        E = self.W - V * s[:, None]
+        e = float(np.sum(quad_cost(E, self.H)))
+        return e / self.signal if self.signal > 0 else (0.0 if e == 0 else math.inf)
+
+    def candidate(self, name, cl, scale=None) -> Candidate:
+        from .cost import weight_cost
+
+        return Candidate(name, cl, scale, weight_cost(self.node, self.graph, cl, scale), self.error_of(cl, scale))
+
+    def from_fit(self, fit, k: int, granularity: str) -> Clustering:
+        from .calibrated import matrix_to_weight
+
+        cbs = fit.codebooks
+        if cbs.shape[1] < k:
+            cbs = np.concatenate([cbs, np.repeat(cbs[:, -1:], k - cbs.shape[1], axis=1)], axis=1)
+        idx = matrix_to_weight(self.node, fit.idx, self.t.data.shape)
+        if granularity == "normalized":
+            cl = Clustering(indices=idx, codebooks=cbs.astype(np.int8), bits=_bits_for(k), channel_axis=None,
+                            codebook_of_channel=None, granularity="normalized")
+        else:
+            cl = Clustering(indices=idx, codebooks=cbs.astype(np.int8), bits=_bits_for(k), channel_axis=self.axis,
+                            codebook_of_channel=np.asarray(fit.cmap), granularity=granularity)
+        cl.unique_before = int(np.unique(self.t.data).size)
         cl.unique_after = int(np.unique(cl.values()).size)
-        add(f"shared-{b}bit", cl)
-    # smallest footprint; ties go to fewer codebooks (per-tensor, then shared, then per-channel)
-    order = ["per-tensor"] + [n for n in cands if n.startswith("shared")] + ["per-channel"]
-    choice = min(order, key=lambda n: (cands[n][1]["footprint_bytes"], order.index(n)))
-    st = cands[choice][1]
-    others = ", ".join(f"{n} {cands[n][1]['footprint_bytes']}" for n in order if n != choice)
-    label = f"{st['codebooks']} shared codebooks" if choice.startswith("shared") else choice
-    return cands, choice, (f"{label}: smallest exact footprint, {st['footprint_bytes']} bytes at "
-                           f"{st['bits']} bits (vs {others})")
+        return cl
+
+    def rescaled(self, scale) -> Optional[np.ndarray]:
+        """``scale`` as float32, or None when it equals the current scales (no rewrite)."""
+        s32 = np.asarray(scale, dtype=np.float32)
+        return None if np.array_equal(s32, self.s.astype(np.float32)) else s32
+
+
+def _fit_candidate(L: _Layer, k: int, layout: str) -> Candidate:
+    from .calibrated import fit_normalized, fit_per_channel_oa
+
+    if layout == "normalized":
+        fit = fit_normalized(L.W, L.H, k)
+        return L.candidate("normalized", L.from_fit(fit, k, "normalized"), L.rescaled(fit.scale))
+    if layout == "per-channel" and L.stats is not None:
+        fit = fit_per_channel_oa(L.W, L.H, k, L.s, L.Q, new_grid=L.t.quant.scale.size == 1)
+        return L.candidate("per-channel", L.from_fit(fit, k, "per-channel"), L.rescaled(fit.scale))
+    if layout in ("per-channel", "per-tensor"):
+        return L.candidate(layout, cluster_tensor(L.t, k, layout, L.axis))
+    raise TinyClusterError(f"internal: unknown layout {layout}")
+
+
+def _candidates(L: _Layer, k: int, granularity: str) -> list:
+    """Candidates of one layer for ``--bits``/``--clusters`` (module docstring)."""
+    raw = L.candidate("raw int8", None)
+    if k >= 256:  # every int8 value has its own entry: exact, on the tensor's own grid
+        g = "per-tensor" if L.axis is None or granularity in ("auto", "normalized") else granularity
+        return [L.candidate(g, cluster_tensor(L.t, k, g, L.axis)), raw]
+    if L.axis is None:
+        return [L.candidate("per-tensor", cluster_tensor(L.t, k, "per-tensor", None)), raw]
+    if granularity != "auto":
+        return [_fit_candidate(L, k, granularity), raw]
+    cands = [_fit_candidate(L, k, g) for g in ("normalized", "per-tensor", "per-channel")]
+    for g in SHARED_GROUPS:
+        if g <= L.C // 2 and g * k + L.C < L.C * k:
+            cl = cluster_tensor(L.t, k, "shared", L.axis, groups=g)
+            cands.append(L.candidate(f"shared-{cl.codebooks.shape[0]}", cl))
+    return cands + [raw]
+
+
+def _lossless_candidates(L: _Layer, granularity: str) -> list:
+    """Exact candidates (module docstring) and RAW8."""
+    t, axis = L.t, L.axis
+    k_pt, k_pc = _lossless_k(t, axis)
+    cands = []
+    if axis is None or granularity in ("per-tensor", "normalized"):
+        cands.append(L.candidate("per-tensor", cluster_tensor(t, k_pt, "per-tensor", axis)))
+    elif granularity == "per-channel":
+        cands.append(L.candidate("per-channel", cluster_tensor(t, k_pc, "per-channel", axis)))
+    else:
+        cands.append(L.candidate("per-tensor", cluster_tensor(t, k_pt, "per-tensor", axis)))
+        n_ch = t.data.shape[axis]
+        for b in range(_bits_for(k_pc), _bits_for(k_pt)):
+            res = lossless_shared(t.data, axis, b)
+            if res is None or not 2 <= res[0].shape[0] < n_ch or res[0].shape[0] > 256:
+                continue  # the kernels' codebook map is uint8: at most 256 shared codebooks
+            cbs, cmap, idx = res
+            cl = Clustering(indices=idx, codebooks=cbs.astype(np.int8), bits=_bits_for(cbs.shape[1]),
+                            channel_axis=axis, codebook_of_channel=cmap, granularity="shared")
+            cl.unique_before = int(np.unique(t.data).size)
+            cl.unique_after = int(np.unique(cl.values()).size)
+            cands.append(L.candidate(f"shared-{b}bit", cl))
+        cands.append(L.candidate("per-channel", cluster_tensor(t, k_pc, "per-channel", axis)))
+    return cands + [L.candidate("raw int8", None)]
+
+
+def _smallest(cands: list) -> Candidate:
+    """Least flash; ties: less error, then the earlier (fewer codebooks) candidate."""
+    return min(cands, key=lambda c: (c.cost.flash, c.error, cands.index(c)))
+
+
+def _fmt_err(e: float) -> str:
+    return "exact" if e == 0 else f"relative error {e:.2e}"
+
+
+def choose_auto(layers: list, cand_lists: list, extra_bytes: int, sram_cap: Optional[int]):
+    """``auto``'s rule. Start every layer at its cheapest candidate (never above RAW8, which is
+    a candidate); then, while bytes remain, apply the upgrade (any layer to any of its
+    candidates with less error) that removes the most error per extra flash byte and fits
+    both the flash allowance ``extra_bytes`` and, when given, the SRAM cap on codebook bytes.
+    Errors are each layer's relative output error on the calibration data (relative weight
+    error without data), summed over the layers. Returns (chosen candidates, reasons, spent)."""
+    cur = [_smallest(c) for c in cand_lists]
+    why = [f"{c.name}: cheapest ({c.cost.flash} B, {_fmt_err(c.error)})" for c in cur]
+    spent = 0
+    sram = sum(c.cost.codebooks for c in cur)
+    cap = None if sram_cap is None else max(sram_cap, sram)
+    while True:
+        best = None
+        for i, cands in enumerate(cand_lists):
+            for c in cands:
+                d_err = cur[i].error - c.error
+                if d_err <= 0:
+                    continue
+                d_cost = c.cost.flash - cur[i].cost.flash
+                if spent + max(d_cost, 0) > extra_bytes:
+                    continue
+                if cap is not None and sram - cur[i].cost.codebooks + c.cost.codebooks > cap:
+                    continue
+                score = math.inf if d_cost <= 0 else d_err / d_cost
+                if best is None or score > best[0]:
+                    best = (score, i, c, d_cost, d_err)
+        if best is None:
+            break
+        _, i, c, d_cost, d_err = best
+        why[i] = (f"{c.name}: {_fmt_err(c.error)} for {d_cost:+d} B over {cur[i].name} "
+                  f"({_fmt_err(cur[i].error)}), the best error removed per byte")
+        sram += c.cost.codebooks - cur[i].cost.codebooks
+        spent += max(d_cost, 0)
+        cur[i] = c
+    return cur, why, spent
 
 
 def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[int] = None,
-                  lossless: bool = False, granularity: str = "auto",
-                  tolerance: float = DEFAULT_TOLERANCE, seed: Optional[int] = None) -> list:
-    """Cluster every weight tensor of ``graph`` (``graph.weight_tensors()``) in place.
+                  lossless: bool = False, granularity: str = "auto", seed: Optional[int] = None,
+                  calib=None, codebooks_in_sram: bool = True, calib_source: str = "") -> list:
+    """Cluster every weight tensor of ``graph`` (resolved; ``graph.weight_tensors()``) in place.
 
     Exactly one of ``bits`` (k = 2^bits, 1..8), ``clusters`` (k in 2..256, index width
     ceil(log2 k)) or ``lossless`` must be given. ``granularity``: per-channel | per-tensor |
-    auto (see module docstring; ``tolerance`` is auto's allowed relative RMS increase).
-    ``seed`` is accepted for API symmetry with the stochastic front-end passes and recorded,
-    but unused: the solver is exact and deterministic, the same input gives the same result.
+    normalized | auto (module docstring). ``calib``: int8 calibration inputs [N, *input shape]
+    (validated by :func:`tinycluster.frontends.calib.load_int8_calibration`): codebooks are then
+    chosen by each layer's output error and biases corrected; None: the data-free method.
+    ``codebooks_in_sram``: whether auto's SRAM cap applies. ``seed`` is recorded but unused:
+    every step is deterministic.
 
-    Sets ``tensor.clustering`` and returns one dict per clustered tensor (also stored in
-    ``graph.meta["clustering"] = {"options": ..., "layers": [...]}``) with keys:
-    layer, op, node_index, tensor, tensor_id, shape, weights, channels, channel_axis,
-    granularity, granularity_reason, k, bits, codebooks, codebook_bytes, index_bytes,
-    footprint_bytes, unique_before, unique_after, max_unique_per_channel_before/after,
-    changed_weights, exact, max_abs_error_q, rms_error, rel_rms_error, snr_db (None when
-    exact), rms_int8_rounding, candidates (auto/lossless: the stats of both granularities).
+    Sets ``tensor.clustering`` (None for a layer kept as raw int8), and for layouts with new
+    weight scales rewrites the tensor's ``quant`` and the int32 bias (the source quantization
+    is kept in ``graph.meta["source_quant"]``). Returns one dict per weight tensor (also in
+    ``graph.meta["clustering"] = {"options", "method", "layers"}``) with keys layer, op,
+    node_index, tensor, tensor_id, shape, weights, channels, channel_axis, granularity,
+    granularity_reason, k, bits, codebooks, weight_cost (:func:`cost.weight_cost`),
+    codebook_bytes, index_bytes, map_bytes, footprint_bytes, unique_before/after, changed_weights,
+    exact, rms_error, rel_rms_error, snr_db, output_error (relative, calibration data), scales
+    (rewritten or not) and candidates (name -> flash bytes and error) where several were tried.
     """
     from ..ops import get_handler
+    from .calibrated import SUPPORTED_OPS, collect_stats, copy_graph, correct_biases, requantized_bias
 
-    opts = ClusterOptions(bits=bits, clusters=clusters, lossless=bool(lossless), granularity=granularity,
-                          tolerance=tolerance).validate()
-    opts_dict = dict(opts.as_dict(), seed=seed)
-    records = []
+    opts = ClusterOptions(bits=bits, clusters=clusters, lossless=bool(lossless), granularity=granularity).validate()
+    k = opts.k
+    if any(not n.params for n in graph.nodes):  # the costs and statistics need the resolved params
+        from ..importers.tflite import resolve_graph
+
+        resolve_graph(graph)
+    use_data = calib is not None and not opts.lossless and k is not None and k < 256
+    layers = []
     seen = set()
     for node, t in graph.weight_tensors():
-        if t.id in seen:
+        if t.id in seen or t.data is None or t.data.dtype != np.int8:
             continue  # a weight shared by two ops is clustered once
         seen.add(t.id)
-        if t.data is None or t.data.dtype != np.int8:
-            continue
         h = get_handler(node.op)
         axis = h.weight_channel_axis
         if axis is not None and not -t.data.ndim <= axis < t.data.ndim:
             axis = None
         if axis is not None:
             axis %= t.data.ndim
-        cands = {}
-        if opts.lossless:
-            cands, choice, reason = _lossless(t, axis, opts.granularity)
-        else:
-            k = opts.k
-            if axis is None:
-                choice, reason = "per-tensor", "per-tensor (no channel axis)"
-                cl = cluster_tensor(t, k, "per-tensor", None)
-                cands[choice] = (cl, clustering_stats(t, cl, None))
-            elif opts.granularity == "auto":
-                cands, choice, reason = _auto(t, k, axis, opts.tolerance)
+        layers.append((node, t, axis))
+    # layers whose weights or bias another op also reads keep their scales and get no data fit
+    readers = {}
+    for n in graph.nodes:
+        for tid in n.inputs:
+            readers[tid] = readers.get(tid, 0) + 1
+
+    def own(node):
+        return node.op in SUPPORTED_OPS and all(readers.get(tid, 0) <= 1 for tid in node.inputs[1:3] if tid >= 0)
+
+    stats = {}
+    orig = None
+    if use_data:
+        orig = copy_graph(graph)
+        stats = collect_stats(graph, calib, [n for n, _, ax in layers if own(n) and ax is not None])
+    Ls = [_Layer(graph, n, t, ax, stats.get(n.index) if own(n) else None) for n, t, ax in layers]
+    if opts.lossless:
+        cand_lists = [_lossless_candidates(L, opts.granularity) for L in Ls]
+    else:
+        cand_lists = []
+        for L in Ls:
+            cands = _candidates(L, k, opts.granularity if own(L.node) or opts.granularity != "normalized"
+                                else "per-tensor")
+            if not own(L.node):  # no new scales for shared tensors
+                cands = [c for c in cands if c.scale is None]
+            cand_lists.append(cands)
+
+    spent, extra, sram_cap = 0, None, None
+    if opts.lossless or opts.granularity != "auto":
+        chosen, why = [], []
+        for L, cands in zip(Ls, cand_lists):
+            c = _smallest(cands) if opts.lossless else cands[0]
+            raw = cands[-1]
+            if c.cost.flash > raw.cost.flash:  # never larger than int8
+                why.append(f"raw int8: {c.name} would take {c.cost.flash} B > {raw.cost.flash} B of int8 weights")
+                c = raw
+            elif opts.lossless:
+                others = ", ".join(f"{o.name} {o.cost.flash}" for o in cands if o is not c)
+                why.append(f"{c.name}: smallest exact footprint, {c.cost.flash} B (vs {others})")
             else:
-                choice, reason = opts.granularity, f"{opts.granularity} (requested)"
-                cl = cluster_tensor(t, k, choice, axis)
-                cands[choice] = (cl, clustering_stats(t, cl, axis))
-        cl, st = cands[choice]
-        t.clustering = cl
-        rec = {
-            "layer": node.name,
-            "op": node.op,
-            "node_index": node.index,
-            "tensor": t.name,
-            "tensor_id": t.id,
-            "shape": list(t.shape),
-            "weights": int(t.size),
-            "channels": int(t.data.shape[axis]) if axis is not None else 1,
-            "channel_axis": axis,
-            "granularity_reason": reason,
-        }
+                why.append(f"{c.name} (requested)" if L.axis is not None else f"{c.name} (no channel axis)")
+            chosen.append(c)
+    else:
+        extra = int(AUTO_EXTRA * sum(packed_size(int(L.t.size), _bits_for(k)) for L in Ls))
+        if codebooks_in_sram:
+            from ..planner import plan_memory
+
+            sram_cap = int(AUTO_SRAM_FRACTION * plan_memory(graph).arena_size)
+        chosen, why, spent = choose_auto(Ls, cand_lists, extra, sram_cap)
+
+    # apply
+    src = graph.meta.setdefault("source_quant", {})
+    biases = {L.node.inputs[2]: graph.tensors[L.node.inputs[2]].data.copy() for L in Ls
+              if len(L.node.inputs) > 2 and L.node.inputs[2] >= 0}
+    for L, c in zip(Ls, chosen):
+        L.t.clustering = c.cl
+        if c.scale is not None:
+            from ..ir import QuantParams
+
+            src.setdefault(L.t.id, L.t.quant)
+            node = L.node
+            if len(node.inputs) > 2 and node.inputs[2] >= 0:
+                bt = graph.tensors[node.inputs[2]]
+                bt.data = requantized_bias(bt.data.reshape(-1), L.s, c.scale).reshape(bt.data.shape)
+            L.t.quant = QuantParams(scale=np.asarray(c.scale, np.float32), zero_point=np.zeros(L.C, np.int64),
+                                    axis=L.axis)
+            get_handler(node.op).resolve(node, graph)
+    corrected = {}
+    if use_data:
+        corrected = correct_biases(graph, orig, calib, [L.node for L in Ls if own(L.node)], stats)
+    rewritten = graph.meta.setdefault("rewritten", set())
+    rewritten.update(tid for tid, b in biases.items() if not np.array_equal(graph.tensors[tid].data, b))
+
+    method = ("lossless" if opts.lossless else
+              f"output-aware (calibration data: {len(calib)} inputs{' from ' + calib_source if calib_source else ''}; "
+              "output error per layer, GPTQ assignment, bias correction)" if use_data else
+              "data-free (weight error in real units)")
+    records = []
+    for L, c, reason in zip(Ls, chosen, why):
+        node, t = L.node, L.t
+        st = clustering_stats(t, c.cl, L.axis, scale=c.scale,
+                              source_scale=src[t.id].scale if t.id in src else None)
+        rec = {"layer": node.name, "op": node.op, "node_index": node.index, "tensor": t.name, "tensor_id": t.id,
+               "shape": list(t.shape), "weights": int(t.size),
+               "channels": int(t.data.shape[L.axis]) if L.axis is not None else 1, "channel_axis": L.axis,
+               "granularity_reason": reason}
         rec.update(st)
-        if len(cands) > 1:
-            rec["candidates"] = {g: {kk: s[kk] for kk in ("k", "bits", "codebooks", "codebook_bytes", "index_bytes",
-                                                          "map_bytes", "footprint_bytes", "rms_error", "snr_db",
-                                                          "exact")}
-                                 for g, (_, s) in cands.items()}
+        rec.update({"weight_cost": c.cost.as_dict(), "codebook_bytes": c.cost.codebooks,
+                    "index_bytes": c.cost.indices, "map_bytes": c.cost.map, "footprint_bytes": c.cost.flash,
+                    "int8_weight_bytes": int(t.size), "scales": "rewritten" if c.scale is not None else "unchanged",
+                    "output_error": c.error if L.stats is not None else None})
+        if node.index in corrected:
+            rec["bias_correction_max_lsb"] = corrected[node.index]
+        cands = cand_lists[Ls.index(L)]
+        if len(cands) > 2 or opts.lossless:
+            rec["candidates"] = {o.name: {"flash_bytes": o.cost.flash, "codebook_bytes": o.cost.codebooks,
+                                          "error": o.error} for o in cands}
         records.append(rec)
-    graph.meta["clustering"] = {"options": opts_dict, "layers": records}
+    meta = {"options": dict(opts.as_dict(), seed=seed), "method": method, "layers": records}
+    if extra is not None:
+        meta["auto"] = {"extra_bytes_allowed": extra, "extra_bytes_spent": spent, "sram_cap": sram_cap}
+    graph.meta["clustering"] = meta
     return records

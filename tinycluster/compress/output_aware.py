@@ -50,9 +50,10 @@ def _gram(H: np.ndarray, inv: np.ndarray, m: int) -> np.ndarray:
 
 
 def _refit_group(w: np.ndarray, idx: np.ndarray, cents: np.ndarray, H: np.ndarray,
-                 qmax: int, sweeps: int, snap_only: bool = False) -> np.ndarray:
+                 qmax: int, sweeps: int, snap_only: bool = False, grid: float = None) -> np.ndarray:
     """One output channel: ``w`` [d] float weights, ``idx`` [d] cluster of each weight,
-    ``cents`` centroids indexed by ``idx``; returns the new weight values [d] on the grid."""
+    ``cents`` centroids indexed by ``idx``; returns the new weight values [d] on the grid
+    (``grid``: a fixed grid step; None: the converter's ``max|c| / qmax``)."""
     used, inv = np.unique(idx, return_inverse=True)
     c = cents[used].astype(np.float64)
     m = used.size
@@ -79,26 +80,27 @@ def _refit_group(w: np.ndarray, idx: np.ndarray, cents: np.ndarray, H: np.ndarra
     # converter's own rounding would start from), so the result is never worse than that
     best = None
     for start in ((c, cents[used].astype(np.float64)) if not snap_only else (c,)):
-        vals, cost = _snap_descend(w, inv, G, H, start, free, qmax, sweeps)
+        vals, cost = _snap_descend(w, inv, G, H, start, free, qmax, sweeps, grid)
         if best is None or cost < best[1]:
             best = (vals, cost)
     return best[0][inv]
 
 
-def _snap_descend(w, inv, G, H, c, free, qmax, sweeps):
+def _snap_descend(w, inv, G, H, c, free, qmax, sweeps, grid=None):
     """Snap centroids ``c`` to the grid ``s = max|c| / qmax`` and improve them one grid step at a
     time (coordinate descent on ``e^T H e``); the centroid at ``max|c|`` stays (it sets ``s``).
-    Returns (centroid values, cost)."""
+    With a fixed ``grid`` step every centroid may move. Returns (centroid values, cost)."""
     top = int(np.argmax(np.abs(c)))
-    s = abs(float(c[top])) / qmax
+    s = abs(float(c[top])) / qmax if grid is None else float(grid)
     if s == 0.0:
         e = w
         return np.zeros_like(c), float(e @ H @ e)
     q = np.clip(np.round(c / s), -qmax, qmax)
-    q[top] = np.sign(c[top]) * qmax
-    q[~free] = 0.0
     movable = free.copy()
-    movable[top] = False
+    if grid is None:
+        q[top] = np.sign(c[top]) * qmax
+        movable[top] = False
+    q[~free] = 0.0
     e = w - (q * s)[inv]
     r = np.bincount(inv, weights=H @ e, minlength=q.size)
     diag = np.diag(G)
@@ -115,7 +117,7 @@ def _snap_descend(w, inv, G, H, c, free, qmax, sweeps):
     return q * s, float(e @ H @ e)
 
 
-def reassign(w: np.ndarray, values: np.ndarray, H: np.ndarray, sweeps: int = 3) -> np.ndarray:
+def reassign(w: np.ndarray, values: np.ndarray, H: np.ndarray, sweeps: int = 3, lock_top: bool = True) -> np.ndarray:
     """Move single weights to the neighbouring value of their channel (next lower or higher
     distinct value) while that lowers the output error ``e^T H e`` (``e = w - q``); vectorized
     over the channels. Weights at 0 (pruned) and at the channel's largest magnitude (it fixes the
@@ -132,7 +134,7 @@ def reassign(w: np.ndarray, values: np.ndarray, H: np.ndarray, sweeps: int = 3) 
     table = np.full((C, m + 2), np.nan)
     for c, lv in enumerate(levels):
         table[c, 1:lv.size + 1] = lv
-    top = np.abs(q).max(axis=0)
+    top = np.abs(q).max(axis=0) if lock_top else np.full(C, np.inf)
     cols = np.arange(C)
     pos_all = np.stack([np.searchsorted(levels[c], q[:, c]) for c in range(C)], axis=1) + 1  # [d, C]
     for _ in range(sweeps):
@@ -170,7 +172,7 @@ def reassign(w: np.ndarray, values: np.ndarray, H: np.ndarray, sweeps: int = 3) 
 
 
 def refit_int8(w: np.ndarray, values: np.ndarray, H: np.ndarray, *, qmax: int = QMAX,
-               sweeps: int = 8, snap_only: bool = False, rounds: int = 2) -> np.ndarray:
+               sweeps: int = 8, snap_only: bool = False, rounds: int = 2, grid=None) -> np.ndarray:
     """Output-aware refit of a clustered kernel viewed as [d, C] (C output channels).
 
     ``w``: the original float weights [d, C]; ``values``: the clustered weights [d, C] (each
@@ -180,17 +182,20 @@ def refit_int8(w: np.ndarray, values: np.ndarray, H: np.ndarray, *, qmax: int = 
     Alternates the centroid refit with :func:`reassign` for ``rounds`` rounds.
     ``snap_only``: skip the continuous refit and the reassignment (keep centroids that were
     tuned end to end, e.g. by healing, and only choose their grid points).
+    ``grid``: [C] fixed grid steps (an int8 model's existing per-channel weight scales): the
+    values stay on them and no centroid is pinned; None: the converter's ``max|c| / qmax``.
     """
     w = np.asarray(w, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
     for rnd in range(1 if snap_only else rounds):
         if rnd:
-            values = reassign(w, values, H)
+            values = reassign(w, values, H, lock_top=grid is None)
         out = np.empty_like(values)
         for ch in range(w.shape[1]):
             cents, idx = np.unique(values[:, ch], return_inverse=True)
             Hc = H if H.ndim == 2 else H[ch]
-            out[:, ch] = _refit_group(w[:, ch], idx.reshape(-1), cents, Hc, qmax, sweeps, snap_only)
+            out[:, ch] = _refit_group(w[:, ch], idx.reshape(-1), cents, Hc, qmax, sweeps, snap_only,
+                                      None if grid is None else float(grid[ch]))
         values = out
     return values
 

@@ -1,14 +1,18 @@
 """Write ``<name>_clustered.tflite``: the original model with every clustered weight tensor's
-buffer replaced by its codebook values (``Clustering.values()``), so that any TFLite runtime
-runs exactly the weights the generated C runs.
+buffer replaced by its codebook values (``Clustering.values()``), every other constant the
+compression passes rewrote (int32 biases requantized or corrected) replaced by its new data,
+and every weight tensor whose scales a layout changed (``graph.meta["source_quant"]``) carrying
+its new per-channel scales, so that any TFLite runtime runs exactly what the generated C runs.
 
-Method: the file is copied byte for byte and each clustered buffer is overwritten in place.
-A clustered int8 tensor has the same shape and dtype as the original, so every size and
-offset in the flatbuffer stays valid and nothing else in the file changes (8-bit clustering
-of an int8 model therefore rewrites an identical file). The position of a buffer's data is
-found through the ``tflite`` schema package (the start of the ``Buffer.data`` vector), or,
-for buffers stored after the flatbuffer (models > 2 GB: ``Buffer.offset``/``size``), from
-those fields.
+Method: the file is copied byte for byte and each changed buffer and scale vector is
+overwritten in place: a rewritten tensor keeps its shape and dtype and a rescaled per-channel
+tensor its number of scales, so every size and offset in the flatbuffer stays valid and nothing
+else in the file changes (8-bit clustering of an int8 model therefore rewrites an identical
+file). The position of a vector is found through the ``tflite`` schema package (the start of the
+``Buffer.data`` or ``QuantizationParameters.scale`` vector), or, for buffers stored after the
+flatbuffer (models > 2 GB: ``Buffer.offset``/``size``), from those fields. A per-tensor weight
+that becomes per-channel needs longer vectors: then the model is rewritten through the schema's
+object API (:mod:`tinycluster.importers.schema`).
 """
 from __future__ import annotations
 
@@ -37,6 +41,36 @@ def _buffer_location(model, bi: int, nbytes_file: int):
     return start, length
 
 
+def _vector_location(table, field_offset: int):
+    """(byte offset, element count) of a vector field of a flatbuffer table, or None."""
+    o = table._tab.Offset(field_offset)
+    if o == 0:
+        return None
+    return table._tab.Vector(o), table._tab.VectorLen(o)
+
+
+_Q_SCALE, _Q_ZERO_POINT = 8, 10  # QuantizationParameters field offsets (schema.fbs: scale, zero_point)
+
+
+def _new_constants(graph):
+    """[(tensor, new bytes)] of every constant whose stored bytes may change: clustered weights
+    (their codebook values) and the constants a pass rewrote (``graph.meta["rewritten"]``: tensor
+    ids, e.g. requantized or corrected int32 biases)."""
+    out = []
+    rewritten = set(graph.meta.get("rewritten", ()))
+    for t in graph.tensors:
+        if t.data is None or (t.clustering is None and t.id not in rewritten):
+            continue
+        if t.clustering is not None:
+            if t.data.dtype != np.int8:
+                raise TinyClusterError(f"tensor '{t.name}' (id {t.id}) is not an int8 constant; cannot write "
+                                       "clustered values")
+            out.append((t, np.ascontiguousarray(t.clustering.values().astype(np.int8).reshape(t.data.shape))))
+        else:
+            out.append((t, np.ascontiguousarray(t.data)))
+    return out
+
+
 def clustered_model_bytes(graph, source_bytes: bytes = None) -> bytes:
     """The bytes of the clustered model (see module docstring)."""
     import tflite
@@ -59,30 +93,68 @@ def clustered_model_bytes(graph, source_bytes: bytes = None) -> bytes:
         if t.buffer_index is not None and t.buffer_index > 0:
             users.setdefault(t.buffer_index, []).append(t)
 
-    for t in graph.tensors:
-        cl = t.clustering
-        if cl is None:
-            continue
+    sg = model.Subgraphs(0)
+    requant = graph.meta.get("source_quant", {})
+    in_place = True
+    for tid in requant:
+        t = graph.tensors[tid]
+        fq = sg.Tensors(tid).Quantization()
+        loc = None if fq is None else _vector_location(fq, _Q_SCALE)
+        zl = None if fq is None else _vector_location(fq, _Q_ZERO_POINT)
+        if loc is None or loc[1] != t.quant.scale.size or zl is None or zl[1] != t.quant.scale.size \
+                or int(fq.QuantizedDimension()) != int(t.quant.axis):
+            in_place = False
+    writes = []  # (tensor, bytes)
+    for t, new in _new_constants(graph):
         bi = t.buffer_index
         where = f"tensor '{t.name}' (id {t.id})"
         if bi is None or not 0 < bi < n_buf:
-            raise TinyClusterError(f"{where} has no buffer in {graph.source}; cannot write its clustered values")
-        if t.data is None or t.data.dtype != np.int8:
-            raise TinyClusterError(f"{where} is not an int8 constant; cannot write clustered values")
-        new = np.ascontiguousarray(cl.values().astype(np.int8).reshape(t.data.shape))
-        for other in users.get(bi, []):
-            if other.id != t.id and (other.clustering is None
-                                     or not np.array_equal(other.clustering.values(), new)):
-                raise TinyClusterError(f"{where} shares buffer {bi} with tensor '{other.name}', which is "
-                                       "clustered differently; the clustered .tflite cannot hold both")
+            if t.clustering is not None:
+                raise TinyClusterError(f"{where} has no buffer in {graph.source}; cannot write its clustered values")
+            continue
         loc = _buffer_location(model, bi, len(data))
         raw = new.tobytes()
+        if loc is not None and loc[1] == len(raw) and bytes(data[loc[0]:loc[0] + loc[1]]) == raw:
+            continue  # unchanged
+        for other in users.get(bi, []):
+            if other.id != t.id:
+                ov = other.clustering.values() if other.clustering is not None else other.data
+                if ov is None or np.asarray(ov).tobytes() != raw:
+                    raise TinyClusterError(f"{where} shares buffer {bi} with tensor '{other.name}', which is "
+                                           "rewritten differently; the clustered .tflite cannot hold both")
         if loc is None or loc[1] != len(raw):
             raise TinyClusterError(f"{where}: buffer {bi} holds {0 if loc is None else loc[1]} bytes, "
                                    f"expected {len(raw)}; the graph no longer matches {graph.source}")
-        start, length = loc
+        writes.append((t, bi, loc, raw))
+    if not in_place:
+        return _rewrite_object_api(graph, bytes(data), writes, requant)
+    for t, bi, (start, length), raw in writes:
         data[start:start + length] = raw
+    for tid in requant:
+        t = graph.tensors[tid]
+        fq = sg.Tensors(tid).Quantization()
+        start, n = _vector_location(fq, _Q_SCALE)
+        data[start:start + 4 * n] = np.asarray(t.quant.scale, dtype="<f4").tobytes()
+        start, n = _vector_location(fq, _Q_ZERO_POINT)
+        data[start:start + 8 * n] = np.asarray(t.quant.zero_point, dtype="<i8").tobytes()
     return bytes(data)
+
+
+def _rewrite_object_api(graph, source: bytes, writes, requant) -> bytes:
+    """The clustered model through the schema's object API (new scale vector lengths)."""
+    from ..importers.schema import read_model_t, write_model_t
+
+    m = read_model_t(source, str(graph.source))
+    sg = m.subgraphs[0]
+    for t, bi, _, raw in writes:
+        m.buffers[bi].data = np.frombuffer(raw, dtype=np.uint8).copy()
+    for tid in requant:
+        t = graph.tensors[tid]
+        q = sg.tensors[tid].quantization
+        q.scale = [float(v) for v in np.asarray(t.quant.scale, dtype=np.float32)]
+        q.zeroPoint = [int(v) for v in np.asarray(t.quant.zero_point)]
+        q.quantizedDimension = int(t.quant.axis)
+    return write_model_t(m)
 
 
 def write_clustered_tflite(source, graph, out_path=None) -> bytes:

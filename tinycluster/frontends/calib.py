@@ -107,3 +107,76 @@ def load_dataset(path, input_shape, what: str = "training"):
         if y.shape[0] != x.shape[0]:
             raise TinyClusterError(f"{path}: {what} data has {x.shape[0]} inputs but {y.shape[0]} labels")
     return x, y
+
+
+# ------------------------------------------------------------------------------ int8 models
+INT8_MAX_SAMPLES = 256
+
+
+def load_int8_calibration(calib, graph, *, calib_random: Optional[int] = None, seed: int = 0,
+                          max_samples: int = INT8_MAX_SAMPLES) -> Optional[np.ndarray]:
+    """Calibration inputs of an int8 model (``graph``: its input tensor gives shape and
+    quantization) as int8 [N, *input shape[1:]], or None without data.
+
+    ``calib``: a .npy/.npz path (arrays under ``x``, see :data:`_X_KEYS`) or an array, shaped
+    (N, *input shape[1:]) (one sample may drop N). float arrays hold inputs in the model's real
+    input range and are quantized with the input's scale and zero point (values beyond the int8
+    range are clipped; a warning when many are); int8 arrays are taken as already quantized.
+    More than ``max_samples`` inputs: an even, seeded subsample. Every error is one line naming
+    the file and the shape and kind of data expected."""
+    if calib is not None and calib_random is not None:
+        raise TinyClusterError("give either --calib FILE or --calib-random N, not both")
+    t = graph.tensors[graph.inputs[0]]
+    want = tuple(int(d) for d in t.shape[1:])
+    if t.dtype != "int8" or t.quant is None or t.quant.scale.size != 1:
+        return None
+    scale, zp = float(t.quant.scale[0]), int(t.quant.zero_point[0])
+    lo, hi = scale * (-128 - zp), scale * (127 - zp)
+    expected = (f"expected float inputs in the model's real input range [{lo:.4g}, {hi:.4g}] or int8 inputs "
+                f"already quantized, shaped (N, {', '.join(map(str, want))})")
+    if calib is None and calib_random is None:
+        return None
+    if calib is None:
+        n = int(calib_random)
+        if n <= 0:
+            raise TinyClusterError(f"--calib-random must be a positive number of samples (got {calib_random})")
+        print(f"warning: calibrating on {n} random int8 inputs (--calib-random): codebooks then fit noise, not "
+              "your data; use --calib with real inputs", file=sys.stderr)
+        rng = np.random.default_rng(seed)
+        return rng.integers(-128, 128, size=(n,) + want, dtype=np.int8)
+    if isinstance(calib, np.ndarray):
+        name, x = "calibration array", calib
+    else:
+        name = str(calib)
+        p = Path(calib)
+        if p.exists() and p.is_file() and p.stat().st_size == 0:
+            raise TinyClusterError(f"{p}: the calibration file is empty; {expected}")
+        try:
+            arrays = _load_arrays(calib, "calibration")
+        except TinyClusterError as e:
+            raise TinyClusterError(f"{e}; {expected}") from None
+        x = np.asarray(_pick(arrays, _X_KEYS, calib, "calibration"))
+    if x.dtype.kind not in "fi" or (x.dtype.kind == "i" and x.dtype != np.int8):
+        raise TinyClusterError(f"{name}: calibration data has dtype {x.dtype}; {expected}")
+    if x.ndim == len(want) and tuple(x.shape) == want:
+        x = x[None]
+    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+        raise TinyClusterError(f"{name}: calibration data has shape {tuple(x.shape)} but the model input is "
+                               f"{tuple(int(d) for d in t.shape)}; {expected}")
+    if x.shape[0] == 0:
+        raise TinyClusterError(f"{name}: calibration data holds no samples; {expected}")
+    if x.dtype.kind == "f":
+        if not np.isfinite(x).all():
+            bad = int(np.count_nonzero(~np.isfinite(x)))
+            raise TinyClusterError(f"{name}: calibration data contains {bad} NaN or infinite values; {expected}")
+        q = np.round(x.astype(np.float64) / scale) + zp
+        out = float(np.mean((q < -128) | (q > 127)))
+        if out > 0.05:
+            print(f"warning: {name}: {100 * out:.0f} % of the calibration values lie outside the model's real "
+                  f"input range [{lo:.4g}, {hi:.4g}] and are clipped; is the data scaled like the model's input?",
+                  file=sys.stderr)
+        x = np.clip(q, -128, 127).astype(np.int8)
+    if x.shape[0] > max_samples:
+        rng = np.random.default_rng(seed)
+        x = x[np.sort(rng.choice(x.shape[0], max_samples, replace=False))]
+    return np.ascontiguousarray(x)

@@ -248,17 +248,21 @@ def raw_layout(values) -> PackedLayout:
     return PackedLayout(v.view(np.uint8).astype(np.int64), 8, None, 0, None, 256)
 
 
-def packed_layout(node, graph, tensor, channel_axis: int, n_channels: int) -> PackedLayout:
-    """The layout the kernels read. At 8 bits a codebook saves nothing (an index is as wide as
-    a weight), so the effective weights are stored raw: no codebook SRAM, no lookups."""
-    lay = _clustered_layout(node, graph, tensor, channel_axis, n_channels)
+_CURRENT = object()
+
+
+def packed_layout(node, graph, tensor, channel_axis: int, n_channels: int, cl=_CURRENT) -> PackedLayout:
+    """The layout the kernels read (of ``cl``, by default ``tensor.clustering``). At 8 bits a
+    codebook saves nothing (an index is as wide as a weight), so the effective weights are
+    stored raw: no codebook SRAM, no lookups."""
+    lay = _clustered_layout(node, graph, tensor, channel_axis, n_channels,
+                            tensor.clustering if cl is _CURRENT else cl)
     if lay.bits == 8 and not lay.raw:
         return raw_layout(lay.values(tuple(int(d) for d in tensor.shape), channel_axis))
     return lay
 
 
-def _clustered_layout(node, graph, tensor, channel_axis: int, n_channels: int) -> PackedLayout:
-    cl = tensor.clustering
+def _clustered_layout(node, graph, tensor, channel_axis: int, n_channels: int, cl) -> PackedLayout:
     if cl is None:
         # no clustering: 8-bit per-tensor clustering of the int8 values themselves
         data = np.asarray(tensor.data).astype(np.int64)

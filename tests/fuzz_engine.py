@@ -606,6 +606,271 @@ STRUCTURE_MUTATORS = [
 ]
 
 
+# --- mutation kinds added in the second campaign (issue 11 follow-up) -----------------------
+_TYPE_CODES = {"FLOAT32": 0, "INT32": 2, "UINT8": 3, "INT64": 4, "INT16": 7, "INT8": 9, "FLOAT16": 1}
+_NP_OF_CODE = {0: "<f4", 1: "<f2", 2: "<i4", 3: "u1", 4: "<i8", 7: "<i2", 9: "i1"}
+
+
+def _consts(m):
+    sg = _sg(m)
+    return [(i, t) for i, t in enumerate(sg.tensors) if 0 < t.buffer < len(m.buffers)
+            and m.buffers[t.buffer].data is not None and len(m.buffers[t.buffer].data)]
+
+
+def _op_code(m, o):
+    oc = m.operatorCodes[o.opcodeIndex]
+    return max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
+
+
+def _weighted_ops(m):
+    S = _schema()
+    kinds = {S.BuiltinOperator.CONV_2D, S.BuiltinOperator.DEPTHWISE_CONV_2D, S.BuiltinOperator.FULLY_CONNECTED}
+    return [(i, o) for i, o in enumerate(_sg(m).operators) if _op_code(m, o) in kinds and len(_lst(o.inputs)) >= 2]
+
+
+def mut_axis_quant(m, rng):
+    """Per-channel quantization on another axis (as many scales as that axis has elements), or a
+    per-channel tensor collapsed to one scale: consistent in itself, wrong for the op."""
+    sg = _sg(m)
+    cands = [(i, t) for i, t in enumerate(sg.tensors) if t.quantization is not None and t.shape is not None
+             and len(t.shape) and t.quantization.scale is not None and len(t.quantization.scale)]
+    i, t = _pick(rng, cands)
+    q, shape = t.quantization, _lst(t.shape)
+    base = _lst(q.scale)
+    zp = _lst(q.zeroPoint) or [0]
+    if len(base) > 1 and rng.random() < 0.3:
+        q.scale, q.zeroPoint, q.quantizedDimension = [float(max(base))], [int(zp[0])], 0
+        return f"tensor {i} per-channel quantization collapsed to one scale"
+    k = int(rng.integers(len(shape)))
+    n = int(shape[k])
+    if not 1 <= n <= 4096:
+        raise Skip()
+    q.scale = [float(base[j % len(base)]) * (1.0 + 0.25 * (j % 3)) for j in range(n)]
+    q.zeroPoint = [int(zp[j % len(zp)]) for j in range(n)]
+    q.quantizedDimension = k
+    return f"tensor {i} quantized per channel on axis {k} ({n} scales)"
+
+
+def mut_bias(m, rng):
+    """The bias of a conv / depthwise / FC: scale off by a little or a lot, a zero point, another
+    integer type (data re-encoded), absent (-1 or dropped), or one value per channel replaced by
+    one per tensor."""
+    sg = _sg(m)
+    i, o = _pick(rng, _weighted_ops(m))
+    ins = _lst(o.inputs)
+    kind = int(rng.integers(6))
+    if kind == 0:
+        o.inputs = ins[:2] + [-1] if rng.random() < 0.5 else ins[:2]
+        return f"operator {i} bias omitted ({'-1' if len(o.inputs) == 3 else 'two inputs'})"
+    if len(ins) < 3 or ins[2] < 0:
+        raise Skip()
+    bi, bt = ins[2], sg.tensors[ins[2]]
+    if kind == 1 and bt.quantization is not None and bt.quantization.scale is not None:
+        f = _pick(rng, [1.01, 1.03, 0.97, 0.5, 2.0, 1e3, 1e-3])
+        bt.quantization.scale = [float(s) * f for s in _lst(bt.quantization.scale)]
+        return f"operator {i} bias tensor {bi} scale x{f}"
+    if kind == 2 and bt.quantization is not None:
+        bt.quantization.zeroPoint = [int(_pick(rng, [1, -1, 100, 2 ** 20]))] * max(1, len(_lst(bt.quantization.zeroPoint)))
+        return f"operator {i} bias tensor {bi} zero point -> {bt.quantization.zeroPoint[0]}"
+    if kind == 3 and bt.buffer < len(m.buffers) and m.buffers[bt.buffer].data is not None:
+        old = np.frombuffer(np.asarray(m.buffers[bt.buffer].data, np.uint8).tobytes(), _NP_OF_CODE.get(bt.type, "<i4"))
+        new = _pick(rng, [4, 7, 9, 0])  # INT64, INT16, INT8, FLOAT32
+        m.buffers[bt.buffer].data = np.frombuffer(old.astype(_NP_OF_CODE[new]).tobytes(), np.uint8).copy()
+        bt.type = new
+        return f"operator {i} bias tensor {bi} retyped to {new} (data re-encoded)"
+    if kind == 4 and bt.buffer < len(m.buffers) and m.buffers[bt.buffer].data is not None:
+        old = np.frombuffer(np.asarray(m.buffers[bt.buffer].data, np.uint8).tobytes(), "<i4")
+        if old.size < 2:
+            raise Skip()
+        m.buffers[bt.buffer].data = np.frombuffer(old[:1].tobytes(), np.uint8).copy()
+        bt.shape = [1]
+        if bt.quantization is not None and bt.quantization.scale is not None:
+            bt.quantization.scale = _lst(bt.quantization.scale)[:1]
+            bt.quantization.zeroPoint = _lst(bt.quantization.zeroPoint)[:1]
+        return f"operator {i} bias tensor {bi} reduced to one value"
+    bt.quantization = None
+    return f"operator {i} bias tensor {bi} quantization removed"
+
+
+def mut_retype_const(m, rng):
+    """A constant tensor (weights, shape, paddings, axes) of another type, its data re-encoded so
+    that the buffer size stays consistent (only the type is wrong)."""
+    i, t = _pick(rng, _consts(m))
+    src = _NP_OF_CODE.get(t.type)
+    if src is None:
+        raise Skip()
+    old = np.frombuffer(np.asarray(m.buffers[t.buffer].data, np.uint8).tobytes(), src)
+    new = _pick(rng, [c for c in _NP_OF_CODE if c != t.type])
+    with np.errstate(all="ignore"):
+        m.buffers[t.buffer].data = np.frombuffer(old.astype(_NP_OF_CODE[new]).tobytes(), np.uint8).copy()
+    t.type = new
+    return f"constant tensor {i} retyped {src} -> {_NP_OF_CODE[new]} (data re-encoded)"
+
+
+def mut_custom(m, rng):
+    """An unknown or custom operator: CUSTOM with a custom code, a builtin code beyond the enum,
+    or custom options on a builtin op."""
+    kind = int(rng.integers(3))
+    if kind == 2:
+        i, o = _pick(rng, list(enumerate(_sg(m).operators)))
+        o.customOptions = [int(x) for x in rng.integers(0, 256, int(rng.integers(1, 24)))]
+        o.customOptionsFormat = 0
+        return f"operator {i} custom options on a builtin op"
+    k = int(rng.integers(len(m.operatorCodes)))
+    oc = m.operatorCodes[k]
+    if kind == 0:
+        oc.builtinCode, oc.deprecatedBuiltinCode = 32, 32
+        oc.customCode = _pick(rng, ["TFLite_Detection_PostProcess", "", "ethos-u", "x" * 200, "conv\n2d"])
+        return f"opcode {k} -> CUSTOM({oc.customCode[:20]!r})"
+    oc.builtinCode = _pick(rng, [207, 255, 300, 1000, 2 ** 20, 2 ** 31 - 1, -5])
+    oc.deprecatedBuiltinCode = 127
+    return f"opcode {k} -> builtin {oc.builtinCode} (beyond the enum)"
+
+
+def mut_signature(m, rng):
+    """A signature def (as the converter writes them), with valid or invalid tensor and subgraph
+    indices."""
+    S = _schema()
+    sg = _sg(m)
+    n = len(sg.tensors)
+
+    def tmap(name, tid):
+        t = S.TensorMapT()
+        t.name, t.tensorIndex = name, tid
+        return t
+
+    sd = S.SignatureDefT()
+    sd.signatureKey = _pick(rng, ["serving_default", "", "x" * 100])
+    bad = rng.random() < 0.5
+    sd.subgraphIndex = _pick(rng, [1, 7, 2 ** 32 - 1]) if bad and rng.random() < 0.5 else 0
+    gi, go = _lst(sg.inputs), _lst(sg.outputs)
+    ins = [tmap(f"in{j}", t) for j, t in enumerate(gi)]
+    outs = [tmap(f"out{j}", t) for j, t in enumerate(go)]
+    if bad and (ins or outs):
+        victim = _pick(rng, ins + outs)
+        victim.tensorIndex = _pick(rng, [n, n + 10, 2 ** 32 - 1, 2 ** 31 - 1, int(rng.integers(n))])
+    sd.inputs, sd.outputs = ins, outs
+    m.signatureDefs = list(m.signatureDefs or []) + [sd]
+    return f"signature def added (subgraph {sd.subgraphIndex}{', a bad tensor index' if bad else ''})"
+
+
+def mut_shared_buffer(m, rng):
+    """Tensors sharing a buffer: two constants of the same byte size (the converter deduplicates
+    identical weights this way), or an activation pointed at a constant's buffer."""
+    sg = _sg(m)
+    consts = _consts(m)
+    if rng.random() < 0.6:
+        by_size = {}
+        for i, t in consts:
+            by_size.setdefault((len(m.buffers[t.buffer].data), t.type), []).append((i, t))
+        groups = [g for g in by_size.values() if len({t.buffer for _, t in g}) > 1]
+        g = _pick(rng, groups)
+        (a, ta), (b, tb) = (g[int(j)] for j in rng.choice(len(g), 2, replace=False))
+        tb.buffer = ta.buffer
+        return f"tensor {b} shares tensor {a}'s buffer"
+    acts = [(i, t) for i, t in enumerate(sg.tensors) if t.buffer == 0 or m.buffers[t.buffer].data is None]
+    i, t = _pick(rng, acts)
+    j, c = _pick(rng, consts)
+    t.buffer = c.buffer
+    return f"activation tensor {i} points at constant tensor {j}'s buffer"
+
+
+def mut_external_buffer(m, rng):
+    """A buffer stored by offset and size (the >2 GB layout) pointing inside or beyond the file."""
+    i, t = _pick(rng, _consts(m))
+    buf = m.buffers[t.buffer]
+    size = len(buf.data)
+    buf.data = None
+    buf.offset = int(_pick(rng, [2, 8, 16, 64, 1 << 20, 2 ** 40]))
+    buf.size = int(_pick(rng, [size, size + 1, 0, 2 ** 33]))
+    return f"tensor {i} buffer stored externally at offset {buf.offset}, size {buf.size}"
+
+
+def mut_huge_dims(m, rng):
+    """Dimensions whose products overflow 32 (or 64) bits, or wrap to a small number."""
+    i, t = _tensor(m, rng)
+    shape = _lst(t.shape) or [1]
+    pick = int(rng.integers(4))
+    if pick == 0:
+        shape = [1, 65536, 65536, 1][: max(2, len(shape))]
+    elif pick == 1:
+        shape = [2 ** 31 - 1] * len(shape)
+    elif pick == 2:
+        shape[int(rng.integers(len(shape)))] = 2 ** 32 // max(1, int(np.prod([max(d, 1) for d in shape]))) + 1
+        shape = [int(np.clip(d, -2 ** 31, 2 ** 31 - 1)) for d in shape]
+    else:
+        shape = [1, 2 ** 16, 2 ** 16, 2 ** 16][: max(1, len(shape))]
+    t.shape = shape
+    return f"tensor {i} shape -> {shape}"
+
+
+def mut_reshape(m, rng):
+    """RESHAPE: the shape tensor's values, its length, or new_shape disagreeing with the output."""
+    S = _schema()
+    sg = _sg(m)
+    cands = [(i, o) for i, o in enumerate(sg.operators) if _op_code(m, o) == S.BuiltinOperator.RESHAPE]
+    i, o = _pick(rng, cands)
+    ins = _lst(o.inputs)
+    out_shape = _lst(sg.tensors[_lst(o.outputs)[0]].shape)
+    new = list(out_shape)
+    kind = int(rng.integers(4))
+    if kind == 0:
+        new = [-1] + new[1:]
+    elif kind == 1:
+        new = [int(rng.permutation(new)[0])] + new[1:] if new else [1]
+        new = new[::-1]
+    elif kind == 2:
+        new = new + [1]
+    else:
+        new = [-1, -1] + new[2:]
+    if len(ins) > 1 and ins[1] >= 0 and rng.random() < 0.7:
+        st = sg.tensors[ins[1]]
+        if not (0 < st.buffer < len(m.buffers)):
+            raise Skip()
+        m.buffers[st.buffer].data = np.frombuffer(np.asarray(new, "<i4").tobytes(), np.uint8).copy()
+        st.shape = [len(new)]
+        return f"operator {i} RESHAPE shape tensor -> {new} (output {out_shape})"
+    if o.builtinOptions is None:
+        o.builtinOptions, o.builtinOptionsType = S.ReshapeOptionsT(), S.BuiltinOptions.ReshapeOptions
+    o.builtinOptions.newShape = new
+    if rng.random() < 0.5:
+        o.inputs = ins[:1]
+    return f"operator {i} RESHAPE new_shape -> {new}{' (shape input dropped)' if len(_lst(o.inputs)) == 1 else ''} " \
+           f"(output {out_shape})"
+
+
+def mut_quant_details(m, rng):
+    """Quantization tables the importer should notice: custom details, min/max only, a
+    shape_signature with a dynamic dimension."""
+    i, t = _tensor(m, rng)
+    kind = int(rng.integers(3))
+    if kind == 0:
+        S = _schema()
+        q = t.quantization or S.QuantizationParametersT()
+        d = S.CustomQuantizationT()
+        d.custom = [1, 2, 3]
+        q.detailsType, q.details = S.QuantizationDetails.CustomQuantization, d
+        t.quantization = q
+        return f"tensor {i} custom quantization details"
+    if kind == 1:
+        q = _schema().QuantizationParametersT()
+        q.min, q.max = [-1.0], [1.0]
+        t.quantization = q
+        return f"tensor {i} quantization with min/max only"
+    shape = _lst(t.shape)
+    if not shape:
+        raise Skip()
+    t.shapeSignature = [-1] + shape[1:]
+    return f"tensor {i} shape_signature -> {t.shapeSignature}"
+
+
+STRUCTURE_MUTATORS += [
+    (mut_axis_quant, 1.5), (mut_bias, 2), (mut_retype_const, 1.5), (mut_custom, 1), (mut_signature, 1),
+    (mut_shared_buffer, 1.5), (mut_external_buffer, 1), (mut_huge_dims, 1), (mut_reshape, 1),
+    (mut_quant_details, 1),
+]
+
+
 def mutate_structure(data: bytes, rng, n_edits: int = 1):
     from tinycluster.importers.schema import read_model_t, write_model_t
 
@@ -783,7 +1048,8 @@ OK_KINDS = ("rejected", "accepted_verified")
 def classify_error(code, out, err, path: Path, out_dir: Path) -> tuple:
     """("rejected", msg) or a failure kind and its detail, for a compile that did not succeed."""
     text = err.strip()
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    # warnings the command documents (e.g. --calib-random's) may precede the one error line
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("warning: ")]
     leftovers = [p.name for p in out_dir.parent.iterdir() if p.name.startswith(f".{out_dir.name}.")]
     if out_dir.exists() or leftovers:
         return "half_written", f"output left behind after exit {code}: {out_dir.exists()}, {leftovers}"
@@ -901,7 +1167,13 @@ class Campaign:
         self._verified[key] = res["kind"]
 
 
-BITS_CHOICES = [(["--bits", "8"], 4), (["--bits", "4"], 2), (["--bits", "3"], 1), (["--lossless"], 1)]
+BITS_CHOICES = [(["--bits", "8"], 4), (["--bits", "4"], 2), (["--bits", "3"], 1), (["--lossless"], 1),
+                (["--clusters", "5"], 0.5), (["--mean-bits", "3.5"], 0.5)]
+#: other compile paths, each added to a quarter of the mutants: the codebook layouts, int4 codebook
+#: values, codebooks in flash, and the calibrated (output-error) int8 path
+EXTRA_CHOICES = [(["--granularity", "per-tensor"], 1), (["--granularity", "per-channel"], 1),
+                 (["--granularity", "normalized"], 1), (["--weight-dtype", "int4"], 1), (["--codebooks", "flash"], 0.5),
+                 (["--calib-random", "3"], 1.5)]
 
 
 def run_campaign(n: int, seed: int, workdir: Path, *, weights=None, time_limit: float = 120.0,
@@ -912,11 +1184,15 @@ def run_campaign(n: int, seed: int, workdir: Path, *, weights=None, time_limit: 
     camp = Campaign(workdir, time_limit=time_limit, verify_samples=verify_samples, keep_failures=keep_failures,
                     log=log)
     args, aw = zip(*BITS_CHOICES)
+    extra, ew = zip(*EXTRA_CHOICES)
     t0 = time.monotonic()
     try:
         for i in range(n):
             name, data, desc = make_mutant(seeds, rng)
-            camp.run_one(i, name, data, desc, args[int(rng.choice(len(args), p=np.asarray(aw) / sum(aw)))])
+            a = list(args[int(rng.choice(len(args), p=np.asarray(aw) / sum(aw)))])
+            if rng.random() < 0.25:
+                a += extra[int(rng.choice(len(extra), p=np.asarray(ew) / sum(ew)))]
+            camp.run_one(i, name, data, desc, a)
     finally:
         camp.close()
     counts = {}

@@ -347,12 +347,14 @@ def _plots(out: Path, report: dict) -> list:
 
 
 def model_inputs(x: np.ndarray, runner: "TFLiteRunner", source) -> np.ndarray:
-    """Inputs for ``runner``'s model from a user array shaped (N, *input shape[1:]) (or one input
-    without N), in the model's input dtype: float arrays hold real values and are quantized with the
+    """Inputs for ``runner``'s model from a user array shaped (N, *sample shape) (the input shape
+    without a batch of 1: :func:`~tinycluster.frontends.calib.sample_shape`; or one input without N), in the model's input dtype: float arrays hold real values and are quantized with the
     input's scale and zero point (:meth:`TFLiteRunner._q_in`, as TFLite does); int8 arrays are taken
     as already quantized. A float-input model takes float arrays as they are."""
+    from .frontends.calib import sample_shape
+
     x = np.asarray(x)
-    want = runner.input_shape[1:]
+    want = sample_shape(runner.input_shape)
     if x.ndim == len(want) and tuple(x.shape) == want:
         x = x[None]
     if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want or x.shape[0] == 0:

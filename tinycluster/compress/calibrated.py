@@ -465,7 +465,7 @@ class _Stream:
 
         self.graph, self.get_handler = graph, get_handler
         tin = graph.tensors[graph.inputs[0]]
-        self.vals = {graph.inputs[0]: [np.asarray(x).astype(np.int8).reshape(tin.shape) for x in x_cal]}
+        self.vals = {graph.inputs[0]: [np.asarray(x).astype(tin.dtype).reshape(tin.shape) for x in x_cal]}
         self.n = len(self.vals[graph.inputs[0]])
         self.left = {}
         for n in graph.nodes:

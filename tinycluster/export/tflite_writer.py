@@ -12,7 +12,9 @@ file). The position of a vector is found through the ``tflite`` schema package (
 ``Buffer.data`` or ``QuantizationParameters.scale`` vector), or, for buffers stored after the
 flatbuffer (models > 2 GB: ``Buffer.offset``/``size``), from those fields. A per-tensor weight
 that becomes per-channel needs longer vectors: then the model is rewritten through the schema's
-object API (:mod:`tinycluster.importers.schema`).
+object API (:mod:`tinycluster.importers.schema`), as is a model whose rewritten tensor shares its
+buffer with a tensor that keeps other values (the converter deduplicates identical constants):
+that tensor gets a buffer of its own.
 """
 from __future__ import annotations
 
@@ -107,7 +109,7 @@ def clustered_model_bytes(graph, source_bytes: bytes = None) -> bytes:
     writes = []  # (tensor, bytes)
     for t, new in _new_constants(graph):
         bi = t.buffer_index
-        where = f"tensor '{t.name}' (id {t.id})"
+        where = f"{Path(str(graph.source or graph.name)).name}: tensor {t.id} ('{t.name}')"
         if bi is None or not 0 < bi < n_buf:
             if t.clustering is not None:
                 raise TinyClusterError(f"{where} has no buffer in {graph.source}; cannot write its clustered values")
@@ -116,19 +118,20 @@ def clustered_model_bytes(graph, source_bytes: bytes = None) -> bytes:
         raw = new.tobytes()
         if loc is not None and loc[1] == len(raw) and bytes(data[loc[0]:loc[0] + loc[1]]) == raw:
             continue  # unchanged
-        for other in users.get(bi, []):
-            if other.id != t.id:
-                ov = other.clustering.values() if other.clustering is not None else other.data
-                if ov is None or np.asarray(ov).tobytes() != raw:
-                    raise TinyClusterError(f"{where} shares buffer {bi} with tensor '{other.name}', which is "
-                                           "rewritten differently; the clustered .tflite cannot hold both")
         if loc is None or loc[1] != len(raw):
             raise TinyClusterError(f"{where}: buffer {bi} holds {0 if loc is None else loc[1]} bytes, "
                                    f"expected {len(raw)}; the graph no longer matches {graph.source}")
-        writes.append((t, bi, loc, raw))
+        # a buffer shared with a tensor that keeps other values (the converter deduplicates
+        # identical constants): this tensor gets a buffer of its own in the clustered model
+        own = any(other.id != t.id and np.asarray(other.clustering.values() if other.clustering is not None
+                                                  else other.data).astype(other.data.dtype).tobytes() != raw
+                  for other in users.get(bi, []) if other.data is not None)
+        if own:
+            in_place = False
+        writes.append((t, bi if not own else None, loc, raw))
     if not in_place:
         return _rewrite_object_api(graph, bytes(data), writes, requant)
-    for t, bi, (start, length), raw in writes:
+    for t, _, (start, length), raw in writes:
         data[start:start + length] = raw
     for tid in requant:
         t = graph.tensors[tid]
@@ -142,12 +145,19 @@ def clustered_model_bytes(graph, source_bytes: bytes = None) -> bytes:
 
 def _rewrite_object_api(graph, source: bytes, writes, requant) -> bytes:
     """The clustered model through the schema's object API (new scale vector lengths)."""
-    from ..importers.schema import read_model_t, write_model_t
+    from ..importers.schema import read_model_t, schema, write_model_t
 
     m = read_model_t(source, str(graph.source))
     sg = m.subgraphs[0]
+    S = schema()
     for t, bi, _, raw in writes:
-        m.buffers[bi].data = np.frombuffer(raw, dtype=np.uint8).copy()
+        if bi is None:  # its own buffer (it shared one with a tensor that keeps other values)
+            b = S.BufferT()
+            m.buffers.append(b)
+            sg.tensors[t.id].buffer = len(m.buffers) - 1
+        else:
+            b = m.buffers[bi]
+        b.data = np.frombuffer(raw, dtype=np.uint8).copy()
     for tid in requant:
         t = graph.tensors[tid]
         q = sg.tensors[tid].quantization

@@ -30,13 +30,31 @@ def _load_arrays(path, what: str) -> dict:
         raise TinyClusterError(f"{p}: no such {what} file (give a .npy or .npz)")
     if p.suffix.lower() not in (".npy", ".npz"):
         raise TinyClusterError(f"{p}: {what} data must be a .npy or .npz file")
+    if p.is_dir():
+        raise TinyClusterError(f"{p}: is a directory, not a {what} file (give a .npy or .npz)")
     try:
         if p.suffix.lower() == ".npy":
             return {"x": np.load(p, allow_pickle=False)}
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise TinyClusterError(f"{p}: cannot read the {what} file ({str(e).splitlines()[0][:120]})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise TinyClusterError(f"{p}: cannot read the {what} file ({_load_problem(p, e)})") from None
+
+
+def _load_problem(p: Path, e: BaseException) -> str:
+    """What is wrong with a file numpy cannot load, in our words (numpy's messages name its own
+    keywords, e.g. allow_pickle, which are no help to a user of the command line)."""
+    text = str(e).lower()
+    if "pickle" in text or "object arrays" in text:
+        return ("it is not a NumPy array file, or it holds Python objects, which tinycluster does not load; "
+                "save a numeric array with numpy.save / numpy.savez")
+    if isinstance(e, zipfile.BadZipFile) or "zip" in text:
+        return "not a valid .npz (zip) archive"
+    if isinstance(e, EOFError) or "read" in text or "header" in text:
+        return "truncated, or not a NumPy array file"
+    if isinstance(e, OSError):
+        return e.strerror or "an I/O error"
+    return "not a NumPy array file"
 
 
 def _pick(arrays: dict, keys, path, what: str, required=True):
@@ -113,10 +131,19 @@ def load_dataset(path, input_shape, what: str = "training"):
 INT8_MAX_SAMPLES = 256
 
 
+def sample_shape(input_shape) -> tuple:
+    """The shape of one sample of a .tflite model's input: the input shape without its leading
+    batch dimension of 1; an input without one (a batch of 2, or rank 1) is one sample as a whole."""
+    shape = tuple(int(d) for d in input_shape)
+    return shape[1:] if shape and shape[0] == 1 else shape
+
+
 def load_int8_calibration(calib, graph, *, calib_random: Optional[int] = None, seed: int = 0,
                           max_samples: int = INT8_MAX_SAMPLES) -> Optional[np.ndarray]:
     """Calibration inputs of an int8 model (``graph``: its input tensor gives shape and
-    quantization) as int8 [N, *input shape[1:]], or None without data.
+    quantization) as int8 [N, *sample shape], or None without data; the sample shape is the
+    input's without a leading batch of 1 (the whole input shape otherwise). A model with a float
+    input quantized by a QUANTIZE op gets float32 samples in real units (its QUANTIZE runs on them).
 
     ``calib``: a .npy/.npz path (arrays under ``x``, see :data:`_X_KEYS`) or an array, shaped
     (N, *input shape[1:]) (one sample may drop N). float arrays hold inputs in the model's real
@@ -127,22 +154,35 @@ def load_int8_calibration(calib, graph, *, calib_random: Optional[int] = None, s
     if calib is not None and calib_random is not None:
         raise TinyClusterError("give either --calib FILE or --calib-random N, not both")
     t = graph.tensors[graph.inputs[0]]
-    want = tuple(int(d) for d in t.shape[1:])
-    if t.dtype != "int8" or t.quant is None or t.quant.scale.size != 1:
-        return None
-    scale, zp = float(t.quant.scale[0]), int(t.quant.zero_point[0])
-    lo, hi = scale * (-128 - zp), scale * (127 - zp)
-    expected = (f"expected float inputs in the model's real input range [{lo:.4g}, {hi:.4g}] or int8 inputs "
-                f"already quantized, shaped (N, {', '.join(map(str, want))})")
+    # one sample is the input without its batch dimension of 1; an input without one (a batch of
+    # 2, or rank 1) is one sample as a whole
+    want = sample_shape(t.shape)
     if calib is None and calib_random is None:
         return None
+    # the int8 domain of the input: its own quantization, or for a float input (an int8 model
+    # with a float interface) that of the QUANTIZE op reading it; such a model gets float samples
+    qt, float_in = t, False
+    if t.dtype == "float32":
+        qn = [n for n in graph.nodes if n.op == "QUANTIZE" and n.inputs and n.inputs[0] == graph.inputs[0]]
+        if qn:
+            qt, float_in = graph.tensors[qn[0].outputs[0]], True
+    if qt.dtype != "int8" or qt.quant is None or qt.quant.scale.size != 1:
+        raise TinyClusterError(f"{'--calib' if calib is not None else '--calib-random'}: the model's input "
+                               f"'{t.name}' is {t.dtype} without a per-tensor int8 quantization; calibration "
+                               "data needs an int8 input, or a float input the model quantizes (QUANTIZE)")
+    scale, zp = float(qt.quant.scale[0]), int(qt.quant.zero_point[0])
+    lo, hi = scale * (-128 - zp), scale * (127 - zp)
+    expected = (f"expected float inputs in the model's real input range [{lo:.4g}, {hi:.4g}]"
+                f"{'' if float_in else ' or int8 inputs already quantized'}, shaped (N, {', '.join(map(str, want))})")
     if calib is None:
         n = int(calib_random)
         if n <= 0:
             raise TinyClusterError(f"--calib-random must be a positive number of samples (got {calib_random})")
-        print(f"warning: calibrating on {n} random int8 inputs (--calib-random): codebooks then fit noise, not "
+        print(f"warning: calibrating on {n} random inputs (--calib-random): codebooks then fit noise, not "
               "your data; use --calib with real inputs", file=sys.stderr)
         rng = np.random.default_rng(seed)
+        if float_in:
+            return rng.uniform(lo, hi, size=(n,) + want).astype(np.float32)
         return rng.integers(-128, 128, size=(n,) + want, dtype=np.int8)
     if isinstance(calib, np.ndarray):
         name, x = "calibration array", calib
@@ -156,7 +196,7 @@ def load_int8_calibration(calib, graph, *, calib_random: Optional[int] = None, s
         except TinyClusterError as e:
             raise TinyClusterError(f"{e}; {expected}") from None
         x = np.asarray(_pick(arrays, _X_KEYS, calib, "calibration"))
-    if x.dtype.kind not in "fi" or (x.dtype.kind == "i" and x.dtype != np.int8):
+    if x.dtype.kind not in "fi" or (x.dtype.kind == "i" and (x.dtype != np.int8 or float_in)):
         raise TinyClusterError(f"{name}: calibration data has dtype {x.dtype}; {expected}")
     if x.ndim == len(want) and tuple(x.shape) == want:
         x = x[None]
@@ -175,7 +215,8 @@ def load_int8_calibration(calib, graph, *, calib_random: Optional[int] = None, s
             print(f"warning: {name}: {100 * out:.0f} % of the calibration values lie outside the model's real "
                   f"input range [{lo:.4g}, {hi:.4g}] and are clipped; is the data scaled like the model's input?",
                   file=sys.stderr)
-        x = np.clip(q, -128, 127).astype(np.int8)
+        # a float input stays float (the model's QUANTIZE quantizes it, as at run time)
+        x = x.astype(np.float32) if float_in else np.clip(q, -128, 127).astype(np.int8)
     if x.shape[0] > max_samples:
         rng = np.random.default_rng(seed)
         x = x[np.sort(rng.choice(x.shape[0], max_samples, replace=False))]

@@ -268,7 +268,7 @@ def _read_model(path: Path, data: bytes) -> dict:
                 options = cls()
                 options.Init(tab.Bytes, tab.Pos)
         ops.append(dict(index=oi, op=name, version=version, inputs=inputs, outputs=outputs, options=options,
-                        options_type=options_type))
+                        options_type=options_type, custom_options=not op.CustomOptionsIsNone()))
 
     g_in = tid_list(sg.InputsAsNumpy, sg.InputsLength, "the subgraph's input", False)
     g_out = tid_list(sg.OutputsAsNumpy, sg.OutputsLength, "the subgraph's output", False)
@@ -457,6 +457,10 @@ def _validate_model(path: Path, m: dict) -> None:
             if op["options_type"] is None and want[1]:
                 raise _err(path, f"{where}: has no {want[0]} (strides, padding, ...); TFLite Micro would run it "
                                  "with zeroed parameters")
+        if op["custom_options"] and not op["op"].startswith("CUSTOM"):
+            # TFLite Micro's AllocateNodeAndRegistrations: a builtin op with custom_options is refused
+            raise _err(path, f"{where}: a builtin operator with custom options (only CUSTOM operators carry "
+                             "them; TFLite Micro refuses the model)")
         if not op["outputs"]:
             raise _err(path, f"{where}: has no output tensor")
         for tid in op["outputs"]:

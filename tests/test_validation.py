@@ -152,3 +152,51 @@ def test_unknown_ops_are_named(tmp_path, mutate, needle):
     m = read_model_t(seed_mlp())
     mutate(m)
     assert_refused(*compile_cli(tmp_path, write_model_t(m), "--bits", "4"), needle)
+
+
+def test_depthwise_bias_of_minus_one_is_refused(tmp_path):
+    # TFLite Micro crashes (SIGSEGV) on a three-input depthwise conv whose bias index is -1; a
+    # two-input depthwise (no bias) runs, and so does a conv or FC with a -1 bias
+    m = read_model_t(seed_conv_chain())
+    dw = m.subgraphs[0].operators[2]
+    dw.inputs = list(dw.inputs[:2]) + [-1]
+    assert_refused(*compile_cli(tmp_path, write_model_t(m), "--bits", "4"), "operator 2 (DEPTHWISE_CONV_2D)",
+                   "bias input is -1")
+    dw.inputs = list(dw.inputs[:2])
+    code, err, _, out = compile_cli(tmp_path, write_model_t(m), "--bits", "4", name="two_inputs")
+    assert code == 0, err
+    assert_bit_exact(out)
+
+
+def _external(data: bytes, tensor: int, inside: bool) -> bytes:
+    """``data`` with tensor ``tensor``'s buffer stored by offset and size: after the flatbuffer (as
+    the converter writes models over 2 GB), or (``inside``) pointing into the flatbuffer's tables."""
+    m = read_model_t(data)
+    t = m.subgraphs[0].tensors[tensor]
+    buf = m.buffers[t.buffer]
+    raw = np.asarray(buf.data, np.uint8).tobytes()
+    buf.data, buf.offset, buf.size = None, 1 << 40, len(raw)
+    n = len(write_model_t(m))
+    buf.offset = 64 if inside else (n + 15) // 16 * 16
+    fb = write_model_t(m)
+    return fb if inside else fb + bytes(buf.offset - n) + raw
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_external_buffers_are_written_inline(tmp_path, inside):
+    # the clustered copy of a model with an offset/size buffer used to lose the bytes after the
+    # flatbuffer (object API rewrite) or write clustered weights over the tables (in place)
+    code, err, _, out = compile_cli(tmp_path, _external(seed_conv_chain(), 2, inside), "--bits", "3")
+    assert code == 0, err
+    rep = json.loads((out / "report.json").read_text())
+    assert all(int(b.offset or 0) == 0 for b in
+               read_model_t((out / f"{rep['name']}_clustered.tflite").read_bytes()).buffers)
+    assert_bit_exact(out)
+
+
+def test_logistic_tanh_input_scale_beyond_kernel_range_is_refused(tmp_path):
+    # TFLite Micro computes 1LL << shift in CalculateInputRadius: undefined for a scale of 3.4e38
+    # (the installed interpreter gave other bytes)
+    m = read_model_t(seed_mlp())
+    m.subgraphs[0].tensors[5].quantization.scale = [3.4e38]
+    assert_refused(*compile_cli(tmp_path, write_model_t(m), "--bits", "8"), "operator 2 (TANH)", "too large")

@@ -14,7 +14,8 @@ flatbuffer (models > 2 GB: ``Buffer.offset``/``size``), from those fields. A per
 that becomes per-channel needs longer vectors: then the model is rewritten through the schema's
 object API (:mod:`tinycluster.importers.schema`), as is a model whose rewritten tensor shares its
 buffer with a tensor that keeps other values (the converter deduplicates identical constants):
-that tensor gets a buffer of its own.
+that tensor gets a buffer of its own, and a model with buffers stored by offset and size (after the
+flatbuffer): their bytes are copied inline.
 """
 from __future__ import annotations
 
@@ -97,7 +98,10 @@ def clustered_model_bytes(graph, source_bytes: bytes = None) -> bytes:
 
     sg = model.Subgraphs(0)
     requant = graph.meta.get("source_quant", {})
-    in_place = True
+    # buffers stored by offset and size (outside the flatbuffer's tables, or so the file says):
+    # the clustered model holds them inline (an in-place write could land on the tables, and
+    # the object API does not carry the bytes after the flatbuffer)
+    in_place = not any(int(model.Buffers(bi).Offset()) > 1 for bi in range(n_buf) if model.Buffers(bi) is not None)
     for tid in requant:
         t = graph.tensors[tid]
         fq = sg.Tensors(tid).Quantization()
@@ -150,6 +154,11 @@ def _rewrite_object_api(graph, source: bytes, writes, requant) -> bytes:
     m = read_model_t(source, str(graph.source))
     sg = m.subgraphs[0]
     S = schema()
+    for b in m.buffers or []:
+        if int(b.offset or 0) > 1:
+            b.data = np.frombuffer(source[int(b.offset):int(b.offset) + int(b.size)], dtype=np.uint8).copy()
+        if int(b.offset or 0) > 0:
+            b.offset, b.size = 0, 0
     for t, bi, _, raw in writes:
         if bi is None:  # its own buffer (it shared one with a tensor that keeps other values)
             b = S.BufferT()

@@ -21,6 +21,11 @@ def sigmoid_params(node, graph, size: int, scale, zero_point: int) -> dict:
     if shift < 0:
         raise op_error(node, graph, f"input scale {f32(scale):.3g} is too small (TFLite's int8 kernel needs "
                                     "scale >= 2^-28)")
+    if shift > 62:
+        # TFLite Micro's CalculateInputRadius computes 1LL << shift: undefined from 63 bits on (x86
+        # masks the count and the installed interpreter then gets another radius)
+        raise op_error(node, graph, f"input scale {f32(scale):.3g} is too large (TFLite's int8 kernel shifts by "
+                                    f"{shift} bits, undefined beyond 62: the scale must be below 2^35)")
     radius = input_radius(INPUT_INTEGER_BITS, shift)
     if mult >= 1 << 31:  # not reachable for float32 scales (24-bit mantissa); keep int32 range
         raise op_error(node, graph, "input multiplier overflows int32")

@@ -864,8 +864,34 @@ def mut_quant_details(m, rng):
     return f"tensor {i} shape_signature -> {t.shapeSignature}"
 
 
+def mut_tables(m, rng):
+    """Model-level tables: data in buffer 0 (the empty sentinel), no buffers at all, intermediate
+    tensors on an operator, another schema version, metadata."""
+    S = _schema()
+    kind = int(rng.integers(5))
+    if kind == 0:
+        m.buffers[0].data = rng.integers(0, 256, int(rng.integers(1, 64))).astype(np.uint8)
+        return f"buffer 0 holds {len(m.buffers[0].data)} bytes"
+    if kind == 1:
+        m.buffers = []
+        return "buffers removed"
+    if kind == 2:
+        sg = _sg(m)
+        i, o = _pick(rng, list(enumerate(sg.operators)))
+        tid = int(rng.integers(len(sg.tensors)))
+        o.intermediates = [tid]
+        return f"operator {i} intermediates -> [{tid}]"
+    if kind == 3:
+        m.version = _pick(rng, [0, 1, 2, 4, 2 ** 32 - 1])
+        return f"schema version -> {m.version}"
+    md = S.MetadataT()
+    md.name, md.buffer = _pick(rng, ["min_runtime_version", "x", ""]), _pick(rng, [0, len(m.buffers), 2 ** 32 - 1])
+    m.metadata = list(m.metadata or []) + [md]
+    return f"metadata '{md.name}' -> buffer {md.buffer}"
+
+
 STRUCTURE_MUTATORS += [
-    (mut_axis_quant, 1.5), (mut_bias, 2), (mut_retype_const, 1.5), (mut_custom, 1), (mut_signature, 1),
+    (mut_tables, 1), (mut_axis_quant, 1.5), (mut_bias, 2), (mut_retype_const, 1.5), (mut_custom, 1), (mut_signature, 1),
     (mut_shared_buffer, 1.5), (mut_external_buffer, 1), (mut_huge_dims, 1), (mut_reshape, 1),
     (mut_quant_details, 1),
 ]

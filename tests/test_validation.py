@@ -200,3 +200,19 @@ def test_logistic_tanh_input_scale_beyond_kernel_range_is_refused(tmp_path):
     m = read_model_t(seed_mlp())
     m.subgraphs[0].tensors[5].quantization.scale = [3.4e38]
     assert_refused(*compile_cli(tmp_path, write_model_t(m), "--bits", "8"), "operator 2 (TANH)", "too large")
+
+
+def test_data_in_buffer_zero_is_refused(tmp_path):
+    # TFLite Micro takes buffer 0's bytes as the data of every activation (they refer to it): the C
+    # computed the model, TFLite Micro something else
+    m = read_model_t(seed_mlp())
+    m.buffers[0].data = np.arange(3, dtype=np.uint8)
+    assert_refused(*compile_cli(tmp_path, write_model_t(m), "--bits", "4"), "buffer 0 holds 3 bytes")
+
+
+def test_intermediate_tensors_of_nonzero_size_are_refused(tmp_path):
+    # TFLite Micro: "Does not support intermediate tensor with non-zero size"
+    m = read_model_t(seed_mlp())
+    m.subgraphs[0].operators[0].intermediates = [3]
+    assert_refused(*compile_cli(tmp_path, write_model_t(m), "--bits", "4"), "operator 0 (FULLY_CONNECTED)",
+                   "intermediate tensor 3")

@@ -208,6 +208,14 @@ def _read_model(path: Path, data: bytes) -> dict:
         opcodes.append((name, int(oc.Version())))
 
     n_buf = model.BuffersLength()
+    if n_buf:
+        b0 = model.Buffers(0)
+        size0 = 0 if b0 is None else (int(b0.Size()) if int(b0.Offset()) > 1 else int(b0.DataLength()))
+        if size0:
+            # TFLite's schema: buffer 0 is the empty sentinel that activations refer to; TFLite Micro
+            # would take its bytes as the data of every such tensor
+            raise _err(path, f"buffer 0 holds {size0} bytes, but TFLite reserves it as the empty buffer that "
+                             "activation tensors refer to (corrupted model)")
     tensors = []
     for ti in range(sg.TensorsLength()):
         t = sg.Tensors(ti)
@@ -267,6 +275,13 @@ def _read_model(path: Path, data: bytes) -> dict:
             if cls is not None and tab is not None:
                 options = cls()
                 options.Init(tab.Bytes, tab.Pos)
+        inter = tid_list(op.IntermediatesAsNumpy, op.IntermediatesLength, f"operator {oi} ({name}): intermediate",
+                         False)
+        for tid in inter:
+            n = int(np.prod([max(d, 0) for d in tensors[tid]["shape"]], dtype=object))
+            if n:  # TFLite Micro's allocator: "Does not support intermediate tensor with non-zero size"
+                raise _err(path, f"operator {oi} ({name}): intermediate tensor {tid} ('{tensors[tid]['name']}') has "
+                                 f"{n} elements; TFLite Micro supports intermediate tensors of size 0 only")
         ops.append(dict(index=oi, op=name, version=version, inputs=inputs, outputs=outputs, options=options,
                         options_type=options_type, custom_options=not op.CustomOptionsIsNone()))
 

@@ -1194,12 +1194,13 @@ class Campaign:
 
 
 BITS_CHOICES = [(["--bits", "8"], 4), (["--bits", "4"], 2), (["--bits", "3"], 1), (["--lossless"], 1),
-                (["--clusters", "5"], 0.5), (["--mean-bits", "3.5"], 0.5)]
-#: other compile paths, each added to a quarter of the mutants: the codebook layouts, int4 codebook
-#: values, codebooks in flash, and the calibrated (output-error) int8 path
+                (["--clusters", "5"], 0.5)]
+#: the other compile paths of an int8 model, one of them added to a quarter of the mutants: each
+#: codebook layout, codebooks in flash, a board profile (its placement), and the calibrated
+#: (output-error) path
 EXTRA_CHOICES = [(["--granularity", "per-tensor"], 1), (["--granularity", "per-channel"], 1),
-                 (["--granularity", "normalized"], 1), (["--weight-dtype", "int4"], 1), (["--codebooks", "flash"], 0.5),
-                 (["--calib-random", "3"], 1.5)]
+                 (["--granularity", "normalized"], 1), (["--codebooks", "flash"], 0.5),
+                 (["--board", "cortex-m0plus"], 0.5), (["--calib-random", "3"], 1.5)]
 
 
 def run_campaign(n: int, seed: int, workdir: Path, *, weights=None, time_limit: float = 120.0,

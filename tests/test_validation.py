@@ -147,6 +147,9 @@ def test_explore_refuses_misshaped_calibration(tmp_path):
 @pytest.mark.parametrize("mutate,needle", [
     (lambda m: setattr(m.operatorCodes[0], "customCode", "X") or setattr(m.operatorCodes[0], "builtinCode", 32)
      or setattr(m.operatorCodes[0], "deprecatedBuiltinCode", 32), "CUSTOM(X)"),
+    # a custom code with a newline used to break the one-line error
+    (lambda m: setattr(m.operatorCodes[0], "customCode", "conv\n2d") or setattr(m.operatorCodes[0], "builtinCode", 32)
+     or setattr(m.operatorCodes[0], "deprecatedBuiltinCode", 32), "CUSTOM(conv?2d)"),
 ])
 def test_unknown_ops_are_named(tmp_path, mutate, needle):
     m = read_model_t(seed_mlp())
@@ -182,15 +185,17 @@ def _external(data: bytes, tensor: int, inside: bool) -> bytes:
     return fb if inside else fb + bytes(buf.offset - n) + raw
 
 
-@pytest.mark.parametrize("inside", [False, True])
-def test_external_buffers_are_written_inline(tmp_path, inside):
+@pytest.mark.parametrize("inside,granularity", [(False, "per-channel"), (False, "normalized"), (True, "per-channel")])
+def test_external_buffers_are_written_inline(tmp_path, inside, granularity):
     # the clustered copy of a model with an offset/size buffer used to lose the bytes after the
-    # flatbuffer (object API rewrite) or write clustered weights over the tables (in place)
-    code, err, _, out = compile_cli(tmp_path, _external(seed_conv_chain(), 2, inside), "--bits", "3")
+    # flatbuffer (object API rewrite: normalized scales) or write clustered weights over the
+    # tables (in place, a buffer pointing into them); TFLite Micro reads only inline buffers
+    src = _external(seed_conv_chain(), 2, inside)
+    code, err, _, out = compile_cli(tmp_path, src, "--bits", "3", "--granularity", granularity)
     assert code == 0, err
     rep = json.loads((out / "report.json").read_text())
-    assert all(int(b.offset or 0) == 0 for b in
-               read_model_t((out / f"{rep['name']}_clustered.tflite").read_bytes()).buffers)
+    clustered = read_model_t((out / f"{rep['name']}_clustered.tflite").read_bytes())
+    assert all(int(b.offset or 0) == 0 for b in clustered.buffers)
     assert_bit_exact(out)
 
 

@@ -14,8 +14,9 @@ flatbuffer (models > 2 GB: ``Buffer.offset``/``size``), from those fields. A per
 that becomes per-channel needs longer vectors: then the model is rewritten through the schema's
 object API (:mod:`tinycluster.importers.schema`), as is a model whose rewritten tensor shares its
 buffer with a tensor that keeps other values (the converter deduplicates identical constants):
-that tensor gets a buffer of its own, and a model with buffers stored by offset and size (after the
-flatbuffer): their bytes are copied inline.
+that tensor gets a buffer of its own; and a model with buffers stored by offset and size (after the
+flatbuffer, the layout of models over 2 GB): the clustered model holds their bytes inline, the
+layout TFLite Micro reads (the installed interpreter does not read offset/size buffers).
 """
 from __future__ import annotations
 
@@ -98,9 +99,11 @@ def clustered_model_bytes(graph, source_bytes: bytes = None) -> bytes:
 
     sg = model.Subgraphs(0)
     requant = graph.meta.get("source_quant", {})
-    # buffers stored by offset and size (outside the flatbuffer's tables, or so the file says):
-    # the clustered model holds them inline (an in-place write could land on the tables, and
-    # the object API does not carry the bytes after the flatbuffer)
+    # buffers stored by offset and size (after the flatbuffer, as the converter writes models over
+    # 2 GB): the clustered model holds them inline. The installed TFLite Micro does not read such
+    # buffers (it ran a model with them on other weights than LiteRT), an in-place write could land
+    # on the tables when the offset points into them, and the object API drops the bytes after the
+    # flatbuffer
     in_place = not any(int(model.Buffers(bi).Offset()) > 1 for bi in range(n_buf) if model.Buffers(bi) is not None)
     for tid in requant:
         t = graph.tensors[tid]
@@ -134,7 +137,7 @@ def clustered_model_bytes(graph, source_bytes: bytes = None) -> bytes:
             in_place = False
         writes.append((t, bi if not own else None, loc, raw))
     if not in_place:
-        return _rewrite_object_api(graph, bytes(data), writes, requant)
+        return _rewrite_object_api(graph, bytes(source_bytes), writes, requant)
     for t, _, (start, length), raw in writes:
         data[start:start + length] = raw
     for tid in requant:

@@ -204,7 +204,8 @@ def _read_model(path: Path, data: bytes) -> dict:
         name = names.get(code, f"BUILTIN_{code}")
         if name == "CUSTOM":
             cc = oc.CustomCode()
-            name = f"CUSTOM({cc.decode('utf-8', 'replace') if cc else '?'})"
+            code_name = _clean_name(cc, "?")  # printable only: the name goes into one-line messages
+            name = f"CUSTOM({code_name if len(code_name) <= 64 else code_name[:61] + '...'})"
         opcodes.append((name, int(oc.Version())))
 
     n_buf = model.BuffersLength()

@@ -3,7 +3,8 @@ the shared and synthetic models through compile and verify, in parallel jobs.
 
     python benchmarks/fuzz.py --mutants 3000 --seed 7 --jobs 2 --out out/fuzz
 
-Job j runs ``mutants / jobs`` mutants from seed ``seed * 1000 + j``. Writes ``summary.json`` (counts
+Job j runs ``mutants / jobs`` mutants from seed ``seed * 1000 + j``; ``--only mut_a,mut_b`` restricts the
+structure-aware edits to those mutators (tests/fuzz_engine.py). Writes ``summary.json`` (counts
 per outcome, failures with their mutation and message) into --out, and every failing mutant
 (``<kind>_m<index>.tflite`` + ``.json``) into ``--out/failures-<job>/`` for reproduction with
 ``tinycluster compile``. Exits 1 if any mutant failed. See tests/fuzz_engine.py for the outcomes.
@@ -32,7 +33,17 @@ def main(argv=None):
     ap.add_argument("--time-limit", type=float, default=120.0, help="seconds per compile / verify / TFLM step")
     ap.add_argument("--out", default="out/fuzz")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--only", default=None, help="comma-separated structure mutators (e.g. mut_bias,mut_custom): "
+                                                 "the structure-aware edits use only these")
     a = ap.parse_args(argv)
+    if a.only:
+        import fuzz_engine
+
+        names = {n.strip() for n in a.only.split(",") if n.strip()}
+        known = {fn.__name__ for fn, _ in fuzz_engine.STRUCTURE_MUTATORS}
+        if not names or names - known:
+            ap.error(f"--only: unknown mutators {sorted(names - known)}; known: {', '.join(sorted(known))}")
+        fuzz_engine.STRUCTURE_MUTATORS[:] = [(fn, w) for fn, w in fuzz_engine.STRUCTURE_MUTATORS if fn.__name__ in names]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     per = [a.mutants // a.jobs + (1 if j < a.mutants % a.jobs else 0) for j in range(a.jobs)]

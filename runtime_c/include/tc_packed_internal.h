@@ -675,7 +675,8 @@ TC_INLINE void tc_v6m_dw3x3(const int8_t *x, const int8_t *w, int32_t s, int32_t
  * and in the two words (hi, lo) of p that is
  *   (hi + 2^(e-2) - [hi < 0 and lo < 2^31]) >> (e - 1)       (arithmetic shift)
  * i.e. MOV, MOV, SMLAL, BIC, ADD, SUB (shifted operand), ASR: 7 instructions instead of ~21.
- * Other shifts (-1 .. 30) take tc_mul_by_quant_mult itself. */
+ * ARMv6-M takes the high product from tc_mul_by_quant_mult (its 16x16 MULS form) and rounds
+ * with the same prepared constants. Other shifts (-1 .. 30) take tc_mul_by_quant_mult itself. */
 typedef struct {
     int32_t mult;
     int32_t r; /* 2^(e-2); the shift itself on the general path */
@@ -697,11 +698,20 @@ TC_INLINE void tc_rq_prepare(int32_t mult, int32_t shift, tc_rq *q)
 TC_INLINE int32_t tc_rq_apply(const tc_rq *q, int32_t x)
 {
     if (q->e > 0) {
+#if defined(TC_ARCH_ARMV6M)
+        /* no 64-bit multiply: the high product h = floor(p / 2^31) from tc_mul_by_quant_mult
+         * (shift 0: its per-core product, no rounding), then with h = 2a + b,
+         * RoundingDivideByPOT(h, e) = (a + 2^(e-2) - [h < 0 and b == 0]) >> (e - 1) */
+        const int32_t h = tc_mul_by_quant_mult(x, q->mult, 0);
+        const uint32_t neg_even = ((uint32_t)h >> 31) & ~(uint32_t)h;
+        return ((h >> 1) + q->r - (int32_t)(neg_even & 1u)) >> q->e;
+#else
         const int64_t p = (int64_t)x * q->mult + ((int64_t)1 << 30);
         const int32_t hi = (int32_t)(p >> 32);
         const uint32_t lo = (uint32_t)(uint64_t)p;
         const uint32_t neg_low = (uint32_t)hi & ~lo; /* bit 31: p < 0 and lo < 2^31 */
         return (hi + q->r - (int32_t)(neg_low >> 31)) >> q->e;
+#endif
     }
     return tc_mul_by_quant_mult(x, q->mult, q->r);
 }

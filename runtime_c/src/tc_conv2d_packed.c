@@ -19,7 +19,8 @@
  *    Needs filter_in_c % 4 == 0 (each tap starts a group of four).
  *  - ARMv6-M (M0, M0+, RP2040): the pair as int8 (two filters back to back); one LDRSB per
  *    operand, MULS, ADD, four accumulators.
- * Both keep the input offset out of the inner loop (prefix sums, as the reference).
+ * Both keep the input offset out of the inner loop (prefix sums, as the reference). DSP cores
+ * requantize with the pair's parameters prepared once per channel pair (tc_rq_apply).
  * Semantics: TFLite Micro reference_integer_ops::ConvPerChannel.
  */
 #include "tc_packed_internal.h"
@@ -280,6 +281,22 @@ TC_INLINE void arm_dot1x2(const int8_t *xa, const tc_pw *w, int32_t wstride, int
 #define PW_SUM(wb, flen, t, fic, half) arm_tap_sum((wb) + (half) * (flen) + (t), (fic), (half))
 #endif
 
+/* tc_requantize() of one output of channel `ch` (0 or 1 of the pair): DSP cores with the
+ * channel's prepared parameters (tc_rq_apply: one SMLAL and four ALU ops instead of the general
+ * form); ARMv6-M keeps tc_requantize itself (at -Os it does better here) */
+TC_INLINE int8_t arm_rq_clamp(const tc_rq *q, int32_t acc, int32_t out_off, int32_t amin,
+                              int32_t amax)
+{
+    int32_t v = tc_rq_apply(q, acc) + out_off;
+    v = TC_MAX(v, amin);
+    return (int8_t)TC_MIN(v, amax);
+}
+#if defined(TC_ARCH_ARM_DSP)
+#define ARM_RQ(acc, ch) arm_rq_clamp(&rq##ch, (acc), out_off, amin, amax)
+#else
+#define ARM_RQ(acc, ch) tc_requantize((acc), m##ch, s##ch, out_off, amin, amax)
+#endif
+
 static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
                           const uint8_t *packed, const int8_t *codebooks,
                           const uint8_t *codebook_map, const int32_t *bias, const int32_t *mult,
@@ -306,10 +323,11 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
         const int32_t c1 = c + 1 < out_c ? c + 1 : c;
         const int8_t *cb0 = NULL, *cb1 = NULL;
         const int32_t q0 = p->requant_per_channel ? c : 0, q1 = p->requant_per_channel ? c1 : 0;
-        const int32_t m0 = mult[q0], s0 = shift[q0], m1 = mult[q1], s1 = shift[q1];
         const int32_t b0 = bias != NULL ? bias[c] : 0, b1 = bias != NULL ? bias[c1] : 0;
         const int8_t *in0 = input + (c / per_group) * fic;
         const int has1 = c1 != c;
+        const int32_t m0 = mult[q0], s0 = shift[q0], m1 = mult[q1], s1 = shift[q1];
+        tc_rq rq0, rq1;
         int32_t oy;
 
         if (codebooks != NULL) {
@@ -317,6 +335,10 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
             cb0 = codebooks + stride * (codebook_map != NULL ? codebook_map[c] : c);
             cb1 = codebooks + stride * (codebook_map != NULL ? codebook_map[c1] : c1);
         }
+        tc_rq_prepare(m0, s0, &rq0);
+        tc_rq_prepare(m1, s1, &rq1);
+        (void)rq0;
+        (void)rq1;
         arm_decode_pair(packed, p->bits, cb0, cb1, c, c1, flen, wb);
         {
             int half, ky, kx;
@@ -344,11 +366,11 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
             for (pos = 0; pos + 1 < npos; pos += 2) {
                 int32_t acc[4] = {bb0, bb1, bb0, bb1};
                 arm_dot2x2(xp, in_c, wb, ws, fic, acc);
-                o[0] = tc_requantize(acc[0], m0, s0, out_off, amin, amax);
-                o[out_c] = tc_requantize(acc[2], m0, s0, out_off, amin, amax);
+                o[0] = ARM_RQ(acc[0], 0);
+                o[out_c] = ARM_RQ(acc[2], 0);
                 if (has1) {
-                    o[1] = tc_requantize(acc[1], m1, s1, out_off, amin, amax);
-                    o[out_c + 1] = tc_requantize(acc[3], m1, s1, out_off, amin, amax);
+                    o[1] = ARM_RQ(acc[1], 1);
+                    o[out_c + 1] = ARM_RQ(acc[3], 1);
                 }
                 xp += 2 * in_c;
                 o += 2 * out_c;
@@ -356,9 +378,9 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
             if (pos < npos) {
                 int32_t acc[2] = {bb0, bb1};
                 arm_dot1x2(xp, wb, ws, fic, acc);
-                o[0] = tc_requantize(acc[0], m0, s0, out_off, amin, amax);
+                o[0] = ARM_RQ(acc[0], 0);
                 if (has1) {
-                    o[1] = tc_requantize(acc[1], m1, s1, out_off, amin, amax);
+                    o[1] = ARM_RQ(acc[1], 1);
                 }
             }
             continue;
@@ -411,14 +433,14 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
                 }
                 wsum0 = b0 + io * wsum0;
                 wsum1 = b1 + io * wsum1;
-                o[0] = tc_requantize(acc[0] + wsum0, m0, s0, out_off, amin, amax);
+                o[0] = ARM_RQ(acc[0] + wsum0, 0);
                 if (has1) {
-                    o[1] = tc_requantize(acc[1] + wsum1, m1, s1, out_off, amin, amax);
+                    o[1] = ARM_RQ(acc[1] + wsum1, 1);
                 }
                 if (two) {
-                    o[out_c] = tc_requantize(acc[2] + wsum0, m0, s0, out_off, amin, amax);
+                    o[out_c] = ARM_RQ(acc[2] + wsum0, 0);
                     if (has1) {
-                        o[out_c + 1] = tc_requantize(acc[3] + wsum1, m1, s1, out_off, amin, amax);
+                        o[out_c + 1] = ARM_RQ(acc[3] + wsum1, 1);
                     }
                 }
                 ox += two ? 2 : 1;

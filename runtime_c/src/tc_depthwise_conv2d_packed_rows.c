@@ -10,7 +10,9 @@
  * SXTAB16 that also add the input offset, one word pair of lane-ordered weights, four
  * SMLABB/SMLATT per tap.
  * ARMv6-M: one channel at a time over the window (int8 filter, tc_v6m_dw_window); windows
- * inside the input add io * sum(w) once (channel sums from the decode) instead of io per tap.
+ * inside the input add io * sum(w) once (channel sums from the decode) instead of io per tap;
+ * the requantization parameters are prepared once per decode (tc_rq table in scratch, as on
+ * DSP cores; tc_rq_apply takes the high product from the 16x16 MULS form).
  */
 #include "tc_packed_internal.h"
 
@@ -304,9 +306,22 @@ static TC_NOINLINE void dw_v6m_sums(const int8_t *x, const int8_t *w, const int3
     }
 }
 
+/* out[j] = tc_requantize(acc[j] + bias[j], ...) for n channels, parameters prepared in q[] */
+static TC_NOINLINE void v6m_dw_requant(const int32_t *acc, const int32_t *bias, int32_t n,
+                                       const tc_rq *q, int32_t out_off, int32_t amin, int32_t amax,
+                                       int8_t *out)
+{
+    int32_t j;
+    for (j = 0; j < n; j++) {
+        int32_t v = tc_rq_apply(q + j, acc[j] + (bias != NULL ? bias[j] : 0)) + out_off;
+        v = v < amin ? amin : v;
+        out[j] = (int8_t)(v > amax ? amax : v);
+    }
+}
+
 static void dw_rows_v6m(const tc_dw_packed_params *p, const int8_t *input, const int32_t *bias,
                         const int32_t *mult, const int8_t *shift, int32_t oy_begin,
-                        int32_t oy_end, int8_t *output, const int32_t *wsum)
+                        int32_t oy_end, int8_t *output, const int32_t *wsum, tc_rq *rq)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
     const int32_t out_w = p->out_w, oc = p->out_c;
@@ -319,6 +334,11 @@ static void dw_rows_v6m(const tc_dw_packed_params *p, const int8_t *input, const
     const int32_t xstep = dwl * in_c, ystep = dh * in_w * in_c;
     const int same_step = dm == 1 && dwl == 1; /* input and filter advance by oc per tap */
     int32_t oy;
+
+    if (((uint32_t *)(void *)rq)[-1] != TC_RQ_READY) { /* first rows call after the decode */
+        tc_rq_prepare_n(mult, shift, per_ch, 0, oc, rq);
+        ((uint32_t *)(void *)rq)[-1] = TC_RQ_READY;
+    }
 
     for (oy = oy_begin; oy < oy_end; oy++) {
         const int32_t iy0 = oy * sh - p->pad_top;
@@ -358,12 +378,8 @@ static void dw_rows_v6m(const tc_dw_packed_params *p, const int8_t *input, const
                         acc[j] = a;
                     }
                 }
-                if (bias != NULL) {
-                    for (j = 0; j < n; j++) {
-                        acc[j] += bias[c0 + j];
-                    }
-                }
-                tc_requantize_lanes(acc, n, mult, shift, per_ch, c0, out_off, amin, amax, o + c0);
+                v6m_dw_requant(acc, bias != NULL ? bias + c0 : NULL, n, rq + c0, out_off, amin, amax,
+                               o + c0);
             }
             o += oc;
         }
@@ -385,7 +401,9 @@ void tc_depthwise_conv2d_packed_rows(const tc_dw_packed_params *p, const int8_t 
     }
 #elif defined(TC_ARCH_ARMV6M)
     if (tc_dw_layout(p) == TC_DW_V6M) {
-        dw_rows_v6m(p, input, bias, mult, shift, oy_begin, oy_end, output, tc_scratch_s32(scratch));
+        int8_t *base = (int8_t *)(void *)tc_scratch_s32(scratch);
+        dw_rows_v6m(p, input, bias, mult, shift, oy_begin, oy_end, output, (const int32_t *)(void *)base,
+                    (tc_rq *)(void *)(base + tc_dw_filter_bytes(p) + 4));
         return;
     }
 #endif

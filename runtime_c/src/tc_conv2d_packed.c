@@ -156,12 +156,35 @@ static void arm_decode_pair(const uint8_t *packed, uint32_t bits, const int8_t *
     int half;
     for (half = 0; half < 2; half++) {
         const uint32_t c = (uint32_t)(half ? c1 : c0);
+        const int8_t *cb = half ? cb1 : cb0;
         tc_pw *dst = wb + 2 * half;
         int32_t i, j;
+        if (bits == 8 && cb == NULL) { /* raw int8 weights: straight into lane order */
+            const int8_t *src = (const int8_t *)(const void *)packed + c * (uint32_t)flen;
+            for (j = 0; j < flen; j += 4) {
+                const uint32_t v = tc_ld32(src + j);
+                dst[j] = __sxtb16(v);
+                dst[j + 1] = tc_sxtb16_ror8(v);
+            }
+            continue;
+        }
+        if (bits == 4 && cb != NULL) {
+            /* 4-bit: a filter starts on a byte (flen % 4 == 0); two bytes hold the indices of one
+             * group of four, low nibble first; the codebook holds 16 entries (padded) */
+            const uint8_t *src = packed + c * (uint32_t)flen / 2u;
+            for (j = 0; j < flen; j += 4) {
+                const uint32_t v = tc_ld16(src + j / 2);
+                const int32_t w0 = cb[v & 15u], w1 = cb[(v >> 4) & 15u];
+                const int32_t w2 = cb[(v >> 8) & 15u], w3 = cb[v >> 12];
+                dst[j] = (uint32_t)tc_pkhbt16(w0, w2);
+                dst[j + 1] = (uint32_t)tc_pkhbt16(w1, w3);
+            }
+            continue;
+        }
         for (i = 0; i < flen; i += TC_UNPACK_CHUNK) {
             const int32_t n = TC_MIN(TC_UNPACK_CHUNK, flen - i);
-            tc_unpack_lut(packed, (c * (uint32_t)flen + (uint32_t)i) * bits, (uint8_t)bits,
-                          half ? cb1 : cb0, n, tmp);
+            tc_unpack_lut(packed, (c * (uint32_t)flen + (uint32_t)i) * bits, (uint8_t)bits, cb, n,
+                          tmp);
             for (j = 0; j < n; j += 4) {
                 const uint32_t v = tc_ld32(tmp + j);
                 dst[i + j] = __sxtb16(v);

@@ -335,8 +335,9 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
     const int32_t flen = kh * kw * fic;
     const int32_t per_group = out_c / (in_c / fic);
     const int contiguous = dwl == 1 && fic == in_c;
-    const int pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && p->pad_top == 0 &&
-                          p->pad_left == 0 && out_w == in_w;
+    /* 1x1 without padding: every position has its one tap, sw * in_c bytes after the last */
+    const int onebyone = kh == 1 && kw == 1 && p->pad_top == 0 && p->pad_left == 0;
+    const int pointwise = onebyone && sh == 1 && sw == 1 && out_w == in_w; /* rows contiguous */
     const int32_t ws = PW_STRIDE(flen);
     int32_t *psum = tc_scratch_s32(scratch); /* [2][kh][kw + 1] */
     tc_pw *wb = (tc_pw *)(void *)(psum + 2 * kh * (kw + 1));
@@ -380,30 +381,36 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
             }
         }
 
-        if (pointwise) { /* the row range is one run of positions, in_c bytes apart */
-            const int32_t npos = (oy_end - oy_begin) * out_w;
-            const int8_t *xp = in0 + oy_begin * in_w * in_c;
+        if (onebyone) { /* runs of positions d bytes apart: the whole row range (pointwise), or
+                         * each output row (strided 1x1) */
+            const int32_t nruns = pointwise ? 1 : oy_end - oy_begin;
+            const int32_t npos = pointwise ? (oy_end - oy_begin) * out_w : out_w;
+            const int32_t d = sw * in_c;
             const int32_t bb0 = b0 + io * psum[1], bb1 = b1 + io * psum[kh * (kw + 1) + 1];
-            int8_t *o = output + c;
-            int32_t pos;
-            for (pos = 0; pos + 1 < npos; pos += 2) {
-                int32_t acc[4] = {bb0, bb1, bb0, bb1};
-                arm_dot2x2(xp, in_c, wb, ws, fic, acc);
-                o[0] = ARM_RQ(acc[0], 0);
-                o[out_c] = ARM_RQ(acc[2], 0);
-                if (has1) {
-                    o[1] = ARM_RQ(acc[1], 1);
-                    o[out_c + 1] = ARM_RQ(acc[3], 1);
+            int32_t r;
+            for (r = 0; r < nruns; r++) {
+                const int8_t *xp = in0 + (oy_begin + r) * sh * in_w * in_c;
+                int8_t *o = output + r * out_w * out_c + c;
+                int32_t pos;
+                for (pos = 0; pos + 1 < npos; pos += 2) {
+                    int32_t acc[4] = {bb0, bb1, bb0, bb1};
+                    arm_dot2x2(xp, d, wb, ws, fic, acc);
+                    o[0] = ARM_RQ(acc[0], 0);
+                    o[out_c] = ARM_RQ(acc[2], 0);
+                    if (has1) {
+                        o[1] = ARM_RQ(acc[1], 1);
+                        o[out_c + 1] = ARM_RQ(acc[3], 1);
+                    }
+                    xp += 2 * d;
+                    o += 2 * out_c;
                 }
-                xp += 2 * in_c;
-                o += 2 * out_c;
-            }
-            if (pos < npos) {
-                int32_t acc[2] = {bb0, bb1};
-                arm_dot1x2(xp, wb, ws, fic, acc);
-                o[0] = ARM_RQ(acc[0], 0);
-                if (has1) {
-                    o[1] = ARM_RQ(acc[1], 1);
+                if (pos < npos) {
+                    int32_t acc[2] = {bb0, bb1};
+                    arm_dot1x2(xp, wb, ws, fic, acc);
+                    o[0] = ARM_RQ(acc[0], 0);
+                    if (has1) {
+                        o[1] = ARM_RQ(acc[1], 1);
+                    }
                 }
             }
             continue;

@@ -473,6 +473,11 @@ def _validate_model(path: Path, m: dict) -> None:
             if op["options_type"] is None and want[1]:
                 raise _err(path, f"{where}: has no {want[0]} (strides, padding, ...); TFLite Micro would run it "
                                  "with zeroed parameters")
+        if op["op"] == "DEPTHWISE_CONV_2D" and len(op["inputs"]) == 3 and op["inputs"][2] < 0:
+            # TFLite Micro's depthwise kernel crashes (SIGSEGV) on a bias index of -1, where a
+            # two-input depthwise runs without bias (checked against the installed tflite-micro)
+            raise _err(path, f"{where}: bias input is -1 (absent) in a three-input depthwise conv, which TFLite "
+                             "Micro cannot run (it crashes); give a bias tensor or drop the third input")
         if op["custom_options"] and not op["op"].startswith("CUSTOM"):
             # TFLite Micro's AllocateNodeAndRegistrations: a builtin op with custom_options is refused
             raise _err(path, f"{where}: a builtin operator with custom options (only CUSTOM operators carry "

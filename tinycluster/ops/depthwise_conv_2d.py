@@ -51,11 +51,6 @@ class DepthwiseConv2D(OpHandler):
         return dict(parse_conv_options(raw), depth_multiplier=0 if o is None else int(o.DepthMultiplier()))
 
     def resolve(self, node, graph):
-        if len(node.inputs) == 3 and node.inputs[2] < 0:
-            # a third input of -1: TFLite Micro's depthwise kernel crashes (segmentation fault) on
-            # it, where a two-input depthwise runs without bias (checked against tflite-micro)
-            pc.fail(node, graph, "bias input is -1 (absent) in a three-input depthwise conv, which TFLite Micro "
-                                 "cannot run (it crashes); give a bias tensor or drop the third input")
         (ih, iw, ic), (one, kh, kw, oc), out_shape = conv_operands(node, graph)
         if one != 1:
             pc.fail(node, graph, f"filter shape {(one, kh, kw, oc)} must be [1, kh, kw, channels]")

@@ -481,7 +481,7 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
 #endif /* Arm */
 
 #if defined(TC_HOST_X86_SIMD)
-#include <immintrin.h>
+#include "tc_requant_avx2.h"
 /* x86 hosts with AVX2 (run-time check): two output channels per decoded block (int16, natural
  * order), every filter row of a position as one run against both: the input widened 16 bytes
  * at a time (VPMOVSXBW), two VPMADDWD per position; the input offset stays out of the loop
@@ -562,7 +562,9 @@ __attribute__((target("avx2"))) static void conv_deep_avx2(
         const int32_t m8[8] = {mult[q0], mult[q1], mult[q0], mult[q1], mult[q0], mult[q1], mult[q0], mult[q1]};
         const int8_t s8[8] = {shift[q0], shift[q1], shift[q0], shift[q1],
                               shift[q0], shift[q1], shift[q0], shift[q1]};
+        tc_rq8 rq;
         int32_t half, ky, kx, oy;
+        tc_rq8_prepare(&rq, m8, s8, 1);
         for (half = 0; half < 2; half++) {
             const int32_t cc = half ? c1 : c;
             const int32_t cbi = codebook_map != NULL ? codebook_map[cc] : cc;
@@ -597,7 +599,6 @@ __attribute__((target("avx2"))) static void conv_deep_avx2(
                         /* the taps are monotone in ox: the first and the last agreeing suffices */
                         __m256i acc[8];
                         int32_t tail[8] = {0, 0, 0, 0, 0, 0, 0, 0}, j;
-                        int32_t a8[8];
                         int8_t o8[8];
                         for (j = 0; j < 8; j++) {
                             acc[j] = _mm256_setzero_si256();
@@ -622,10 +623,10 @@ __attribute__((target("avx2"))) static void conv_deep_avx2(
                                 b0 + io * ws0, b1 + io * ws1, b0 + io * ws0, b1 + io * ws1,
                                 b0 + io * ws0, b1 + io * ws1, b0 + io * ws0, b1 + io * ws1);
                             const __m256i t = _mm256_loadu_si256((const __m256i *)(const void *)tail);
-                            _mm256_storeu_si256((__m256i *)(void *)a8,
-                                                _mm256_add_epi32(_mm256_add_epi32(avx2_reduce4x2(acc), t), add));
+                            tc_rq8_store8(tc_rq8_apply(&rq, _mm256_add_epi32(_mm256_add_epi32(avx2_reduce4x2(acc), t), add),
+                                                       out_off, amin, amax),
+                                          o8);
                         }
-                        tc_requantize_lanes(a8, 8, m8, s8, 1, 0, out_off, amin, amax, o8);
                         for (j = 0; j < 4; j++) {
                             orow[(ox + j) * out_c + c] = o8[2 * j];
                             if (c1 != c) {

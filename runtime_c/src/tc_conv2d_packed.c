@@ -490,49 +490,58 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
  * block of eight accumulators, reduced into one register and requantized eight lanes at once
  * (tc_requantize_lanes); the other positions take the one-position loop. */
 
-/* the 4x2 block: positions x[0..3] (same taps) against the two filters u0, u1, n weights */
+/* the 4x2 block: positions x0..x3 (same taps) against the two filters u0, u1; named fields (not
+ * arrays), so that the accumulators stay in registers */
+typedef struct {
+    __m256i a0, a1, a2, a3, a4, a5, a6, a7; /* position j, channel h: a(2j + h) */
+    int32_t t0, t1, t2, t3, t4, t5, t6, t7; /* the same for the scalar tails */
+} tc_acc4x2;
+
 __attribute__((target("avx2"), always_inline)) static inline void avx2_dot4x2(
     const int8_t *x0, const int8_t *x1, const int8_t *x2, const int8_t *x3, const int16_t *u0,
-    const int16_t *u1, int32_t n, __m256i *acc, int32_t *tail)
+    const int16_t *u1, int32_t n, tc_acc4x2 *k)
 {
+    __m256i a0 = k->a0, a1 = k->a1, a2 = k->a2, a3 = k->a3, a4 = k->a4, a5 = k->a5, a6 = k->a6, a7 = k->a7;
     int32_t i = 0;
     for (; i + 16 <= n; i += 16) {
         const __m256i v0 = _mm256_loadu_si256((const __m256i *)(const void *)(u0 + i));
         const __m256i v1 = _mm256_loadu_si256((const __m256i *)(const void *)(u1 + i));
         __m256i xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x0 + i)));
-        acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(xv, v0));
-        acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(xv, v1));
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(xv, v0));
+        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(xv, v1));
         xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x1 + i)));
-        acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(xv, v0));
-        acc[3] = _mm256_add_epi32(acc[3], _mm256_madd_epi16(xv, v1));
+        a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(xv, v0));
+        a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(xv, v1));
         xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x2 + i)));
-        acc[4] = _mm256_add_epi32(acc[4], _mm256_madd_epi16(xv, v0));
-        acc[5] = _mm256_add_epi32(acc[5], _mm256_madd_epi16(xv, v1));
+        a4 = _mm256_add_epi32(a4, _mm256_madd_epi16(xv, v0));
+        a5 = _mm256_add_epi32(a5, _mm256_madd_epi16(xv, v1));
         xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x3 + i)));
-        acc[6] = _mm256_add_epi32(acc[6], _mm256_madd_epi16(xv, v0));
-        acc[7] = _mm256_add_epi32(acc[7], _mm256_madd_epi16(xv, v1));
+        a6 = _mm256_add_epi32(a6, _mm256_madd_epi16(xv, v0));
+        a7 = _mm256_add_epi32(a7, _mm256_madd_epi16(xv, v1));
     }
+    k->a0 = a0, k->a1 = a1, k->a2 = a2, k->a3 = a3, k->a4 = a4, k->a5 = a5, k->a6 = a6, k->a7 = a7;
     for (; i < n; i++) {
-        tail[0] += x0[i] * u0[i];
-        tail[1] += x0[i] * u1[i];
-        tail[2] += x1[i] * u0[i];
-        tail[3] += x1[i] * u1[i];
-        tail[4] += x2[i] * u0[i];
-        tail[5] += x2[i] * u1[i];
-        tail[6] += x3[i] * u0[i];
-        tail[7] += x3[i] * u1[i];
+        k->t0 += x0[i] * u0[i];
+        k->t1 += x0[i] * u1[i];
+        k->t2 += x1[i] * u0[i];
+        k->t3 += x1[i] * u1[i];
+        k->t4 += x2[i] * u0[i];
+        k->t5 += x2[i] * u1[i];
+        k->t6 += x3[i] * u0[i];
+        k->t7 += x3[i] * u1[i];
     }
 }
 
-/* the eight accumulators of a 4x2 block summed into lanes (p0c0, p0c1, p1c0, ..., p3c1) */
-__attribute__((target("avx2"), always_inline)) static inline __m256i avx2_reduce4x2(const __m256i *a)
+/* the block summed into lanes (p0c0, p0c1, p1c0, ..., p3c1) */
+__attribute__((target("avx2"), always_inline)) static inline __m256i avx2_reduce4x2(const tc_acc4x2 *k)
 {
-    const __m256i h01 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
-    const __m256i h23 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+    const __m256i h01 = _mm256_hadd_epi32(_mm256_hadd_epi32(k->a0, k->a1), _mm256_hadd_epi32(k->a2, k->a3));
+    const __m256i h23 = _mm256_hadd_epi32(_mm256_hadd_epi32(k->a4, k->a5), _mm256_hadd_epi32(k->a6, k->a7));
     /* per 128-bit half: (p0c0, p0c1, p1c0, p1c1) partial sums of that half */
     const __m128i s01 = _mm_add_epi32(_mm256_castsi256_si128(h01), _mm256_extracti128_si256(h01, 1));
     const __m128i s23 = _mm_add_epi32(_mm256_castsi256_si128(h23), _mm256_extracti128_si256(h23, 1));
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(s01), s23, 1);
+    return _mm256_add_epi32(_mm256_inserti128_si256(_mm256_castsi128_si256(s01), s23, 1),
+                            _mm256_setr_epi32(k->t0, k->t1, k->t2, k->t3, k->t4, k->t5, k->t6, k->t7));
 }
 __attribute__((target("avx2"))) static void conv_deep_avx2(
     const tc_conv_packed_params *p, const int8_t *input, const uint8_t *packed,
@@ -597,12 +606,11 @@ __attribute__((target("avx2"))) static void conv_deep_avx2(
                     tc_tap_range(ix0 + 3 * sw, dwl, in_w, kw, &lo3, &hi3);
                     if (kx_lo == lo3 && kx_hi == hi3 && kx_lo < kx_hi) {
                         /* the taps are monotone in ox: the first and the last agreeing suffices */
-                        __m256i acc[8];
-                        int32_t tail[8] = {0, 0, 0, 0, 0, 0, 0, 0}, j;
+                        tc_acc4x2 k;
+                        int32_t j;
                         int8_t o8[8];
-                        for (j = 0; j < 8; j++) {
-                            acc[j] = _mm256_setzero_si256();
-                        }
+                        k.a0 = k.a1 = k.a2 = k.a3 = k.a4 = k.a5 = k.a6 = k.a7 = _mm256_setzero_si256();
+                        k.t0 = k.t1 = k.t2 = k.t3 = k.t4 = k.t5 = k.t6 = k.t7 = 0;
                         for (ky = ky_lo; ky < ky_hi; ky++) {
                             const int8_t *xrow = in0 + ((iy0 + ky * dh) * in_w + ix0) * in_c;
                             const int32_t t0 = ky * kw * fic, xs = sw * in_c;
@@ -615,15 +623,14 @@ __attribute__((target("avx2"))) static void conv_deep_avx2(
                                 const int8_t *x = contiguous ? xrow + kx_lo * in_c : xrow + kx * dwl * in_c;
                                 avx2_dot4x2(x, x + xs, x + 2 * xs, x + 3 * xs, w0 + t0 + kx * fic,
                                             w1 + t0 + kx * fic, contiguous ? (kx_hi - kx_lo) * fic : fic,
-                                            acc, tail);
+                                            &k);
                             }
                         }
                         {
                             const __m256i add = _mm256_setr_epi32(
                                 b0 + io * ws0, b1 + io * ws1, b0 + io * ws0, b1 + io * ws1,
                                 b0 + io * ws0, b1 + io * ws1, b0 + io * ws0, b1 + io * ws1);
-                            const __m256i t = _mm256_loadu_si256((const __m256i *)(const void *)tail);
-                            tc_rq8_store8(tc_rq8_apply(&rq, _mm256_add_epi32(_mm256_add_epi32(avx2_reduce4x2(acc), t), add),
+                            tc_rq8_store8(tc_rq8_apply(&rq, _mm256_add_epi32(avx2_reduce4x2(&k), add),
                                                        out_off, amin, amax),
                                           o8);
                         }

@@ -213,6 +213,23 @@ __attribute__((target("avx2"))) static void conv_shallow_s8_avx2(
     }
 }
 
+/* one input pair xx (broadcast) against the 8 or 16 channels of filter pair `at` */
+__attribute__((target("avx2"), always_inline)) static inline void shallow_avx2_mac(
+    __m256i xx, const int16_t *w16, const int8_t *w8, int32_t at, int32_t nb, int int8_weights,
+    __m256i *a0, __m256i *a1)
+{
+    __m256i v0, v1;
+    if (int8_weights) {
+        v0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w8 + at)));
+        v1 = nb == 16 ? _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w8 + at + 16))) : v0;
+    } else {
+        v0 = _mm256_loadu_si256((const __m256i *)(const void *)(w16 + at));
+        v1 = nb == 16 ? _mm256_loadu_si256((const __m256i *)(const void *)(w16 + at + 16)) : v0;
+    }
+    *a0 = _mm256_add_epi32(*a0, _mm256_madd_epi16(v0, xx));
+    *a1 = _mm256_add_epi32(*a1, _mm256_madd_epi16(v1, xx));
+}
+
 /* x86 hosts with AVX2: the same input-channel pair layout, eight output channels per VPMADDWD
  * (two input channels each): weights int16 (mode 1) or int8 widened by VPMOVSXBW (mode 2, even
  * depth); 16 channels per block in two registers, then 8, then the rest (scalar, same layout). */
@@ -229,6 +246,10 @@ __attribute__((target("avx2"))) static void conv_shallow_avx2(
     const int32_t npairs = (in_c + 1) / 2;
     const int16_t *w16 = (const int16_t *)wt;
     const int8_t *w8 = (const int8_t *)wt;
+    /* even depth, no dilation: the (kx, pair) run of a window row is contiguous in the input
+     * and in the filter */
+    const int runs = (in_c & 1) == 0 && dwl == 1;
+    const __m256i iov = _mm256_set1_epi16((int16_t)io);
     tc_rq8 rq[TC_SHALLOW_RQ];
     int32_t oy;
     shallow_avx2_prepare(rq, p, mult, shift);
@@ -250,6 +271,30 @@ __attribute__((target("avx2"))) static void conv_shallow_avx2(
                     __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
                     for (ky = ky_lo; ky < ky_hi; ky++) {
                         const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * in_c;
+                        if (runs) { /* the row's input pairs widened 8 at a time, then broadcast */
+                            const int8_t *x = xrow + (ix0 + kx_lo) * in_c;
+                            const int32_t np = (kx_hi - kx_lo) * npairs;
+                            int32_t at = ((ky * kw + kx_lo) * npairs * oc + c0) * 2, q = 0;
+                            for (; q + 8 <= np; q += 8) {
+                                const __m256i xv = _mm256_add_epi16(
+                                    _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + 2 * q))), iov);
+                                shallow_avx2_mac(_mm256_permutevar8x32_epi32(xv, _mm256_set1_epi32(0)), w16, w8, at, nb, int8_weights, &a0, &a1);
+                                shallow_avx2_mac(_mm256_permutevar8x32_epi32(xv, _mm256_set1_epi32(1)), w16, w8, at + 2 * oc, nb, int8_weights, &a0, &a1);
+                                shallow_avx2_mac(_mm256_permutevar8x32_epi32(xv, _mm256_set1_epi32(2)), w16, w8, at + 4 * oc, nb, int8_weights, &a0, &a1);
+                                shallow_avx2_mac(_mm256_permutevar8x32_epi32(xv, _mm256_set1_epi32(3)), w16, w8, at + 6 * oc, nb, int8_weights, &a0, &a1);
+                                shallow_avx2_mac(_mm256_permutevar8x32_epi32(xv, _mm256_set1_epi32(4)), w16, w8, at + 8 * oc, nb, int8_weights, &a0, &a1);
+                                shallow_avx2_mac(_mm256_permutevar8x32_epi32(xv, _mm256_set1_epi32(5)), w16, w8, at + 10 * oc, nb, int8_weights, &a0, &a1);
+                                shallow_avx2_mac(_mm256_permutevar8x32_epi32(xv, _mm256_set1_epi32(6)), w16, w8, at + 12 * oc, nb, int8_weights, &a0, &a1);
+                                shallow_avx2_mac(_mm256_permutevar8x32_epi32(xv, _mm256_set1_epi32(7)), w16, w8, at + 14 * oc, nb, int8_weights, &a0, &a1);
+                                at += 16 * oc;
+                            }
+                            for (; q < np; q++, at += 2 * oc) {
+                                const int32_t x0 = x[2 * q] + io, x1 = x[2 * q + 1] + io;
+                                shallow_avx2_mac(_mm256_set1_epi32((int32_t)(((uint32_t)x1 << 16) | ((uint32_t)x0 & 0xFFFFu))),
+                                                 w16, w8, at, nb, int8_weights, &a0, &a1);
+                            }
+                            continue;
+                        }
                         for (kx = kx_lo; kx < kx_hi; kx++) {
                             const int8_t *x = xrow + (ix0 + kx * dwl) * in_c;
                             const int32_t base = ((ky * kw + kx) * npairs * oc + c0) * 2;

@@ -475,8 +475,11 @@ def _broadcast_scale(s: np.ndarray, shape, axis) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # the pass
 # ---------------------------------------------------------------------------------------------
-#: auto: bytes it may spend beyond the cheapest layouts, as a fraction of the model's index bytes
-AUTO_EXTRA = 1.0 / 16
+#: auto's flash target: the codebook-economy bound at the requested width, ``AUTO_ECONOMY`` x
+#: (b-bit indices + 4 B per int32 bias + 5 B per output channel), summed over the weighted layers
+AUTO_ECONOMY = 1.10
+#: flash per graph node the bound does not count (the op's params struct, at most 32 B today)
+NODE_FLASH_OVERHEAD = 32
 #: auto with codebooks in SRAM: codebook bytes at most this fraction of the activation arena
 #: (the cheapest layouts' codebooks are always allowed)
 AUTO_SRAM_FRACTION = 0.25
@@ -679,6 +682,26 @@ def _fmt_err(e: float) -> str:
     return "exact" if e == 0 else f"relative error {e:.2e}"
 
 
+def auto_allowance(graph, Ls: list, cand_lists: list, k: int) -> int:
+    """Bytes ``auto`` may spend beyond the cheapest candidate of every layer: what brings the
+    model's flash up to the codebook-economy bound at this width (``AUTO_ECONOMY`` x (b-bit
+    indices + 4 B per bias + 5 B per output channel)), after the int8 model's own bias and
+    requantization constants (:mod:`cost`) and ``NODE_FLASH_OVERHEAD`` per node. 0 when the
+    cheapest layouts already reach it."""
+    from .cost import REQUANT_ENTRY_BYTES, requant_entries, source_scales
+
+    bits = _bits_for(k)
+    bound = fixed = 0
+    for L in Ls:
+        node = L.node
+        n_bias = int(graph.tensors[node.inputs[2]].size) if len(node.inputs) > 2 and node.inputs[2] >= 0 else 0
+        bound += packed_size(int(L.t.size), bits) + 4 * n_bias + REQUANT_ENTRY_BYTES * L.C
+        fixed += 4 * n_bias + REQUANT_ENTRY_BYTES * requant_entries(node, graph, source_scales(graph, L.t))
+    cheapest = sum(_smallest(c).cost.flash for c in cand_lists)
+    target = AUTO_ECONOMY * bound - fixed - NODE_FLASH_OVERHEAD * len(graph.nodes)
+    return max(0, int(target - cheapest))
+
+
 def choose_auto(layers: list, cand_lists: list, extra_bytes: int, sram_cap: Optional[int]):
     """``auto``'s rule. Start every layer at its cheapest candidate (never above RAW8, which is
     a candidate); then, while bytes remain, apply the upgrade (any layer to any of its
@@ -805,7 +828,7 @@ def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[i
                 why.append(f"{c.name} (requested)" if L.axis is not None else f"{c.name} (no channel axis)")
             chosen.append(c)
     else:
-        extra = int(AUTO_EXTRA * sum(packed_size(int(L.t.size), _bits_for(k)) for L in Ls))
+        extra = auto_allowance(graph, Ls, cand_lists, k)
         if codebooks_in_sram:
             from ..planner import plan_memory
 

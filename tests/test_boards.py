@@ -126,8 +126,7 @@ def test_every_board_builds_kws(kws_dir, board):
     assert r["flash_used"] == s["text"] + s["rodata"] + s["data"]
     assert r["sram_used"] == s["data"] + s["bss"] + b.stack_reserve
     assert r["flash_size"] == b.flash_size and r["sram_size"] == b.sram_size and r["fits"]
-    full = json.loads((kws_dir / "report.json").read_text())
-    report = full["totals"]
+    report = json.loads((kws_dir / "report.json").read_text())["totals"]
     # the const data the report promises is really in the image, and the arena in .bss
     assert s["rodata"] + s["data"] >= report["flash_bytes"] - 64
     assert s["bss"] >= report["arena_bytes"]
@@ -144,10 +143,12 @@ def test_every_board_builds_kws(kws_dir, board):
     idx = [n for n in syms if n.endswith("_idx")]
     cbs = [n for n in syms if n.endswith("_cb")]
     assert len(idx) == p["index_arrays_in_flash"] == 10  # 5 conv + 4 depthwise + 1 FC
-    # a layer the compression pass keeps as raw int8 has no codebook (its int8 weights are the stream)
-    with_cb = [r for r in full["layers"] if r.get("weights") and r["granularity"] != "raw int8"]
-    assert 0 < len(with_cb) <= 10
-    assert len(cbs) == p["codebooks_in_sram"] == len(with_cb)
+    # every layer with a codebook (a layer whose clustered form would not be smaller than int8
+    # is stored as raw int8 weights, without one: kws's first depthwise at 4 bits)
+    n_cb = sum(1 for layer in json.loads((kws_dir / "report.json").read_text())["layers"]
+               if layer.get("codebook_bytes"))
+    assert 1 <= n_cb <= 10
+    assert len(cbs) == p["codebooks_in_sram"] == n_cb
     flash = range(b.flash_origin, b.flash_origin + b.flash_size)
     sram = range(b.sram_origin, b.sram_origin + b.sram_size)
     for n in idx:
@@ -197,9 +198,9 @@ def test_section_attributes_from_board(kws_rp2040_dir):
 
     from tinycluster.builders.board import build_for_board
     r = build_for_board(kws_rp2040_dir, "rp2040")
-    layers = json.loads((kws_rp2040_dir / "report.json").read_text())["layers"]
-    with_cb = sum(1 for r in layers if r.get("weights") and r["granularity"] != "raw int8")
-    assert r["notes"] == [] and r["placement"]["section_attributes_checked"] == 10 + with_cb  # indices + codebooks
+    n_cb = sum(1 for layer in json.loads((kws_rp2040_dir / "report.json").read_text())["layers"]
+               if layer.get("codebook_bytes"))
+    assert r["notes"] == [] and r["placement"]["section_attributes_checked"] == 10 + n_cb
     obj = kws_rp2040_dir / "board-rp2040" / "build" / "model_kws_ref_model.o"
     with open(obj, "rb") as f:
         ef = ELFFile(f)

@@ -42,7 +42,7 @@ int32_t BIAS[64], MULT[64];
 int8_t SHIFT[64];
 int8_t Y[16 + 64 + 16];
 int8_t SCR[8192];
-int32_t FLAGS[4]; /* no codebooks, use map, use bias, scratch size (out) */
+int32_t FLAGS[5]; /* no codebooks, use map, use bias, scratch size (out), NULL scratch */
 int32_t UNP[4]; /* bit offset, bits, count, raw */
 int8_t UOUT[16 + 600 + 16];
 void tc_harness_entry(void) {}
@@ -54,7 +54,7 @@ void run_fc(void)
 {
     FLAGS[3] = tc_fully_connected_packed_get_buffer_size(&P);
     tc_fully_connected_packed(&P, X, W, FLAGS[0] ? 0 : CB, FLAGS[1] ? MAP : 0, FLAGS[2] ? BIAS : 0,
-                              MULT, SHIFT, Y + 16, SCR + 1);
+                              MULT, SHIFT, Y + 16, FLAGS[4] ? 0 : SCR + 1);
 }
 """
 
@@ -71,7 +71,7 @@ def _pack_struct(fields) -> bytes:
     return struct.pack(fmt, *[int(v) for _, _, v in fields])
 
 
-def run_fc_on_target(board, p, layout, x, bias):
+def run_fc_on_target(board, p, layout, x, bias, null_scratch=False):
     from arm_harness import read, write
     m = _machine(board)
     fields = fully_connected.struct_fields(p, layout)
@@ -86,12 +86,13 @@ def run_fc_on_target(board, p, layout, x, bias):
         write(m, "BIAS", np.asarray(bias, np.int64).astype(np.int32).tobytes())
     write(m, "MULT", np.asarray(p["mult"], np.int64).astype(np.int32).tobytes())
     write(m, "SHIFT", np.asarray(p["shift"], np.int8).tobytes())
-    write(m, "FLAGS", np.array([layout.raw, layout.cmap is not None, bias is not None, 0], np.int32).tobytes())
+    write(m, "FLAGS", np.array([layout.raw, layout.cmap is not None, bias is not None, 0, null_scratch],
+                               np.int32).tobytes())
     write(m, "SCR", bytes([0xA5]) * 8192)
     n = p["batches"] * p["out_features"]
     write(m, "Y", bytes([0x5A]) * (n + 32))
     m.call("run_fc", limit=50_000_000)
-    flags = np.frombuffer(read(m, "FLAGS", 16), np.int32)
+    flags = np.frombuffer(read(m, "FLAGS", 20), np.int32)
     assert flags[3] == fully_connected.scratch_size(p, layout.bits, layout.stride)
     raw = np.frombuffer(read(m, "Y", n + 32), np.int8)
     assert np.all(raw[:16] == 0x5A) and np.all(raw[16 + n:] == 0x5A), "kernel wrote outside its output"
@@ -124,7 +125,7 @@ def test_fully_connected_on_target_matches_reference(board):
         ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0]
         if bias is not None and data.draw(st.booleans()):  # as emitted: input offset folded into the bias
             p, bias = fully_connected.fold_input_offset(p, w, bias)
-        got = run_fc_on_target(board, p, layout, x, bias)
+        got = run_fc_on_target(board, p, layout, x, bias, null_scratch=data.draw(st.integers(0, 3)) == 0)
         np.testing.assert_array_equal(got, ref.reshape(-1))
 
     check()

@@ -229,7 +229,7 @@ def test_fully_connected_packed_matches_reference(data):
     if bias is not None and data.draw(st.booleans()):  # as emitted: input offset folded into the bias
         p, bias = fully_connected.fold_input_offset(p, w, bias)
     got = H.run_fc(p, layout, x, bias, fully_connected.struct_fields(p, layout),
-                   portable=data.draw(st.booleans()))
+                   portable=data.draw(st.booleans()), null_scratch=data.draw(st.integers(0, 3)) == 0)
     np.testing.assert_array_equal(got, ref.reshape(-1))
 
 
@@ -265,8 +265,11 @@ def test_fully_connected_every_width_and_layout(portable):
                 node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
                 ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0]
                 pf, bf = fully_connected.fold_input_offset(p, w, bias)
-                got = H.run_fc(pf, lay, x, bf, fully_connected.struct_fields(pf, lay), portable=portable)
-                np.testing.assert_array_equal(got, ref.reshape(-1), err_msg=f"bits {bits} {mode} {n_in}x{n_out}")
+                for null_scratch in (False, True):  # NULL: the table-free paths
+                    got = H.run_fc(pf, lay, x, bf, fully_connected.struct_fields(pf, lay), portable=portable,
+                                   null_scratch=null_scratch)
+                    np.testing.assert_array_equal(got, ref.reshape(-1),
+                                                  err_msg=f"bits {bits} {mode} {n_in}x{n_out} null {null_scratch}")
                 cases += 1
     assert cases == 8 * 3 * 7
 

@@ -13,6 +13,11 @@ arena figures compare like with like) gets an offset in one arena. Three ways to
 
 Offsets are then assigned greedily (largest first, first fit against the buffers whose
 lifetimes overlap), the same strategy as TFLite Micro's GreedyMemoryPlanner.
+
+Kernel scratch that only speeds a kernel up (``handler.scratch_optional``: the kernel also runs,
+slower, with a NULL scratch; FULLY_CONNECTED's run-time pair tables) is granted last, layer by
+layer (most MACs first), only where the arena does not grow: it lives in the free space the
+activations leave at that step, never sets the arena's size.
 """
 from __future__ import annotations
 
@@ -140,7 +145,23 @@ def plan_memory(graph, scratch_of=None) -> Plan:
             chunks[idx] = k
             best = trial
             k *= 2
+    granted: set = set()
+    for idx in sorted(_optional_scratch_nodes(graph), key=lambda i: -_macs(graph, i)):
+        trial = _plan(graph, scratch_of, frozenset(no_rows), chunks, frozenset(granted | {idx}))
+        if trial.arena_size <= best.arena_size:
+            granted.add(idx)
+            best = trial
     return best
+
+
+def _optional_scratch_nodes(graph) -> list:
+    """Nodes whose kernel scratch is optional (a speed-up) and not empty."""
+    out = []
+    for n in graph.nodes:
+        h = get_handler(n.op)
+        if getattr(h, "scratch_optional", False) and int(h.scratch_bytes(n, graph)) > 0:
+            out.append(n.index)
+    return out
 
 
 def _macs(graph, idx):
@@ -148,10 +169,17 @@ def _macs(graph, idx):
     return int(get_handler(n.op).macs(n, graph))
 
 
-def _plan(graph, scratch_of, no_rows, chunks=None) -> Plan:
+def _plan(graph, scratch_of, no_rows, chunks=None, granted=frozenset()) -> Plan:
     nodes = graph.nodes
     n_nodes = len(nodes)
-    scratch_of = scratch_of or (lambda node: get_handler(node.op).scratch_bytes(node, graph))
+
+    def default_scratch(node):
+        h = get_handler(node.op)
+        if getattr(h, "scratch_optional", False) and node.index not in granted:
+            return 0  # optional scratch: only where plan_memory grants it
+        return h.scratch_bytes(node, graph)
+
+    scratch_of = scratch_of or default_scratch
 
     # storage groups ------------------------------------------------------------------
     group_of: dict = {}

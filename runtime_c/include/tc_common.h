@@ -18,8 +18,10 @@
  * compile time (#error on a mismatch).
  * 2: tc_fully_connected_packed() takes caller scratch (pair tables, *_get_buffer_size).
  * 3: conv / depthwise scratch sizes (*_get_buffer_size): two decoded filters for deep conv
- *    layers, the Arm form of shallow conv layers, prepared requantization in both. */
-#define TC_RUNTIME_ABI_VERSION 3
+ *    layers, the Arm form of shallow conv layers, prepared requantization in both.
+ * 4: tc_fully_connected_packed() accepts scratch == NULL (runs without its pair tables): the
+ *    generated code passes NULL where the arena has no room for them. */
+#define TC_RUNTIME_ABI_VERSION 4
 
 #ifdef __cplusplus
 extern "C" {

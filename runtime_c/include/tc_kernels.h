@@ -73,9 +73,13 @@ typedef struct {
     uint8_t requant_per_channel; /* 0 or 1 */
 } tc_fc_packed_params;
 
-/* Scratch: a pair table (4 * 2^(2*bits) + 3 bytes) for widths 1..4 when it pays: per-tensor
- * codebooks with in_features * out_features >= 4 * 2^(2*bits), per-channel / shared codebooks
- * with in_features >= 2 * 2^(2*bits) (rebuilt per codebook); 0 otherwise. Any alignment.
+/* Scratch: a pair table (4 * 2^(2*bits) bytes) and the input row widened to int16 pairs
+ * (2 * ceil4(in_features) bytes), + 3 bytes of alignment slack, for widths 1..5 when it pays:
+ * per-tensor codebooks with in_features * out_features >= 4 * 2^(2*bits), per-channel / shared
+ * codebooks with in_features >= 2 * 2^(2*bits) (rebuilt per codebook); 0 otherwise. Any
+ * alignment. The scratch is optional: with scratch == NULL the kernel runs without tables
+ * (slower; same output), which is what the generated code passes where the arena has no room
+ * for the tables at that layer (planner.plan_memory).
  * Stack: <= 0.5 KiB on Cortex-M (128-weight decode chunk), ~5.5 KiB on x86 hosts (the input
  * row prepared for AVX2, up to 2048 inputs). */
 int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p);

@@ -1171,7 +1171,9 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
     const int32_t fo = p->filter_offset;
     const int32_t rb = (int32_t)(((uint32_t)n * bits) >> 3); /* row bytes when aligned */
     const int aligned = (((uint32_t)n * bits) & 7u) == 0;   /* every row on a byte boundary */
-    uint32_t *tab = fc_pair_entries(p) != 0 ? (uint32_t *)(void *)tc_scratch_s32(scratch) : NULL;
+    /* scratch == NULL: no tables (the planner grants the scratch only where the arena has room) */
+    uint32_t *tab = scratch != NULL && fc_pair_entries(p) != 0
+                        ? (uint32_t *)(void *)tc_scratch_s32(scratch) : NULL;
     uint32_t *xw = tab != NULL ? tab + fc_pair_entries(p) : NULL;
     const int8_t *tab_cb = NULL;
     int32_t b;

@@ -68,6 +68,7 @@ class FullyConnected(OpHandler):
     weight_input = 1
     weight_channel_axis = 0
     inplace = "none"
+    scratch_optional = True  # the pair tables only speed the kernel up: NULL scratch runs table-free
 
     def parse(self, raw, graph):
         o = raw.options

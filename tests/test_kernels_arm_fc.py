@@ -160,3 +160,45 @@ def test_unpack_on_target_matches_numpy(board):
         want = want.astype(np.uint8).view(np.int8) if raw else cb[want]
         np.testing.assert_array_equal(out[16:16 + count], want, err_msg=f"{board} case {case}: bits {bits} "
                                       f"first {first} count {count} raw {raw}")
+
+
+@pytest.mark.parametrize("board", ["cortex-m4", "rp2040"])
+def test_fully_connected_table_and_table_free_passes_on_target(board):
+    """Deterministic sweep of the pass shapes on target: widths 1..6, per-tensor / per-channel /
+    shared codebooks (consecutive rows with equal and different codebooks), rows of whole
+    8-index groups and not, 1..9 rows (passes of 4 and 2 and their remainders), with the
+    kernel's scratch (pair tables) and with a NULL scratch (table-free paths), against numpy."""
+    require_tool("arm-none-eabi-gcc")
+    pytest.importorskip("unicorn")
+    from tinycluster.ops import _packed_common as pc
+    rng = np.random.default_rng(10)
+    cases = 0
+    for bits in (1, 2, 3, 4, 5, 6):
+        k = 1 << bits
+        for mode in ("tensor", "channel", "shared"):
+            for n_in, n_out in ((64, 9), (72, 5), (37, 3), (128, 6)):
+                idx = rng.integers(0, k, size=n_out * n_in)
+                n_cb = {"tensor": 1, "channel": n_out, "shared": 3}[mode]
+                cbs = rng.integers(-128, 128, size=(n_cb, k)).astype(np.int8)
+                if mode == "tensor":
+                    lay = pc.PackedLayout(idx, bits, cbs[0], 0, None, k)
+                elif mode == "channel":
+                    lay = pc.PackedLayout(idx, bits, cbs.reshape(-1), k, None, k)
+                else:  # runs of equal codebooks and changes
+                    cmap = np.array([0, 0, 1, 1, 1, 2, 0, 2, 2][:n_out], np.uint8)
+                    lay = pc.PackedLayout(idx, bits, cbs.reshape(-1), k, cmap, k)
+                w = lay.values((n_out, n_in), 0)
+                bias = rng.integers(-5000, 5000, size=n_out)
+                p = dict(in_features=n_in, out_features=n_out, batches=1, filter_offset=0, input_offset=0,
+                         output_offset=3, act_min=-128, act_max=127,
+                         mult=rng.integers(1 << 30, 1 << 31, size=n_out).tolist(),
+                         shift=rng.integers(-14, -8, size=n_out).tolist(), requant_per_channel=1)
+                x = rng.integers(-128, 128, size=(1, n_in)).astype(np.int8)
+                node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
+                ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0].reshape(-1)
+                for null_scratch in (False, True):
+                    got = run_fc_on_target(board, p, lay, x, bias, null_scratch=null_scratch)
+                    np.testing.assert_array_equal(got, ref, err_msg=f"{bits}-bit {mode} {n_in}x{n_out} "
+                                                                    f"null scratch {null_scratch}")
+                    cases += 1
+    assert cases == 6 * 3 * 4 * 2

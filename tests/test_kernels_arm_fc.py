@@ -176,7 +176,7 @@ def test_fully_connected_table_and_table_free_passes_on_target(board):
     for bits in (1, 2, 3, 4, 5, 6):
         k = 1 << bits
         for mode in ("tensor", "channel", "shared"):
-            for n_in, n_out in ((64, 9), (72, 5), (37, 3), (128, 6)):
+            for n_in, n_out in ((64, 9), (72, 5), (37, 3), (128, 6), (520, 9)):
                 idx = rng.integers(0, k, size=n_out * n_in)
                 n_cb = {"tensor": 1, "channel": n_out, "shared": 3}[mode]
                 cbs = rng.integers(-128, 128, size=(n_cb, k)).astype(np.int8)
@@ -201,4 +201,4 @@ def test_fully_connected_table_and_table_free_passes_on_target(board):
                     np.testing.assert_array_equal(got, ref, err_msg=f"{bits}-bit {mode} {n_in}x{n_out} "
                                                                     f"null scratch {null_scratch}")
                     cases += 1
-    assert cases == 6 * 3 * 4 * 2
+    assert cases == 6 * 3 * 5 * 2

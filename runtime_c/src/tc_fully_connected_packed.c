@@ -210,13 +210,14 @@ TC_INLINE void fc_fields2(const uint8_t *q, uint32_t bits, uint32_t h, uint32_t 
         TC_AFTER(q, a3);                                                                      \
     } while (0)
 
-TC_INLINE void fc_pairs_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+/* rows[r]: the first index byte of row r of the pass (any rows sharing the table) */
+TC_INLINE void fc_pairs_rows(const uint8_t *const *rows, int32_t nr, uint32_t bits,
                              const uint32_t *tab, const uint32_t *xw, int32_t groups,
                              int32_t *acc)
 {
     int32_t g, r;
     if (nr == TC_FC_ROWS) {
-        const uint8_t *q1 = q + rb, *q2 = q1 + rb, *q3 = q2 + rb;
+        const uint8_t *q = rows[0], *q1 = rows[1], *q2 = rows[2], *q3 = rows[3];
         const int32_t *xp = (const int32_t *)(const void *)xw;
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         for (g = 0; g + 2 <= groups; g += 2) { /* two groups per iteration */
@@ -245,7 +246,7 @@ TC_INLINE void fc_pairs_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t 
         return;
     }
     for (r = 0; r < nr; r++) {
-        const uint8_t *qr = q + r * rb;
+        const uint8_t *qr = rows[r];
         const int32_t *xp = (const int32_t *)(const void *)xw;
         int32_t a = 0;
         for (g = 0; g + 2 <= groups; g += 2) {
@@ -563,13 +564,13 @@ TC_FC_PAIRS_ROW_FN(fc_pairs_row3, 3)
 TC_FC_PAIRS_ROW_FN(fc_pairs_row2, 2)
 TC_FC_PAIRS_ROW_FN(fc_pairs_row1, 1)
 
-TC_INLINE void fc_pairs_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+TC_INLINE void fc_pairs_rows(const uint8_t *const *rows, int32_t nr, uint32_t bits,
                              const uint32_t *tab, const uint32_t *xw, int32_t groups,
                              int32_t *acc)
 {
     int32_t r;
     for (r = 0; r < nr; r++) {
-        const uint8_t *qr = q + r * rb;
+        const uint8_t *qr = rows[r];
         acc[r] = bits == 5   ? fc_pairs_row5(qr, tab, xw, groups)
                  : bits == 4 ? fc_pairs_row4(qr, tab, xw, groups)
                  : bits == 3 ? fc_pairs_row3(qr, tab, xw, groups)
@@ -657,25 +658,25 @@ TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t
 #endif /* TC_ARCH_ARM_DSP */
 
 /* One instance per width, so that field positions are constants. */
-TC_NOINLINE static void fc_pairs_any(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+TC_NOINLINE static void fc_pairs_any(const uint8_t *const *q, int32_t nr, uint32_t bits,
                                      const uint32_t *tab, const uint32_t *xw, int32_t groups,
                                      int32_t *acc)
 {
     switch (bits) {
     case 5:
-        fc_pairs_rows(q, rb, nr, 5, tab, xw, groups, acc);
+        fc_pairs_rows(q, nr, 5, tab, xw, groups, acc);
         break;
     case 4:
-        fc_pairs_rows(q, rb, nr, 4, tab, xw, groups, acc);
+        fc_pairs_rows(q, nr, 4, tab, xw, groups, acc);
         break;
     case 3:
-        fc_pairs_rows(q, rb, nr, 3, tab, xw, groups, acc);
+        fc_pairs_rows(q, nr, 3, tab, xw, groups, acc);
         break;
     case 2:
-        fc_pairs_rows(q, rb, nr, 2, tab, xw, groups, acc);
+        fc_pairs_rows(q, nr, 2, tab, xw, groups, acc);
         break;
     default:
-        fc_pairs_rows(q, rb, nr, 1, tab, xw, groups, acc);
+        fc_pairs_rows(q, nr, 1, tab, xw, groups, acc);
         break;
     }
 }
@@ -1252,12 +1253,13 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
     const int32_t fo = p->filter_offset;
     const int32_t rb = (int32_t)(((uint32_t)n * bits) >> 3); /* row bytes when aligned */
     const int aligned = (((uint32_t)n * bits) & 7u) == 0;   /* every row on a byte boundary */
+    const int32_t g = aligned ? n >> 3 : 0; /* groups of 8 for the row kernels */
     /* scratch == NULL: no tables (the planner grants the scratch only where the arena has room) */
     uint32_t *tab = scratch != NULL && fc_pair_entries(p) != 0
                         ? (uint32_t *)(void *)tc_scratch_s32(scratch) : NULL;
     uint32_t *xw = tab != NULL ? tab + fc_pair_entries(p) : NULL;
     const int8_t *tab_cb = NULL;
-    int32_t b;
+    int32_t b, grouped = 0;
 #ifdef TC_HOST_X86_SIMD
     /* (the CPU check first: fc_host_avx2 is compiled for AVX2 throughout) */
     if (tc_host_avx2() &&
@@ -1272,11 +1274,20 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                       n <= TC_FC_HOST_MAX_IN && __builtin_cpu_supports("ssse3");
     const int32_t n32 = n & ~31;
 #endif
+    /* shared codebooks with a pair table: rows taken codebook by codebook (one table build per
+     * codebook and batch row, passes of 4 rows), where the map scans (one per codebook) pay */
+    if (tab != NULL && codebook_map != NULL && aligned) {
+        int32_t i, n_groups = 0;
+        for (i = 0; i < out_f; i++) {
+            n_groups = TC_MAX(n_groups, (int32_t)codebook_map[i] + 1);
+        }
+        grouped = 16 * n_groups <= n;
+    }
 
     for (b = 0; b < p->batches; b++) {
         const int8_t *x = input + (int32_t)b * n;
         uint32_t fo_term = 0; /* fo * sum(x + io), the weight offset's share (mod 2^32) */
-        int32_t c = 0;
+        int32_t c = 0, left = out_f, grp, scan;
         if (fo != 0) {
             int32_t i, xsum = 0;
             for (i = 0; i < n; i++) {
@@ -1292,51 +1303,76 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
         if (xw != NULL) {
             fc_widen_pairs(x, n, xw);
         }
-        while (c < out_f) {
-            const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
-            const int8_t *cb =
-                codebooks == NULL ? NULL : codebooks + (int32_t)p->codebook_stride * cbi;
-            int8_t *y = output + (int32_t)b * out_f + c;
-            int32_t acc[TC_FC_ROWS];
-            int32_t nr = 1, r, done = 0;
-            const int32_t g = aligned ? n >> 3 : 0; /* groups of 8 for the row kernels */
-            /* rows of one pass share the codebook, except on the DSP 4-bit table-free path
-             * (fc_look4_rows: a codebook per row) */
-            const int mixed = TC_FC_HAVE_LOOK4 && tab == NULL && bits == 4 && cb != NULL && g > 0;
+        grp = 0;
+        scan = 0;
+        while (left > 0) {
+            int32_t chs[TC_FC_ROWS]; /* the output channels of this pass */
+            const uint8_t *rows[TC_FC_ROWS];
             const int8_t *cbs[TC_FC_ROWS];
-            cbs[0] = cb;
-            while (nr < TC_FC_ROWS && c + nr < out_f) {
-                const int32_t ci = codebook_map != NULL ? codebook_map[c + nr] : c + nr;
-                if (p->codebook_stride != 0 && codebooks != NULL && ci != cbi && !mixed) {
-                    break;
+            int32_t acc[TC_FC_ROWS];
+            int32_t nr = 0, r, done = 0, cbi;
+            const int8_t *cb;
+            int mixed;
+            if (grouped) { /* the next (up to 4) rows whose codebook is grp */
+                while (nr == 0) {
+                    for (; scan < out_f && nr < TC_FC_ROWS; scan++) {
+                        if (codebook_map[scan] == grp) {
+                            chs[nr++] = scan;
+                        }
+                    }
+                    if (nr == 0) {
+                        grp++;
+                        scan = 0;
+                    }
                 }
-                cbs[nr] = cb == NULL ? NULL : codebooks + (int32_t)p->codebook_stride * ci;
-                nr++;
+                cbi = grp;
+            } else { /* consecutive rows sharing the codebook, except on the DSP 4-bit
+                      * table-free path (fc_look4_rows: a codebook per row) */
+                cbi = codebook_map != NULL ? codebook_map[c] : c;
+                mixed = TC_FC_HAVE_LOOK4 && tab == NULL && bits == 4 && codebooks != NULL && g > 0;
+                chs[nr++] = c;
+                while (nr < TC_FC_ROWS && c + nr < out_f) {
+                    const int32_t ci = codebook_map != NULL ? codebook_map[c + nr] : c + nr;
+                    if (p->codebook_stride != 0 && codebooks != NULL && ci != cbi && !mixed) {
+                        break;
+                    }
+                    chs[nr] = c + nr;
+                    nr++;
+                }
+                c += nr;
+            }
+            left -= nr;
+            cb = codebooks == NULL ? NULL : codebooks + (int32_t)p->codebook_stride * cbi;
+            mixed = 0;
+            for (r = 0; r < nr; r++) {
+                const int32_t ci = codebook_map != NULL ? codebook_map[chs[r]] : chs[r];
+                cbs[r] = cb == NULL ? NULL : codebooks + (int32_t)p->codebook_stride * ci;
+                mixed |= cbs[r] != cb;
+                rows[r] = packed + (int32_t)chs[r] * rb;
             }
             if (cb == NULL) { /* raw int8 weights */
                 if (TC_HOST_SIMD) {
                     for (r = 0; r < nr; r++) {
-                        acc[r] = tc_dot_s8(
-                            (const int8_t *)(const void *)packed + (int32_t)(c + r) * n, x, n);
+                        acc[r] = tc_dot_s8((const int8_t *)(const void *)packed + chs[r] * n, x, n);
                     }
                     done = n;
                 } else if (g > 0) {
-                    fc_raw_any(packed + (int32_t)c * rb, rb, nr, x, g, acc);
+                    fc_raw_any(rows[0], rb, nr, x, g, acc);
                     done = 8 * g;
                 }
             }
 #ifdef TC_HOST_X86_SIMD
             else if (host4) {
                 for (r = 0; r < nr; r++) {
-                    const uint32_t row_bit = (uint32_t)(c + r) * (uint32_t)n * 4u;
-                    acc[r] = fc_dot4_ssse3(packed + (row_bit >> 3), cb, x16, n32);
+                    const uint32_t row_bit = (uint32_t)chs[r] * (uint32_t)n * 4u;
+                    acc[r] = fc_dot4_ssse3(packed + (row_bit >> 3), cbs[r], x16, n32);
                 }
                 done = n32;
             }
 #endif
 #if TC_FC_HAVE_LOOK4
-            else if (mixed) {
-                fc_look4_rows(packed + (int32_t)c * rb, rb, nr, cbs, x, g, acc);
+            else if (mixed) { /* consecutive rows, a codebook each */
+                fc_look4_rows(rows[0], rb, nr, cbs, x, g, acc);
                 done = 8 * g;
             }
 #endif
@@ -1346,16 +1382,20 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                         fc_build_pairs(tab, cb, bits, p->codebook_size);
                         tab_cb = cb;
                     }
-                    fc_pairs_any(packed + (int32_t)c * rb, rb, nr, bits, tab, xw, g, acc);
+                    fc_pairs_any(rows, nr, bits, tab, xw, g, acc);
+#if TC_FC_HAVE_LOOK4
+                } else if (bits == 4) {
+                    fc_look4_rows(rows[0], rb, nr, cbs, x, g, acc);
+#endif
                 } else {
-                    fc_lookup_any(packed + (int32_t)c * rb, rb, nr, bits, cb, x, g, acc);
+                    fc_lookup_any(rows[0], rb, nr, bits, cb, x, g, acc);
                 }
                 done = 8 * g;
             }
             /* sum((w+fo)*(x+io)) = sum(w*x) + io*sum(w) + fo*sum(x+io), int32 wrap-around as
              * TFLite Micro's int32 accumulator (computed mod 2^32) */
             for (r = 0; r < nr; r++) {
-                const int32_t ch = c + r;
+                const int32_t ch = chs[r];
                 const int32_t q = p->requant_per_channel ? ch : 0;
                 uint32_t total;
                 if (done == n && io == 0) {
@@ -1378,10 +1418,10 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                 if (bias != NULL) {
                     total += (uint32_t)bias[ch];
                 }
-                y[r] = tc_requantize((int32_t)total, mult[q], shift[q], p->output_offset,
-                                     p->act_min, p->act_max);
+                output[(int32_t)b * out_f + ch] = tc_requantize((int32_t)total, mult[q], shift[q],
+                                                                p->output_offset, p->act_min,
+                                                                p->act_max);
             }
-            c += nr;
         }
     }
 }

@@ -500,6 +500,24 @@ TC_NOINLINE static void fc_build_pairs(uint32_t *restrict tab, const int8_t *res
     for (a = 0; a < n; a++) {
         c[a] = a < k ? cb[a] : 0;
     }
+    if (n == 16) { /* 4 bits (per-channel layers rebuild per row): word stores, 128 per table */
+        uint32_t cw[4], *lw = tab, *hw = tab + 64;
+        memcpy(cw, c, 16);
+        for (b = 0; b < 16; b++) {
+            const uint32_t h = (uint32_t)(uint8_t)c[b] * 0x01010101u;
+            lw[0] = cw[0];
+            lw[1] = cw[1];
+            lw[2] = cw[2];
+            lw[3] = cw[3];
+            hw[0] = h;
+            hw[1] = h;
+            hw[2] = h;
+            hw[3] = h;
+            lw += 4;
+            hw += 4;
+        }
+        return;
+    }
     for (b = 0; b < n; b++) {
         for (a = 0; a < n; a++) {
             lo[a] = c[a];

@@ -258,6 +258,7 @@ def ours_c(cases, board) -> str:
         # the scratch as the model's plan grants it: none (NULL) where the kernel's is optional
         # and the arena has no room for it
         ctx.scratch_exprs = {c.node.index: "scratch"} if c.scratch_bytes > 0 else {}
+        ctx.scratch_sizes = {c.node.index: c.scratch_bytes}
         ctx.current_node = c.node
         lines = get_handler(c.node.op).emit(c.node, ctx)
         out += [d.text for d in ctx.decls]

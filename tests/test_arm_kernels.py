@@ -253,7 +253,8 @@ def test_arm_fully_connected_matches_portable(arm, data):
     bias = _bias(data, rng, n_out)
     fo = 0 if data.draw(st.booleans()) else -_zp(data)
     q = _quant(data, n_out, _acc_bound(bias, 2 * n_in))
-    p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=fo, **q)
+    p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=fo,
+             tables=data.draw(st.sampled_from([2, 2, 1, 0])), **q)  # table level: full, compact, none
     layout, w = _layout(data, (n_out, n_in), 0, n_out)
     x = rng.integers(-128, 128, size=(rows, n_in)).astype(np.int8)
     node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)

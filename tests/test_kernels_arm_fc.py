@@ -118,7 +118,8 @@ def test_fully_connected_on_target_matches_reference(board):
         bias = K._bias(data, rng, n_out)
         fo = 0 if data.draw(st.booleans()) else -K._zp(data)
         q = K._quant(data, n_out, K._acc_bound(bias, 2 * n_in))
-        p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=fo, **q)
+        p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=fo,
+                 tables=data.draw(st.sampled_from([2, 2, 1, 0])), **q)
         layout, w = K._layout(data, (n_out, n_in), 0, n_out, fast=data.draw(st.booleans()))
         x = rng.integers(-128, 128, size=(rows, n_in)).astype(np.int8)
         node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
@@ -166,8 +167,9 @@ def test_unpack_on_target_matches_numpy(board):
 def test_fully_connected_table_and_table_free_passes_on_target(board):
     """Deterministic sweep of the pass shapes on target: widths 1..6, per-tensor / per-channel /
     shared codebooks (consecutive rows with equal and different codebooks), rows of whole
-    8-index groups and not, 1..9 rows (passes of 4 and 2 and their remainders), with the
-    kernel's scratch (pair tables) and with a NULL scratch (table-free paths), against numpy."""
+    8-index groups and not, 1..9 rows (passes of 4 and 2 and their remainders), at each table
+    level: full (pair table + widened input), compact (split int8 tables) and none (NULL
+    scratch: the table-free paths), against numpy."""
     require_tool("arm-none-eabi-gcc")
     pytest.importorskip("unicorn")
     from tinycluster.ops import _packed_common as pc
@@ -196,9 +198,9 @@ def test_fully_connected_table_and_table_free_passes_on_target(board):
                 x = rng.integers(-128, 128, size=(1, n_in)).astype(np.int8)
                 node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
                 ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0].reshape(-1)
-                for null_scratch in (False, True):
-                    got = run_fc_on_target(board, p, lay, x, bias, null_scratch=null_scratch)
+                for tables, null_scratch in ((2, False), (1, False), (2, True)):  # full, compact, none
+                    got = run_fc_on_target(board, dict(p, tables=tables), lay, x, bias, null_scratch=null_scratch)
                     np.testing.assert_array_equal(got, ref, err_msg=f"{bits}-bit {mode} {n_in}x{n_out} "
-                                                                    f"null scratch {null_scratch}")
+                                                                    f"tables {tables} null scratch {null_scratch}")
                     cases += 1
-    assert cases == 6 * 3 * 5 * 2
+    assert cases == 6 * 3 * 5 * 3

@@ -108,9 +108,15 @@ def test_optional_fc_scratch_only_where_the_arena_has_room():
     want = {n.index: get_handler(n.op).scratch_bytes(n, g) for n in g.nodes}
     assert all(v > 0 for v in want.values())  # every layer would take a pair table
     # the 2-bit table + widened input (16 entries: 64 + 256 + 3 B) fits beside 128 + 128 B; the
-    # 4-bit layers' 2,307 B do not
+    # 4-bit layers' 2,307 B (full) and 512 B (compact) do not fit beside 640 + 128 B
     assert plan.scratch_size == {0: 0, 1: want[1], 2: 0}
     assert want[1] == fully_connected.scratch_size(g.nodes[1].params, 2, 0) == 323
+    # a 4-bit middle layer: the full level (1,283 B) does not fit, the compact one (512 B) does
+    g4 = _fc_chain([640, 128, 128, 640], [4, 4, 4])
+    plan4 = plan_memory(g4)
+    assert plan4.arena_size == plan.arena_size
+    assert plan4.scratch_size == {0: 0, 1: 512, 2: 0}
+    assert get_handler("FULLY_CONNECTED").scratch_levels(g4.nodes[1], g4) == [1283, 512]
     off = plan.scratch_offset[1]
     live = [plan.tensor_offset[t] for t in (g.nodes[1].inputs[0], g.nodes[1].outputs[0])]
     assert all(off + want[1] <= o or o + 128 <= off for o in live)

@@ -25,7 +25,8 @@
 #include "tc_packed_internal.h"
 
 #define TC_FC_CHUNK 128
-#define TC_FC_ROWS 4 /* output channels per pass */
+#define TC_FC_ROWS 4  /* output channels per pass of a row kernel */
+#define TC_FC_PASS 16 /* output channels the driver hands to a row kernel at once */
 #define TC_FC_PAIR_MAX_BITS 5 /* pair tables for widths 1..5 */
 #if defined(TC_ARCH_ARM_DSP)
 #define TC_FC_HAVE_LOOK4 1 /* fc_look4_rows: 4-bit rows without a table, a codebook per row */
@@ -61,11 +62,21 @@ static int32_t fc_widened_words(const tc_fc_packed_params *p)
     return ((int32_t)p->in_features + 3) / 4 * 2;
 }
 
+/* The table level the layer runs with given a scratch: 2 full (pair words + widened input),
+ * 1 compact (split int8 tables), 0 none. */
+static int32_t fc_level(const tc_fc_packed_params *p)
+{
+    return fc_pair_entries(p) != 0 ? TC_MIN((int32_t)p->tables, 2) : 0;
+}
+
 int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p)
 {
     const int32_t e = fc_pair_entries(p);
-    return e != 0 ? 4 * (e + fc_widened_words(p)) + 3 : 0;
+    const int32_t level = fc_level(p);
+    return level == 2 ? 4 * (e + fc_widened_words(p)) + 3 : level == 1 ? 2 * e : 0;
 }
+
+
 
 /* ---------------------------------------------------------------------------------------
  * Row kernels. Each computes acc[r] = sum over weights [0, 8*groups) of row r (r < nr, rows
@@ -95,6 +106,70 @@ TC_INLINE uint32_t fc_field(const uint8_t *q, uint32_t bits, uint32_t j)
         return ((uint32_t)q[j >> 1] >> (4u * (j & 1u))) & 15u;
     }
     return ((uint32_t)q[0] >> (2u * j)) & 3u;
+}
+
+/* Split tables (the compact level everywhere; the full level on ARMv6-M and in portable C):
+ * the pair field f (first index in the low bits) selects lo[f], the weight of its first
+ * index, and hi[f] = lo[e + f], the weight of its second (int8, 2*2^(2*bits) bytes, any
+ * alignment). Per pair of weights a loop then loads the field and two LDRSB with register
+ * offsets, no shifts or masks. */
+TC_NOINLINE static void fc_build_split(int8_t *restrict lo, const int8_t *restrict cb, uint32_t bits,
+                                       int32_t k)
+{
+    const int32_t n = (int32_t)1 << bits;
+    int8_t *hi = lo + n * n;
+    int8_t c[32];
+    int32_t a, b;
+    for (a = 0; a < n; a++) {
+        c[a] = a < k ? cb[a] : 0;
+    }
+    if (n == 16 && ((uintptr_t)lo & 3u) == 0) { /* 4 bits, aligned: word stores, 128 per table
+                                                 * (per-channel layers rebuild per row) */
+        uint32_t cw[4], *lw = (uint32_t *)(void *)lo, *hw = (uint32_t *)(void *)hi;
+        memcpy(cw, c, 16);
+        for (b = 0; b < 16; b++) {
+            const uint32_t h = (uint32_t)(uint8_t)c[b] * 0x01010101u;
+            lw[0] = cw[0];
+            lw[1] = cw[1];
+            lw[2] = cw[2];
+            lw[3] = cw[3];
+            hw[0] = h;
+            hw[1] = h;
+            hw[2] = h;
+            hw[3] = h;
+            lw += 4;
+            hw += 4;
+        }
+        return;
+    }
+    for (b = 0; b < n; b++) {
+        for (a = 0; a < n; a++) {
+            lo[a] = c[a];
+            hi[a] = c[b];
+        }
+        lo += n;
+        hi += n;
+    }
+}
+
+/* one row against the split tables, the input read as int8 (no widened copy): any width 1..5
+ * (fields of 2*bits bits), rows of whole 8-index groups */
+TC_INLINE int32_t fc_split_row(const uint8_t *q, uint32_t bits, const int8_t *lo, const int8_t *x,
+                               int32_t groups)
+{
+    const int8_t *hi = lo + ((int32_t)1 << (2 * bits));
+    int32_t a = 0, g;
+    uint32_t j;
+    for (g = 0; g < groups; g++) {
+        for (j = 0; j < 4u; j++) {
+            const uint32_t f = fc_field(q, bits, j);
+            a += lo[f] * x[2 * j];
+            a += hi[f] * x[2 * j + 1];
+        }
+        q += bits;
+        x += 8;
+    }
+    return a;
 }
 
 #if defined(TC_ARCH_ARM_DSP)
@@ -210,8 +285,8 @@ TC_INLINE void fc_fields2(const uint8_t *q, uint32_t bits, uint32_t h, uint32_t 
         TC_AFTER(q, a3);                                                                      \
     } while (0)
 
-/* rows[r]: the first index byte of row r of the pass (any rows sharing the table) */
-TC_INLINE void fc_pairs_rows(const uint8_t *const *rows, int32_t nr, uint32_t bits,
+/* rows[r]: the first index byte of row r of the pass (any rows sharing the table), nr <= 4 */
+TC_INLINE void fc_pairs_rows4(const uint8_t *const *rows, int32_t nr, uint32_t bits,
                              const uint32_t *tab, const uint32_t *xw, int32_t groups,
                              int32_t *acc)
 {
@@ -266,6 +341,16 @@ TC_INLINE void fc_pairs_rows(const uint8_t *const *rows, int32_t nr, uint32_t bi
     }
 }
 
+TC_INLINE void fc_pairs_rows(const uint8_t *const *rows, int32_t nr, uint32_t bits,
+                             const uint32_t *tab, const uint32_t *xw, int32_t groups,
+                             int32_t *acc)
+{
+    int32_t r;
+    for (r = 0; r < nr; r += TC_FC_ROWS) {
+        fc_pairs_rows4(rows + r, TC_MIN(TC_FC_ROWS, nr - r), bits, tab, xw, groups, acc + r);
+    }
+}
+
 /* raw int8 weights: SXTB16 of 4 weights against SXTB16 of 4 inputs, (x0, x2) and (x1, x3) */
 #define TC_FC_RAW_ROW(acc, qq)                                                                \
     do {                                                                                      \
@@ -274,8 +359,8 @@ TC_INLINE void fc_pairs_rows(const uint8_t *const *rows, int32_t nr, uint32_t bi
         acc = __smlad(tc_sxtb16_ror8(w_), xb, acc);                                           \
     } while (0)
 
-TC_INLINE void fc_raw_rows(const uint8_t *q, int32_t rb, int32_t nr, const int8_t *x,
-                           int32_t groups, int32_t *acc)
+TC_INLINE void fc_raw_rows4(const uint8_t *q, int32_t rb, int32_t nr, const int8_t *x,
+                            int32_t groups, int32_t *acc)
 {
     int32_t g, r, h;
     if (nr == TC_FC_ROWS) {
@@ -321,6 +406,15 @@ TC_INLINE void fc_raw_rows(const uint8_t *q, int32_t rb, int32_t nr, const int8_
     }
 }
 
+TC_INLINE void fc_raw_rows(const uint8_t *q, int32_t rb, int32_t nr, const int8_t *x,
+                           int32_t groups, int32_t *acc)
+{
+    int32_t r;
+    for (r = 0; r < nr; r += TC_FC_ROWS) {
+        fc_raw_rows4(q + r * rb, rb, TC_MIN(TC_FC_ROWS, nr - r), x, groups, acc + r);
+    }
+}
+
 /* Codebook lookups, one per weight (widths without a pair table): half a group (4 indices,
  * 4*bits bits) comes from one exact 32-bit (or narrower) load, each index from one bit-field
  * extract; LDRSB of the codebook entry, then SMLABB/SMLABT against the SXTB16 lanes (x0, x2)
@@ -362,8 +456,8 @@ TC_INLINE uint32_t fc_half_word(const uint8_t *q, uint32_t bits, uint32_t h)
         TC_AFTER(q, a3);                                                                      \
     } while (0)
 
-TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
-                              const int8_t *cb, const int8_t *x, int32_t groups, int32_t *acc)
+TC_INLINE void fc_lookup_rows4(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+                               const int8_t *cb, const int8_t *x, int32_t groups, int32_t *acc)
 {
     const uint32_t m = (1u << bits) - 1u;
     int32_t g, r;
@@ -401,6 +495,15 @@ TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t
             xr += 8;
         }
         acc[r] = a;
+    }
+}
+
+TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+                              const int8_t *cb, const int8_t *x, int32_t groups, int32_t *acc)
+{
+    int32_t r;
+    for (r = 0; r < nr; r += TC_FC_ROWS) {
+        fc_lookup_rows4(q + r * rb, rb, TC_MIN(TC_FC_ROWS, nr - r), bits, cb, x, groups, acc + r);
     }
 }
 
@@ -480,6 +583,55 @@ TC_NOINLINE static void fc_look4_rows(const uint8_t *q, int32_t rb, int32_t nr,
     }
 }
 
+/* 4-bit rows against the compact split tables (the arena's room at that layer is < the full
+ * level): two rows per pass share the SXTB16 input lanes; per 8 weights of a row one LDR of
+ * the 4 field bytes, 4 field extracts, 8 LDRSB (lo[f], hi[f]) and 8 SMLABB/SMLABT. */
+#define TC_FC_S4ROW(acc, qq)                                                                  \
+    do {                                                                                      \
+        const uint32_t v_ = tc_ld32(qq);                                                      \
+        uint32_t f_ = v_ & 255u;                                                              \
+        acc = __smlabb(lo[f_], xa, acc);                                                      \
+        acc = __smlabb(hi[f_], xb, acc);                                                      \
+        f_ = (v_ >> 8) & 255u;                                                                \
+        acc = __smlabt(lo[f_], xa, acc);                                                      \
+        acc = __smlabt(hi[f_], xb, acc);                                                      \
+        f_ = (v_ >> 16) & 255u;                                                               \
+        acc = __smlabb(lo[f_], xc, acc);                                                      \
+        acc = __smlabb(hi[f_], xd, acc);                                                      \
+        f_ = v_ >> 24;                                                                        \
+        acc = __smlabt(lo[f_], xc, acc);                                                      \
+        acc = __smlabt(hi[f_], xd, acc);                                                      \
+    } while (0)
+
+TC_NOINLINE static void fc_split4_rows(const uint8_t *const *rows, int32_t nr, const int8_t *lo,
+                                       const int8_t *x0, int32_t groups, int32_t *acc)
+{
+    const int8_t *hi = lo + 256;
+    int32_t r;
+    for (r = 0; r < nr; r += 2) {
+        const uint8_t *qa = rows[r], *qb = rows[r + 1 < nr ? r + 1 : r];
+        const int8_t *x = x0, *end = x0 + 8 * groups;
+        int32_t a0 = 0, a1 = 0;
+        while (x != end) {
+            const uint32_t u0 = tc_ld32(x), u1 = tc_ld32(x + 4);
+            const int32_t xa = __sxtb16(u0), xb = tc_sxtb16_ror8(u0);
+            const int32_t xc = __sxtb16(u1), xd = tc_sxtb16_ror8(u1);
+            TC_FC_S4ROW(a0, qa);
+            TC_AFTER(qb, a0);
+            TC_FC_S4ROW(a1, qb);
+            TC_AFTER(qa, a1);
+            qa += 4;
+            qb += 4;
+            x += 8;
+        }
+        acc[r] = a0;
+        if (r + 1 < nr) {
+            acc[r + 1] = a1;
+        }
+    }
+}
+#define TC_FC_HAVE_SPLIT4 1
+
 #else /* !TC_ARCH_ARM_DSP */
 /* ---- plain C (ARMv6-M, portable, x86 hosts for widths they do not vectorize) ----
  * Written for Thumb-1 (8 low registers, 1-cycle MULS, no unaligned or 64-bit loads, LDRSB
@@ -490,42 +642,10 @@ TC_NOINLINE static void fc_look4_rows(const uint8_t *q, int32_t rb, int32_t nr,
  * its first index, and hi[f] = lo[e + f], the weight of its second (int8, 2*2^(2*bits) bytes:
  * half of the scratch the DSP cores' pair words take). Per pair of weights the Thumb-1 loop
  * then loads the field byte and two LDRSB with register offsets, no shifts or masks. */
-TC_NOINLINE static void fc_build_pairs(uint32_t *restrict tab, const int8_t *restrict cb,
-                                       uint32_t bits, int32_t k)
+TC_INLINE void fc_build_pairs(uint32_t *restrict tab, const int8_t *restrict cb, uint32_t bits,
+                              int32_t k)
 {
-    const int32_t n = (int32_t)1 << bits;
-    int8_t *lo = (int8_t *)(void *)tab, *hi = lo + n * n;
-    int8_t c[32];
-    int32_t a, b;
-    for (a = 0; a < n; a++) {
-        c[a] = a < k ? cb[a] : 0;
-    }
-    if (n == 16) { /* 4 bits (per-channel layers rebuild per row): word stores, 128 per table */
-        uint32_t cw[4], *lw = tab, *hw = tab + 64;
-        memcpy(cw, c, 16);
-        for (b = 0; b < 16; b++) {
-            const uint32_t h = (uint32_t)(uint8_t)c[b] * 0x01010101u;
-            lw[0] = cw[0];
-            lw[1] = cw[1];
-            lw[2] = cw[2];
-            lw[3] = cw[3];
-            hw[0] = h;
-            hw[1] = h;
-            hw[2] = h;
-            hw[3] = h;
-            lw += 4;
-            hw += 4;
-        }
-        return;
-    }
-    for (b = 0; b < n; b++) {
-        for (a = 0; a < n; a++) {
-            lo[a] = c[a];
-            hi[a] = c[b];
-        }
-        lo += n;
-        hi += n;
-    }
+    fc_build_split((int8_t *)(void *)tab, cb, bits, k);
 }
 
 /* pair field j of rows a and b against inputs 2j, 2j+1 (loaded once for both rows) */
@@ -758,6 +878,42 @@ TC_NOINLINE static int32_t fc_look4_row_v6m(const uint8_t *q, const int8_t *cb, 
     }
     return acc;
 }
+/* 4-bit rows against the compact split tables on ARMv6-M, the input read as int8 (no widened
+ * copy): per pair field LDRB, two LDRSB from the tables, two LDRSB of inputs (one running
+ * index, stepped between them), two MULS, two ADD into r8: 11 instructions per 2 MACs. */
+#define TC_FC_V6M_SPLIT(j)                                                                    \
+    "ldrb %[f], [%[q], #" #j "]\n\t"                                                          \
+    "ldrsb %[w], [%[lo], %[f]]\n\t"                                                           \
+    "ldrsb %[t], [%[x], %[i]]\n\t"                                                            \
+    "muls %[w], %[t], %[w]\n\t"                                                               \
+    "add %[acc], %[w]\n\t"                                                                    \
+    "ldrsb %[w], [%[hi], %[f]]\n\t"                                                           \
+    "adds %[i], #1\n\t"                                                                       \
+    "ldrsb %[t], [%[x], %[i]]\n\t"                                                            \
+    "muls %[w], %[t], %[w]\n\t"                                                               \
+    "add %[acc], %[w]\n\t"                                                                    \
+    "adds %[i], #1\n\t"
+TC_NOINLINE static int32_t fc_split4_row_v6m(const uint8_t *q, const int8_t *lo, const int8_t *x,
+                                             int32_t groups)
+{
+    register int32_t acc __asm__("r8") = 0;
+    const int8_t *hi = lo + 256, *xe = x + 8 * groups;
+    int32_t i = -8 * groups;
+    uint32_t f, t, w;
+    if (groups > 0) {
+        __asm__ volatile(".syntax unified\n"
+                         "1:\n\t" TC_FC_V6M_SPLIT(0) TC_FC_V6M_SPLIT(1) TC_FC_V6M_SPLIT(2)
+                         TC_FC_V6M_SPLIT(3)
+                         "adds %[q], #4\n\t"
+                         "cmp %[i], #0\n\t"
+                         "bne 1b\n"
+                         : [acc] "+r"(acc), [q] "+l"(q), [i] "+l"(i), [f] "=&l"(f), [t] "=&l"(t),
+                           [w] "=&l"(w)
+                         : [lo] "l"(lo), [hi] "l"(hi), [x] "l"(xe)
+                         : "cc", "memory");
+    }
+    return acc;
+}
 #define TC_FC_HAVE_LOOK4_V6M 1
 #endif
 #endif /* TC_ARCH_ARM_DSP */
@@ -824,6 +980,43 @@ TC_NOINLINE static void fc_lookup_any(const uint8_t *q, int32_t rb, int32_t nr, 
     default:
         fc_lookup_rows(q, rb, nr, 8, cb, x, groups, acc);
         break;
+    }
+}
+
+/* compact level: rows against the split tables, the input as int8 */
+#define TC_FC_SPLIT_ROW_FN(name, b)                                                           \
+    TC_NOINLINE static int32_t name(const uint8_t *q, const int8_t *lo, const int8_t *x,       \
+                                    int32_t groups)                                           \
+    {                                                                                         \
+        return fc_split_row(q, b, lo, x, groups);                                             \
+    }
+TC_FC_SPLIT_ROW_FN(fc_split_row1, 1)
+TC_FC_SPLIT_ROW_FN(fc_split_row2, 2)
+TC_FC_SPLIT_ROW_FN(fc_split_row3, 3)
+TC_FC_SPLIT_ROW_FN(fc_split_row5, 5)
+#if defined(TC_FC_HAVE_LOOK4_V6M)
+#define fc_split_row4 fc_split4_row_v6m
+#else
+TC_FC_SPLIT_ROW_FN(fc_split_row4, 4)
+#endif
+
+TC_NOINLINE static void fc_split_any(const uint8_t *const *rows, int32_t nr, uint32_t bits,
+                                     const int8_t *lo, const int8_t *x, int32_t groups,
+                                     int32_t *acc)
+{
+    int32_t r;
+#if defined(TC_FC_HAVE_SPLIT4)
+    if (bits == 4) {
+        fc_split4_rows(rows, nr, lo, x, groups, acc);
+        return;
+    }
+#endif
+    for (r = 0; r < nr; r++) {
+        acc[r] = bits == 5   ? fc_split_row5(rows[r], lo, x, groups)
+                 : bits == 4 ? fc_split_row4(rows[r], lo, x, groups)
+                 : bits == 3 ? fc_split_row3(rows[r], lo, x, groups)
+                 : bits == 2 ? fc_split_row2(rows[r], lo, x, groups)
+                             : fc_split_row1(rows[r], lo, x, groups);
     }
 }
 
@@ -1349,6 +1542,23 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
 }
 #endif
 
+/* bias, the weight offset's share and requantization of the rows chs[0..nr) of a pass whose
+ * sums are whole (kept out of the driver's loop: fewer live values there) */
+TC_NOINLINE static void fc_finish(const tc_fc_packed_params *p, const int32_t *acc,
+                                  const int32_t *chs, int32_t nr, uint32_t add,
+                                  const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                                  int8_t *y)
+{
+    const int32_t oo = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int32_t step = p->requant_per_channel ? 1 : 0;
+    int32_t r;
+    for (r = 0; r < nr; r++) {
+        const int32_t ch = chs[r], q = ch * step;
+        const uint32_t t = (uint32_t)acc[r] + add + (bias != NULL ? (uint32_t)bias[ch] : 0u);
+        y[ch] = tc_requantize((int32_t)t, mult[q], shift[q], oo, lo, hi);
+    }
+}
+
 /* ---------------------------------------------------------------------------------------
  * Driver: batch rows outer (the input of a batch row is widened once on x86 hosts), passes
  * of up to TC_FC_ROWS output channels sharing a codebook inner; a pair table is rebuilt only
@@ -1368,9 +1578,12 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
     const int32_t rb = (int32_t)(((uint32_t)n * bits) >> 3); /* row bytes when aligned */
     const int aligned = (((uint32_t)n * bits) & 7u) == 0;   /* every row on a byte boundary */
     const int32_t g = aligned ? n >> 3 : 0; /* groups of 8 for the row kernels */
-    /* scratch == NULL: no tables (the planner grants the scratch only where the arena has room) */
-    uint32_t *tab = scratch != NULL && fc_pair_entries(p) != 0
-                        ? (uint32_t *)(void *)tc_scratch_s32(scratch) : NULL;
+    /* the table level: full (pair table + widened input), compact (split int8 tables, the
+     * input read as int8) or none (scratch == NULL or tables 0: the planner grants scratch only
+     * where the arena has room) */
+    const int32_t level = scratch != NULL ? fc_level(p) : 0;
+    uint32_t *tab = level == 2 ? (uint32_t *)(void *)tc_scratch_s32(scratch) : NULL;
+    int8_t *split = level == 1 ? scratch : NULL;
     uint32_t *xw = tab != NULL ? tab + fc_pair_entries(p) : NULL;
     const int8_t *tab_cb = NULL;
     int32_t b, grouped = 0;
@@ -1390,7 +1603,7 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
 #endif
     /* shared codebooks with a pair table: rows taken codebook by codebook (one table build per
      * codebook and batch row, passes of 4 rows), where the map scans (one per codebook) pay */
-    if (tab != NULL && codebook_map != NULL && aligned) {
+    if ((tab != NULL || split != NULL) && codebook_map != NULL && aligned) {
         int32_t i, n_groups = 0;
         for (i = 0; i < out_f; i++) {
             n_groups = TC_MAX(n_groups, (int32_t)codebook_map[i] + 1);
@@ -1420,16 +1633,16 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
         grp = 0;
         scan = 0;
         while (left > 0) {
-            int32_t chs[TC_FC_ROWS]; /* the output channels of this pass */
-            const uint8_t *rows[TC_FC_ROWS];
-            const int8_t *cbs[TC_FC_ROWS];
-            int32_t acc[TC_FC_ROWS];
+            int32_t chs[TC_FC_PASS]; /* the output channels of this pass */
+            const uint8_t *rows[TC_FC_PASS];
+            const int8_t *cbs[TC_FC_PASS];
+            int32_t acc[TC_FC_PASS];
             int32_t nr = 0, r, done = 0, cbi;
             const int8_t *cb;
             int mixed;
             if (grouped) { /* the next (up to 4) rows whose codebook is grp */
                 while (nr == 0) {
-                    for (; scan < out_f && nr < TC_FC_ROWS; scan++) {
+                    for (; scan < out_f && nr < TC_FC_PASS; scan++) {
                         if (codebook_map[scan] == grp) {
                             chs[nr++] = scan;
                         }
@@ -1440,29 +1653,48 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                     }
                 }
                 cbi = grp;
+            } else if (p->codebook_stride == 0 || codebooks == NULL) {
+                /* one codebook (or raw weights): the next TC_FC_PASS rows */
+                const uint8_t *q = packed + c * rb;
+                const int8_t *cb0 = codebooks;
+                nr = TC_MIN(TC_FC_PASS, out_f - c);
+                for (r = 0; r < nr; r++) {
+                    chs[r] = c + r;
+                    rows[r] = q;
+                    cbs[r] = cb0;
+                    q += rb;
+                }
+                cbi = 0;
+                c += nr;
             } else { /* consecutive rows sharing the codebook, except on the DSP 4-bit
                       * table-free path (fc_look4_rows: a codebook per row) */
+                const int any = TC_FC_HAVE_LOOK4 && tab == NULL && split == NULL && bits == 4 && g > 0;
+                const uint8_t *q = packed + c * rb;
                 cbi = codebook_map != NULL ? codebook_map[c] : c;
-                mixed = TC_FC_HAVE_LOOK4 && tab == NULL && bits == 4 && codebooks != NULL && g > 0;
-                chs[nr++] = c;
-                while (nr < TC_FC_ROWS && c + nr < out_f) {
+                do {
                     const int32_t ci = codebook_map != NULL ? codebook_map[c + nr] : c + nr;
-                    if (p->codebook_stride != 0 && codebooks != NULL && ci != cbi && !mixed) {
+                    if (ci != cbi && !any) {
                         break;
                     }
                     chs[nr] = c + nr;
+                    rows[nr] = q;
+                    cbs[nr] = codebooks + (int32_t)p->codebook_stride * ci;
+                    q += rb;
                     nr++;
-                }
+                } while (nr < TC_FC_PASS && c + nr < out_f);
                 c += nr;
+            }
+            if (grouped) {
+                for (r = 0; r < nr; r++) {
+                    rows[r] = packed + (int32_t)chs[r] * rb;
+                    cbs[r] = codebooks + (int32_t)p->codebook_stride * cbi;
+                }
             }
             left -= nr;
             cb = codebooks == NULL ? NULL : codebooks + (int32_t)p->codebook_stride * cbi;
             mixed = 0;
-            for (r = 0; r < nr; r++) {
-                const int32_t ci = codebook_map != NULL ? codebook_map[chs[r]] : chs[r];
-                cbs[r] = cb == NULL ? NULL : codebooks + (int32_t)p->codebook_stride * ci;
+            for (r = 1; r < nr; r++) {
                 mixed |= cbs[r] != cb;
-                rows[r] = packed + (int32_t)chs[r] * rb;
             }
             if (cb == NULL) { /* raw int8 weights */
                 if (TC_HOST_SIMD) {
@@ -1491,7 +1723,13 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
             }
 #endif
             else if (g > 0) {
-                if (tab != NULL) {
+                if (split != NULL) {
+                    if (cb != tab_cb) {
+                        fc_build_split(split, cb, bits, p->codebook_size);
+                        tab_cb = cb;
+                    }
+                    fc_split_any(rows, nr, bits, split, x, g, acc);
+                } else if (tab != NULL) {
                     if (cb != tab_cb) {
                         fc_build_pairs(tab, cb, bits, p->codebook_size);
                         tab_cb = cb;
@@ -1505,6 +1743,10 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                     fc_lookup_any(rows[0], rb, nr, bits, cb, x, g, acc);
                 }
                 done = 8 * g;
+            }
+            if (done == n && io == 0) { /* whole rows, input offset folded: the common case */
+                fc_finish(p, acc, chs, nr, fo_term, bias, mult, shift, output + (int32_t)b * out_f);
+                continue;
             }
             /* sum((w+fo)*(x+io)) = sum(w*x) + io*sum(w) + fo*sum(x+io), int32 wrap-around as
              * TFLite Micro's int32 accumulator (computed mod 2^32) */

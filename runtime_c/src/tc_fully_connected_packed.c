@@ -1668,7 +1668,10 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                 c += nr;
             } else { /* consecutive rows sharing the codebook, except on the DSP 4-bit
                       * table-free path (fc_look4_rows: a codebook per row) */
-                const int any = TC_FC_HAVE_LOOK4 && tab == NULL && split == NULL && bits == 4 && g > 0;
+                /* rows with different codebooks in one pass: the DSP 4-bit table-free path, and
+                 * per-channel layers with tables (one build per row, fewer passes) */
+                const int any = g > 0 && ((TC_FC_HAVE_LOOK4 && tab == NULL && split == NULL && bits == 4) ||
+                                          ((tab != NULL || split != NULL) && codebook_map == NULL));
                 const uint8_t *q = packed + c * rb;
                 cbi = codebook_map != NULL ? codebook_map[c] : c;
                 do {
@@ -1717,24 +1720,31 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
             }
 #endif
 #if TC_FC_HAVE_LOOK4
-            else if (mixed) { /* consecutive rows, a codebook each */
+            else if (mixed && tab == NULL && split == NULL) { /* consecutive rows, a codebook each */
                 fc_look4_rows(rows[0], rb, nr, cbs, x, g, acc);
                 done = 8 * g;
             }
 #endif
             else if (g > 0) {
-                if (split != NULL) {
-                    if (cb != tab_cb) {
-                        fc_build_split(split, cb, bits, p->codebook_size);
-                        tab_cb = cb;
+                if (split != NULL || tab != NULL) { /* runs of rows sharing a codebook */
+                    int32_t r0, r1;
+                    for (r0 = 0; r0 < nr; r0 = r1) {
+                        for (r1 = r0 + 1; r1 < nr && cbs[r1] == cbs[r0]; r1++) {
+                        }
+                        if (cbs[r0] != tab_cb) {
+                            tab_cb = cbs[r0];
+                            if (split != NULL) {
+                                fc_build_split(split, tab_cb, bits, p->codebook_size);
+                            } else {
+                                fc_build_pairs(tab, tab_cb, bits, p->codebook_size);
+                            }
+                        }
+                        if (split != NULL) {
+                            fc_split_any(rows + r0, r1 - r0, bits, split, x, g, acc + r0);
+                        } else {
+                            fc_pairs_any(rows + r0, r1 - r0, bits, tab, xw, g, acc + r0);
+                        }
                     }
-                    fc_split_any(rows, nr, bits, split, x, g, acc);
-                } else if (tab != NULL) {
-                    if (cb != tab_cb) {
-                        fc_build_pairs(tab, cb, bits, p->codebook_size);
-                        tab_cb = cb;
-                    }
-                    fc_pairs_any(rows, nr, bits, tab, xw, g, acc);
 #if TC_FC_HAVE_LOOK4
                 } else if (bits == 4) {
                     fc_look4_rows(rows[0], rb, nr, cbs, x, g, acc);

@@ -9,8 +9,9 @@ benchmarks/vs_cmsis_nn.py is the side-by-side comparison with CMSIS-NN on the sa
     .venv/bin/python benchmarks/fc_kernel_icount.py [--shape 640x128] [--bits 1 2 3 4 5 6 7 8]
         [--boards cortex-m4 cortex-m0plus rp2040] [--layouts tensor channel] [--scratch full none]
 
---scratch none passes a NULL scratch (what the generated code passes where the planner finds no
-room for the pair tables in the arena): the table-free paths.
+--scratch picks the table level (tc_fc_packed_params.tables): full (the fastest: pair table and
+widened input), compact (split int8 tables only), none (a NULL scratch: the table-free paths).
+The generated code gets the largest level the arena has room for at that layer.
 """
 from __future__ import annotations
 
@@ -95,8 +96,8 @@ def main():
     ap.add_argument("--bits", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6, 7, 8])
     ap.add_argument("--boards", nargs="*", default=["cortex-m4", "cortex-m0plus", "rp2040"])
     ap.add_argument("--layouts", nargs="*", default=["tensor", "channel"])
-    ap.add_argument("--scratch", nargs="*", default=["full"], choices=["full", "none"],
-                    help="full: the kernel's buffer size; none: a NULL scratch (table-free paths)")
+    ap.add_argument("--scratch", nargs="*", default=["full"], choices=["full", "compact", "none"],
+                    help="table level: full, compact (split tables), none (a NULL scratch)")
     a = ap.parse_args()
     n_in, n_out = (int(v) for v in a.shape.split("x"))
     print(f"FC {n_in}->{n_out}, one tc_fully_connected_packed call, instructions per MAC (unicorn)")
@@ -110,6 +111,7 @@ def main():
             for layout in (["raw"] if bits == 8 else []) + [lo for lo in a.layouts]:
                 p, lay, bias, x = case(rng, n_in, n_out, bits, layout)
                 for sc in a.scratch:
+                    p["tables"] = fully_connected.TABLES_COMPACT if sc == "compact" else fully_connected.TABLES_FULL
                     n, ok, scratch = count(m, p, lay, bias, x, sc == "none")
                     name = {"raw": "none (raw int8)", "tensor": "per-tensor", "channel": "per-channel"}[layout]
                     used = "NULL" if sc == "none" else str(scratch)

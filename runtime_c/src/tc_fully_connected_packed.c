@@ -5,11 +5,16 @@
  * kernel decodes as it multiplies. Rows are taken in passes of up to TC_FC_ROWS output
  * channels that share a codebook, so that the input loads serve several rows. Per family
  * (tc_arch.h), inside this file (docs/kernels.md, "FULLY_CONNECTED fast paths"):
- *  - pair tables (widths 1..5, built at run time from the codebook into caller scratch, with
- *    the input row widened once per batch row to int16 pairs): a field of 2*bits stream bits
- *    (two consecutive indices) selects both weights. Cortex-M4/M7/M33 (TC_ARCH_ARM_DSP): one
+ *  - pair tables (widths 1..5, built at run time from the codebook into caller scratch): a
+ *    field of 2*bits stream bits (two consecutive indices) selects both weights. The scratch is
+ *    optional, at the level p->tables says (the planner grants the largest the arena has room
+ *    for): full = pair table + input row widened once per batch row to int16 pairs; compact =
+ *    two int8 tables only; none = scratch NULL. Cortex-M4/M7/M33 (TC_ARCH_ARM_DSP), full: one
  *    word of two int16 lanes, fed to SMLAD against the input pair (two MACs per instruction),
- *    four rows per pass. ARMv6-M and portable C: two int8 tables (LDRSB), two MULS.
+ *    four rows per pass; compact: LDRSB + SMLABB/SMLABT. ARMv6-M and portable C: two int8
+ *    tables (LDRSB), two MULS (ARMv6-M 4-bit: inline asm loops).
+ *  - no tables, 4 bits: per weight a bit-field extract, one LDRSB and one MAC (DSP: two rows per
+ *    pass, a codebook each; ARMv6-M: asm).
  *  - raw int8 weights (codebooks == NULL): SXTB16 + SMLAD on DSP cores, as CMSIS-NN does.
  *  - other widths and short per-channel rows: a codebook lookup per weight, indices cut from
  *    whole groups of 8 (`bits` bytes) with constant shifts, no bit cursor.
@@ -174,8 +179,8 @@ TC_INLINE int32_t fc_split_row(const uint8_t *q, uint32_t bits, const int8_t *lo
 
 #if defined(TC_ARCH_ARM_DSP)
 /* ---- Cortex-M4/M7/M33 (ARMv7E-M / ARMv8-M Mainline with DSP) ----
- * Pair words into SMLAD. The input is widened on the fly (one LDR, two SXTB16 and two PKH per
- * 4 inputs, shared by the rows of a pass): x01 = (x0, x1), x23 = (x2, x3) as int16 lanes.
+ * Pair words into SMLAD against the input widened once per batch row (fc_widen_pairs: one LDR,
+ * two SXTB16 and two PKH per 4 inputs): x01 = (x0, x1), x23 = (x2, x3) as int16 lanes.
  * GCC has no ACLE intrinsic for SXTB16 with rotation or for PKH, so those are
  * one-instruction asm statements (as CMSIS-NN's cmsis_gcc.h does). Unaligned LDR/LDRH are
  * allowed on these cores. */
@@ -1559,10 +1564,18 @@ TC_NOINLINE static void fc_finish(const tc_fc_packed_params *p, const int32_t *a
     }
 }
 
+/* 4-bit rows without tables take a codebook per row on these cores (fc_look4_rows,
+ * fc_look4_row_v6m): the driver then forms passes across codebook changes */
+#if TC_FC_HAVE_LOOK4 || defined(TC_FC_HAVE_LOOK4_V6M)
+#define TC_FC_ANY_CB 1
+#else
+#define TC_FC_ANY_CB 0
+#endif
+
 /* ---------------------------------------------------------------------------------------
- * Driver: batch rows outer (the input of a batch row is widened once on x86 hosts), passes
- * of up to TC_FC_ROWS output channels sharing a codebook inner; a pair table is rebuilt only
- * when the pass's codebook is not the one it holds.
+ * Driver: batch rows outer (the input of a batch row is widened once), passes of up to
+ * TC_FC_PASS output channels inner (consecutive, or codebook by codebook for shared layouts
+ * with tables); a pair table is rebuilt only when a row's codebook is not the one it holds.
  */
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
@@ -1670,7 +1683,7 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                       * table-free path (fc_look4_rows: a codebook per row) */
                 /* rows with different codebooks in one pass: the DSP 4-bit table-free path, and
                  * per-channel layers with tables (one build per row, fewer passes) */
-                const int any = g > 0 && ((TC_FC_HAVE_LOOK4 && tab == NULL && split == NULL && bits == 4) ||
+                const int any = g > 0 && ((TC_FC_ANY_CB && tab == NULL && split == NULL && bits == 4) ||
                                           ((tab != NULL || split != NULL) && codebook_map == NULL));
                 const uint8_t *q = packed + c * rb;
                 cbi = codebook_map != NULL ? codebook_map[c] : c;
@@ -1722,6 +1735,14 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
 #if TC_FC_HAVE_LOOK4
             else if (mixed && tab == NULL && split == NULL) { /* consecutive rows, a codebook each */
                 fc_look4_rows(rows[0], rb, nr, cbs, x, g, acc);
+                done = 8 * g;
+            }
+#endif
+#if defined(TC_FC_HAVE_LOOK4_V6M)
+            else if (mixed && tab == NULL && split == NULL) { /* consecutive rows, a codebook each */
+                for (r = 0; r < nr; r++) {
+                    acc[r] = fc_look4_row_v6m(rows[r], cbs[r], x, g);
+                }
                 done = 8 * g;
             }
 #endif

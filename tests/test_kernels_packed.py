@@ -490,7 +490,8 @@ def test_depthwise_emit_rows_decodes_at_row_zero():
                       data=w),
                Tensor(2, "out", (1, 5, 5, 8), "int8", q(0.1, -2))]
     node = Node(4, "DEPTHWISE_CONV_2D", [0, 1, -1], [2], attrs={"padding": "SAME", "stride_h": 1, "stride_w": 1,
-                                                                 "dil_h": 1, "dil_w": 1, "activation": "NONE"})
+                                                                 "dil_h": 1, "dil_w": 1, "activation": "NONE",
+                                                                 "depth_multiplier": 1})
     g = Graph(tensors, [node], [0], [2])
     h = get_handler("DEPTHWISE_CONV_2D")
     h.resolve(node, g)

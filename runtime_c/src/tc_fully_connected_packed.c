@@ -71,7 +71,10 @@ static int32_t fc_widened_words(const tc_fc_packed_params *p)
  * 1 compact (split int8 tables), 0 none. */
 static int32_t fc_level(const tc_fc_packed_params *p)
 {
-    return fc_pair_entries(p) != 0 ? TC_MIN((int32_t)p->tables, 2) : 0;
+    const int32_t level = fc_pair_entries(p) != 0 ? TC_MIN((int32_t)p->tables, 2) : 0;
+    /* the compact tables pay at 4 bits only (the row kernels for them are 4-bit; other widths
+     * run faster without tables than through a generic split-table loop) */
+    return level == 1 && p->bits != 4 ? 0 : level;
 }
 
 int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p)
@@ -613,8 +616,8 @@ TC_NOINLINE static void fc_split4_rows(const uint8_t *const *rows, int32_t nr, c
 {
     const int8_t *hi = lo + 256;
     int32_t r;
-    for (r = 0; r < nr; r += 2) {
-        const uint8_t *qa = rows[r], *qb = rows[r + 1 < nr ? r + 1 : r];
+    for (r = 0; r + 2 <= nr; r += 2) {
+        const uint8_t *qa = rows[r], *qb = rows[r + 1];
         const int8_t *x = x0, *end = x0 + 8 * groups;
         int32_t a0 = 0, a1 = 0;
         while (x != end) {
@@ -630,9 +633,21 @@ TC_NOINLINE static void fc_split4_rows(const uint8_t *const *rows, int32_t nr, c
             x += 8;
         }
         acc[r] = a0;
-        if (r + 1 < nr) {
-            acc[r + 1] = a1;
+        acc[r + 1] = a1;
+    }
+    if (r < nr) {
+        const uint8_t *qa = rows[r];
+        const int8_t *x = x0, *end = x0 + 8 * groups;
+        int32_t a0 = 0;
+        while (x != end) {
+            const uint32_t u0 = tc_ld32(x), u1 = tc_ld32(x + 4);
+            const int32_t xa = __sxtb16(u0), xb = tc_sxtb16_ror8(u0);
+            const int32_t xc = __sxtb16(u1), xd = tc_sxtb16_ror8(u1);
+            TC_FC_S4ROW(a0, qa);
+            qa += 4;
+            x += 8;
         }
+        acc[r] = a0;
     }
 }
 #define TC_FC_HAVE_SPLIT4 1
@@ -1596,7 +1611,8 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
      * where the arena has room) */
     const int32_t level = scratch != NULL ? fc_level(p) : 0;
     uint32_t *tab = level == 2 ? (uint32_t *)(void *)tc_scratch_s32(scratch) : NULL;
-    int8_t *split = level == 1 ? scratch : NULL;
+    /* compact: one table per codebook, so not for per-channel layers (a build per row) */
+    int8_t *split = level == 1 && (p->codebook_stride == 0 || codebook_map != NULL) ? scratch : NULL;
     uint32_t *xw = tab != NULL ? tab + fc_pair_entries(p) : NULL;
     const int8_t *tab_cb = NULL;
     int32_t b, grouped = 0;

@@ -53,24 +53,28 @@ def scratch_size(p: dict, bits: int, codebook_stride: int) -> int:
     compact = two int8 tables (2 B per entry); 0 for none and for layers without a pair table."""
     e = pair_entries(p, bits, codebook_stride)
     level = min(int(p.get("tables", TABLES_FULL)), TABLES_FULL) if e else TABLES_NONE
+    if level == TABLES_COMPACT and bits != 4:
+        level = TABLES_NONE  # compact tables: 4-bit row kernels only (fc_level())
     if level == TABLES_FULL:
         return 4 * e + 2 * ((p["in_features"] + 3) // 4 * 4) + 3
     return 2 * e if level == TABLES_COMPACT else 0
 
 
-def scratch_levels(p: dict, bits: int, codebook_stride: int) -> list:
-    """(table level, scratch bytes) the kernel can run with, fastest first, without 'none'."""
+def scratch_levels(p: dict, bits: int, codebook_stride: int, per_channel: bool = False) -> list:
+    """(table level, scratch bytes) the kernel can run with, fastest first, without 'none'.
+    Per-channel layers (a codebook per row) take no compact level: the kernel would rebuild it
+    per row, slower than no table (it ignores it there)."""
     out = []
-    for level in (TABLES_FULL, TABLES_COMPACT):
+    for level in (TABLES_FULL,) + (() if per_channel else (TABLES_COMPACT,)):
         n = scratch_size(dict(p, tables=level), bits, codebook_stride)
         if n > 0:
             out.append((level, n))
     return out
 
 
-def level_for(p: dict, bits: int, codebook_stride: int, granted: int) -> int:
+def level_for(p: dict, bits: int, codebook_stride: int, per_channel: bool, granted: int) -> int:
     """The table level a scratch of `granted` bytes holds (what the emitted params say)."""
-    for level, n in scratch_levels(p, bits, codebook_stride):
+    for level, n in scratch_levels(p, bits, codebook_stride, per_channel):
         if n <= granted:
             return level
     return TABLES_NONE
@@ -177,7 +181,9 @@ class FullyConnected(OpHandler):
             p, bias = fold_input_offset(p, layout.values((p["out_features"], p["in_features"]), 0), bias)
         # the table level the planner's scratch holds (planner.plan_memory grants the largest
         # level the arena has room for at this layer; none: the kernel gets NULL)
-        p = dict(p, tables=level_for(p, layout.bits, layout.stride, ctx.scratch_size(self.scratch_bytes(node, ctx.graph))))
+        per_channel = layout.stride != 0 and layout.cmap is None
+        p = dict(p, tables=level_for(p, layout.bits, layout.stride, per_channel,
+                                     ctx.scratch_size(self.scratch_bytes(node, ctx.graph))))
         return pc.emit_weight_consts(node, ctx, f"fc{node.index}", layout, bias, p["mult"], p["shift"],
                                      "tc_fc_packed_params", struct_fields(p, layout))
 
@@ -195,7 +201,8 @@ class FullyConnected(OpHandler):
     def scratch_levels(self, node, graph) -> list:
         """Scratch sizes the kernel can use, fastest first (the planner grants the first that fits)."""
         layout, _ = pc.weight_layout_of(node, graph, self)
-        return [n for _, n in scratch_levels(node.params, layout.bits, layout.stride)]
+        per_channel = layout.stride != 0 and layout.cmap is None
+        return [n for _, n in scratch_levels(node.params, layout.bits, layout.stride, per_channel)]
 
     def macs(self, node, graph) -> int:
         p = node.params

@@ -788,6 +788,14 @@ TC_INLINE void fc_raw_rows(const uint8_t *q, int32_t rb, int32_t nr, const int8_
     int32_t i, r;
     for (r = 0; r + 1 < nr; r += 2) {
         const int8_t *wa = (const int8_t *)(const void *)(q + r * rb), *wb = wa + rb;
+#if defined(TC_ARCH_ARMV6M)
+        /* the conv kernels' Thumb-1 1x2 dot product (tc_packed_internal.h: 4 instructions per
+         * MAC; GCC's own allocation of the loop below varies from 6.5 to 9 with -Os) */
+        acc[r] = 0;
+        acc[r + 1] = 0;
+        tc_v6m_dot1x2(x, wa, wb, n, acc + r);
+        (void)i;
+#else
         int32_t a0 = 0, a1 = 0;
         for (i = 0; i < n; i++) {
             const int32_t xi = x[i];
@@ -796,6 +804,7 @@ TC_INLINE void fc_raw_rows(const uint8_t *q, int32_t rb, int32_t nr, const int8_
         }
         acc[r] = a0;
         acc[r + 1] = a1;
+#endif
     }
     if (r < nr) {
         acc[r] = tc_dot_s8((const int8_t *)(const void *)(q + r * rb), x, n);

@@ -84,8 +84,8 @@ typedef struct {
  * The scratch is optional: with scratch == NULL (or tables 0) the kernel runs without tables
  * (slower; same output). The generated code grants the largest level the arena has room for at
  * that layer (planner.plan_memory). *_get_buffer_size() gives the bytes of p->tables' level.
- * Stack: <= 0.75 KiB on Cortex-M (128-weight decode chunk, 16-row pass state), ~5.5 KiB on x86 hosts (the input
- * row prepared for AVX2, up to 2048 inputs). */
+ * Stack: <= 0.75 KiB on Cortex-M (128-weight decode chunk, 16-row pass state), ~5.5 KiB on
+ * x86 hosts (the input row prepared for AVX2, up to 2048 inputs). */
 int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p);
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,

@@ -466,7 +466,8 @@ def main(argv=None):
     ap.add_argument("--bits", nargs="*", type=int, default=[2, 3, 4, 5, 6, 7, 8])
     ap.add_argument("--layouts", nargs="*", default=list(LAYOUTS), choices=list(LAYOUTS))
     ap.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
-    ap.add_argument("--work", default=str(KE.cache_dir().parent / "vs_cmsis_nn"), help="build folder")
+    ap.add_argument("--work", default=str(REPO / "build" / "vs_cmsis_nn"),
+                    help="build folder (per checkout: runs in two checkouts do not overwrite each other's ELFs)")
     ap.add_argument("--json", help="write every figure (per layer, per core) to this file")
     ap.add_argument("--cmsis-define", action="append", default=[], metavar="NAME[=VALUE]",
                     help="extra preprocessor define for CMSIS-NN (e.g. CMSIS_NN_USE_REQUANTIZE_INLINE_ASSEMBLY)")

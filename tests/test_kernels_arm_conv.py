@@ -114,10 +114,12 @@ def test_depthwise_conv2d_arm_matches_portable(data):
 
 @pytest.mark.parametrize("kind", ["conv", "dw"])
 def test_model_layer_shapes_match_portable(kind):
-    """The layer shapes the shared models run (kws pointwise / depthwise, ResNet-8 3x3), at
-    full size, 4-bit per-tensor codebook, per-channel requantization."""
+    """The layer shapes the shared models run (kws pointwise / depthwise, ResNet-8 3x3 and its
+    strided 1x1 shortcut, vww's 3x3-position pointwise), at full size, 4-bit per-tensor
+    codebook, per-channel requantization; plus a strided 1x1 with odd rows."""
     rng = np.random.default_rng(7)
-    shapes = {"conv": [(25, 5, 64, 64, 1, 1), (16, 16, 32, 32, 3, 1), (16, 16, 32, 64, 3, 2)],
+    shapes = {"conv": [(25, 5, 64, 64, 1, 1), (16, 16, 32, 32, 3, 1), (16, 16, 32, 64, 3, 2),
+                       (16, 16, 32, 64, 1, 2), (3, 3, 128, 64, 1, 1), (9, 7, 32, 24, 1, 3)],
               "dw": [(25, 5, 64, 64, 3, 1), (24, 24, 32, 32, 3, 2), (48, 48, 8, 8, 3, 1)]}[kind]
     for ih, iw, ic, oc, k, s in shapes:
         oh, ow = pc.out_size("SAME", ih, k, s, 1), pc.out_size("SAME", iw, k, s, 1)

@@ -20,7 +20,6 @@ from tinycluster.paths import runtime_sources
 
 HEAP_BYTES = 1 << 19
 STACK_BYTES = 8192
-PAINT = 0xA5
 
 OPS = {"conv": 1, "conv_decode": 2, "conv_rows": 3, "dw": 4, "dw_decode": 5, "dw_rows": 6, "fc": 7,
        "conv_bufsize": 8, "dw_bufsize": 9, "fc_bufsize": 10}
@@ -93,7 +92,6 @@ class Driver:
         self.m = build_driver(board_name, extra_cflags)
         self.heap = self.m.sym("tc_drv_heap")
         self.args = self.m.sym("tc_drv_args")
-        self.stack = self.m.sym("_sstack")
         self._top = 0
 
     # -- heap --------------------------------------------------------------------------------
@@ -121,52 +119,35 @@ class Driver:
 
     # -- calls -------------------------------------------------------------------------------
     def profile(self, op: str, args: dict) -> dict:
-        """Instructions executed per function (by address range of the ELF's symbols)."""
+        """Instructions executed per function (each basic block counted in the nearest Thumb
+        function symbol at or below it)."""
         import bisect
-
-        # Thumb function symbols have the low bit set; attribute a block to the nearest one below
         funcs = sorted((a & ~1, n) for n, a in self.m.syms.items() if a & 1)
         starts = [f[0] for f in funcs]
+        self._set_args(args)
+        self.m.call("tc_drv_run", OPS[op], profile=True)
         prof: dict = {}
-        m = self.m
-        orig = m._on_block
-
-        def hook(uc, address, size, user):
-            n0 = m._count
-            orig(uc, address, size, user)
-            k = bisect.bisect_right(starts, address) - 1
+        for (addr, size), n in self.m.blocks.items():
+            k = bisect.bisect_right(starts, addr) - 1
             name = funcs[k][1] if k >= 0 else "?"
-            prof[name] = prof.get(name, 0) + m._count - n0
-
-        if m._hook is not None:
-            m.uc.hook_del(m._hook)
-            m._hook = None
-        m._on_block = hook
-        try:
-            Driver.run(self, op, args)
-        finally:
-            m._on_block = orig
-            if m._hook is not None:
-                m.uc.hook_del(m._hook)
-                m._hook = None
+            prof[name] = prof.get(name, 0) + n * self.m._insns_in_block(addr, size)
         return dict(sorted(prof.items(), key=lambda kv: -kv[1]))
 
-    def run(self, op: str, args: dict, count: bool = True):
-        """Call tc_drv_run(op) with tc_drv_args[i] = args[i]; returns (return value, instructions,
-        stack bytes used)."""
-        import unicorn.arm_const as a
+    def _set_args(self, args: dict):
         words = np.zeros(16, np.uint32)
         for i, v in args.items():
             words[i] = np.uint32(int(v) & 0xFFFFFFFF)
         self.m.uc.mem_write(self.args, words.tobytes())
-        self.m.uc.mem_write(self.stack, bytes([PAINT]) * STACK_BYTES)
-        n = self.m.call("tc_drv_run", OPS[op], count=count)
+
+    def run(self, op: str, args: dict, count: bool = True):
+        """Call tc_drv_run(op) with tc_drv_args[i] = args[i]; returns (return value, instructions,
+        stack bytes the call wrote)."""
+        import unicorn.arm_const as a
+        self._set_args(args)
+        n = self.m.call("tc_drv_run", OPS[op], count=count, stack=True)
         ret = self.m.uc.reg_read(a.UC_ARM_REG_R0)
         ret = ret - (1 << 32) if ret >= 1 << 31 else ret
-        painted = self.read(self.stack, STACK_BYTES)
-        untouched = len(painted) - len(painted.lstrip(bytes([PAINT])))
-        used = STACK_BYTES - untouched - 64  # ThumbMachine starts 64 bytes below the top
-        return ret, n, max(used, 0)
+        return ret, n, self.m.stack_used
 
 
 GUARD = 16

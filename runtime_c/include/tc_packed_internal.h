@@ -675,7 +675,8 @@ TC_INLINE void tc_v6m_dw3x3(const int8_t *x, const int8_t *w, int32_t s, int32_t
  * and in the two words (hi, lo) of p that is
  *   (hi + 2^(e-2) - [hi < 0 and lo < 2^31]) >> (e - 1)       (arithmetic shift)
  * i.e. MOV, MOV, SMLAL, BIC, ADD, SUB (shifted operand), ASR: 7 instructions instead of ~21.
- * Other shifts (-1 .. 30) take tc_mul_by_quant_mult itself. */
+ * ARMv6-M takes the high product from tc_mul_by_quant_mult (its 16x16 MULS form) and rounds
+ * with the same prepared constants. Other shifts (-1 .. 30) take tc_mul_by_quant_mult itself. */
 typedef struct {
     int32_t mult;
     int32_t r; /* 2^(e-2); the shift itself on the general path */
@@ -694,16 +695,38 @@ TC_INLINE void tc_rq_prepare(int32_t mult, int32_t shift, tc_rq *q)
     }
 }
 
+/* tc_rq_apply for a channel prepared with shift <= -2 (q->e > 0): no test of the form */
+TC_INLINE int32_t tc_rq_apply_fast(const tc_rq *q, int32_t x)
+{
+#if defined(TC_ARCH_ARMV6M)
+    /* no 64-bit multiply: the high product h = floor(p / 2^31) from tc_mul_by_quant_mult
+     * (shift 0: its per-core product, no rounding), then with h = 2a + b,
+     * RoundingDivideByPOT(h, e) = (a + 2^(e-2) - [h < 0 and b == 0]) >> (e - 1) */
+    const int32_t h = tc_mul_by_quant_mult(x, q->mult, 0);
+    const uint32_t neg_even = ((uint32_t)h >> 31) & ~(uint32_t)h;
+    return ((h >> 1) + q->r - (int32_t)(neg_even & 1u)) >> q->e;
+#else
+    const int64_t p = (int64_t)x * q->mult + ((int64_t)1 << 30);
+    const int32_t hi = (int32_t)(p >> 32);
+    const uint32_t lo = (uint32_t)(uint64_t)p;
+    const uint32_t neg_low = (uint32_t)hi & ~lo; /* bit 31: p < 0 and lo < 2^31 */
+    return (hi + q->r - (int32_t)(neg_low >> 31)) >> q->e;
+#endif
+}
+
 TC_INLINE int32_t tc_rq_apply(const tc_rq *q, int32_t x)
 {
     if (q->e > 0) {
-        const int64_t p = (int64_t)x * q->mult + ((int64_t)1 << 30);
-        const int32_t hi = (int32_t)(p >> 32);
-        const uint32_t lo = (uint32_t)(uint64_t)p;
-        const uint32_t neg_low = (uint32_t)hi & ~lo; /* bit 31: p < 0 and lo < 2^31 */
-        return (hi + q->r - (int32_t)(neg_low >> 31)) >> q->e;
+        return tc_rq_apply_fast(q, x);
     }
     return tc_mul_by_quant_mult(x, q->mult, q->r);
+}
+
+/* tc_rq_apply_fast when `fast` (a compile-time constant in the callers: two specialized copies
+ * of a loop, chosen by the table's flag), else tc_rq_apply */
+TC_INLINE int32_t tc_rq_apply_sel(const tc_rq *q, int32_t x, const int fast)
+{
+    return fast ? tc_rq_apply_fast(q, x) : tc_rq_apply(q, x);
 }
 
 /* A table of prepared channels in scratch is prepared by the first rows call after a decode
@@ -711,16 +734,27 @@ TC_INLINE int32_t tc_rq_apply(const tc_rq *q, int32_t x)
  * the next use of its scratch): the decode clears the word before the table, the rows call
  * that prepares the table sets it to TC_RQ_READY. */
 #define TC_RQ_READY 0x52515459u
+/* ... or this value when every channel of the table takes tc_rq_apply_fast */
+#define TC_RQ_READY_FAST 0x52515446u
 
-/* q[j] for channels c0 .. c0 + n - 1 (per_channel) or n copies of channel 0 */
-TC_INLINE void tc_rq_prepare_n(const int32_t *mult, const int8_t *shift, int per_channel,
-                               int32_t c0, int32_t n, tc_rq *q)
+TC_INLINE int tc_rq_table_ready(uint32_t flag)
+{
+    return flag == TC_RQ_READY || flag == TC_RQ_READY_FAST;
+}
+
+/* q[j] for channels c0 .. c0 + n - 1 (per_channel) or n copies of channel 0; returns the
+ * flag value of the table (TC_RQ_READY_FAST when every channel has shift <= -2) */
+TC_INLINE uint32_t tc_rq_prepare_n(const int32_t *mult, const int8_t *shift, int per_channel,
+                                   int32_t c0, int32_t n, tc_rq *q)
 {
     int32_t j;
+    int fast = 1;
     for (j = 0; j < n; j++) {
         const int32_t k = per_channel ? c0 + j : 0;
         tc_rq_prepare(mult[k], shift[k], q + j);
+        fast &= q[j].e > 0;
     }
+    return fast ? TC_RQ_READY_FAST : TC_RQ_READY;
 }
 
 /* 4-byte-aligned int32 area at the start of caller scratch (3 bytes of slack are budgeted) */

@@ -19,7 +19,8 @@
  *    Needs filter_in_c % 4 == 0 (each tap starts a group of four).
  *  - ARMv6-M (M0, M0+, RP2040): the pair as int8 (two filters back to back); one LDRSB per
  *    operand, MULS, ADD, four accumulators.
- * Both keep the input offset out of the inner loop (prefix sums, as the reference).
+ * Both keep the input offset out of the inner loop (prefix sums, as the reference). DSP cores
+ * requantize with the pair's parameters prepared once per channel pair (tc_rq_apply).
  * Semantics: TFLite Micro reference_integer_ops::ConvPerChannel.
  */
 #include "tc_packed_internal.h"
@@ -155,12 +156,35 @@ static void arm_decode_pair(const uint8_t *packed, uint32_t bits, const int8_t *
     int half;
     for (half = 0; half < 2; half++) {
         const uint32_t c = (uint32_t)(half ? c1 : c0);
+        const int8_t *cb = half ? cb1 : cb0;
         tc_pw *dst = wb + 2 * half;
         int32_t i, j;
+        if (bits == 8 && cb == NULL) { /* raw int8 weights: straight into lane order */
+            const int8_t *src = (const int8_t *)(const void *)packed + c * (uint32_t)flen;
+            for (j = 0; j < flen; j += 4) {
+                const uint32_t v = tc_ld32(src + j);
+                dst[j] = __sxtb16(v);
+                dst[j + 1] = tc_sxtb16_ror8(v);
+            }
+            continue;
+        }
+        if (bits == 4 && cb != NULL) {
+            /* 4-bit: a filter starts on a byte (flen % 4 == 0); two bytes hold the indices of one
+             * group of four, low nibble first; the codebook holds 16 entries (padded) */
+            const uint8_t *src = packed + c * (uint32_t)flen / 2u;
+            for (j = 0; j < flen; j += 4) {
+                const uint32_t v = tc_ld16(src + j / 2);
+                const int32_t w0 = cb[v & 15u], w1 = cb[(v >> 4) & 15u];
+                const int32_t w2 = cb[(v >> 8) & 15u], w3 = cb[v >> 12];
+                dst[j] = (uint32_t)tc_pkhbt16(w0, w2);
+                dst[j + 1] = (uint32_t)tc_pkhbt16(w1, w3);
+            }
+            continue;
+        }
         for (i = 0; i < flen; i += TC_UNPACK_CHUNK) {
             const int32_t n = TC_MIN(TC_UNPACK_CHUNK, flen - i);
-            tc_unpack_lut(packed, (c * (uint32_t)flen + (uint32_t)i) * bits, (uint8_t)bits,
-                          half ? cb1 : cb0, n, tmp);
+            tc_unpack_lut(packed, (c * (uint32_t)flen + (uint32_t)i) * bits, (uint8_t)bits, cb, n,
+                          tmp);
             for (j = 0; j < n; j += 4) {
                 const uint32_t v = tc_ld32(tmp + j);
                 dst[i + j] = __sxtb16(v);
@@ -280,6 +304,22 @@ TC_INLINE void arm_dot1x2(const int8_t *xa, const tc_pw *w, int32_t wstride, int
 #define PW_SUM(wb, flen, t, fic, half) arm_tap_sum((wb) + (half) * (flen) + (t), (fic), (half))
 #endif
 
+/* tc_requantize() of one output of channel `ch` (0 or 1 of the pair): DSP cores with the
+ * channel's prepared parameters (tc_rq_apply: one SMLAL and four ALU ops instead of the general
+ * form); ARMv6-M keeps tc_requantize itself (at -Os it does better here) */
+TC_INLINE int8_t arm_rq_clamp(const tc_rq *q, int32_t acc, int32_t out_off, int32_t amin,
+                              int32_t amax)
+{
+    int32_t v = tc_rq_apply(q, acc) + out_off;
+    v = TC_MAX(v, amin);
+    return (int8_t)TC_MIN(v, amax);
+}
+#if defined(TC_ARCH_ARM_DSP)
+#define ARM_RQ(acc, ch) arm_rq_clamp(&rq##ch, (acc), out_off, amin, amax)
+#else
+#define ARM_RQ(acc, ch) tc_requantize((acc), m##ch, s##ch, out_off, amin, amax)
+#endif
+
 static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
                           const uint8_t *packed, const int8_t *codebooks,
                           const uint8_t *codebook_map, const int32_t *bias, const int32_t *mult,
@@ -295,8 +335,9 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
     const int32_t flen = kh * kw * fic;
     const int32_t per_group = out_c / (in_c / fic);
     const int contiguous = dwl == 1 && fic == in_c;
-    const int pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && p->pad_top == 0 &&
-                          p->pad_left == 0 && out_w == in_w;
+    /* 1x1 without padding: every position has its one tap, sw * in_c bytes after the last */
+    const int onebyone = kh == 1 && kw == 1 && p->pad_top == 0 && p->pad_left == 0;
+    const int pointwise = onebyone && sh == 1 && sw == 1 && out_w == in_w; /* rows contiguous */
     const int32_t ws = PW_STRIDE(flen);
     int32_t *psum = tc_scratch_s32(scratch); /* [2][kh][kw + 1] */
     tc_pw *wb = (tc_pw *)(void *)(psum + 2 * kh * (kw + 1));
@@ -306,10 +347,11 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
         const int32_t c1 = c + 1 < out_c ? c + 1 : c;
         const int8_t *cb0 = NULL, *cb1 = NULL;
         const int32_t q0 = p->requant_per_channel ? c : 0, q1 = p->requant_per_channel ? c1 : 0;
-        const int32_t m0 = mult[q0], s0 = shift[q0], m1 = mult[q1], s1 = shift[q1];
         const int32_t b0 = bias != NULL ? bias[c] : 0, b1 = bias != NULL ? bias[c1] : 0;
         const int8_t *in0 = input + (c / per_group) * fic;
         const int has1 = c1 != c;
+        const int32_t m0 = mult[q0], s0 = shift[q0], m1 = mult[q1], s1 = shift[q1];
+        tc_rq rq0, rq1;
         int32_t oy;
 
         if (codebooks != NULL) {
@@ -317,6 +359,10 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
             cb0 = codebooks + stride * (codebook_map != NULL ? codebook_map[c] : c);
             cb1 = codebooks + stride * (codebook_map != NULL ? codebook_map[c1] : c1);
         }
+        tc_rq_prepare(m0, s0, &rq0);
+        tc_rq_prepare(m1, s1, &rq1);
+        (void)rq0;
+        (void)rq1;
         arm_decode_pair(packed, p->bits, cb0, cb1, c, c1, flen, wb);
         {
             int half, ky, kx;
@@ -335,30 +381,36 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
             }
         }
 
-        if (pointwise) { /* the row range is one run of positions, in_c bytes apart */
-            const int32_t npos = (oy_end - oy_begin) * out_w;
-            const int8_t *xp = in0 + oy_begin * in_w * in_c;
+        if (onebyone) { /* runs of positions d bytes apart: the whole row range (pointwise), or
+                         * each output row (strided 1x1) */
+            const int32_t nruns = pointwise ? 1 : oy_end - oy_begin;
+            const int32_t npos = pointwise ? (oy_end - oy_begin) * out_w : out_w;
+            const int32_t d = sw * in_c;
             const int32_t bb0 = b0 + io * psum[1], bb1 = b1 + io * psum[kh * (kw + 1) + 1];
-            int8_t *o = output + c;
-            int32_t pos;
-            for (pos = 0; pos + 1 < npos; pos += 2) {
-                int32_t acc[4] = {bb0, bb1, bb0, bb1};
-                arm_dot2x2(xp, in_c, wb, ws, fic, acc);
-                o[0] = tc_requantize(acc[0], m0, s0, out_off, amin, amax);
-                o[out_c] = tc_requantize(acc[2], m0, s0, out_off, amin, amax);
-                if (has1) {
-                    o[1] = tc_requantize(acc[1], m1, s1, out_off, amin, amax);
-                    o[out_c + 1] = tc_requantize(acc[3], m1, s1, out_off, amin, amax);
+            int32_t r;
+            for (r = 0; r < nruns; r++) {
+                const int8_t *xp = in0 + (oy_begin + r) * sh * in_w * in_c;
+                int8_t *o = output + r * out_w * out_c + c;
+                int32_t pos;
+                for (pos = 0; pos + 1 < npos; pos += 2) {
+                    int32_t acc[4] = {bb0, bb1, bb0, bb1};
+                    arm_dot2x2(xp, d, wb, ws, fic, acc);
+                    o[0] = ARM_RQ(acc[0], 0);
+                    o[out_c] = ARM_RQ(acc[2], 0);
+                    if (has1) {
+                        o[1] = ARM_RQ(acc[1], 1);
+                        o[out_c + 1] = ARM_RQ(acc[3], 1);
+                    }
+                    xp += 2 * d;
+                    o += 2 * out_c;
                 }
-                xp += 2 * in_c;
-                o += 2 * out_c;
-            }
-            if (pos < npos) {
-                int32_t acc[2] = {bb0, bb1};
-                arm_dot1x2(xp, wb, ws, fic, acc);
-                o[0] = tc_requantize(acc[0], m0, s0, out_off, amin, amax);
-                if (has1) {
-                    o[1] = tc_requantize(acc[1], m1, s1, out_off, amin, amax);
+                if (pos < npos) {
+                    int32_t acc[2] = {bb0, bb1};
+                    arm_dot1x2(xp, wb, ws, fic, acc);
+                    o[0] = ARM_RQ(acc[0], 0);
+                    if (has1) {
+                        o[1] = ARM_RQ(acc[1], 1);
+                    }
                 }
             }
             continue;
@@ -411,14 +463,14 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
                 }
                 wsum0 = b0 + io * wsum0;
                 wsum1 = b1 + io * wsum1;
-                o[0] = tc_requantize(acc[0] + wsum0, m0, s0, out_off, amin, amax);
+                o[0] = ARM_RQ(acc[0] + wsum0, 0);
                 if (has1) {
-                    o[1] = tc_requantize(acc[1] + wsum1, m1, s1, out_off, amin, amax);
+                    o[1] = ARM_RQ(acc[1] + wsum1, 1);
                 }
                 if (two) {
-                    o[out_c] = tc_requantize(acc[2] + wsum0, m0, s0, out_off, amin, amax);
+                    o[out_c] = ARM_RQ(acc[2] + wsum0, 0);
                     if (has1) {
-                        o[out_c + 1] = tc_requantize(acc[3] + wsum1, m1, s1, out_off, amin, amax);
+                        o[out_c + 1] = ARM_RQ(acc[3] + wsum1, 1);
                     }
                 }
                 ox += two ? 2 : 1;

@@ -379,10 +379,10 @@ static void dsp_patch(const tc_conv_packed_params *p, const int8_t *input, int32
 /* every output channel of a pair of positions from their lane-ordered patch pt (ng groups):
  * channel pairs as 2x2 blocks against the int8 filters (w1 = w0 + flen), then the prepared
  * requantization and two-byte stores per position (o1 == NULL: one position) */
-static TC_NOINLINE void dsp_patch_channels(const uint32_t *pt, const int8_t *w8, int32_t flen,
-                                           int32_t ng, int32_t oc, const tc_rq *rq,
-                                           const int32_t *bias, int32_t out_off, uint32_t min4,
-                                           uint32_t max4, int8_t *o0, int8_t *o1)
+TC_INLINE void dsp_patch_channels_body(const uint32_t *pt, const int8_t *w8, int32_t flen,
+                                       int32_t ng, int32_t oc, const tc_rq *rq,
+                                       const int32_t *bias, int32_t out_off, uint32_t min4,
+                                       uint32_t max4, int8_t *o0, int8_t *o1, const int fast)
 {
     int32_t c;
     for (c = 0; c < oc; c += 2) {
@@ -413,20 +413,35 @@ static TC_NOINLINE void dsp_patch_channels(const uint32_t *pt, const int8_t *w8,
             w0 += 4;
         }
         if (c1 != c) {
-            tc_store2_s8(tc_rq_apply(rq + c, a0), tc_rq_apply(rq + c1, a1), out_off, min4, max4, o0 + c);
+            tc_store2_s8(tc_rq_apply_sel(rq + c, a0, fast), tc_rq_apply_sel(rq + c1, a1, fast),
+                         out_off, min4, max4, o0 + c);
             if (o1 != NULL) {
-                tc_store2_s8(tc_rq_apply(rq + c, b0), tc_rq_apply(rq + c1, b1), out_off, min4, max4,
+                tc_store2_s8(tc_rq_apply_sel(rq + c, b0, fast), tc_rq_apply_sel(rq + c1, b1, fast),
+                             out_off, min4, max4,
                              o1 + c);
             }
         } else { /* odd last channel */
             const int32_t amin = (int8_t)min4, amax = (int8_t)max4;
-            int32_t v = __ssat(tc_rq_apply(rq + c, a0) + out_off, 8);
+            int32_t v = __ssat(tc_rq_apply_sel(rq + c, a0, fast) + out_off, 8);
             o0[c] = (int8_t)TC_MIN(TC_MAX(v, amin), amax);
             if (o1 != NULL) {
-                v = __ssat(tc_rq_apply(rq + c, b0) + out_off, 8);
+                v = __ssat(tc_rq_apply_sel(rq + c, b0, fast) + out_off, 8);
                 o1[c] = (int8_t)TC_MIN(TC_MAX(v, amin), amax);
             }
         }
+    }
+}
+
+/* the body above, specialized for tables whose channels all take tc_rq_apply_fast */
+static TC_NOINLINE void dsp_patch_channels(const uint32_t *pt, const int8_t *w8, int32_t flen,
+                                           int32_t ng, int32_t oc, const tc_rq *rq,
+                                           const int32_t *bias, int32_t out_off, uint32_t min4,
+                                           uint32_t max4, int8_t *o0, int8_t *o1, int fast)
+{
+    if (fast) {
+        dsp_patch_channels_body(pt, w8, flen, ng, oc, rq, bias, out_off, min4, max4, o0, o1, 1);
+    } else {
+        dsp_patch_channels_body(pt, w8, flen, ng, oc, rq, bias, out_off, min4, max4, o0, o1, 0);
     }
 }
 #endif
@@ -451,9 +466,8 @@ static void conv_shallow_arm(const tc_conv_packed_params *p, const int8_t *input
     tc_rq *rq = (tc_rq *)(void *)(flag + 1);
     const uint32_t min4 = ((uint32_t)amin & 0xFFu) * 0x01010101u;
     const uint32_t max4 = ((uint32_t)amax & 0xFFu) * 0x01010101u;
-    if ((uint32_t)*flag != TC_RQ_READY) { /* first rows call after the decode */
-        tc_rq_prepare_n(mult, shift, per_ch, 0, oc, rq);
-        *flag = (int32_t)TC_RQ_READY;
+    if (!tc_rq_table_ready((uint32_t)*flag)) { /* first rows call after the decode */
+        *flag = (int32_t)tc_rq_prepare_n(mult, shift, per_ch, 0, oc, rq);
     }
     (void)io;
     (void)wsum;
@@ -468,7 +482,7 @@ static void conv_shallow_arm(const tc_conv_packed_params *p, const int8_t *input
         dsp_patch(p, input, oy, ox, 0, ng, pt);
         dsp_patch(p, input, two ? oy1 : oy, two ? ox1 : ox, 1, ng, pt);
         dsp_patch_channels(pt, w8, flen, ng, oc, rq, bias, out_off, min4, max4, o0,
-                           two ? o0 + oc : NULL);
+                           two ? o0 + oc : NULL, (uint32_t)*flag == TC_RQ_READY_FAST);
 #else
         int32_t c;
         (void)ng;

@@ -47,10 +47,23 @@ void tc_depthwise_conv2d_packed_decode(const tc_dw_packed_params *p, const uint8
             static const uint8_t lane[4] = {0, 2, 1, 3};
             const int32_t c4 = oc & ~3, tail = oc - c4;
             int32_t tap = i / oc, cc = c;
-            for (t = 0; t < n; t++) {
-                filt[cc < c4 ? (cc >> 2) * 4 * ntaps + tap * 4 + lane[cc & 3]
-                             : c4 * ntaps + tap * tail + (cc - c4)] = tmp[t];
-                if (++cc == oc) {
+            t = 0;
+            while (t < n) {
+                if ((cc & 3) == 0 && cc + 4 <= c4 && t + 4 <= n) { /* a whole group of four */
+                    int16_t *d = filt + (cc >> 2) * 4 * ntaps + tap * 4;
+                    d[0] = tmp[t];
+                    d[2] = tmp[t + 1];
+                    d[1] = tmp[t + 2];
+                    d[3] = tmp[t + 3];
+                    t += 4;
+                    cc += 4;
+                } else {
+                    filt[cc < c4 ? (cc >> 2) * 4 * ntaps + tap * 4 + lane[cc & 3]
+                                 : c4 * ntaps + tap * tail + (cc - c4)] = tmp[t];
+                    t++;
+                    cc++;
+                }
+                if (cc == oc) {
                     cc = 0;
                     tap++;
                 }

@@ -10,7 +10,9 @@
  * SXTAB16 that also add the input offset, one word pair of lane-ordered weights, four
  * SMLABB/SMLATT per tap.
  * ARMv6-M: one channel at a time over the window (int8 filter, tc_v6m_dw_window); windows
- * inside the input add io * sum(w) once (channel sums from the decode) instead of io per tap.
+ * inside the input add io * sum(w) once (channel sums from the decode) instead of io per tap;
+ * the requantization parameters are prepared once per decode (tc_rq table in scratch, as on
+ * DSP cores; tc_rq_apply takes the high product from the 16x16 MULS form).
  */
 #include "tc_packed_internal.h"
 
@@ -148,6 +150,33 @@ static void dw_rows_portable(const tc_dw_packed_params *p, const int8_t *input,
         a3 = __smlatt((int32_t)xo_, (int32_t)w[2 * (t) + 1], a3);                                 \
     }
 
+/* one group of four channels over a full 3x3 window: one pointer walks the window (s to the
+ * next tap of a row, rr from a row's last tap to the next row's first), each tap's loads held
+ * next to its multiply-accumulates (TC_AFTER): 9 instructions per tap, nothing spilled */
+TC_INLINE void dsp_dw3x3_group(const int8_t *pk, int32_t s, int32_t rr, const uint32_t *w,
+                               uint32_t io2, int32_t *p0, int32_t *p1, int32_t *p2, int32_t *p3)
+{
+    int32_t a0 = *p0, a1 = *p1, a2 = *p2, a3 = *p3;
+    int32_t ky;
+    for (ky = 0; ky < 3; ky++) {
+        TC_DW_TAP(pk, 0)
+        pk += s;
+        TC_AFTER(pk, a3);
+        TC_DW_TAP(pk, 1)
+        pk += s;
+        TC_AFTER(pk, a3);
+        TC_DW_TAP(pk, 2)
+        pk += rr;
+        TC_AFTER(pk, a3);
+        w += 6;
+        TC_AFTER(w, a3);
+    }
+    *p0 = a0;
+    *p1 = a1;
+    *p2 = a2;
+    *p3 = a3;
+}
+
 /* sums of ng groups of four channels at one position into acc[4 * ng] (bias included): x is
  * the input at the window's first valid tap (channel 0 of the chunk), s the input distance
  * between taps of a row, r between rows; rows x cols valid taps from tap t0 of each group's
@@ -167,20 +196,23 @@ static TC_NOINLINE void dsp_dw_sums(const int8_t *x, int32_t s, int32_t r, const
             a2 = bias[4 * g + 2];
             a3 = bias[4 * g + 3];
         }
-        if (rows == 3 && cols == 3 && kw == 3) { /* a full 3x3 window: nine taps unrolled */
-            const uint32_t *w = wg;
+        if (rows == 3 && cols == 3 && kw == 3) { /* a full 3x3 window */
+            dsp_dw3x3_group(x + 4 * g, s, r - 2 * s, wg, io2, &a0, &a1, &a2, &a3);
+        } else if (kw == 3 && cols >= 2) { /* 3x3 windows cut by the padding: rows of 2 or 3 */
             const int8_t *pk = x + 4 * g;
-            TC_DW_TAP(pk, 0)
-            TC_DW_TAP(pk + s, 1)
-            TC_DW_TAP(pk + 2 * s, 2)
-            pk += r;
-            TC_DW_TAP(pk, 3)
-            TC_DW_TAP(pk + s, 4)
-            TC_DW_TAP(pk + 2 * s, 5)
-            pk += r;
-            TC_DW_TAP(pk, 6)
-            TC_DW_TAP(pk + s, 7)
-            TC_DW_TAP(pk + 2 * s, 8)
+            const uint32_t *w = wg + 2 * t0;
+            int32_t ky;
+            for (ky = 0; ky < rows; ky++) {
+                const int8_t *q = pk + s;
+                TC_DW_TAP(pk, 0)
+                TC_DW_TAP(q, 1)
+                if (cols == 3) {
+                    q += s;
+                    TC_DW_TAP(q, 2)
+                }
+                pk += r;
+                w += 6;
+            }
         } else {
             int32_t ky, kx;
             for (ky = 0; ky < rows; ky++) {
@@ -200,17 +232,31 @@ static TC_NOINLINE void dsp_dw_sums(const int8_t *x, int32_t s, int32_t r, const
 }
 #undef TC_DW_TAP
 
-/* out[j] = tc_requantize(acc[j], ...) for 4 * ng channels, parameters prepared in q[] */
-static TC_NOINLINE void dsp_dw_requant(const int32_t *acc, int32_t ng, const tc_rq *q,
-                                       int32_t out_off, uint32_t min4, uint32_t max4, int8_t *out)
+/* out[j] = tc_requantize(acc[j], ...) for 4 * ng channels, parameters prepared in q[] (fast:
+ * every channel takes tc_rq_apply_fast) */
+TC_INLINE void dsp_dw_requant_body(const int32_t *acc, int32_t ng, const tc_rq *q,
+                                   int32_t out_off, uint32_t min4, uint32_t max4, int8_t *out,
+                                   const int fast)
 {
     int32_t g;
     for (g = 0; g < ng; g++) {
-        tc_store4_s8(tc_rq_apply(q, acc[0]), tc_rq_apply(q + 1, acc[1]), tc_rq_apply(q + 2, acc[2]),
-                     tc_rq_apply(q + 3, acc[3]), out_off, min4, max4, out);
+        tc_store4_s8(tc_rq_apply_sel(q, acc[0], fast), tc_rq_apply_sel(q + 1, acc[1], fast),
+                     tc_rq_apply_sel(q + 2, acc[2], fast), tc_rq_apply_sel(q + 3, acc[3], fast),
+                     out_off, min4, max4, out);
         acc += 4;
         q += 4;
         out += 4;
+    }
+}
+
+static TC_NOINLINE void dsp_dw_requant(const int32_t *acc, int32_t ng, const tc_rq *q,
+                                       int32_t out_off, uint32_t min4, uint32_t max4, int8_t *out,
+                                       int fast)
+{
+    if (fast) {
+        dsp_dw_requant_body(acc, ng, q, out_off, min4, max4, out, 1);
+    } else {
+        dsp_dw_requant_body(acc, ng, q, out_off, min4, max4, out, 0);
     }
 }
 
@@ -234,10 +280,13 @@ static void dw_rows_dsp(const tc_dw_packed_params *p, const int8_t *input, const
     int32_t acc[TC_DW_CHUNK];
     int32_t oy;
 
-    if (((uint32_t *)(void *)rq)[-1] != TC_RQ_READY) { /* first rows call after the decode */
-        tc_rq_prepare_n(mult, shift, per_ch, 0, c4, rq);
-        ((uint32_t *)(void *)rq)[-1] = TC_RQ_READY;
+    uint32_t *flag = (uint32_t *)(void *)rq - 1;
+    int fast;
+
+    if (!tc_rq_table_ready(*flag)) { /* first rows call after the decode */
+        *flag = tc_rq_prepare_n(mult, shift, per_ch, 0, c4, rq);
     }
+    fast = *flag == TC_RQ_READY_FAST;
     for (oy = oy_begin; oy < oy_end; oy++) {
         const int32_t iy0 = oy * sh - p->pad_top;
         int32_t ky_lo, ky_hi, ox;
@@ -259,7 +308,7 @@ static void dw_rows_dsp(const tc_dw_packed_params *p, const int8_t *input, const
                 const int32_t ng = TC_MIN(TC_DW_CHUNK, c4 - c0) >> 2;
                 dsp_dw_sums(xw + c0, xstep, ystep, filt + c0 * ntaps, ntaps, kw, ky_lo * kw + kx_lo,
                             rows, cols, ng, io2, bias != NULL ? bias + c0 : NULL, acc);
-                dsp_dw_requant(acc, ng, rq + c0, out_off, min4, max4, o + c0);
+                dsp_dw_requant(acc, ng, rq + c0, out_off, min4, max4, o + c0, fast);
             }
             for (c = c4; c < oc; c++) { /* tail channels, natural order */
                 int32_t a = bias != NULL ? bias[c] : 0, ky, kx;
@@ -304,9 +353,22 @@ static TC_NOINLINE void dw_v6m_sums(const int8_t *x, const int8_t *w, const int3
     }
 }
 
+/* out[j] = tc_requantize(acc[j] + bias[j], ...) for n channels, parameters prepared in q[] */
+static TC_NOINLINE void v6m_dw_requant(const int32_t *acc, const int32_t *bias, int32_t n,
+                                       const tc_rq *q, int32_t out_off, int32_t amin, int32_t amax,
+                                       int8_t *out)
+{
+    int32_t j;
+    for (j = 0; j < n; j++) {
+        int32_t v = tc_rq_apply(q + j, acc[j] + (bias != NULL ? bias[j] : 0)) + out_off;
+        v = v < amin ? amin : v;
+        out[j] = (int8_t)(v > amax ? amax : v);
+    }
+}
+
 static void dw_rows_v6m(const tc_dw_packed_params *p, const int8_t *input, const int32_t *bias,
                         const int32_t *mult, const int8_t *shift, int32_t oy_begin,
-                        int32_t oy_end, int8_t *output, const int32_t *wsum)
+                        int32_t oy_end, int8_t *output, const int32_t *wsum, tc_rq *rq)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
     const int32_t out_w = p->out_w, oc = p->out_c;
@@ -319,6 +381,10 @@ static void dw_rows_v6m(const tc_dw_packed_params *p, const int8_t *input, const
     const int32_t xstep = dwl * in_c, ystep = dh * in_w * in_c;
     const int same_step = dm == 1 && dwl == 1; /* input and filter advance by oc per tap */
     int32_t oy;
+
+    if (!tc_rq_table_ready(((uint32_t *)(void *)rq)[-1])) { /* first rows call after the decode */
+        ((uint32_t *)(void *)rq)[-1] = tc_rq_prepare_n(mult, shift, per_ch, 0, oc, rq);
+    }
 
     for (oy = oy_begin; oy < oy_end; oy++) {
         const int32_t iy0 = oy * sh - p->pad_top;
@@ -358,12 +424,8 @@ static void dw_rows_v6m(const tc_dw_packed_params *p, const int8_t *input, const
                         acc[j] = a;
                     }
                 }
-                if (bias != NULL) {
-                    for (j = 0; j < n; j++) {
-                        acc[j] += bias[c0 + j];
-                    }
-                }
-                tc_requantize_lanes(acc, n, mult, shift, per_ch, c0, out_off, amin, amax, o + c0);
+                v6m_dw_requant(acc, bias != NULL ? bias + c0 : NULL, n, rq + c0, out_off, amin, amax,
+                               o + c0);
             }
             o += oc;
         }
@@ -385,7 +447,9 @@ void tc_depthwise_conv2d_packed_rows(const tc_dw_packed_params *p, const int8_t 
     }
 #elif defined(TC_ARCH_ARMV6M)
     if (tc_dw_layout(p) == TC_DW_V6M) {
-        dw_rows_v6m(p, input, bias, mult, shift, oy_begin, oy_end, output, tc_scratch_s32(scratch));
+        int8_t *base = (int8_t *)(void *)tc_scratch_s32(scratch);
+        dw_rows_v6m(p, input, bias, mult, shift, oy_begin, oy_end, output, (const int32_t *)(void *)base,
+                    (tc_rq *)(void *)(base + tc_dw_filter_bytes(p) + 4));
         return;
     }
 #endif

@@ -86,3 +86,20 @@ def test_existing_foreign_folder_is_not_replaced(tmp_path):
     r = run(["compile", str(shared_model("kws_ref_model.tflite")), "-o", str(out)])
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("kind", ["shape", "dtype", "nan", "inf", "empty"])
+def test_int8_compile_bad_calibration(tmp_path, kind):
+    """compile X.tflite --calib F (int8 path): a wrong shape or dtype, NaN/inf values or an empty file
+    is a one-line error naming the file and the expected input shape; nothing is written."""
+    p = tmp_path / f"{kind}.npy"
+    x = np.zeros((4, 49, 11 if kind == "shape" else 10, 1), np.uint8 if kind == "dtype" else np.float32)
+    if kind in ("nan", "inf"):
+        x[1, 2, 3, 0] = np.nan if kind == "nan" else np.inf
+    if kind == "empty":
+        p.write_bytes(b"")
+    else:
+        np.save(p, x)
+    out = tmp_path / "o"
+    r = run(["compile", str(shared_model("kws_ref_model.tflite")), "--bits", "4", "--calib", str(p), "-o", str(out)])
+    check_error(r, out, p.name, "(N, 49, 10, 1)")

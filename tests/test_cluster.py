@@ -360,3 +360,34 @@ def test_more_bits_never_more_error():
             assert all(e <= p * (1 + 1e-12) + 1e-15 for e, p in zip(errs, prev))
         prev = errs
     assert all(e == 0 for e in prev)
+
+
+NEVER_LARGER_MODES = [dict(bits=4, granularity="per-channel"), dict(bits=4, granularity="per-tensor"),
+                      dict(bits=4, granularity="normalized"), dict(bits=4, granularity="auto"),
+                      dict(lossless=True, granularity="auto"), dict(lossless=True, granularity="per-channel")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite", "vww_96_int8.tflite",
+                                   "ad01_int8.tflite"])
+def test_no_layer_larger_than_int8_in_any_mode(model):
+    """Every shared model in every mode: each layer's flash as stored (indices + codebooks + map +
+    requantization entries its layout adds, recomputed with cost.weight_cost from the applied
+    clustering) is at most its int8 weight bytes; --lossless keeps every weight exact."""
+    from tinycluster.compress.cost import weight_cost
+    from tinycluster.ops import get_handler
+
+    for mode in NEVER_LARGER_MODES:
+        g = _load(model)
+        recs = cluster_graph(g, **mode)
+        seen = set()
+        for node, t in g.weight_tensors():
+            if t.id in seen:
+                continue
+            seen.add(t.id)
+            assert get_handler(node.op).weight_input is not None
+            c = weight_cost(node, g, t.clustering)
+            assert c.flash <= t.size, (model, mode, node.name, c)
+            if mode.get("lossless"):
+                assert np.array_equal(_effective(t), t.data), (model, mode, node.name)
+        assert sum(r["footprint_bytes"] for r in recs) <= sum(r["weights"] for r in recs)

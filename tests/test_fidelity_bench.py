@@ -74,8 +74,14 @@ def test_tflm_lut_peer_on_kws():
     assert tflm_lut.collapsed_operator_codes(tfl)  # only deprecated_builtin_code is set in this file
     assert not tflm_lut.collapsed_operator_codes(tflm_lut.normalize_operator_codes(tfl))
     specs, rows = tflm_lut.lut_specs(tfl, fixed=True)
-    fc = [r for r in rows if r["shape"] == [12, 64]][0]
-    assert fc["mode"] == "per-tensor"  # one quantization scale: a per-channel table would decode wrongly
+    # one quantization scale: a per-tensor table (a per-channel one would decode wrongly). The source
+    # model's FC weights have one scale; the clustered model's may carry per-channel scales (the
+    # normalized layout), and then take per-channel tables
+    n_scales = {int(tid): n for tid, _, _, n in tflm_lut.weight_tensors(tfl)}
+    for r in rows:
+        assert r["mode"] == ("per-tensor" if n_scales[r["tensor"]] == 1 else "per-channel"), r
+    src_rows = tflm_lut.lut_specs(shared_model("kws_ref_model.tflite").read_bytes(), fixed=True)[1]
+    assert [r["mode"] for r in src_rows if r["shape"] == [12, 64]] == ["per-tensor"]
     assert all(r["lut_bytes"] < r["int8_bytes"] for r in rows if "skipped" not in r)
     xs = make_inputs((1, 49, 10, 1), np.int8, 4, 0)[:4]
     res = tflm_lut.measure(tfl, xs)

@@ -136,7 +136,10 @@ def test_evaluate_rebuilds_references_when_not_saved(trained, tmp_path):
     from tinycluster.evaluate import evaluate
 
     d, *_ = trained
-    cm = tinycluster.compile(d / "m.h5", bits=8, frontend={"calib": str(d / "calib.npy")}, quiet=True)
+    # activation_aware off: no output-aware refit, so 8 bits leave every layer to the converter's
+    # int8 rounding (with the refit, 8-bit layers move on the int8 grid towards less output error)
+    cm = tinycluster.compile(d / "m.h5", bits=8, frontend={"calib": str(d / "calib.npy"), "activation_aware": False},
+                             quiet=True)
     out = cm.write(tmp_path / "o")
     if (out / "int8.tflite").exists():
         (out / "int8.tflite").unlink()

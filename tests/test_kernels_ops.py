@@ -220,6 +220,18 @@ def test_add_c_matches_reference(clib, data):
 
 @HSET
 @given(st.data())
+def test_add_c_same_shapes_matches_reference(clib, data):
+    """Equal shapes (no broadcast) of 8 to 300 elements: the x86 AVX2 path (eight lanes, then
+    the scalar tail) against the reference, in place every second call."""
+    d = data.draw
+    shape = (1, d(st.integers(1, 6)), d(st.integers(1, 10)), d(st.integers(8, 5 * 8 + 3)))
+    ts = [qt(0, shape, d(scales), d(zps)), qt(1, shape, d(scales), d(zps)), qt(2, shape, d(scales), d(zps))]
+    g, node = resolved("ADD", ts, [0, 1], [2], {"activation": d(acts)})
+    check(clib, g, node, [int8_data(d, shape), int8_data(d, shape)])
+
+
+@HSET
+@given(st.data())
 def test_mul_c_matches_reference(clib, data):
     d = data.draw
     a, b, o = d(broadcast_shapes())

@@ -805,3 +805,31 @@ def test_host_simd_conv_shapes(shape):
         if conv_2d.is_shallow(p):
             np.testing.assert_array_equal(H.run_rowwise("conv", p, layout, x, bias, fields, 0, oh,
                                                         portable=portable), ref)
+
+
+@pytest.mark.parametrize("shape", [(9, 7, 64, 3, 1), (8, 8, 40, 3, 2), (6, 5, 27, 3, 1), (7, 7, 8, 3, 1),
+                                   (5, 9, 8, 3, 2)])
+def test_host_simd_depthwise_shapes(shape):
+    """Model-like depthwise shapes (multiplier 1) through the host (x86 AVX2) path and the portable
+    build against the numpy reference: several 16-channel blocks, 16 + 8 + tail, the 8-channel
+    two-position blocks (stride 1) and 8 channels at stride 2; one call and decode + row by row."""
+    ih, iw, c, k, s = shape
+    rng = np.random.default_rng(c * k + s)
+    oh, ow = pc.out_size("SAME", ih, k, s, 1), pc.out_size("SAME", iw, k, s, 1)
+    p = dict(in_h=ih, in_w=iw, in_c=c, out_c=c, k_h=k, k_w=k, depth_multiplier=1, stride_h=s, stride_w=s,
+             dil_h=1, dil_w=1, out_h=oh, out_w=ow, pad_top=pc.pad_before(s, 1, ih, k, oh),
+             pad_left=pc.pad_before(s, 1, iw, k, ow), input_offset=128, output_offset=-3, act_min=-128,
+             act_max=127, requant_per_channel=1, mult=list(rng.integers(1 << 30, 1 << 31, c)),
+             shift=list(rng.integers(-10, -4, c)))
+    layout = pc.PackedLayout(rng.integers(0, 16, size=k * k * c), 4,
+                             np.array([-128] + list(rng.integers(-127, 128, 15)), dtype=np.int8), 0, None, 16)
+    w = layout.values((1, k, k, c), 3)
+    bias = rng.integers(-3000, 3000, c)
+    x = rng.integers(-128, 128, size=(1, ih, iw, c)).astype(np.int8)
+    x[0, 0, 0, :] = -128  # x + io = 0 and the extreme products
+    node = Node(index=0, op="DEPTHWISE_CONV_2D", inputs=[0, 1, 2], outputs=[3], params=p)
+    ref = get_handler("DEPTHWISE_CONV_2D").reference(node, None, [x, w, bias])[0].reshape(-1)
+    fields = depthwise_conv_2d.struct_fields(p, layout)
+    for portable in (False, True):
+        np.testing.assert_array_equal(H.run_conv("dw", p, layout, x, bias, fields, 0, oh, portable=portable), ref)
+        np.testing.assert_array_equal(H.run_rowwise("dw", p, layout, x, bias, fields, 0, oh, portable=portable), ref)

@@ -481,11 +481,68 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
 #endif /* Arm */
 
 #if defined(TC_HOST_X86_SIMD)
-#include <immintrin.h>
+#include "tc_requant_avx2.h"
 /* x86 hosts with AVX2 (run-time check): two output channels per decoded block (int16, natural
  * order), every filter row of a position as one run against both: the input widened 16 bytes
- * at a time (VPMOVSXBW), two VPMADDWD, i.e. 32 multiply-accumulates per 5 instructions; the
- * input offset stays out of the loop (prefix sums, as the reference). */
+ * at a time (VPMOVSXBW), two VPMADDWD per position; the input offset stays out of the loop
+ * (prefix sums, as the reference). Runs of four positions of a row with the same valid taps
+ * (every position of a 1x1 layer, the interior of padded ones) share each weight load: a 4x2
+ * block of eight accumulators, reduced into one register and requantized eight lanes at once
+ * (tc_requantize_lanes); the other positions take the one-position loop. */
+
+/* the 4x2 block: positions x0..x3 (same taps) against the two filters u0, u1; named fields (not
+ * arrays), so that the accumulators stay in registers */
+typedef struct {
+    __m256i a0, a1, a2, a3, a4, a5, a6, a7; /* position j, channel h: a(2j + h) */
+    int32_t t0, t1, t2, t3, t4, t5, t6, t7; /* the same for the scalar tails */
+} tc_acc4x2;
+
+__attribute__((target("avx2"), always_inline)) static inline void avx2_dot4x2(
+    const int8_t *x0, const int8_t *x1, const int8_t *x2, const int8_t *x3, const int16_t *u0,
+    const int16_t *u1, int32_t n, tc_acc4x2 *k)
+{
+    __m256i a0 = k->a0, a1 = k->a1, a2 = k->a2, a3 = k->a3, a4 = k->a4, a5 = k->a5, a6 = k->a6, a7 = k->a7;
+    int32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256i v0 = _mm256_loadu_si256((const __m256i *)(const void *)(u0 + i));
+        const __m256i v1 = _mm256_loadu_si256((const __m256i *)(const void *)(u1 + i));
+        __m256i xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x0 + i)));
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(xv, v0));
+        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(xv, v1));
+        xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x1 + i)));
+        a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(xv, v0));
+        a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(xv, v1));
+        xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x2 + i)));
+        a4 = _mm256_add_epi32(a4, _mm256_madd_epi16(xv, v0));
+        a5 = _mm256_add_epi32(a5, _mm256_madd_epi16(xv, v1));
+        xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x3 + i)));
+        a6 = _mm256_add_epi32(a6, _mm256_madd_epi16(xv, v0));
+        a7 = _mm256_add_epi32(a7, _mm256_madd_epi16(xv, v1));
+    }
+    k->a0 = a0, k->a1 = a1, k->a2 = a2, k->a3 = a3, k->a4 = a4, k->a5 = a5, k->a6 = a6, k->a7 = a7;
+    for (; i < n; i++) {
+        k->t0 += x0[i] * u0[i];
+        k->t1 += x0[i] * u1[i];
+        k->t2 += x1[i] * u0[i];
+        k->t3 += x1[i] * u1[i];
+        k->t4 += x2[i] * u0[i];
+        k->t5 += x2[i] * u1[i];
+        k->t6 += x3[i] * u0[i];
+        k->t7 += x3[i] * u1[i];
+    }
+}
+
+/* the block summed into lanes (p0c0, p0c1, p1c0, ..., p3c1) */
+__attribute__((target("avx2"), always_inline)) static inline __m256i avx2_reduce4x2(const tc_acc4x2 *k)
+{
+    const __m256i h01 = _mm256_hadd_epi32(_mm256_hadd_epi32(k->a0, k->a1), _mm256_hadd_epi32(k->a2, k->a3));
+    const __m256i h23 = _mm256_hadd_epi32(_mm256_hadd_epi32(k->a4, k->a5), _mm256_hadd_epi32(k->a6, k->a7));
+    /* per 128-bit half: (p0c0, p0c1, p1c0, p1c1) partial sums of that half */
+    const __m128i s01 = _mm_add_epi32(_mm256_castsi256_si128(h01), _mm256_extracti128_si256(h01, 1));
+    const __m128i s23 = _mm_add_epi32(_mm256_castsi256_si128(h23), _mm256_extracti128_si256(h23, 1));
+    return _mm256_add_epi32(_mm256_inserti128_si256(_mm256_castsi128_si256(s01), s23, 1),
+                            _mm256_setr_epi32(k->t0, k->t1, k->t2, k->t3, k->t4, k->t5, k->t6, k->t7));
+}
 __attribute__((target("avx2"))) static void conv_deep_avx2(
     const tc_conv_packed_params *p, const int8_t *input, const uint8_t *packed,
     const int8_t *codebooks, const uint8_t *codebook_map, const int32_t *bias, const int32_t *mult,
@@ -511,7 +568,12 @@ __attribute__((target("avx2"))) static void conv_deep_avx2(
         const int32_t q0 = p->requant_per_channel ? c : 0, q1 = p->requant_per_channel ? c1 : 0;
         const int32_t b0 = bias != NULL ? bias[c] : 0, b1 = bias != NULL ? bias[c1] : 0;
         const int8_t *in0 = input + (c / per_group) * fic;
+        const int32_t m8[8] = {mult[q0], mult[q1], mult[q0], mult[q1], mult[q0], mult[q1], mult[q0], mult[q1]};
+        const int8_t s8[8] = {shift[q0], shift[q1], shift[q0], shift[q1],
+                              shift[q0], shift[q1], shift[q0], shift[q1]};
+        tc_rq8 rq;
         int32_t half, ky, kx, oy;
+        tc_rq8_prepare(&rq, m8, s8, 1);
         for (half = 0; half < 2; half++) {
             const int32_t cc = half ? c1 : c;
             const int32_t cbi = codebook_map != NULL ? codebook_map[cc] : cc;
@@ -538,6 +600,50 @@ __attribute__((target("avx2"))) static void conv_deep_avx2(
                 const int32_t ix0 = ox * sw - p->pad_left;
                 int32_t kx_lo, kx_hi, s0 = 0, s1 = 0, ws0 = 0, ws1 = 0;
                 __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+                if (ox + 4 <= out_w && ky_lo < ky_hi) { /* a 4x2 block when all four share the taps */
+                    int32_t lo3, hi3;
+                    tc_tap_range(ix0, dwl, in_w, kw, &kx_lo, &kx_hi);
+                    tc_tap_range(ix0 + 3 * sw, dwl, in_w, kw, &lo3, &hi3);
+                    if (kx_lo == lo3 && kx_hi == hi3 && kx_lo < kx_hi) {
+                        /* the taps are monotone in ox: the first and the last agreeing suffices */
+                        tc_acc4x2 k;
+                        int32_t j;
+                        int8_t o8[8];
+                        k.a0 = k.a1 = k.a2 = k.a3 = k.a4 = k.a5 = k.a6 = k.a7 = _mm256_setzero_si256();
+                        k.t0 = k.t1 = k.t2 = k.t3 = k.t4 = k.t5 = k.t6 = k.t7 = 0;
+                        for (ky = ky_lo; ky < ky_hi; ky++) {
+                            const int8_t *xrow = in0 + ((iy0 + ky * dh) * in_w + ix0) * in_c;
+                            const int32_t t0 = ky * kw * fic, xs = sw * in_c;
+                            const int32_t *ps = psum + ky * (kw + 1);
+                            int32_t segs = contiguous ? 1 : kx_hi - kx_lo, sg;
+                            ws0 += ps[kx_hi] - ps[kx_lo];
+                            ws1 += ps[kh * (kw + 1) + kx_hi] - ps[kh * (kw + 1) + kx_lo];
+                            for (sg = 0; sg < segs; sg++) {
+                                const int32_t kx = kx_lo + sg;
+                                const int8_t *x = contiguous ? xrow + kx_lo * in_c : xrow + kx * dwl * in_c;
+                                avx2_dot4x2(x, x + xs, x + 2 * xs, x + 3 * xs, w0 + t0 + kx * fic,
+                                            w1 + t0 + kx * fic, contiguous ? (kx_hi - kx_lo) * fic : fic,
+                                            &k);
+                            }
+                        }
+                        {
+                            const __m256i add = _mm256_setr_epi32(
+                                b0 + io * ws0, b1 + io * ws1, b0 + io * ws0, b1 + io * ws1,
+                                b0 + io * ws0, b1 + io * ws1, b0 + io * ws0, b1 + io * ws1);
+                            tc_rq8_store8(tc_rq8_apply(&rq, _mm256_add_epi32(avx2_reduce4x2(&k), add),
+                                                       out_off, amin, amax),
+                                          o8);
+                        }
+                        for (j = 0; j < 4; j++) {
+                            orow[(ox + j) * out_c + c] = o8[2 * j];
+                            if (c1 != c) {
+                                orow[(ox + j) * out_c + c1] = o8[2 * j + 1];
+                            }
+                        }
+                        ox += 3;
+                        continue;
+                    }
+                }
                 tc_tap_range(ix0, dwl, in_w, kw, &kx_lo, &kx_hi);
                 for (ky = ky_lo; ky < ky_hi && kx_lo < kx_hi; ky++) {
                     const int8_t *xrow = in0 + ((iy0 + ky * dh) * in_w + ix0) * in_c;

@@ -7,7 +7,7 @@
 #include "tc_packed_internal.h"
 
 #if TC_CONV_PAIRS
-#include <immintrin.h>
+#include "tc_requant_avx2.h"
 /* x86 hosts: shallow filters stored as input-channel pairs, [kh*kw][in_c/2][oc][2] int16, so
  * one pmaddwd multiplies 4 output channels by two input channels (broadcast pair) and adds the
  * two products: 8 multiply-accumulates per instruction. */
@@ -96,6 +96,140 @@ static void conv_shallow_sse2(const tc_conv_packed_params *p, const int8_t *inpu
     }
 }
 
+/* The requantization of the first TC_SHALLOW_RQ * 8 channels prepared once per call (channels
+ * past them: per block); blocks of 16 (a0, a1) or 8 (a0) channels, stored as int8. */
+#define TC_SHALLOW_RQ 8
+__attribute__((target("avx2"))) static void shallow_avx2_prepare(tc_rq8 *rq, const tc_conv_packed_params *p,
+                                                                const int32_t *mult, const int8_t *shift)
+{
+    const int pc = p->requant_per_channel;
+    int32_t b;
+    for (b = 0; b < TC_SHALLOW_RQ && 8 * b + 8 <= p->out_c; b++) {
+        tc_rq8_prepare(&rq[b], pc ? mult + 8 * b : mult, pc ? shift + 8 * b : shift, pc);
+    }
+}
+
+__attribute__((target("avx2"), always_inline)) static inline void shallow_avx2_requant(
+    const tc_rq8 *rq, int32_t c0, int32_t nb, __m256i a0, __m256i a1, const tc_conv_packed_params *p,
+    const int32_t *mult, const int8_t *shift, int8_t *o)
+{
+    const int pc = p->requant_per_channel;
+    const int32_t out_off = p->output_offset, amin = p->act_min, amax = p->act_max;
+    const int32_t b = c0 / 8;
+    tc_rq8 r0, r1;
+    const tc_rq8 *q0 = &rq[b], *q1 = &rq[b + 1];
+    if (b >= TC_SHALLOW_RQ) {
+        tc_rq8_prepare(&r0, pc ? mult + c0 : mult, pc ? shift + c0 : shift, pc);
+        q0 = &r0;
+    }
+    if (nb == 16) {
+        if (b + 1 >= TC_SHALLOW_RQ) {
+            tc_rq8_prepare(&r1, pc ? mult + c0 + 8 : mult, pc ? shift + c0 + 8 : shift, pc);
+            q1 = &r1;
+        }
+        tc_rq8_store16(tc_rq8_apply(q0, a0, out_off, amin, amax), tc_rq8_apply(q1, a1, out_off, amin, amax), o);
+    } else {
+        tc_rq8_store8(tc_rq8_apply(q0, a0, out_off, amin, amax), o);
+    }
+}
+
+/* x86 hosts with AVX2, int8 filters in their natural [kh*kw*in_c][oc] order (mode 2 with an
+ * odd depth, e.g. a first layer on one channel): the (kx, ci) run of each window row is
+ * contiguous in the input and in the filter rows (dil_w == 1), walked two entries at a time:
+ * the two filter rows interleaved by VPUNPCKLBW/HBW and widened, one VPMADDWD against the
+ * broadcast input pair per 8 channels; 16 channels per block, then 8, then the rest (scalar). */
+__attribute__((target("avx2"))) static void conv_shallow_s8_avx2(
+    const tc_conv_packed_params *p, const int8_t *input, const int32_t *bias, const int32_t *mult,
+    const int8_t *shift, int32_t oy_begin, int32_t oy_end, int8_t *output, const int8_t *wt)
+{
+    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
+    const int32_t out_w = p->out_w, oc = p->out_c;
+    const int32_t kh = p->k_h, kw = p->k_w;
+    const int32_t sh = p->stride_h, sw = p->stride_w, dh = p->dil_h;
+    const int32_t io = p->input_offset;
+    tc_rq8 rq[TC_SHALLOW_RQ];
+    int32_t oy;
+    shallow_avx2_prepare(rq, p, mult, shift);
+    for (oy = oy_begin; oy < oy_end; oy++) {
+        const int32_t iy0 = oy * sh - p->pad_top;
+        int32_t ky_lo, ky_hi, ox;
+        int8_t *orow = output + (oy - oy_begin) * out_w * oc;
+        tc_tap_range(iy0, dh, in_h, kh, &ky_lo, &ky_hi);
+        for (ox = 0; ox < out_w; ox++) {
+            const int32_t ix0 = ox * sw - p->pad_left;
+            int32_t kx_lo, kx_hi, c0 = 0, ky;
+            int8_t *o = orow + ox * oc;
+            tc_tap_range(ix0, 1, in_w, kw, &kx_lo, &kx_hi);
+            for (; c0 + 8 <= oc; c0 += c0 + 16 <= oc ? 16 : 8) {
+                const int32_t nb = c0 + 16 <= oc ? 16 : 8;
+                __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+                for (ky = ky_lo; ky < ky_hi && kx_lo < kx_hi; ky++) {
+                    const int8_t *x = input + ((int32_t)(iy0 + ky * dh) * in_w + ix0 + kx_lo) * in_c;
+                    const int8_t *w = wt + ((ky * kw + kx_lo) * in_c) * oc + c0;
+                    const int32_t r = (kx_hi - kx_lo) * in_c;
+                    int32_t t;
+                    for (t = 0; t < r; t += 2) {
+                        const int32_t x0 = x[t] + io, x1 = t + 1 < r ? x[t + 1] + io : 0;
+                        const __m256i xx = _mm256_set1_epi32((int32_t)(((uint32_t)x1 << 16) | ((uint32_t)x0 & 0xFFFFu)));
+                        const int8_t *wa = w + t * oc;
+                        if (nb == 16) {
+                            const __m128i va = _mm_loadu_si128((const __m128i *)(const void *)wa);
+                            const __m128i vb = t + 1 < r ? _mm_loadu_si128((const __m128i *)(const void *)(wa + oc))
+                                                         : _mm_setzero_si128();
+                            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_unpacklo_epi8(va, vb)), xx));
+                            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_unpackhi_epi8(va, vb)), xx));
+                        } else {
+                            const __m128i va = _mm_loadl_epi64((const __m128i *)(const void *)wa);
+                            const __m128i vb = t + 1 < r ? _mm_loadl_epi64((const __m128i *)(const void *)(wa + oc))
+                                                         : _mm_setzero_si128();
+                            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_unpacklo_epi8(va, vb)), xx));
+                        }
+                    }
+                }
+                if (bias != NULL) {
+                    a0 = _mm256_add_epi32(a0, _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0)));
+                    if (nb == 16) {
+                        a1 = _mm256_add_epi32(a1, _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0 + 8)));
+                    }
+                }
+                shallow_avx2_requant(rq, c0, nb, a0, a1, p, mult, shift, o + c0);
+            }
+            for (; c0 < oc; c0++) {
+                int32_t acc = bias != NULL ? bias[c0] : 0;
+                for (ky = ky_lo; ky < ky_hi && kx_lo < kx_hi; ky++) {
+                    const int8_t *x = input + ((int32_t)(iy0 + ky * dh) * in_w + ix0 + kx_lo) * in_c;
+                    const int8_t *w = wt + ((ky * kw + kx_lo) * in_c) * oc + c0;
+                    const int32_t r = (kx_hi - kx_lo) * in_c;
+                    int32_t t;
+                    for (t = 0; t < r; t++) {
+                        acc += (int32_t)w[t * oc] * (x[t] + io);
+                    }
+                }
+                o[c0] = tc_requantize(acc, mult[p->requant_per_channel ? c0 : 0],
+                                      shift[p->requant_per_channel ? c0 : 0], p->output_offset, p->act_min,
+                                      p->act_max);
+            }
+        }
+    }
+}
+
+/* one input pair xx (broadcast) against the 8 or 16 channels of filter pair `at` */
+__attribute__((target("avx2"), always_inline)) static inline void shallow_avx2_mac(
+    __m256i xx, const int16_t *w16, const int8_t *w8, int32_t at, int32_t nb, int int8_weights,
+    __m256i *a0, __m256i *a1)
+{
+    __m256i v0, v1;
+    if (int8_weights) {
+        v0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w8 + at)));
+        v1 = nb == 16 ? _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w8 + at + 16))) : v0;
+    } else {
+        v0 = _mm256_loadu_si256((const __m256i *)(const void *)(w16 + at));
+        v1 = nb == 16 ? _mm256_loadu_si256((const __m256i *)(const void *)(w16 + at + 16)) : v0;
+    }
+    *a0 = _mm256_add_epi32(*a0, _mm256_madd_epi16(v0, xx));
+    *a1 = _mm256_add_epi32(*a1, _mm256_madd_epi16(v1, xx));
+}
+
 /* x86 hosts with AVX2: the same input-channel pair layout, eight output channels per VPMADDWD
  * (two input channels each): weights int16 (mode 1) or int8 widened by VPMOVSXBW (mode 2, even
  * depth); 16 channels per block in two registers, then 8, then the rest (scalar, same layout). */
@@ -112,7 +246,13 @@ __attribute__((target("avx2"))) static void conv_shallow_avx2(
     const int32_t npairs = (in_c + 1) / 2;
     const int16_t *w16 = (const int16_t *)wt;
     const int8_t *w8 = (const int8_t *)wt;
+    /* even depth, no dilation: the (kx, pair) run of a window row is contiguous in the input
+     * and in the filter */
+    const int runs = (in_c & 1) == 0 && dwl == 1;
+    const __m256i iov = _mm256_set1_epi16((int16_t)io);
+    tc_rq8 rq[TC_SHALLOW_RQ];
     int32_t oy;
+    shallow_avx2_prepare(rq, p, mult, shift);
     for (oy = oy_begin; oy < oy_end; oy++) {
         const int32_t iy0 = oy * sh - p->pad_top;
         int32_t ky_lo, ky_hi, ox;
@@ -131,6 +271,30 @@ __attribute__((target("avx2"))) static void conv_shallow_avx2(
                     __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
                     for (ky = ky_lo; ky < ky_hi; ky++) {
                         const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * in_c;
+                        if (runs) { /* the row's input pairs widened 8 at a time, then broadcast */
+                            const int8_t *x = xrow + (ix0 + kx_lo) * in_c;
+                            const int32_t np = (kx_hi - kx_lo) * npairs;
+                            int32_t at = ((ky * kw + kx_lo) * npairs * oc + c0) * 2, q = 0;
+                            for (; q + 8 <= np; q += 8) {
+                                const __m256i xv = _mm256_add_epi16(
+                                    _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + 2 * q))), iov);
+                                shallow_avx2_mac(_mm256_permutevar8x32_epi32(xv, _mm256_set1_epi32(0)), w16, w8, at, nb, int8_weights, &a0, &a1);
+                                shallow_avx2_mac(_mm256_permutevar8x32_epi32(xv, _mm256_set1_epi32(1)), w16, w8, at + 2 * oc, nb, int8_weights, &a0, &a1);
+                                shallow_avx2_mac(_mm256_permutevar8x32_epi32(xv, _mm256_set1_epi32(2)), w16, w8, at + 4 * oc, nb, int8_weights, &a0, &a1);
+                                shallow_avx2_mac(_mm256_permutevar8x32_epi32(xv, _mm256_set1_epi32(3)), w16, w8, at + 6 * oc, nb, int8_weights, &a0, &a1);
+                                shallow_avx2_mac(_mm256_permutevar8x32_epi32(xv, _mm256_set1_epi32(4)), w16, w8, at + 8 * oc, nb, int8_weights, &a0, &a1);
+                                shallow_avx2_mac(_mm256_permutevar8x32_epi32(xv, _mm256_set1_epi32(5)), w16, w8, at + 10 * oc, nb, int8_weights, &a0, &a1);
+                                shallow_avx2_mac(_mm256_permutevar8x32_epi32(xv, _mm256_set1_epi32(6)), w16, w8, at + 12 * oc, nb, int8_weights, &a0, &a1);
+                                shallow_avx2_mac(_mm256_permutevar8x32_epi32(xv, _mm256_set1_epi32(7)), w16, w8, at + 14 * oc, nb, int8_weights, &a0, &a1);
+                                at += 16 * oc;
+                            }
+                            for (; q < np; q++, at += 2 * oc) {
+                                const int32_t x0 = x[2 * q] + io, x1 = x[2 * q + 1] + io;
+                                shallow_avx2_mac(_mm256_set1_epi32((int32_t)(((uint32_t)x1 << 16) | ((uint32_t)x0 & 0xFFFFu))),
+                                                 w16, w8, at, nb, int8_weights, &a0, &a1);
+                            }
+                            continue;
+                        }
                         for (kx = kx_lo; kx < kx_hi; kx++) {
                             const int8_t *x = xrow + (ix0 + kx * dwl) * in_c;
                             const int32_t base = ((ky * kw + kx) * npairs * oc + c0) * 2;
@@ -156,8 +320,14 @@ __attribute__((target("avx2"))) static void conv_shallow_avx2(
                             }
                         }
                     }
-                    _mm256_storeu_si256((__m256i *)(void *)lanes, a0);
-                    _mm256_storeu_si256((__m256i *)(void *)(lanes + 8), a1);
+                    if (bias != NULL) {
+                        a0 = _mm256_add_epi32(a0, _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0)));
+                        if (nb == 16) {
+                            a1 = _mm256_add_epi32(a1, _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0 + 8)));
+                        }
+                    }
+                    shallow_avx2_requant(rq, c0, nb, a0, a1, p, mult, shift, o + c0);
+                    continue;
                 } else {
                     for (j = 0; j < nb; j++) {
                         lanes[j] = 0;
@@ -537,6 +707,13 @@ void tc_conv2d_packed_rows(const tc_conv_packed_params *p, const int8_t *input,
 #if TC_CONV_PAIRS
     if (tc_conv_pairs8(p)) {
         conv_shallow_avx2(p, input, bias, mult, shift, oy_begin, oy_end, output, wt, 1);
+        return;
+    }
+#endif
+#if TC_CONV_PAIRS
+    if (tc_conv_shallow_mode(p) == 2 && p->dil_w == 1 && __builtin_cpu_supports("avx2")) {
+        conv_shallow_s8_avx2(p, input, bias, mult, shift, oy_begin, oy_end, output,
+                             (const int8_t *)(const void *)wt);
         return;
     }
 #endif

@@ -6,8 +6,9 @@
  * (< 8 indices) goes to the generic reader (tc_unpack_lut_generic). Only the bytes holding
  * the requested indices are read.
  *
- * Per-core fast path (x86 hosts only, selected at run time): for 2- and 4-bit streams the
- * codebook fits one 16-byte register and SSSE3 pshufb looks up 16 indices per instruction.
+ * Per-core fast paths (x86 hosts only, selected at run time): for 2- and 4-bit streams the
+ * codebook fits one 16-byte register and SSSE3 pshufb looks up 16 indices per instruction;
+ * 3, 5, 6 and 7 bits take 32 indices per AVX2 step (unpack_avx2 below).
  * It reads 2^bits codebook entries (see the padding rule in tc_kernels.h). Cortex-M builds
  * never see this block; -DTC_PORTABLE removes it on hosts (the tests build both).
  */
@@ -227,6 +228,102 @@ TC_NOINLINE static int32_t unpack_groups8_any(const uint8_t *p, uint32_t bits, c
                        : unpack_groups8(p, 7, cb, n, out);
 }
 
+#ifdef TC_HOST_X86_SIMD
+#include <immintrin.h>
+/* x86 hosts with AVX2 (run-time check), widths 3, 5, 6, 7, byte-aligned start: 32 indices
+ * (4*bits bytes) per step without a bit cursor. Each 128-bit lane takes the 16 bytes from the
+ * start of its 8-index group; VPSHUFB gathers, for each index, the two bytes holding it into a
+ * 16-bit lane; a multiply by 2^(16 - offset - bits) moves the field to the top of the lane (the
+ * bits above it fall out) and a shift by 16 - bits brings it down (no mask). The indices are
+ * stored, then looked up in place: VPSHUFB over 16-entry slices of the codebook, merged by
+ * VPBLENDVB on index bits 4, 5, 6 (2, 4 or 8 slices). Only bytes holding requested indices are
+ * read (steps whose 16-byte loads would pass the last one are left to the caller); the
+ * codebook is copied into a zero-padded table up to the largest index decoded, so no entry
+ * past those the scalar path reads is touched. Returns the values written (a multiple of 32).
+ * (Adapted, after review, from the unmerged wip-issue-10b.) */
+#define TC_U_SEL(a, b, idx, bit) _mm256_blendv_epi8((a), (b), _mm256_slli_epi16((idx), 7 - (bit)))
+#define TC_U_SLICE(t, s) _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)((t) + 16 * (s))))
+
+__attribute__((target("avx2"))) static int32_t unpack_avx2(const uint8_t *p, uint32_t bits,
+                                                          const int8_t *cb, int32_t count, int8_t *out)
+{
+    const int64_t total = ((int64_t)count * bits + 7) / 8; /* bytes holding the requested indices */
+    const int32_t reach = 3 * (int32_t)bits + 16;           /* bytes a step reads from its start */
+    const int32_t slices = bits > 4 ? 1 << (bits - 4) : 1;
+    int8_t sh[16], tab[128];
+    int16_t mu[8];
+    __m256i shuf, mul, mx = _mm256_setzero_si256();
+    int32_t steps = count >> 5, i, k;
+    if (total < reach) {
+        return 0;
+    }
+    steps = (int32_t)TC_MIN((int64_t)steps, (total - reach) / (4 * (int64_t)bits) + 1);
+    if (steps <= 0) {
+        return 0;
+    }
+    for (i = 0; i < 8; i++) { /* index i of a group: bits [o, o + bits) of the window at byte bit/8 */
+        const uint32_t bit = bits * (uint32_t)i, o = bit & 7u;
+        sh[2 * i] = (int8_t)(bit >> 3);
+        sh[2 * i + 1] = (int8_t)((bit >> 3) + 1);
+        mu[i] = (int16_t)(uint16_t)(1u << (16u - o - bits));
+    }
+    shuf = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)sh));
+    mul = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)mu));
+    for (i = 0; i < steps; i++) {
+        const uint8_t *q = p + 4 * bits * (uint32_t)i;
+        const __m256i s01 = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)q)),
+            _mm_loadu_si128((const __m128i *)(const void *)(q + bits)), 1);
+        const __m256i s23 = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(q + 2 * bits))),
+            _mm_loadu_si128((const __m128i *)(const void *)(q + 3 * bits)), 1);
+        const __m256i f01 = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(s01, shuf), mul), 16 - (int)bits);
+        const __m256i f23 = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(s23, shuf), mul), 16 - (int)bits);
+        /* packus interleaves the 128-bit lanes (0-7, 16-23 | 8-15, 24-31); VPERMQ restores the order */
+        const __m256i idx = _mm256_permute4x64_epi64(_mm256_packus_epi16(f01, f23), 0xD8);
+        _mm256_storeu_si256((__m256i *)(void *)(out + 32 * i), idx);
+        mx = _mm256_max_epu8(mx, idx);
+    }
+    if (cb == NULL) {
+        return 32 * steps;
+    }
+    {
+        __m128i m = _mm_max_epu8(_mm256_castsi256_si128(mx), _mm256_extracti128_si256(mx, 1));
+        int32_t kmax;
+        m = _mm_max_epu8(m, _mm_srli_si128(m, 8));
+        m = _mm_max_epu8(m, _mm_srli_si128(m, 4));
+        m = _mm_max_epu8(m, _mm_srli_si128(m, 2));
+        m = _mm_max_epu8(m, _mm_srli_si128(m, 1));
+        kmax = _mm_cvtsi128_si32(m) & 0xFF;
+        for (k = 0; k < 16 * slices; k++) {
+            tab[k] = k <= kmax ? cb[k] : 0;
+        }
+    }
+    for (i = 0; i < steps; i++) {
+        __m256i *o = (__m256i *)(void *)(out + 32 * i);
+        const __m256i idx = _mm256_loadu_si256(o);
+        __m256i r = _mm256_shuffle_epi8(TC_U_SLICE(tab, 0), idx);
+        if (slices >= 2) {
+            r = TC_U_SEL(r, _mm256_shuffle_epi8(TC_U_SLICE(tab, 1), idx), idx, 4);
+        }
+        if (slices >= 4) {
+            const __m256i r23 = TC_U_SEL(_mm256_shuffle_epi8(TC_U_SLICE(tab, 2), idx),
+                                         _mm256_shuffle_epi8(TC_U_SLICE(tab, 3), idx), idx, 4);
+            r = TC_U_SEL(r, r23, idx, 5);
+        }
+        if (slices >= 8) {
+            const __m256i r45 = TC_U_SEL(_mm256_shuffle_epi8(TC_U_SLICE(tab, 4), idx),
+                                         _mm256_shuffle_epi8(TC_U_SLICE(tab, 5), idx), idx, 4);
+            const __m256i r67 = TC_U_SEL(_mm256_shuffle_epi8(TC_U_SLICE(tab, 6), idx),
+                                         _mm256_shuffle_epi8(TC_U_SLICE(tab, 7), idx), idx, 4);
+            r = TC_U_SEL(r, TC_U_SEL(r45, r67, idx, 5), idx, 6);
+        }
+        _mm256_storeu_si256(o, r);
+    }
+    return 32 * steps;
+}
+#endif
+
 /* Byte-aligned start (p = the first index's byte). */
 static void unpack_aligned(const uint8_t *p, uint32_t bit_offset, uint8_t bits,
                            const int8_t *codebook, int32_t count, int8_t *out,
@@ -235,11 +332,14 @@ static void unpack_aligned(const uint8_t *p, uint32_t bit_offset, uint8_t bits,
     const int8_t *cb = codebook;
     int32_t done = 0;
     if (bits != 1 && bits != 2 && bits != 4 && bits != 8) { /* 3, 5, 6, 7 */
-        if (codebook != NULL) {
-            done = unpack_groups8_any(p, bits, codebook, count, out);
-        } else {
-            done = unpack_groups8_any(p, bits, tc_identity128, count, out);
+#ifdef TC_HOST_X86_SIMD
+        if (count >= 32 && __builtin_cpu_supports("avx2")) {
+            done = unpack_avx2(p, bits, codebook, count, out);
         }
+#endif
+        done += unpack_groups8_any(p + (done >> 3) * bits, bits,
+                                   codebook != NULL ? codebook : tc_identity128, count - done,
+                                   out + done);
         tc_unpack_lut_generic(packed, bit_offset + (uint32_t)done * bits, bits, codebook,
                               count - done, out + done);
         return;

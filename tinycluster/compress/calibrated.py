@@ -42,7 +42,7 @@ import numpy as np
 
 QMAX = 127
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
-MAX_ROWS = int(__import__("os").environ.get("TC_MAXROWS", 1 << 14))  # input vectors per layer (an even subsample)
+MAX_ROWS = 1 << 14  # input vectors per layer (an even subsample)
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 

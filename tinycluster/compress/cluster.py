@@ -26,23 +26,20 @@ Granularity
 shared by the channels, each channel naming its codebook in a uint8 map
 (``Clustering.codebook_of_channel``; see :func:`shared_codebooks`).
 
-``auto`` picks, per layer, the candidate with the smallest footprint (packed indices +
-codebook bytes + the shared map's n_channels bytes) whose error is *acceptable*:
-
-    acceptable  <=>  rms <= max((1 + tolerance) * rms_pc, rms_int8)
-
-where ``rms`` is the candidate's RMS clustering error in real units, ``rms_pc`` that of
-per-channel codebooks (the most accurate candidate at the same index width) and
-``rms_int8 = sqrt(mean over weights of scale^2 / 12)`` is the RMS rounding error the int8
-quantization of the original float weights already made (uniform rounding noise). In words:
-fewer codebooks are used when they cost at most ``tolerance`` (default 10 %, about 0.8 dB of
-SNR) more RMS error than per-channel codebooks, or when their error is no larger than the
-int8 rounding noise already in the model. Candidates in footprint order: per-tensor, shared
-with G in ``SHARED_GROUPS`` (only G <= n_channels/2 whose footprint beats per-channel; the
-largest G is tried first and the smallest acceptable one found by bisection, since the error
-falls (roughly, not strictly) as G grows), per-channel (always acceptable). The index width is the requested one in
-every candidate. The reason, with the error ratios, is recorded per layer, and the figures
-of every candidate tried are kept under ``candidates``.
+``auto`` (the default; :func:`choose_auto`): the candidates of a layer are the normalized
+layout (one codebook per tensor in each channel's normalized domain, refit per-channel scales,
+``calibrated.fit_normalized``), per-tensor, per-channel, shared with G in ``SHARED_GROUPS``
+(G <= n_channels/2, only when cheaper than per-channel) and RAW8 (the int8 weights, exact), all
+at the requested index width and priced by :func:`cost.weight_cost`. Every layer starts at its
+cheapest candidate (never above RAW8); then, while the flash allowance lasts
+(:func:`auto_allowance`: up to the codebook-economy bound ``AUTO_ECONOMY`` x (b-bit indices +
+4 B per bias + 5 B per output channel)), the upgrade of any layer to any of its candidates that
+removes the most error per extra byte is applied; with codebooks in SRAM their bytes are capped
+at ``AUTO_SRAM_FRACTION`` of the activation arena. The error is each layer's relative output
+error ``e^T H e / w^T S w`` on the calibration data (``--calib``; H the input covariance, the
+mean error going into the bias), or, without data, the relative weight error under the
+data-free prior of :func:`_prior_alpha`. The reason is recorded per layer, and the figures of
+every candidate tried are kept under ``candidates``.
 
 ``lossless``: per layer the smallest index width that keeps every weight exact for each
 layout, and the layout with the smallest footprint: per-channel needs k = max distinct
@@ -475,8 +472,11 @@ def _broadcast_scale(s: np.ndarray, shape, axis) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # the pass
 # ---------------------------------------------------------------------------------------------
-#: auto: bytes it may spend beyond the cheapest layouts, as a fraction of the model's index bytes
-AUTO_EXTRA = 1.0 / 16
+#: auto's flash target: the codebook-economy bound at the requested width, ``AUTO_ECONOMY`` x
+#: (b-bit indices + 4 B per int32 bias + 5 B per output channel), summed over the weighted layers
+AUTO_ECONOMY = 1.10
+#: flash per graph node the bound does not count (the op's params struct, at most 32 B today)
+NODE_FLASH_OVERHEAD = 32
 #: auto with codebooks in SRAM: codebook bytes at most this fraction of the activation arena
 #: (the cheapest layouts' codebooks are always allowed)
 AUTO_SRAM_FRACTION = 0.25
@@ -679,6 +679,26 @@ def _fmt_err(e: float) -> str:
     return "exact" if e == 0 else f"relative error {e:.2e}"
 
 
+def auto_allowance(graph, Ls: list, cand_lists: list, k: int) -> int:
+    """Bytes ``auto`` may spend beyond the cheapest candidate of every layer: what brings the
+    model's flash up to the codebook-economy bound at this width (``AUTO_ECONOMY`` x (b-bit
+    indices + 4 B per bias + 5 B per output channel)), after the int8 model's own bias and
+    requantization constants (:mod:`cost`) and ``NODE_FLASH_OVERHEAD`` per node. 0 when the
+    cheapest layouts already reach it."""
+    from .cost import REQUANT_ENTRY_BYTES, requant_entries, source_scales
+
+    bits = _bits_for(k)
+    bound = fixed = 0
+    for L in Ls:
+        node = L.node
+        n_bias = int(graph.tensors[node.inputs[2]].size) if len(node.inputs) > 2 and node.inputs[2] >= 0 else 0
+        bound += packed_size(int(L.t.size), bits) + 4 * n_bias + REQUANT_ENTRY_BYTES * L.C
+        fixed += 4 * n_bias + REQUANT_ENTRY_BYTES * requant_entries(node, graph, source_scales(graph, L.t))
+    cheapest = sum(_smallest(c).cost.flash for c in cand_lists)
+    target = AUTO_ECONOMY * bound - fixed - NODE_FLASH_OVERHEAD * len(graph.nodes)
+    return max(0, int(target - cheapest))
+
+
 def choose_auto(layers: list, cand_lists: list, extra_bytes: int, sram_cap: Optional[int]):
     """``auto``'s rule. Start every layer at its cheapest candidate (never above RAW8, which is
     a candidate); then, while bytes remain, apply the upgrade (any layer to any of its
@@ -805,7 +825,7 @@ def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[i
                 why.append(f"{c.name} (requested)" if L.axis is not None else f"{c.name} (no channel axis)")
             chosen.append(c)
     else:
-        extra = int(AUTO_EXTRA * sum(packed_size(int(L.t.size), _bits_for(k)) for L in Ls))
+        extra = auto_allowance(graph, Ls, cand_lists, k)
         if codebooks_in_sram:
             from ..planner import plan_memory
 

@@ -7,7 +7,11 @@ pair-table build, input widening, requantization. No TensorFlow: seconds, not mi
 benchmarks/vs_cmsis_nn.py is the side-by-side comparison with CMSIS-NN on the same shapes.
 
     .venv/bin/python benchmarks/fc_kernel_icount.py [--shape 640x128] [--bits 1 2 3 4 5 6 7 8]
-        [--boards cortex-m4 cortex-m0plus rp2040] [--layouts tensor channel]
+        [--boards cortex-m4 cortex-m0plus rp2040] [--layouts tensor channel] [--scratch full none]
+
+--scratch picks the table level (tc_fc_packed_params.tables): full (the fastest: pair table and
+widened input), compact (split int8 tables only), none (a NULL scratch: the table-free paths).
+The generated code gets the largest level the arena has room for at that layer.
 """
 from __future__ import annotations
 
@@ -36,12 +40,12 @@ uint8_t W[1 << 18];
 int8_t CB[65536];
 int32_t BIAS[4096], MULT[4096];
 int8_t SHIFT[4096], Y[4096], SCR[16384];
-int32_t FLAGS[2]; /* raw, scratch bytes (out) */
+int32_t FLAGS[3]; /* raw, scratch bytes (out), NULL scratch */
 void tc_harness_entry(void) {}
 void run(void)
 {
     FLAGS[1] = tc_fully_connected_packed_get_buffer_size(&P);
-    tc_fully_connected_packed(&P, X, W, FLAGS[0] ? 0 : CB, 0, BIAS, MULT, SHIFT, Y, SCR);
+    tc_fully_connected_packed(&P, X, W, FLAGS[0] ? 0 : CB, 0, BIAS, MULT, SHIFT, Y, FLAGS[2] ? 0 : SCR);
 }
 """
 
@@ -65,7 +69,7 @@ def case(rng, n_in, n_out, bits, layout):
     return p, lay, rng.integers(-5000, 5000, size=n_out), rng.integers(-128, 128, size=n_in).astype(np.int8)
 
 
-def count(m, p, lay, bias, x):
+def count(m, p, lay, bias, x, null_scratch=False):
     fields = fully_connected.struct_fields(p, lay)
     fmt = "<" + "".join({"uint16_t": "H", "int16_t": "h", "int8_t": "b", "uint8_t": "B"}[t] for _, t, _ in fields)
     write(m, "P", struct.pack(fmt, *[int(v) for _, _, v in fields]))
@@ -76,7 +80,7 @@ def count(m, p, lay, bias, x):
     write(m, "BIAS", np.asarray(bias, np.int32).tobytes())
     write(m, "MULT", np.asarray(p["mult"], np.int32).tobytes())
     write(m, "SHIFT", np.asarray(p["shift"], np.int8).tobytes())
-    write(m, "FLAGS", np.array([lay.raw, 0], np.int32).tobytes())
+    write(m, "FLAGS", np.array([lay.raw, 0, null_scratch], np.int32).tobytes())
     n = m.call("run", count=True)
     y = np.frombuffer(read(m, "Y", p["out_features"]), np.int8)
     w = lay.values((p["out_features"], p["in_features"]), 0)
@@ -92,6 +96,8 @@ def main():
     ap.add_argument("--bits", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6, 7, 8])
     ap.add_argument("--boards", nargs="*", default=["cortex-m4", "cortex-m0plus", "rp2040"])
     ap.add_argument("--layouts", nargs="*", default=["tensor", "channel"])
+    ap.add_argument("--scratch", nargs="*", default=["full"], choices=["full", "compact", "none"],
+                    help="table level: full, compact (split tables), none (a NULL scratch)")
     a = ap.parse_args()
     n_in, n_out = (int(v) for v in a.shape.split("x"))
     print(f"FC {n_in}->{n_out}, one tc_fully_connected_packed call, instructions per MAC (unicorn)")
@@ -104,10 +110,13 @@ def main():
         for bits in a.bits:
             for layout in (["raw"] if bits == 8 else []) + [lo for lo in a.layouts]:
                 p, lay, bias, x = case(rng, n_in, n_out, bits, layout)
-                n, ok, scratch = count(m, p, lay, bias, x)
-                name = {"raw": "none (raw int8)", "tensor": "per-tensor", "channel": "per-channel"}[layout]
-                print(f"| {board} | {bits} | {name} | {n / (n_in * n_out):.2f} | {scratch} | {'yes' if ok else 'NO'} |",
-                      flush=True)
+                for sc in a.scratch:
+                    p["tables"] = fully_connected.TABLES_COMPACT if sc == "compact" else fully_connected.TABLES_FULL
+                    n, ok, scratch = count(m, p, lay, bias, x, sc == "none")
+                    name = {"raw": "none (raw int8)", "tensor": "per-tensor", "channel": "per-channel"}[layout]
+                    used = "NULL" if sc == "none" else str(scratch)
+                    print(f"| {board} | {bits} | {name} | {n / (n_in * n_out):.2f} | {used} | {'yes' if ok else 'NO'} |",
+                          flush=True)
 
 
 if __name__ == "__main__":

@@ -96,7 +96,14 @@ class Case:
     profile: bool = True    # measured (False: run only for the byte-for-byte check)
     check_with: str = ""    # ours: id of the CMSIS case whose output must equal ours
     layer: str = ""         # model layer name
+    scratch: Optional[int] = None  # kernel scratch granted (model layers: the plan's; None: the kernel's full size)
     result: dict = field(default_factory=dict)
+
+    @property
+    def scratch_bytes(self) -> int:
+        if self.scratch is not None:
+            return self.scratch
+        return int(get_handler(self.node.op).scratch_bytes(self.node, self.graph))
 
     @property
     def macs(self) -> int:
@@ -233,7 +240,7 @@ def model_cases(name, bits=4) -> list:
         cid = f"{name}_n{node.index}"
         cases.append(Case(f"{cid}_s8", name, "cmsis-s8", kind, g, node, W, layer=node.name))
         cases.append(Case(cid, name, "ours", kind, g, node, W, bits=lay.bits, layout=layout, check_with=f"{cid}_s8",
-                          layer=node.name))
+                          layer=node.name, scratch=int(cm.plan.scratch_size.get(node.index, 0))))
     return cases
 
 
@@ -248,7 +255,10 @@ def ours_c(cases, board) -> str:
             continue
         ctx = EmitContext(prefix=f"b_{c.id}", graph=c.graph, **board.emit_options())
         ctx.tensor_exprs = {c.node.inputs[0]: "in", c.node.outputs[0]: "out"}
-        ctx.scratch_exprs = {c.node.index: "scratch"}
+        # the scratch as the model's plan grants it: none (NULL) where the kernel's is optional
+        # and the arena has no room for it
+        ctx.scratch_exprs = {c.node.index: "scratch"} if c.scratch_bytes > 0 else {}
+        ctx.scratch_sizes = {c.node.index: c.scratch_bytes}
         ctx.current_node = c.node
         lines = get_handler(c.node.op).emit(c.node, ctx)
         out += [d.text for d in ctx.decls]
@@ -385,7 +395,7 @@ def run_case(m, c: Case, x: np.ndarray, core: str) -> dict:
     m.write(out_buf, bytes([0x5A]) * (n_out + 2 * GUARD))
     out_addr = out_buf + GUARD
     if c.impl == "ours":
-        nscr = get_handler(c.node.op).scratch_bytes(c.node, c.graph)
+        nscr = c.scratch_bytes
         scr = m.alloc(nscr + 1) + 1  # misaligned on purpose: the kernels accept any scratch alignment
         fn, args = f"tcb_{c.id}", (in_addr, out_addr, scr)
     else:

@@ -125,7 +125,7 @@ def _fc_takes_scratch() -> bool:
     return "scratch" in proto
 
 
-def arm_fc(arm, p, layout, x, bias, fields):
+def arm_fc(arm, p, layout, x, bias, fields, null_scratch=False):
     _, m = arm
     m.reset_heap()
     ps = m.put(_struct_bytes(fields))
@@ -137,7 +137,9 @@ def arm_fc(arm, p, layout, x, bias, fields):
     m.call("tc_fully_connected_packed_get_buffer_size", ps)
     nscr = _ret(m)
     args = [ps, xin, pk, cb, cmap, b, mu, sh, out + GUARD]
-    if _fc_takes_scratch():
+    if _fc_takes_scratch() and null_scratch:
+        args.append(0)  # NULL: the table-free paths (the planner found no room for the tables)
+    elif _fc_takes_scratch():
         scr = m.alloc(nscr + 1) + 1  # misaligned by one byte on purpose
         m.write(scr, bytes([0xA5]) * nscr)  # poisoned: the kernel must write before it reads
         args.append(scr)
@@ -251,7 +253,8 @@ def test_arm_fully_connected_matches_portable(arm, data):
     bias = _bias(data, rng, n_out)
     fo = 0 if data.draw(st.booleans()) else -_zp(data)
     q = _quant(data, n_out, _acc_bound(bias, 2 * n_in))
-    p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=fo, **q)
+    p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=fo,
+             tables=data.draw(st.sampled_from([2, 2, 1, 0])), **q)  # table level: full, compact, none
     layout, w = _layout(data, (n_out, n_in), 0, n_out)
     x = rng.integers(-128, 128, size=(rows, n_in)).astype(np.int8)
     node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
@@ -259,8 +262,9 @@ def test_arm_fully_connected_matches_portable(arm, data):
     if bias is not None and data.draw(st.booleans()):  # as emitted: input offset folded into the bias
         p, bias = fully_connected.fold_input_offset(p, w, bias)
     fields = fully_connected.struct_fields(p, layout)
+    null_scratch = data.draw(st.integers(0, 3)) == 0  # NULL scratch: the table-free paths
     host = H.run_fc(p, layout, x, bias, fields, portable=True)
-    got = arm_fc(arm, p, layout, x, bias, fields)
+    got = arm_fc(arm, p, layout, x, bias, fields, null_scratch)
     np.testing.assert_array_equal(host, ref)
     np.testing.assert_array_equal(got, host)
     _count(arm)

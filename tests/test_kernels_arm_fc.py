@@ -42,7 +42,7 @@ int32_t BIAS[64], MULT[64];
 int8_t SHIFT[64];
 int8_t Y[16 + 64 + 16];
 int8_t SCR[8192];
-int32_t FLAGS[4]; /* no codebooks, use map, use bias, scratch size (out) */
+int32_t FLAGS[5]; /* no codebooks, use map, use bias, scratch size (out), NULL scratch */
 int32_t UNP[4]; /* bit offset, bits, count, raw */
 int8_t UOUT[16 + 600 + 16];
 void tc_harness_entry(void) {}
@@ -54,7 +54,7 @@ void run_fc(void)
 {
     FLAGS[3] = tc_fully_connected_packed_get_buffer_size(&P);
     tc_fully_connected_packed(&P, X, W, FLAGS[0] ? 0 : CB, FLAGS[1] ? MAP : 0, FLAGS[2] ? BIAS : 0,
-                              MULT, SHIFT, Y + 16, SCR + 1);
+                              MULT, SHIFT, Y + 16, FLAGS[4] ? 0 : SCR + 1);
 }
 """
 
@@ -71,7 +71,7 @@ def _pack_struct(fields) -> bytes:
     return struct.pack(fmt, *[int(v) for _, _, v in fields])
 
 
-def run_fc_on_target(board, p, layout, x, bias):
+def run_fc_on_target(board, p, layout, x, bias, null_scratch=False):
     from arm_harness import read, write
     m = _machine(board)
     fields = fully_connected.struct_fields(p, layout)
@@ -86,12 +86,13 @@ def run_fc_on_target(board, p, layout, x, bias):
         write(m, "BIAS", np.asarray(bias, np.int64).astype(np.int32).tobytes())
     write(m, "MULT", np.asarray(p["mult"], np.int64).astype(np.int32).tobytes())
     write(m, "SHIFT", np.asarray(p["shift"], np.int8).tobytes())
-    write(m, "FLAGS", np.array([layout.raw, layout.cmap is not None, bias is not None, 0], np.int32).tobytes())
+    write(m, "FLAGS", np.array([layout.raw, layout.cmap is not None, bias is not None, 0, null_scratch],
+                               np.int32).tobytes())
     write(m, "SCR", bytes([0xA5]) * 8192)
     n = p["batches"] * p["out_features"]
     write(m, "Y", bytes([0x5A]) * (n + 32))
     m.call("run_fc", limit=50_000_000)
-    flags = np.frombuffer(read(m, "FLAGS", 16), np.int32)
+    flags = np.frombuffer(read(m, "FLAGS", 20), np.int32)
     assert flags[3] == fully_connected.scratch_size(p, layout.bits, layout.stride)
     raw = np.frombuffer(read(m, "Y", n + 32), np.int8)
     assert np.all(raw[:16] == 0x5A) and np.all(raw[16 + n:] == 0x5A), "kernel wrote outside its output"
@@ -117,14 +118,15 @@ def test_fully_connected_on_target_matches_reference(board):
         bias = K._bias(data, rng, n_out)
         fo = 0 if data.draw(st.booleans()) else -K._zp(data)
         q = K._quant(data, n_out, K._acc_bound(bias, 2 * n_in))
-        p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=fo, **q)
+        p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=fo,
+                 tables=data.draw(st.sampled_from([2, 2, 1, 0])), **q)
         layout, w = K._layout(data, (n_out, n_in), 0, n_out, fast=data.draw(st.booleans()))
         x = rng.integers(-128, 128, size=(rows, n_in)).astype(np.int8)
         node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
         ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0]
         if bias is not None and data.draw(st.booleans()):  # as emitted: input offset folded into the bias
             p, bias = fully_connected.fold_input_offset(p, w, bias)
-        got = run_fc_on_target(board, p, layout, x, bias)
+        got = run_fc_on_target(board, p, layout, x, bias, null_scratch=data.draw(st.integers(0, 3)) == 0)
         np.testing.assert_array_equal(got, ref.reshape(-1))
 
     check()
@@ -159,3 +161,46 @@ def test_unpack_on_target_matches_numpy(board):
         want = want.astype(np.uint8).view(np.int8) if raw else cb[want]
         np.testing.assert_array_equal(out[16:16 + count], want, err_msg=f"{board} case {case}: bits {bits} "
                                       f"first {first} count {count} raw {raw}")
+
+
+@pytest.mark.parametrize("board", ["cortex-m4", "rp2040"])
+def test_fully_connected_table_and_table_free_passes_on_target(board):
+    """Deterministic sweep of the pass shapes on target: widths 1..6, per-tensor / per-channel /
+    shared codebooks (consecutive rows with equal and different codebooks), rows of whole
+    8-index groups and not, 1..9 rows (passes of 4 and 2 and their remainders), at each table
+    level: full (pair table + widened input), compact (split int8 tables) and none (NULL
+    scratch: the table-free paths), against numpy."""
+    require_tool("arm-none-eabi-gcc")
+    pytest.importorskip("unicorn")
+    from tinycluster.ops import _packed_common as pc
+    rng = np.random.default_rng(10)
+    cases = 0
+    for bits in (1, 2, 3, 4, 5, 6):
+        k = 1 << bits
+        for mode in ("tensor", "channel", "shared"):
+            for n_in, n_out in ((64, 9), (72, 5), (37, 3), (128, 6), (520, 9)):
+                idx = rng.integers(0, k, size=n_out * n_in)
+                n_cb = {"tensor": 1, "channel": n_out, "shared": 3}[mode]
+                cbs = rng.integers(-128, 128, size=(n_cb, k)).astype(np.int8)
+                if mode == "tensor":
+                    lay = pc.PackedLayout(idx, bits, cbs[0], 0, None, k)
+                elif mode == "channel":
+                    lay = pc.PackedLayout(idx, bits, cbs.reshape(-1), k, None, k)
+                else:  # runs of equal codebooks and changes
+                    cmap = np.array([0, 0, 1, 1, 1, 2, 0, 2, 2][:n_out], np.uint8)
+                    lay = pc.PackedLayout(idx, bits, cbs.reshape(-1), k, cmap, k)
+                w = lay.values((n_out, n_in), 0)
+                bias = rng.integers(-5000, 5000, size=n_out)
+                p = dict(in_features=n_in, out_features=n_out, batches=1, filter_offset=0, input_offset=0,
+                         output_offset=3, act_min=-128, act_max=127,
+                         mult=rng.integers(1 << 30, 1 << 31, size=n_out).tolist(),
+                         shift=rng.integers(-14, -8, size=n_out).tolist(), requant_per_channel=1)
+                x = rng.integers(-128, 128, size=(1, n_in)).astype(np.int8)
+                node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
+                ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0].reshape(-1)
+                for tables, null_scratch in ((2, False), (1, False), (2, True)):  # full, compact, none
+                    got = run_fc_on_target(board, dict(p, tables=tables), lay, x, bias, null_scratch=null_scratch)
+                    np.testing.assert_array_equal(got, ref, err_msg=f"{bits}-bit {mode} {n_in}x{n_out} "
+                                                                    f"tables {tables} null scratch {null_scratch}")
+                    cases += 1
+    assert cases == 6 * 3 * 5 * 3

@@ -221,7 +221,8 @@ def test_fully_connected_packed_matches_reference(data):
     bias = _bias(data, rng, n_out)
     fo = 0 if data.draw(st.booleans()) else -_zp(data)
     q = _quant(data, n_out, _acc_bound(bias, 2 * n_in))
-    p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=fo, **q)
+    p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=fo,
+             tables=data.draw(st.sampled_from([2, 2, 1, 0])), **q)  # table level: full, compact, none
     layout, w = _layout(data, (n_out, n_in), 0, n_out)
     x = rng.integers(-128, 128, size=(rows, n_in)).astype(np.int8)
     node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
@@ -229,7 +230,7 @@ def test_fully_connected_packed_matches_reference(data):
     if bias is not None and data.draw(st.booleans()):  # as emitted: input offset folded into the bias
         p, bias = fully_connected.fold_input_offset(p, w, bias)
     got = H.run_fc(p, layout, x, bias, fully_connected.struct_fields(p, layout),
-                   portable=data.draw(st.booleans()))
+                   portable=data.draw(st.booleans()), null_scratch=data.draw(st.integers(0, 3)) == 0)
     np.testing.assert_array_equal(got, ref.reshape(-1))
 
 
@@ -265,8 +266,12 @@ def test_fully_connected_every_width_and_layout(portable):
                 node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
                 ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0]
                 pf, bf = fully_connected.fold_input_offset(p, w, bias)
-                got = H.run_fc(pf, lay, x, bf, fully_connected.struct_fields(pf, lay), portable=portable)
-                np.testing.assert_array_equal(got, ref.reshape(-1), err_msg=f"bits {bits} {mode} {n_in}x{n_out}")
+                for tables, null_scratch in ((2, False), (1, False), (2, True)):  # full, compact, none
+                    pt = dict(pf, tables=tables)
+                    got = H.run_fc(pt, lay, x, bf, fully_connected.struct_fields(pt, lay), portable=portable,
+                                   null_scratch=null_scratch)
+                    np.testing.assert_array_equal(got, ref.reshape(-1), err_msg=f"bits {bits} {mode} {n_in}x{n_out} "
+                                                                                f"tables {tables} null {null_scratch}")
                 cases += 1
     assert cases == 8 * 3 * 7
 

@@ -94,6 +94,7 @@ def emit_model(graph, plan, *, name: str, command: str, codebook_placement: str 
         ctx.tensor_exprs[tid] = f"(TC_ARENA + {off})"
     for nidx, off in plan.scratch_offset.items():
         ctx.scratch_exprs[nidx] = f"(TC_ARENA + {off})"
+    ctx.scratch_sizes = dict(plan.scratch_size)
     steps = []
     for node in graph.nodes:
         h = get_handler(node.op)

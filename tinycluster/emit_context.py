@@ -78,6 +78,7 @@ class EmitContext:
     decls: list = field(default_factory=list)
     tensor_exprs: dict = field(default_factory=dict)  # tensor id -> C expression (set by the planner)
     scratch_exprs: dict = field(default_factory=dict)  # node index -> C expression of its scratch
+    scratch_sizes: dict = field(default_factory=dict)  # node index -> bytes of its scratch (as planned)
     current_node: object = None
     _used: set = field(default_factory=set)
 
@@ -162,6 +163,14 @@ class EmitContext:
     def scratch(self) -> str:
         """C expression (int8_t *) of this node's scratch buffer (sized by scratch_bytes)."""
         return self.scratch_exprs.get(self.current_node.index, "(int8_t *)0")
+
+    def scratch_size(self, default: int) -> int:
+        """Bytes of this node's scratch: as planned (scratch_sizes), else `default` where the node
+        has a scratch buffer and 0 where it has none (NULL)."""
+        idx = self.current_node.index
+        if idx in self.scratch_sizes:
+            return int(self.scratch_sizes[idx])
+        return int(default) if idx in self.scratch_exprs else 0
 
     # -- accounting ----------------------------------------------------------------------
     def bytes_by(self, kind=None, role=None, owner=None) -> int:

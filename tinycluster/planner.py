@@ -13,6 +13,12 @@ arena figures compare like with like) gets an offset in one arena. Three ways to
 
 Offsets are then assigned greedily (largest first, first fit against the buffers whose
 lifetimes overlap), the same strategy as TFLite Micro's GreedyMemoryPlanner.
+
+Kernel scratch that only speeds a kernel up (``handler.scratch_optional``: the kernel also runs,
+slower, with a NULL scratch; FULLY_CONNECTED's run-time pair tables) is granted last, layer by
+layer (most MACs first), the largest of the kernel's levels (``handler.scratch_levels``) that
+does not grow the arena: it lives in the free space the activations leave at that step, never
+sets the arena's size.
 """
 from __future__ import annotations
 
@@ -140,7 +146,30 @@ def plan_memory(graph, scratch_of=None) -> Plan:
             chunks[idx] = k
             best = trial
             k *= 2
+    granted: dict = {}
+    for idx in sorted(_optional_scratch_nodes(graph), key=lambda i: -_macs(graph, i)):
+        for size in _scratch_levels(graph, graph.nodes[idx]):  # fastest first
+            trial = _plan(graph, scratch_of, frozenset(no_rows), chunks, {**granted, idx: size})
+            if trial.arena_size <= best.arena_size:
+                granted[idx] = size
+                best = trial
+                break
     return best
+
+
+def _scratch_levels(graph, node) -> list:
+    """Scratch sizes an optional-scratch kernel can use, fastest (largest) first."""
+    h = get_handler(node.op)
+    if hasattr(h, "scratch_levels"):
+        return [int(n) for n in h.scratch_levels(node, graph) if int(n) > 0]
+    n = int(h.scratch_bytes(node, graph))
+    return [n] if n > 0 else []
+
+
+def _optional_scratch_nodes(graph) -> list:
+    """Nodes whose kernel scratch is optional (a speed-up) and not empty."""
+    return [n.index for n in graph.nodes
+            if getattr(get_handler(n.op), "scratch_optional", False) and _scratch_levels(graph, n)]
 
 
 def _macs(graph, idx):
@@ -148,10 +177,18 @@ def _macs(graph, idx):
     return int(get_handler(n.op).macs(n, graph))
 
 
-def _plan(graph, scratch_of, no_rows, chunks=None) -> Plan:
+def _plan(graph, scratch_of, no_rows, chunks=None, granted=None) -> Plan:
     nodes = graph.nodes
     n_nodes = len(nodes)
-    scratch_of = scratch_of or (lambda node: get_handler(node.op).scratch_bytes(node, graph))
+    granted = granted or {}
+
+    def default_scratch(node):
+        h = get_handler(node.op)
+        if getattr(h, "scratch_optional", False):
+            return granted.get(node.index, 0)  # optional scratch: what plan_memory grants
+        return h.scratch_bytes(node, graph)
+
+    scratch_of = scratch_of or default_scratch
 
     # storage groups ------------------------------------------------------------------
     group_of: dict = {}

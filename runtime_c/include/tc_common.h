@@ -18,8 +18,11 @@
  * compile time (#error on a mismatch).
  * 2: tc_fully_connected_packed() takes caller scratch (pair tables, *_get_buffer_size).
  * 3: conv / depthwise scratch sizes (*_get_buffer_size): two decoded filters for deep conv
- *    layers, the Arm form of shallow conv layers, prepared requantization in both. */
-#define TC_RUNTIME_ABI_VERSION 3
+ *    layers, the Arm form of shallow conv layers, prepared requantization in both.
+ * 4: tc_fc_packed_params.tables (the pair-table level the caller's scratch holds: full,
+ *    compact, none); tc_fully_connected_packed() accepts scratch == NULL (no tables): the
+ *    generated code grants the tables only where the arena has room for them. */
+#define TC_RUNTIME_ABI_VERSION 4
 
 #ifdef __cplusplus
 extern "C" {

@@ -71,13 +71,21 @@ typedef struct {
     int8_t act_max;
     uint8_t bits;             /* index width 1..8 */
     uint8_t requant_per_channel; /* 0 or 1 */
+    uint8_t tables;           /* pair tables the caller's scratch holds: 2 full, 1 compact, 0 none */
 } tc_fc_packed_params;
 
-/* Scratch: a pair table (4 * 2^(2*bits) + 3 bytes) for widths 1..4 when it pays: per-tensor
- * codebooks with in_features * out_features >= 4 * 2^(2*bits), per-channel / shared codebooks
- * with in_features >= 2 * 2^(2*bits) (rebuilt per codebook); 0 otherwise. Any alignment.
- * Stack: <= 0.5 KiB on Cortex-M (128-weight decode chunk), ~5.5 KiB on x86 hosts (the input
- * row prepared for AVX2, up to 2048 inputs). */
+/* Scratch (any alignment), for widths 1..5 where a pair table pays (per-tensor codebooks with
+ * in_features * out_features >= 4 * 2^(2*bits), per-channel / shared codebooks with
+ * in_features >= 2 * 2^(2*bits), rebuilt per codebook; otherwise 0), by p->tables:
+ *  2 (full): a pair table of 4 * 2^(2*bits) bytes and the input row widened to int16 pairs
+ *    (2 * ceil4(in_features) bytes), + 3 bytes of alignment slack;
+ *  1 (compact): two int8 tables of 2^(2*bits) bytes each (2 * 2^(2*bits) bytes, no slack);
+ *  0: none.
+ * The scratch is optional: with scratch == NULL (or tables 0) the kernel runs without tables
+ * (slower; same output). The generated code grants the largest level the arena has room for at
+ * that layer (planner.plan_memory). *_get_buffer_size() gives the bytes of p->tables' level.
+ * Stack: <= 0.75 KiB on Cortex-M (128-weight decode chunk, 16-row pass state), ~5.5 KiB on
+ * x86 hosts (the input row prepared for AVX2, up to 2048 inputs). */
 int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p);
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,

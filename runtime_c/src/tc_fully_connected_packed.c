@@ -5,11 +5,16 @@
  * kernel decodes as it multiplies. Rows are taken in passes of up to TC_FC_ROWS output
  * channels that share a codebook, so that the input loads serve several rows. Per family
  * (tc_arch.h), inside this file (docs/kernels.md, "FULLY_CONNECTED fast paths"):
- *  - pair tables (widths 1..5, built at run time from the codebook into caller scratch, with
- *    the input row widened once per batch row to int16 pairs): a field of 2*bits stream bits
- *    (two consecutive indices) selects both weights. Cortex-M4/M7/M33 (TC_ARCH_ARM_DSP): one
+ *  - pair tables (widths 1..5, built at run time from the codebook into caller scratch): a
+ *    field of 2*bits stream bits (two consecutive indices) selects both weights. The scratch is
+ *    optional, at the level p->tables says (the planner grants the largest the arena has room
+ *    for): full = pair table + input row widened once per batch row to int16 pairs; compact =
+ *    two int8 tables only; none = scratch NULL. Cortex-M4/M7/M33 (TC_ARCH_ARM_DSP), full: one
  *    word of two int16 lanes, fed to SMLAD against the input pair (two MACs per instruction),
- *    four rows per pass. ARMv6-M and portable C: two int8 tables (LDRSB), two MULS.
+ *    four rows per pass; compact: LDRSB + SMLABB/SMLABT. ARMv6-M and portable C: two int8
+ *    tables (LDRSB), two MULS (ARMv6-M 4-bit: inline asm loops).
+ *  - no tables, 4 bits: per weight a bit-field extract, one LDRSB and one MAC (DSP: two rows per
+ *    pass, a codebook each; ARMv6-M: asm).
  *  - raw int8 weights (codebooks == NULL): SXTB16 + SMLAD on DSP cores, as CMSIS-NN does.
  *  - other widths and short per-channel rows: a codebook lookup per weight, indices cut from
  *    whole groups of 8 (`bits` bytes) with constant shifts, no bit cursor.
@@ -25,8 +30,14 @@
 #include "tc_packed_internal.h"
 
 #define TC_FC_CHUNK 128
-#define TC_FC_ROWS 4 /* output channels per pass */
+#define TC_FC_ROWS 4  /* output channels per pass of a row kernel */
+#define TC_FC_PASS 16 /* output channels the driver hands to a row kernel at once */
 #define TC_FC_PAIR_MAX_BITS 5 /* pair tables for widths 1..5 */
+#if defined(TC_ARCH_ARM_DSP)
+#define TC_FC_HAVE_LOOK4 1 /* fc_look4_rows: 4-bit rows without a table, a codebook per row */
+#else
+#define TC_FC_HAVE_LOOK4 0
+#endif
 
 /* ---------------------------------------------------------------------------------------
  * Pair tables and scratch
@@ -56,11 +67,24 @@ static int32_t fc_widened_words(const tc_fc_packed_params *p)
     return ((int32_t)p->in_features + 3) / 4 * 2;
 }
 
+/* The table level the layer runs with given a scratch: 2 full (pair words + widened input),
+ * 1 compact (split int8 tables), 0 none. */
+static int32_t fc_level(const tc_fc_packed_params *p)
+{
+    const int32_t level = fc_pair_entries(p) != 0 ? TC_MIN((int32_t)p->tables, 2) : 0;
+    /* the compact tables pay at 4 bits only (the row kernels for them are 4-bit; other widths
+     * run faster without tables than through a generic split-table loop) */
+    return level == 1 && p->bits != 4 ? 0 : level;
+}
+
 int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p)
 {
     const int32_t e = fc_pair_entries(p);
-    return e != 0 ? 4 * (e + fc_widened_words(p)) + 3 : 0;
+    const int32_t level = fc_level(p);
+    return level == 2 ? 4 * (e + fc_widened_words(p)) + 3 : level == 1 ? 2 * e : 0;
 }
+
+
 
 /* ---------------------------------------------------------------------------------------
  * Row kernels. Each computes acc[r] = sum over weights [0, 8*groups) of row r (r < nr, rows
@@ -92,10 +116,74 @@ TC_INLINE uint32_t fc_field(const uint8_t *q, uint32_t bits, uint32_t j)
     return ((uint32_t)q[0] >> (2u * j)) & 3u;
 }
 
+/* Split tables (the compact level everywhere; the full level on ARMv6-M and in portable C):
+ * the pair field f (first index in the low bits) selects lo[f], the weight of its first
+ * index, and hi[f] = lo[e + f], the weight of its second (int8, 2*2^(2*bits) bytes, any
+ * alignment). Per pair of weights a loop then loads the field and two LDRSB with register
+ * offsets, no shifts or masks. */
+TC_NOINLINE static void fc_build_split(int8_t *restrict lo, const int8_t *restrict cb, uint32_t bits,
+                                       int32_t k)
+{
+    const int32_t n = (int32_t)1 << bits;
+    int8_t *hi = lo + n * n;
+    int8_t c[32];
+    int32_t a, b;
+    for (a = 0; a < n; a++) {
+        c[a] = a < k ? cb[a] : 0;
+    }
+    if (n == 16 && ((uintptr_t)lo & 3u) == 0) { /* 4 bits, aligned: word stores, 128 per table
+                                                 * (per-channel layers rebuild per row) */
+        uint32_t cw[4], *lw = (uint32_t *)(void *)lo, *hw = (uint32_t *)(void *)hi;
+        memcpy(cw, c, 16);
+        for (b = 0; b < 16; b++) {
+            const uint32_t h = (uint32_t)(uint8_t)c[b] * 0x01010101u;
+            lw[0] = cw[0];
+            lw[1] = cw[1];
+            lw[2] = cw[2];
+            lw[3] = cw[3];
+            hw[0] = h;
+            hw[1] = h;
+            hw[2] = h;
+            hw[3] = h;
+            lw += 4;
+            hw += 4;
+        }
+        return;
+    }
+    for (b = 0; b < n; b++) {
+        for (a = 0; a < n; a++) {
+            lo[a] = c[a];
+            hi[a] = c[b];
+        }
+        lo += n;
+        hi += n;
+    }
+}
+
+/* one row against the split tables, the input read as int8 (no widened copy): any width 1..5
+ * (fields of 2*bits bits), rows of whole 8-index groups */
+TC_INLINE int32_t fc_split_row(const uint8_t *q, uint32_t bits, const int8_t *lo, const int8_t *x,
+                               int32_t groups)
+{
+    const int8_t *hi = lo + ((int32_t)1 << (2 * bits));
+    int32_t a = 0, g;
+    uint32_t j;
+    for (g = 0; g < groups; g++) {
+        for (j = 0; j < 4u; j++) {
+            const uint32_t f = fc_field(q, bits, j);
+            a += lo[f] * x[2 * j];
+            a += hi[f] * x[2 * j + 1];
+        }
+        q += bits;
+        x += 8;
+    }
+    return a;
+}
+
 #if defined(TC_ARCH_ARM_DSP)
 /* ---- Cortex-M4/M7/M33 (ARMv7E-M / ARMv8-M Mainline with DSP) ----
- * Pair words into SMLAD. The input is widened on the fly (one LDR, two SXTB16 and two PKH per
- * 4 inputs, shared by the rows of a pass): x01 = (x0, x1), x23 = (x2, x3) as int16 lanes.
+ * Pair words into SMLAD against the input widened once per batch row (fc_widen_pairs: one LDR,
+ * two SXTB16 and two PKH per 4 inputs): x01 = (x0, x1), x23 = (x2, x3) as int16 lanes.
  * GCC has no ACLE intrinsic for SXTB16 with rotation or for PKH, so those are
  * one-instruction asm statements (as CMSIS-NN's cmsis_gcc.h does). Unaligned LDR/LDRH are
  * allowed on these cores. */
@@ -205,13 +293,14 @@ TC_INLINE void fc_fields2(const uint8_t *q, uint32_t bits, uint32_t h, uint32_t 
         TC_AFTER(q, a3);                                                                      \
     } while (0)
 
-TC_INLINE void fc_pairs_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+/* rows[r]: the first index byte of row r of the pass (any rows sharing the table), nr <= 4 */
+TC_INLINE void fc_pairs_rows4(const uint8_t *const *rows, int32_t nr, uint32_t bits,
                              const uint32_t *tab, const uint32_t *xw, int32_t groups,
                              int32_t *acc)
 {
     int32_t g, r;
     if (nr == TC_FC_ROWS) {
-        const uint8_t *q1 = q + rb, *q2 = q1 + rb, *q3 = q2 + rb;
+        const uint8_t *q = rows[0], *q1 = rows[1], *q2 = rows[2], *q3 = rows[3];
         const int32_t *xp = (const int32_t *)(const void *)xw;
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         for (g = 0; g + 2 <= groups; g += 2) { /* two groups per iteration */
@@ -240,7 +329,7 @@ TC_INLINE void fc_pairs_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t 
         return;
     }
     for (r = 0; r < nr; r++) {
-        const uint8_t *qr = q + r * rb;
+        const uint8_t *qr = rows[r];
         const int32_t *xp = (const int32_t *)(const void *)xw;
         int32_t a = 0;
         for (g = 0; g + 2 <= groups; g += 2) {
@@ -260,6 +349,16 @@ TC_INLINE void fc_pairs_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t 
     }
 }
 
+TC_INLINE void fc_pairs_rows(const uint8_t *const *rows, int32_t nr, uint32_t bits,
+                             const uint32_t *tab, const uint32_t *xw, int32_t groups,
+                             int32_t *acc)
+{
+    int32_t r;
+    for (r = 0; r < nr; r += TC_FC_ROWS) {
+        fc_pairs_rows4(rows + r, TC_MIN(TC_FC_ROWS, nr - r), bits, tab, xw, groups, acc + r);
+    }
+}
+
 /* raw int8 weights: SXTB16 of 4 weights against SXTB16 of 4 inputs, (x0, x2) and (x1, x3) */
 #define TC_FC_RAW_ROW(acc, qq)                                                                \
     do {                                                                                      \
@@ -268,8 +367,8 @@ TC_INLINE void fc_pairs_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t 
         acc = __smlad(tc_sxtb16_ror8(w_), xb, acc);                                           \
     } while (0)
 
-TC_INLINE void fc_raw_rows(const uint8_t *q, int32_t rb, int32_t nr, const int8_t *x,
-                           int32_t groups, int32_t *acc)
+TC_INLINE void fc_raw_rows4(const uint8_t *q, int32_t rb, int32_t nr, const int8_t *x,
+                            int32_t groups, int32_t *acc)
 {
     int32_t g, r, h;
     if (nr == TC_FC_ROWS) {
@@ -315,6 +414,15 @@ TC_INLINE void fc_raw_rows(const uint8_t *q, int32_t rb, int32_t nr, const int8_
     }
 }
 
+TC_INLINE void fc_raw_rows(const uint8_t *q, int32_t rb, int32_t nr, const int8_t *x,
+                           int32_t groups, int32_t *acc)
+{
+    int32_t r;
+    for (r = 0; r < nr; r += TC_FC_ROWS) {
+        fc_raw_rows4(q + r * rb, rb, TC_MIN(TC_FC_ROWS, nr - r), x, groups, acc + r);
+    }
+}
+
 /* Codebook lookups, one per weight (widths without a pair table): half a group (4 indices,
  * 4*bits bits) comes from one exact 32-bit (or narrower) load, each index from one bit-field
  * extract; LDRSB of the codebook entry, then SMLABB/SMLABT against the SXTB16 lanes (x0, x2)
@@ -356,8 +464,8 @@ TC_INLINE uint32_t fc_half_word(const uint8_t *q, uint32_t bits, uint32_t h)
         TC_AFTER(q, a3);                                                                      \
     } while (0)
 
-TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
-                              const int8_t *cb, const int8_t *x, int32_t groups, int32_t *acc)
+TC_INLINE void fc_lookup_rows4(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+                               const int8_t *cb, const int8_t *x, int32_t groups, int32_t *acc)
 {
     const uint32_t m = (1u << bits) - 1u;
     int32_t g, r;
@@ -398,6 +506,152 @@ TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t
     }
 }
 
+TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+                              const int8_t *cb, const int8_t *x, int32_t groups, int32_t *acc)
+{
+    int32_t r;
+    for (r = 0; r < nr; r += TC_FC_ROWS) {
+        fc_lookup_rows4(q + r * rb, rb, TC_MIN(TC_FC_ROWS, nr - r), bits, cb, x, groups, acc + r);
+    }
+}
+
+/* 4-bit rows without a pair table (scratch == NULL, or per-channel rows too short for one):
+ * two rows per pass share the input words (four SXTB16 lanes per 8 inputs), each with its own
+ * codebook; per 8 weights of a row one LDR of the 4 index bytes, then per weight one bit-field
+ * extract, one LDRSB of the codebook entry and one SMLABB/SMLABT. ~3.8 instructions per MAC
+ * in the loop (the pair table: ~1.7). */
+#define TC_FC_L4ROW(acc, qq, c)                                                               \
+    do {                                                                                      \
+        const uint32_t v_ = tc_ld32(qq);                                                      \
+        acc = __smlabb((c)[v_ & 15u], xa, acc);                                               \
+        acc = __smlabb((c)[(v_ >> 4) & 15u], xb, acc);                                        \
+        acc = __smlabt((c)[(v_ >> 8) & 15u], xa, acc);                                        \
+        acc = __smlabt((c)[(v_ >> 12) & 15u], xb, acc);                                       \
+        acc = __smlabb((c)[(v_ >> 16) & 15u], xc, acc);                                       \
+        acc = __smlabb((c)[(v_ >> 20) & 15u], xd, acc);                                       \
+        acc = __smlabt((c)[(v_ >> 24) & 15u], xc, acc);                                       \
+        acc = __smlabt((c)[v_ >> 28], xd, acc);                                               \
+    } while (0)
+
+/* rows r of the pass at q + r*rb, codebook cbs[r] (same: all the same codebook, one register
+ * less in the loop) */
+TC_INLINE void fc_look4_rows_impl(const uint8_t *q, int32_t rb, int32_t nr,
+                                  const int8_t *const *cbs, const int8_t *x0, int32_t groups,
+                                  int32_t *acc, int same)
+{
+    int32_t r;
+    for (r = 0; r + 2 <= nr; r += 2) {
+        const uint8_t *qa = q + r * rb, *qb = qa + rb;
+        const int8_t *ca = cbs[r], *cb = same ? ca : cbs[r + 1];
+        const int8_t *x = x0, *end = x0 + 8 * groups;
+        int32_t a0 = 0, a1 = 0;
+        while (x != end) {
+            const uint32_t u0 = tc_ld32(x), u1 = tc_ld32(x + 4);
+            const int32_t xa = __sxtb16(u0), xb = tc_sxtb16_ror8(u0);
+            const int32_t xc = __sxtb16(u1), xd = tc_sxtb16_ror8(u1);
+            TC_FC_L4ROW(a0, qa, ca);
+            TC_AFTER(qb, a0);
+            TC_FC_L4ROW(a1, qb, cb);
+            TC_AFTER(qa, a1);
+            qa += 4;
+            qb += 4;
+            x += 8;
+        }
+        acc[r] = a0;
+        acc[r + 1] = a1;
+    }
+    if (r < nr) {
+        const uint8_t *qa = q + r * rb;
+        const int8_t *ca = cbs[r];
+        const int8_t *x = x0, *end = x0 + 8 * groups;
+        int32_t a0 = 0;
+        while (x != end) {
+            const uint32_t u0 = tc_ld32(x), u1 = tc_ld32(x + 4);
+            const int32_t xa = __sxtb16(u0), xb = tc_sxtb16_ror8(u0);
+            const int32_t xc = __sxtb16(u1), xd = tc_sxtb16_ror8(u1);
+            TC_FC_L4ROW(a0, qa, ca);
+            qa += 4;
+            x += 8;
+        }
+        acc[r] = a0;
+    }
+}
+
+TC_NOINLINE static void fc_look4_rows(const uint8_t *q, int32_t rb, int32_t nr,
+                                      const int8_t *const *cbs, const int8_t *x0, int32_t groups,
+                                      int32_t *acc)
+{
+    int32_t r;
+    for (r = 1; r < nr && cbs[r] == cbs[0]; r++) {
+    }
+    if (r == nr) {
+        fc_look4_rows_impl(q, rb, nr, cbs, x0, groups, acc, 1);
+    } else {
+        fc_look4_rows_impl(q, rb, nr, cbs, x0, groups, acc, 0);
+    }
+}
+
+/* 4-bit rows against the compact split tables (the arena's room at that layer is < the full
+ * level): two rows per pass share the SXTB16 input lanes; per 8 weights of a row one LDR of
+ * the 4 field bytes, 4 field extracts, 8 LDRSB (lo[f], hi[f]) and 8 SMLABB/SMLABT. */
+#define TC_FC_S4ROW(acc, qq)                                                                  \
+    do {                                                                                      \
+        const uint32_t v_ = tc_ld32(qq);                                                      \
+        uint32_t f_ = v_ & 255u;                                                              \
+        acc = __smlabb(lo[f_], xa, acc);                                                      \
+        acc = __smlabb(hi[f_], xb, acc);                                                      \
+        f_ = (v_ >> 8) & 255u;                                                                \
+        acc = __smlabt(lo[f_], xa, acc);                                                      \
+        acc = __smlabt(hi[f_], xb, acc);                                                      \
+        f_ = (v_ >> 16) & 255u;                                                               \
+        acc = __smlabb(lo[f_], xc, acc);                                                      \
+        acc = __smlabb(hi[f_], xd, acc);                                                      \
+        f_ = v_ >> 24;                                                                        \
+        acc = __smlabt(lo[f_], xc, acc);                                                      \
+        acc = __smlabt(hi[f_], xd, acc);                                                      \
+    } while (0)
+
+TC_NOINLINE static void fc_split4_rows(const uint8_t *const *rows, int32_t nr, const int8_t *lo,
+                                       const int8_t *x0, int32_t groups, int32_t *acc)
+{
+    const int8_t *hi = lo + 256;
+    int32_t r;
+    for (r = 0; r + 2 <= nr; r += 2) {
+        const uint8_t *qa = rows[r], *qb = rows[r + 1];
+        const int8_t *x = x0, *end = x0 + 8 * groups;
+        int32_t a0 = 0, a1 = 0;
+        while (x != end) {
+            const uint32_t u0 = tc_ld32(x), u1 = tc_ld32(x + 4);
+            const int32_t xa = __sxtb16(u0), xb = tc_sxtb16_ror8(u0);
+            const int32_t xc = __sxtb16(u1), xd = tc_sxtb16_ror8(u1);
+            TC_FC_S4ROW(a0, qa);
+            TC_AFTER(qb, a0);
+            TC_FC_S4ROW(a1, qb);
+            TC_AFTER(qa, a1);
+            qa += 4;
+            qb += 4;
+            x += 8;
+        }
+        acc[r] = a0;
+        acc[r + 1] = a1;
+    }
+    if (r < nr) {
+        const uint8_t *qa = rows[r];
+        const int8_t *x = x0, *end = x0 + 8 * groups;
+        int32_t a0 = 0;
+        while (x != end) {
+            const uint32_t u0 = tc_ld32(x), u1 = tc_ld32(x + 4);
+            const int32_t xa = __sxtb16(u0), xb = tc_sxtb16_ror8(u0);
+            const int32_t xc = __sxtb16(u1), xd = tc_sxtb16_ror8(u1);
+            TC_FC_S4ROW(a0, qa);
+            qa += 4;
+            x += 8;
+        }
+        acc[r] = a0;
+    }
+}
+#define TC_FC_HAVE_SPLIT4 1
+
 #else /* !TC_ARCH_ARM_DSP */
 /* ---- plain C (ARMv6-M, portable, x86 hosts for widths they do not vectorize) ----
  * Written for Thumb-1 (8 low registers, 1-cycle MULS, no unaligned or 64-bit loads, LDRSB
@@ -408,24 +662,10 @@ TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t
  * its first index, and hi[f] = lo[e + f], the weight of its second (int8, 2*2^(2*bits) bytes:
  * half of the scratch the DSP cores' pair words take). Per pair of weights the Thumb-1 loop
  * then loads the field byte and two LDRSB with register offsets, no shifts or masks. */
-TC_NOINLINE static void fc_build_pairs(uint32_t *restrict tab, const int8_t *restrict cb,
-                                       uint32_t bits, int32_t k)
+TC_INLINE void fc_build_pairs(uint32_t *restrict tab, const int8_t *restrict cb, uint32_t bits,
+                              int32_t k)
 {
-    const int32_t n = (int32_t)1 << bits;
-    int8_t *lo = (int8_t *)(void *)tab, *hi = lo + n * n;
-    int8_t c[32];
-    int32_t a, b;
-    for (a = 0; a < n; a++) {
-        c[a] = a < k ? cb[a] : 0;
-    }
-    for (b = 0; b < n; b++) {
-        for (a = 0; a < n; a++) {
-            lo[a] = c[a];
-            hi[a] = c[b];
-        }
-        lo += n;
-        hi += n;
-    }
+    fc_build_split((int8_t *)(void *)tab, cb, bits, k);
 }
 
 /* pair field j of rows a and b against inputs 2j, 2j+1 (loaded once for both rows) */
@@ -477,18 +717,61 @@ TC_INLINE int32_t fc_pairs_row(const uint8_t *qa, uint32_t bits, const uint32_t 
         return fc_pairs_row(q, b, tab, xw, groups);                                           \
     }
 TC_FC_PAIRS_ROW_FN(fc_pairs_row5, 5)
+#if defined(TC_ARCH_ARMV6M) && defined(TC_V6M_ASM)
+/* 4-bit rows on ARMv6-M, the shape the core wants (GCC's Thumb-1 allocation of the C loop
+ * above shuffles through high registers: 7.3 instructions per MAC). Per pair field: LDRB of
+ * the field, LDR of the input pair word, two LDRSB from the split tables, SXTH, ASRS, two MULS,
+ * two ADD into the accumulator (r8, ADD takes high registers): 10 instructions per 2 MACs,
+ * + 4 per group of 8 (5.5 per MAC). Eight low registers: row, input, the two tables and four
+ * temporaries (no frame pointer at -O1 and above; TC_V6M_ASM requires optimization). Same sums
+ * as fc_pairs_row (the tests compare it with the portable C). */
+#define TC_FC_V6M_PAIR(j, xo)                                                                 \
+    "ldrb %[f], [%[q], #" #j "]\n\t"                                                          \
+    "ldr %[xp], [%[xw], #" #xo "]\n\t"                                                        \
+    "ldrsb %[w], [%[lo], %[f]]\n\t"                                                           \
+    "sxth %[t], %[xp]\n\t"                                                                    \
+    "muls %[t], %[w], %[t]\n\t"                                                               \
+    "add %[acc], %[t]\n\t"                                                                    \
+    "ldrsb %[w], [%[hi], %[f]]\n\t"                                                           \
+    "asrs %[xp], %[xp], #16\n\t"                                                              \
+    "muls %[xp], %[w], %[xp]\n\t"                                                             \
+    "add %[acc], %[xp]\n\t"
+TC_NOINLINE static int32_t fc_pairs_row4(const uint8_t *q, const uint32_t *tab, const uint32_t *xw,
+                                         int32_t groups)
+{
+    register int32_t acc __asm__("r8") = 0;
+    register const uint32_t *end __asm__("r9") = xw + 4 * groups;
+    const int8_t *lo = (const int8_t *)(const void *)tab, *hi = lo + 256;
+    uint32_t f, w, t, xp;
+    if (groups > 0) {
+        __asm__ volatile(".syntax unified\n"
+                         "1:\n\t" TC_FC_V6M_PAIR(0, 0) TC_FC_V6M_PAIR(1, 4) TC_FC_V6M_PAIR(2, 8)
+                         TC_FC_V6M_PAIR(3, 12)
+                         "adds %[q], #4\n\t"
+                         "adds %[xw], #16\n\t"
+                         "cmp %[xw], %[end]\n\t"
+                         "bne 1b\n"
+                         : [acc] "+r"(acc), [q] "+l"(q), [xw] "+l"(xw), [f] "=&l"(f), [w] "=&l"(w),
+                           [t] "=&l"(t), [xp] "=&l"(xp)
+                         : [lo] "l"(lo), [hi] "l"(hi), [end] "r"(end)
+                         : "cc", "memory");
+    }
+    return acc;
+}
+#else
 TC_FC_PAIRS_ROW_FN(fc_pairs_row4, 4)
+#endif
 TC_FC_PAIRS_ROW_FN(fc_pairs_row3, 3)
 TC_FC_PAIRS_ROW_FN(fc_pairs_row2, 2)
 TC_FC_PAIRS_ROW_FN(fc_pairs_row1, 1)
 
-TC_INLINE void fc_pairs_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+TC_INLINE void fc_pairs_rows(const uint8_t *const *rows, int32_t nr, uint32_t bits,
                              const uint32_t *tab, const uint32_t *xw, int32_t groups,
                              int32_t *acc)
 {
     int32_t r;
     for (r = 0; r < nr; r++) {
-        const uint8_t *qr = q + r * rb;
+        const uint8_t *qr = rows[r];
         acc[r] = bits == 5   ? fc_pairs_row5(qr, tab, xw, groups)
                  : bits == 4 ? fc_pairs_row4(qr, tab, xw, groups)
                  : bits == 3 ? fc_pairs_row3(qr, tab, xw, groups)
@@ -505,6 +788,14 @@ TC_INLINE void fc_raw_rows(const uint8_t *q, int32_t rb, int32_t nr, const int8_
     int32_t i, r;
     for (r = 0; r + 1 < nr; r += 2) {
         const int8_t *wa = (const int8_t *)(const void *)(q + r * rb), *wb = wa + rb;
+#if defined(TC_ARCH_ARMV6M)
+        /* the conv kernels' Thumb-1 1x2 dot product (tc_packed_internal.h: 4 instructions per
+         * MAC; GCC's own allocation of the loop below varies from 6.5 to 9 with -Os) */
+        acc[r] = 0;
+        acc[r + 1] = 0;
+        tc_v6m_dot1x2(x, wa, wb, n, acc + r);
+        (void)i;
+#else
         int32_t a0 = 0, a1 = 0;
         for (i = 0; i < n; i++) {
             const int32_t xi = x[i];
@@ -513,6 +804,7 @@ TC_INLINE void fc_raw_rows(const uint8_t *q, int32_t rb, int32_t nr, const int8_
         }
         acc[r] = a0;
         acc[r + 1] = a1;
+#endif
     }
     if (r < nr) {
         acc[r] = tc_dot_s8((const int8_t *)(const void *)(q + r * rb), x, n);
@@ -573,28 +865,108 @@ TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t
         acc[r] = a;
     }
 }
+
+#if defined(TC_ARCH_ARMV6M) && defined(TC_V6M_ASM)
+/* 4-bit rows without a pair table on ARMv6-M (scratch == NULL, short per-channel rows): per
+ * index byte LDRB, the low index by LSLS/LSRS and the high one by LSRS, two LDRSB of codebook
+ * entries, two LDRSB of inputs (register offset: one running index, the input and the input
+ * + 1 as bases), two MULS, two ADD into r8, one index step: 12 instructions per 2 MACs + 2 per
+ * group of 8 (6.25 per MAC; the C loop: ~10). Eight low registers, as fc_pairs_row4. */
+#define TC_FC_V6M_LOOK(j)                                                                     \
+    "ldrb %[b], [%[q], #" #j "]\n\t"                                                          \
+    "lsls %[t], %[b], #28\n\t"                                                                \
+    "lsrs %[t], %[t], #28\n\t"                                                                \
+    "ldrsb %[w], [%[cb], %[t]]\n\t"                                                           \
+    "ldrsb %[t], [%[x0], %[i]]\n\t"                                                           \
+    "muls %[w], %[t], %[w]\n\t"                                                               \
+    "add %[acc], %[w]\n\t"                                                                    \
+    "lsrs %[b], %[b], #4\n\t"                                                                 \
+    "ldrsb %[w], [%[cb], %[b]]\n\t"                                                           \
+    "ldrsb %[t], [%[x1], %[i]]\n\t"                                                           \
+    "muls %[w], %[t], %[w]\n\t"                                                               \
+    "add %[acc], %[w]\n\t"                                                                    \
+    "adds %[i], #2\n\t"
+TC_NOINLINE static int32_t fc_look4_row_v6m(const uint8_t *q, const int8_t *cb, const int8_t *x,
+                                            int32_t groups)
+{
+    register int32_t acc __asm__("r8") = 0;
+    const int8_t *x0 = x + 8 * groups, *x1 = x0 + 1;
+    int32_t i = -8 * groups;
+    uint32_t b, t, w;
+    if (groups > 0) {
+        __asm__ volatile(".syntax unified\n"
+                         "1:\n\t" TC_FC_V6M_LOOK(0) TC_FC_V6M_LOOK(1) TC_FC_V6M_LOOK(2)
+                         TC_FC_V6M_LOOK(3)
+                         "adds %[q], #4\n\t"
+                         "cmp %[i], #0\n\t"
+                         "bne 1b\n"
+                         : [acc] "+r"(acc), [q] "+l"(q), [i] "+l"(i), [b] "=&l"(b), [t] "=&l"(t),
+                           [w] "=&l"(w)
+                         : [cb] "l"(cb), [x0] "l"(x0), [x1] "l"(x1)
+                         : "cc", "memory");
+    }
+    return acc;
+}
+/* 4-bit rows against the compact split tables on ARMv6-M, the input read as int8 (no widened
+ * copy): per pair field LDRB, two LDRSB from the tables, two LDRSB of inputs (one running
+ * index, stepped between them), two MULS, two ADD into r8: 11 instructions per 2 MACs. */
+#define TC_FC_V6M_SPLIT(j)                                                                    \
+    "ldrb %[f], [%[q], #" #j "]\n\t"                                                          \
+    "ldrsb %[w], [%[lo], %[f]]\n\t"                                                           \
+    "ldrsb %[t], [%[x], %[i]]\n\t"                                                            \
+    "muls %[w], %[t], %[w]\n\t"                                                               \
+    "add %[acc], %[w]\n\t"                                                                    \
+    "ldrsb %[w], [%[hi], %[f]]\n\t"                                                           \
+    "adds %[i], #1\n\t"                                                                       \
+    "ldrsb %[t], [%[x], %[i]]\n\t"                                                            \
+    "muls %[w], %[t], %[w]\n\t"                                                               \
+    "add %[acc], %[w]\n\t"                                                                    \
+    "adds %[i], #1\n\t"
+TC_NOINLINE static int32_t fc_split4_row_v6m(const uint8_t *q, const int8_t *lo, const int8_t *x,
+                                             int32_t groups)
+{
+    register int32_t acc __asm__("r8") = 0;
+    const int8_t *hi = lo + 256, *xe = x + 8 * groups;
+    int32_t i = -8 * groups;
+    uint32_t f, t, w;
+    if (groups > 0) {
+        __asm__ volatile(".syntax unified\n"
+                         "1:\n\t" TC_FC_V6M_SPLIT(0) TC_FC_V6M_SPLIT(1) TC_FC_V6M_SPLIT(2)
+                         TC_FC_V6M_SPLIT(3)
+                         "adds %[q], #4\n\t"
+                         "cmp %[i], #0\n\t"
+                         "bne 1b\n"
+                         : [acc] "+r"(acc), [q] "+l"(q), [i] "+l"(i), [f] "=&l"(f), [t] "=&l"(t),
+                           [w] "=&l"(w)
+                         : [lo] "l"(lo), [hi] "l"(hi), [x] "l"(xe)
+                         : "cc", "memory");
+    }
+    return acc;
+}
+#define TC_FC_HAVE_LOOK4_V6M 1
+#endif
 #endif /* TC_ARCH_ARM_DSP */
 
 /* One instance per width, so that field positions are constants. */
-TC_NOINLINE static void fc_pairs_any(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+TC_NOINLINE static void fc_pairs_any(const uint8_t *const *q, int32_t nr, uint32_t bits,
                                      const uint32_t *tab, const uint32_t *xw, int32_t groups,
                                      int32_t *acc)
 {
     switch (bits) {
     case 5:
-        fc_pairs_rows(q, rb, nr, 5, tab, xw, groups, acc);
+        fc_pairs_rows(q, nr, 5, tab, xw, groups, acc);
         break;
     case 4:
-        fc_pairs_rows(q, rb, nr, 4, tab, xw, groups, acc);
+        fc_pairs_rows(q, nr, 4, tab, xw, groups, acc);
         break;
     case 3:
-        fc_pairs_rows(q, rb, nr, 3, tab, xw, groups, acc);
+        fc_pairs_rows(q, nr, 3, tab, xw, groups, acc);
         break;
     case 2:
-        fc_pairs_rows(q, rb, nr, 2, tab, xw, groups, acc);
+        fc_pairs_rows(q, nr, 2, tab, xw, groups, acc);
         break;
     default:
-        fc_pairs_rows(q, rb, nr, 1, tab, xw, groups, acc);
+        fc_pairs_rows(q, nr, 1, tab, xw, groups, acc);
         break;
     }
 }
@@ -614,7 +986,16 @@ TC_NOINLINE static void fc_lookup_any(const uint8_t *q, int32_t rb, int32_t nr, 
         fc_lookup_rows(q, rb, nr, 3, cb, x, groups, acc);
         break;
     case 4:
+#if defined(TC_FC_HAVE_LOOK4_V6M)
+        {
+            int32_t r;
+            for (r = 0; r < nr; r++) {
+                acc[r] = fc_look4_row_v6m(q + r * rb, cb, x, groups);
+            }
+        }
+#else
         fc_lookup_rows(q, rb, nr, 4, cb, x, groups, acc);
+#endif
         break;
     case 5:
         fc_lookup_rows(q, rb, nr, 5, cb, x, groups, acc);
@@ -628,6 +1009,43 @@ TC_NOINLINE static void fc_lookup_any(const uint8_t *q, int32_t rb, int32_t nr, 
     default:
         fc_lookup_rows(q, rb, nr, 8, cb, x, groups, acc);
         break;
+    }
+}
+
+/* compact level: rows against the split tables, the input as int8 */
+#define TC_FC_SPLIT_ROW_FN(name, b)                                                           \
+    TC_NOINLINE static int32_t name(const uint8_t *q, const int8_t *lo, const int8_t *x,       \
+                                    int32_t groups)                                           \
+    {                                                                                         \
+        return fc_split_row(q, b, lo, x, groups);                                             \
+    }
+TC_FC_SPLIT_ROW_FN(fc_split_row1, 1)
+TC_FC_SPLIT_ROW_FN(fc_split_row2, 2)
+TC_FC_SPLIT_ROW_FN(fc_split_row3, 3)
+TC_FC_SPLIT_ROW_FN(fc_split_row5, 5)
+#if defined(TC_FC_HAVE_LOOK4_V6M)
+#define fc_split_row4 fc_split4_row_v6m
+#else
+TC_FC_SPLIT_ROW_FN(fc_split_row4, 4)
+#endif
+
+TC_NOINLINE static void fc_split_any(const uint8_t *const *rows, int32_t nr, uint32_t bits,
+                                     const int8_t *lo, const int8_t *x, int32_t groups,
+                                     int32_t *acc)
+{
+    int32_t r;
+#if defined(TC_FC_HAVE_SPLIT4)
+    if (bits == 4) {
+        fc_split4_rows(rows, nr, lo, x, groups, acc);
+        return;
+    }
+#endif
+    for (r = 0; r < nr; r++) {
+        acc[r] = bits == 5   ? fc_split_row5(rows[r], lo, x, groups)
+                 : bits == 4 ? fc_split_row4(rows[r], lo, x, groups)
+                 : bits == 3 ? fc_split_row3(rows[r], lo, x, groups)
+                 : bits == 2 ? fc_split_row2(rows[r], lo, x, groups)
+                             : fc_split_row1(rows[r], lo, x, groups);
     }
 }
 
@@ -1153,10 +1571,35 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
 }
 #endif
 
+/* bias, the weight offset's share and requantization of the rows chs[0..nr) of a pass whose
+ * sums are whole (kept out of the driver's loop: fewer live values there) */
+TC_NOINLINE static void fc_finish(const tc_fc_packed_params *p, const int32_t *acc,
+                                  const int32_t *chs, int32_t nr, uint32_t add,
+                                  const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                                  int8_t *y)
+{
+    const int32_t oo = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int32_t step = p->requant_per_channel ? 1 : 0;
+    int32_t r;
+    for (r = 0; r < nr; r++) {
+        const int32_t ch = chs[r], q = ch * step;
+        const uint32_t t = (uint32_t)acc[r] + add + (bias != NULL ? (uint32_t)bias[ch] : 0u);
+        y[ch] = tc_requantize((int32_t)t, mult[q], shift[q], oo, lo, hi);
+    }
+}
+
+/* 4-bit rows without tables take a codebook per row on these cores (fc_look4_rows,
+ * fc_look4_row_v6m): the driver then forms passes across codebook changes */
+#if TC_FC_HAVE_LOOK4 || defined(TC_FC_HAVE_LOOK4_V6M)
+#define TC_FC_ANY_CB 1
+#else
+#define TC_FC_ANY_CB 0
+#endif
+
 /* ---------------------------------------------------------------------------------------
- * Driver: batch rows outer (the input of a batch row is widened once on x86 hosts), passes
- * of up to TC_FC_ROWS output channels sharing a codebook inner; a pair table is rebuilt only
- * when the pass's codebook is not the one it holds.
+ * Driver: batch rows outer (the input of a batch row is widened once), passes of up to
+ * TC_FC_PASS output channels inner (consecutive, or codebook by codebook for shared layouts
+ * with tables); a pair table is rebuilt only when a row's codebook is not the one it holds.
  */
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
@@ -1171,10 +1614,17 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
     const int32_t fo = p->filter_offset;
     const int32_t rb = (int32_t)(((uint32_t)n * bits) >> 3); /* row bytes when aligned */
     const int aligned = (((uint32_t)n * bits) & 7u) == 0;   /* every row on a byte boundary */
-    uint32_t *tab = fc_pair_entries(p) != 0 ? (uint32_t *)(void *)tc_scratch_s32(scratch) : NULL;
+    const int32_t g = aligned ? n >> 3 : 0; /* groups of 8 for the row kernels */
+    /* the table level: full (pair table + widened input), compact (split int8 tables, the
+     * input read as int8) or none (scratch == NULL or tables 0: the planner grants scratch only
+     * where the arena has room) */
+    const int32_t level = scratch != NULL ? fc_level(p) : 0;
+    uint32_t *tab = level == 2 ? (uint32_t *)(void *)tc_scratch_s32(scratch) : NULL;
+    /* compact: one table per codebook, so not for per-channel layers (a build per row) */
+    int8_t *split = level == 1 && (p->codebook_stride == 0 || codebook_map != NULL) ? scratch : NULL;
     uint32_t *xw = tab != NULL ? tab + fc_pair_entries(p) : NULL;
     const int8_t *tab_cb = NULL;
-    int32_t b;
+    int32_t b, grouped = 0;
 #ifdef TC_HOST_X86_SIMD
     /* (the CPU check first: fc_host_avx2 is compiled for AVX2 throughout) */
     if (tc_host_avx2() &&
@@ -1189,11 +1639,20 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                       n <= TC_FC_HOST_MAX_IN && __builtin_cpu_supports("ssse3");
     const int32_t n32 = n & ~31;
 #endif
+    /* shared codebooks with a pair table: rows taken codebook by codebook (one table build per
+     * codebook and batch row, passes of 4 rows), where the map scans (one per codebook) pay */
+    if ((tab != NULL || split != NULL) && codebook_map != NULL && aligned) {
+        int32_t i, n_groups = 0;
+        for (i = 0; i < out_f; i++) {
+            n_groups = TC_MAX(n_groups, (int32_t)codebook_map[i] + 1);
+        }
+        grouped = 16 * n_groups <= n;
+    }
 
     for (b = 0; b < p->batches; b++) {
         const int8_t *x = input + (int32_t)b * n;
         uint32_t fo_term = 0; /* fo * sum(x + io), the weight offset's share (mod 2^32) */
-        int32_t c = 0;
+        int32_t c = 0, left = out_f, grp, scan;
         if (fo != 0) {
             int32_t i, xsum = 0;
             for (i = 0; i < n; i++) {
@@ -1209,59 +1668,146 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
         if (xw != NULL) {
             fc_widen_pairs(x, n, xw);
         }
-        while (c < out_f) {
-            const int32_t cbi = codebook_map != NULL ? codebook_map[c] : c;
-            const int8_t *cb =
-                codebooks == NULL ? NULL : codebooks + (int32_t)p->codebook_stride * cbi;
-            int8_t *y = output + (int32_t)b * out_f + c;
-            int32_t acc[TC_FC_ROWS];
-            int32_t nr = 1, r, done = 0;
-            const int32_t g = aligned ? n >> 3 : 0; /* groups of 8 for the row kernels */
-            /* rows of one pass share the codebook */
-            while (nr < TC_FC_ROWS && c + nr < out_f) {
-                const int32_t ci = codebook_map != NULL ? codebook_map[c + nr] : c + nr;
-                if (p->codebook_stride != 0 && codebooks != NULL && ci != cbi) {
-                    break;
+        grp = 0;
+        scan = 0;
+        while (left > 0) {
+            int32_t chs[TC_FC_PASS]; /* the output channels of this pass */
+            const uint8_t *rows[TC_FC_PASS];
+            const int8_t *cbs[TC_FC_PASS];
+            int32_t acc[TC_FC_PASS];
+            int32_t nr = 0, r, done = 0, cbi;
+            const int8_t *cb;
+            int mixed;
+            if (grouped) { /* the next (up to 4) rows whose codebook is grp */
+                while (nr == 0) {
+                    for (; scan < out_f && nr < TC_FC_PASS; scan++) {
+                        if (codebook_map[scan] == grp) {
+                            chs[nr++] = scan;
+                        }
+                    }
+                    if (nr == 0) {
+                        grp++;
+                        scan = 0;
+                    }
                 }
-                nr++;
+                cbi = grp;
+            } else if (p->codebook_stride == 0 || codebooks == NULL) {
+                /* one codebook (or raw weights): the next TC_FC_PASS rows */
+                const uint8_t *q = packed + c * rb;
+                const int8_t *cb0 = codebooks;
+                nr = TC_MIN(TC_FC_PASS, out_f - c);
+                for (r = 0; r < nr; r++) {
+                    chs[r] = c + r;
+                    rows[r] = q;
+                    cbs[r] = cb0;
+                    q += rb;
+                }
+                cbi = 0;
+                c += nr;
+            } else { /* consecutive rows sharing the codebook, except on the DSP 4-bit
+                      * table-free path (fc_look4_rows: a codebook per row) */
+                /* rows with different codebooks in one pass: the DSP 4-bit table-free path, and
+                 * per-channel layers with tables (one build per row, fewer passes) */
+                const int any = g > 0 && ((TC_FC_ANY_CB && tab == NULL && split == NULL && bits == 4) ||
+                                          ((tab != NULL || split != NULL) && codebook_map == NULL));
+                const uint8_t *q = packed + c * rb;
+                cbi = codebook_map != NULL ? codebook_map[c] : c;
+                do {
+                    const int32_t ci = codebook_map != NULL ? codebook_map[c + nr] : c + nr;
+                    if (ci != cbi && !any) {
+                        break;
+                    }
+                    chs[nr] = c + nr;
+                    rows[nr] = q;
+                    cbs[nr] = codebooks + (int32_t)p->codebook_stride * ci;
+                    q += rb;
+                    nr++;
+                } while (nr < TC_FC_PASS && c + nr < out_f);
+                c += nr;
+            }
+            if (grouped) {
+                for (r = 0; r < nr; r++) {
+                    rows[r] = packed + (int32_t)chs[r] * rb;
+                    cbs[r] = codebooks + (int32_t)p->codebook_stride * cbi;
+                }
+            }
+            left -= nr;
+            cb = codebooks == NULL ? NULL : codebooks + (int32_t)p->codebook_stride * cbi;
+            mixed = 0;
+            for (r = 1; r < nr; r++) {
+                mixed |= cbs[r] != cb;
             }
             if (cb == NULL) { /* raw int8 weights */
                 if (TC_HOST_SIMD) {
                     for (r = 0; r < nr; r++) {
-                        acc[r] = tc_dot_s8(
-                            (const int8_t *)(const void *)packed + (int32_t)(c + r) * n, x, n);
+                        acc[r] = tc_dot_s8((const int8_t *)(const void *)packed + chs[r] * n, x, n);
                     }
                     done = n;
                 } else if (g > 0) {
-                    fc_raw_any(packed + (int32_t)c * rb, rb, nr, x, g, acc);
+                    fc_raw_any(rows[0], rb, nr, x, g, acc);
                     done = 8 * g;
                 }
             }
 #ifdef TC_HOST_X86_SIMD
             else if (host4) {
                 for (r = 0; r < nr; r++) {
-                    const uint32_t row_bit = (uint32_t)(c + r) * (uint32_t)n * 4u;
-                    acc[r] = fc_dot4_ssse3(packed + (row_bit >> 3), cb, x16, n32);
+                    const uint32_t row_bit = (uint32_t)chs[r] * (uint32_t)n * 4u;
+                    acc[r] = fc_dot4_ssse3(packed + (row_bit >> 3), cbs[r], x16, n32);
                 }
                 done = n32;
             }
 #endif
-            else if (g > 0) {
-                if (tab != NULL) {
-                    if (cb != tab_cb) {
-                        fc_build_pairs(tab, cb, bits, p->codebook_size);
-                        tab_cb = cb;
-                    }
-                    fc_pairs_any(packed + (int32_t)c * rb, rb, nr, bits, tab, xw, g, acc);
-                } else {
-                    fc_lookup_any(packed + (int32_t)c * rb, rb, nr, bits, cb, x, g, acc);
+#if TC_FC_HAVE_LOOK4
+            else if (mixed && tab == NULL && split == NULL) { /* consecutive rows, a codebook each */
+                fc_look4_rows(rows[0], rb, nr, cbs, x, g, acc);
+                done = 8 * g;
+            }
+#endif
+#if defined(TC_FC_HAVE_LOOK4_V6M)
+            else if (mixed && tab == NULL && split == NULL) { /* consecutive rows, a codebook each */
+                for (r = 0; r < nr; r++) {
+                    acc[r] = fc_look4_row_v6m(rows[r], cbs[r], x, g);
                 }
                 done = 8 * g;
+            }
+#endif
+            else if (g > 0) {
+                if (split != NULL || tab != NULL) { /* runs of rows sharing a codebook */
+                    int32_t r0, r1;
+                    for (r0 = 0; r0 < nr; r0 = r1) {
+                        for (r1 = r0 + 1; r1 < nr && cbs[r1] == cbs[r0]; r1++) {
+                        }
+                        if (cbs[r0] != tab_cb) {
+                            tab_cb = cbs[r0];
+                            if (split != NULL) {
+                                fc_build_split(split, tab_cb, bits, p->codebook_size);
+                            } else {
+                                fc_build_pairs(tab, tab_cb, bits, p->codebook_size);
+                            }
+                        }
+                        if (split != NULL) {
+                            fc_split_any(rows + r0, r1 - r0, bits, split, x, g, acc + r0);
+                        } else {
+                            fc_pairs_any(rows + r0, r1 - r0, bits, tab, xw, g, acc + r0);
+                        }
+                    }
+#if TC_FC_HAVE_LOOK4
+                } else if (bits == 4) {
+                    fc_look4_rows(rows[0], rb, nr, cbs, x, g, acc);
+#endif
+                } else {
+                    fc_lookup_any(rows[0], rb, nr, bits, cb, x, g, acc);
+                }
+                done = 8 * g;
+            }
+            if (done == n && io == 0) { /* whole rows, input offset folded: the common case */
+                fc_finish(p, acc, chs, nr, fo_term, bias, mult, shift, output + (int32_t)b * out_f);
+                continue;
             }
             /* sum((w+fo)*(x+io)) = sum(w*x) + io*sum(w) + fo*sum(x+io), int32 wrap-around as
              * TFLite Micro's int32 accumulator (computed mod 2^32) */
             for (r = 0; r < nr; r++) {
-                const int32_t ch = c + r;
+                const int32_t ch = chs[r];
                 const int32_t q = p->requant_per_channel ? ch : 0;
                 uint32_t total;
                 if (done == n && io == 0) {
@@ -1272,11 +1818,11 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                     total = done > 0 ? (uint32_t)acc[r] : 0u;
                     if (done < n) {
                         total += (uint32_t)fc_row_chunked(packed, row_bit + (uint32_t)done * bits,
-                                                          bits, cb, x + done, n - done, io != 0,
+                                                          bits, cbs[r], x + done, n - done, io != 0,
                                                           &ws);
                     }
                     if (io != 0 && done > 0) {
-                        (void)fc_row_chunked(packed, row_bit, bits, cb, x, done, 1, &ws);
+                        (void)fc_row_chunked(packed, row_bit, bits, cbs[r], x, done, 1, &ws);
                     }
                     total += (uint32_t)io * (uint32_t)ws;
                 }
@@ -1284,10 +1830,10 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                 if (bias != NULL) {
                     total += (uint32_t)bias[ch];
                 }
-                y[r] = tc_requantize((int32_t)total, mult[q], shift[q], p->output_offset,
-                                     p->act_min, p->act_max);
+                output[(int32_t)b * out_f + ch] = tc_requantize((int32_t)total, mult[q], shift[q],
+                                                                p->output_offset, p->act_min,
+                                                                p->act_max);
             }
-            c += nr;
         }
     }
 }

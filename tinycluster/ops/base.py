@@ -59,6 +59,10 @@ class OpHandler:
     def emit(self, node, ctx) -> list:
         raise NotImplementedError
 
+    # True when the kernel also runs with a NULL scratch (its scratch only speeds it up): the
+    # planner then grants scratch_bytes() only where the arena has room (planner.plan_memory)
+    scratch_optional = False
+
     def scratch_bytes(self, node, graph) -> int:
         """Caller-owned scratch the kernel needs (mirrors the C *_get_buffer_size())."""
         return 0

@@ -25,6 +25,7 @@ def struct_fields(p: dict, layout) -> list:
         ("output_offset", "int8_t", p["output_offset"]),
         ("act_min", "int8_t", p["act_min"]), ("act_max", "int8_t", p["act_max"]),
         ("bits", "uint8_t", layout.bits), ("requant_per_channel", "uint8_t", p["requant_per_channel"]),
+        ("tables", "uint8_t", p.get("tables", TABLES_FULL)),
     ]
 
 
@@ -42,14 +43,41 @@ def pair_entries(p: dict, bits: int, codebook_stride: int) -> int:
     return e if p["in_features"] >= 2 * e else 0
 
 
+TABLES_NONE, TABLES_COMPACT, TABLES_FULL = 0, 1, 2  # tc_fc_packed_params.tables
+
+
 def scratch_size(p: dict, bits: int, codebook_stride: int) -> int:
-    """Mirror of tc_fully_connected_packed_get_buffer_size(): the pair table and the input row
-    widened to int16 pairs once per batch row (in_features rounded up to 4), + 3 bytes of
-    alignment slack; 0 for layers without a pair table."""
+    """Mirror of tc_fully_connected_packed_get_buffer_size(), for the table level p["tables"]
+    (default full): full = the pair table (4 B per entry) and the input row widened to int16
+    pairs once per batch row (in_features rounded up to 4), + 3 bytes of alignment slack;
+    compact = two int8 tables (2 B per entry); 0 for none and for layers without a pair table."""
     e = pair_entries(p, bits, codebook_stride)
-    if e == 0:
-        return 0
-    return 4 * e + 2 * ((p["in_features"] + 3) // 4 * 4) + 3
+    level = min(int(p.get("tables", TABLES_FULL)), TABLES_FULL) if e else TABLES_NONE
+    if level == TABLES_COMPACT and bits != 4:
+        level = TABLES_NONE  # compact tables: 4-bit row kernels only (fc_level())
+    if level == TABLES_FULL:
+        return 4 * e + 2 * ((p["in_features"] + 3) // 4 * 4) + 3
+    return 2 * e if level == TABLES_COMPACT else 0
+
+
+def scratch_levels(p: dict, bits: int, codebook_stride: int, per_channel: bool = False) -> list:
+    """(table level, scratch bytes) the kernel can run with, fastest first, without 'none'.
+    Per-channel layers (a codebook per row) take no compact level: the kernel would rebuild it
+    per row, slower than no table (it ignores it there)."""
+    out = []
+    for level in (TABLES_FULL,) + (() if per_channel else (TABLES_COMPACT,)):
+        n = scratch_size(dict(p, tables=level), bits, codebook_stride)
+        if n > 0:
+            out.append((level, n))
+    return out
+
+
+def level_for(p: dict, bits: int, codebook_stride: int, per_channel: bool, granted: int) -> int:
+    """The table level a scratch of `granted` bytes holds (what the emitted params say)."""
+    for level, n in scratch_levels(p, bits, codebook_stride, per_channel):
+        if n <= granted:
+            return level
+    return TABLES_NONE
 
 
 def fold_input_offset(p: dict, weights, bias):
@@ -68,6 +96,7 @@ class FullyConnected(OpHandler):
     weight_input = 1
     weight_channel_axis = 0
     inplace = "none"
+    scratch_optional = True  # the pair tables only speed the kernel up: NULL scratch runs table-free
 
     def parse(self, raw, graph):
         o = raw.options
@@ -150,6 +179,11 @@ class FullyConnected(OpHandler):
             if bias is None:
                 bias = np.zeros(p["out_features"], np.int64)
             p, bias = fold_input_offset(p, layout.values((p["out_features"], p["in_features"]), 0), bias)
+        # the table level the planner's scratch holds (planner.plan_memory grants the largest
+        # level the arena has room for at this layer; none: the kernel gets NULL)
+        per_channel = layout.stride != 0 and layout.cmap is None
+        p = dict(p, tables=level_for(p, layout.bits, layout.stride, per_channel,
+                                     ctx.scratch_size(self.scratch_bytes(node, ctx.graph))))
         return pc.emit_weight_consts(node, ctx, f"fc{node.index}", layout, bias, p["mult"], p["shift"],
                                      "tc_fc_packed_params", struct_fields(p, layout))
 
@@ -160,8 +194,15 @@ class FullyConnected(OpHandler):
                 f"{ctx.tensor(node.outputs[0])}, {ctx.scratch()});"]
 
     def scratch_bytes(self, node, graph) -> int:
+        """The full level's bytes (the kernel's fastest form)."""
         layout, _ = pc.weight_layout_of(node, graph, self)
         return scratch_size(node.params, layout.bits, layout.stride)
+
+    def scratch_levels(self, node, graph) -> list:
+        """Scratch sizes the kernel can use, fastest first (the planner grants the first that fits)."""
+        layout, _ = pc.weight_layout_of(node, graph, self)
+        per_channel = layout.stride != 0 and layout.cmap is None
+        return [n for _, n in scratch_levels(node.params, layout.bits, layout.stride, per_channel)]
 
     def macs(self, node, graph) -> int:
         p = node.params

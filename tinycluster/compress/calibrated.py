@@ -162,6 +162,80 @@ class _Accumulator:
         return LayerStats(H=H, mu=mu, n=self.n)
 
 
+class _PairAccumulator:
+    """Input vectors of one node at the same positions on two streams: the clustered graph's
+    (``n``) and the original graph's (``o``). Keeps the moments the sequential refit needs: the
+    covariance of the clustered inputs and the cross-covariance of original and clustered ones."""
+
+    def __init__(self, node, per: int):
+        self.node, self.per = node, per
+        self.Snn = self.Son = self.Mn = self.Mo = None
+        self.n = 0
+
+    def add(self, xn, xo) -> bool:
+        vn, vo = input_vectors(self.node, xn), input_vectors(self.node, xo)
+        if vn is None or vo is None:
+            return False
+        if vn.shape[0] > self.per:
+            pick = np.linspace(0, vn.shape[0] - 1, self.per).astype(np.int64)
+            vn, vo = vn[pick], vo[pick]
+        if vn.ndim == 3:  # depthwise [n, taps, cin]
+            tn = np.ascontiguousarray(vn.transpose(2, 1, 0))
+            to = np.ascontiguousarray(vo.transpose(2, 1, 0))
+            snn, son = tn @ tn.transpose(0, 2, 1), to @ tn.transpose(0, 2, 1)
+            mn, mo = vn.sum(0).T, vo.sum(0).T
+        else:
+            snn, son, mn, mo = vn.T @ vn, vo.T @ vn, vn.sum(0), vo.sum(0)
+        if self.Snn is None:
+            self.Snn, self.Son, self.Mn, self.Mo = snn, son, mn, mo
+        else:
+            self.Snn += snn
+            self.Son += son
+            self.Mn += mn
+            self.Mo += mo
+        self.n += vn.shape[0]
+        return True
+
+    def mean(self) -> np.ndarray:
+        mu = self.Mn / self.n
+        if mu.ndim == 2:
+            mu = np.repeat(mu, int(self.node.params["depth_multiplier"]), axis=0)
+        return mu
+
+    def moments(self):
+        """(covariance of the clustered inputs, cross-covariance E[(x_o - mu_o)(x_n - mu_n)^T]),
+        [d, d] or per output channel [C, d, d] for depthwise."""
+        mn, mo = self.Mn / self.n, self.Mo / self.n
+        if mn.ndim == 2:
+            Hn = self.Snn / self.n - np.einsum("ci,cj->cij", mn, mn)
+            Con = self.Son / self.n - np.einsum("ci,cj->cij", mo, mn)
+            mult = int(self.node.params["depth_multiplier"])
+            if mult > 1:
+                Hn, Con = np.repeat(Hn, mult, axis=0), np.repeat(Con, mult, axis=0)
+            return Hn, Con
+        return self.Snn / self.n - np.outer(mn, mn), self.Son / self.n - np.outer(mo, mn)
+
+
+#: the sequential refit needs at least this many input vectors per input dimension
+REFIT_MIN_ROWS_PER_DIM = 4
+
+
+def compensated_target(W: np.ndarray, Hn: np.ndarray, Con: np.ndarray, damp: float = 0.01) -> np.ndarray:
+    """The real weights that best map the clustered stream's inputs onto the original layer's
+    output (least squares, centred: the mean goes to the bias): ``W* = W Con Hn^-1``, written
+    ``W + W (Con - Hn) (Hn + damp*mean(diag) I)^-1`` so that the damping only shrinks the
+    correction (W* = W when both streams agree). ``W`` [C, d]; ``Hn``, ``Con`` [d, d] or
+    [C, d, d]."""
+    d = Hn.shape[-1]
+    diag = np.einsum("...ii->...i", Hn)
+    lam = damp * np.maximum(diag.mean(axis=-1), 1e-12)
+    Hd = Hn + lam[..., None, None] * np.eye(d)
+    D = Con - Hn
+    if Hn.ndim == 2:
+        return W + np.linalg.solve(Hd, (W @ D).T).T
+    return W + np.linalg.solve(Hd, np.einsum("cd,cde->ce", W, D)[..., None])[..., 0]
+
+
 def _per_sample(n_samples: int, max_rows: int) -> int:
     return max(16, max_rows // max(n_samples, 1))
 
@@ -497,7 +571,7 @@ class _Stream:
                     vals.pop(tid, None)
 
 
-def correct_biases(graph, orig, x_cal, nodes, stats: dict, max_rows: int = MAX_ROWS) -> dict:
+def correct_biases(graph, orig, x_cal, nodes, stats: dict, max_rows: int = MAX_ROWS, refit=None) -> dict:
     """Bias correction of the clustered weighted ``nodes`` of ``graph`` against ``orig`` (the
     graph before clustering, same structure) on the int8 calibration inputs ``x_cal``.
 
@@ -508,21 +582,38 @@ def correct_biases(graph, orig, x_cal, nodes, stats: dict, max_rows: int = MAX_R
     :func:`collect_stats` of ``orig`` on the same inputs) and ``mu_n`` that of the clustered
     layer in the clustered graph, which already carries the corrected upstream layers: the mean
     of the layer's accumulator, in real units, is then the original one.
-    Returns {node index: largest |change| of the bias beyond plain requantization (LSB)}."""
+
+    ``refit`` (sequential refit): a callable ``refit(node, W_target, Hn) -> bool`` called for each
+    node before its bias is corrected, with the compensated target of :func:`compensated_target`
+    (the original layer's output as a function of the clustered stream's inputs) and the
+    covariance of those inputs; it may re-fit the node's clustering (same layout and width) and
+    returns whether it did. Needs the original graph run alongside (a second stream).
+    Returns {node index: largest |change| of the bias beyond plain requantization (LSB)} and,
+    with ``refit``, also the set of refit node indices: ``(corrected, refit_nodes)``."""
     from ..executor import effective_value
     from ..ops import get_handler
 
     todo = {n.index for n in nodes}
     st = _Stream(graph, x_cal)
+    so = _Stream(orig, x_cal) if refit is not None else None
     per = _per_sample(st.n, max_rows)
-    out = {}
+    out, done = {}, set()
     for i, node in enumerate(graph.nodes):
+        on = orig.nodes[i]
         if node.index in todo and node.index in stats and len(node.inputs) > 2 and node.inputs[2] >= 0:
-            on = orig.nodes[i]
-            acc = _Accumulator(node, per, moments=False)
-            if all(acc.add(x) for x in st.inputs(node)):
-                h = get_handler(node.op)
-                t_n, t_o = graph.tensors[node.inputs[h.weight_input]], orig.tensors[on.inputs[h.weight_input]]
+            h = get_handler(node.op)
+            t_n, t_o = graph.tensors[node.inputs[h.weight_input]], orig.tensors[on.inputs[h.weight_input]]
+            if so is not None:
+                acc = _PairAccumulator(node, per)
+                ok = all(acc.add(xn, xo) for xn, xo in zip(st.inputs(node), so.inputs(on)))
+                if ok and acc.n >= REFIT_MIN_ROWS_PER_DIM * weight_matrix(on, t_o.data).shape[1]:
+                    Hn, Con = acc.moments()
+                    if refit(node, compensated_target(real_rows(on, t_o), Hn, Con), Hn):
+                        done.add(node.index)
+            else:
+                acc = _Accumulator(node, per, moments=False)
+                ok = all(acc.add(x) for x in st.inputs(node))
+            if ok:
                 qo = weight_matrix(on, t_o.data).astype(np.float64)
                 qn = weight_matrix(node, effective_value(t_n)).astype(np.float64)
                 C = qo.shape[0]
@@ -539,7 +630,9 @@ def correct_biases(graph, orig, x_cal, nodes, stats: dict, max_rows: int = MAX_R
                 out[node.index] = int(np.max(np.abs(b.astype(np.int64) - plain))) if b.size else 0
                 bt.data = b.reshape(bt.data.shape)
         st.advance(node)
-    return out
+        if so is not None:
+            so.advance(on)
+    return (out, done) if refit is not None else out
 
 
 def copy_graph(graph):

@@ -560,6 +560,7 @@ class _Layer:
         self.C = self.Q.shape[0]
         self.W = real_rows(node, t)
         self.s = row_scales(t, self.C)
+        self.per_tensor = t.quant.scale.size == 1  # the source quantization (one weight scale)
         self.stats = stats
         has_bias = len(node.inputs) > 2 and node.inputs[2] >= 0
         if stats is None:  # data-free prior (see _prior_alpha)
@@ -619,11 +620,43 @@ def _fit_candidate(L: _Layer, k: int, layout: str) -> Candidate:
         fit = fit_normalized(L.W, L.H, k)
         return L.candidate("normalized", L.from_fit(fit, k, "normalized"), L.rescaled(fit.scale))
     if layout == "per-channel" and L.stats is not None:
-        fit = fit_per_channel_oa(L.W, L.H, k, L.s, L.Q, new_grid=L.t.quant.scale.size == 1)
+        fit = fit_per_channel_oa(L.W, L.H, k, L.s, L.Q, new_grid=L.per_tensor)
         return L.candidate("per-channel", L.from_fit(fit, k, "per-channel"), L.rescaled(fit.scale))
     if layout in ("per-channel", "per-tensor"):
         return L.candidate(layout, cluster_tensor(L.t, k, layout, L.axis))
     raise TinyClusterError(f"internal: unknown layout {layout}")
+
+
+def _sequential_refit(L: _Layer, c: Candidate, k: int, Wt: np.ndarray, Hn: np.ndarray) -> Optional[Candidate]:
+    """The chosen candidate ``c`` of a layer (a data fit: normalized or per-channel) fitted
+    again, same layout and width, to the compensated target ``Wt`` (the original layer's output
+    on the clustered stream's inputs, :func:`calibrated.compensated_target`) under ``Hn`` (those
+    inputs' covariance). None when ``c`` is no such fit, or the new fit costs more flash or does
+    not lower the error ``(V - Wt) Hn (V - Wt)^T`` of the values in place."""
+    from .calibrated import QMAX, fit_normalized, fit_per_channel_oa, quad_cost, weight_matrix
+    from .cost import weight_cost
+
+    if c.cl is None or L.stats is None or c.name not in ("normalized", "per-channel"):
+        return None
+    if c.name == "normalized":
+        fit = fit_normalized(Wt, Hn, k)
+    else:
+        Qt = np.clip(np.rint(Wt / L.s[:, None]), -QMAX, QMAX).astype(np.int64)
+        fit = fit_per_channel_oa(Wt, Hn, k, L.s, Qt, new_grid=L.per_tensor)
+    cl = L.from_fit(fit, k, c.name)
+    scale = L.rescaled(fit.scale)
+    cost = weight_cost(L.node, L.graph, cl, scale)
+    if cost.flash > c.cost.flash:
+        return None
+
+    def err(cl_, scale_):
+        V = weight_matrix(L.node, cl_.values()).astype(np.float64)
+        s = L.s if scale_ is None else np.asarray(scale_, np.float32).astype(np.float64)
+        return float(np.sum(quad_cost(Wt - V * s[:, None], Hn)))
+
+    if err(cl, scale) >= err(c.cl, c.scale):
+        return None
+    return Candidate(c.name, cl, scale, cost, L.error_of(cl, scale))
 
 
 def _candidates(L: _Layer, k: int, granularity: str) -> list:
@@ -849,15 +882,39 @@ def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[i
             L.t.quant = QuantParams(scale=np.asarray(c.scale, np.float32), zero_point=np.zeros(L.C, np.int64),
                                     axis=L.axis)
             get_handler(node.op).resolve(node, graph)
-    corrected = {}
+    corrected, refit_nodes = {}, set()
     if use_data:
-        corrected = correct_biases(graph, orig, calib, [L.node for L in Ls if own(L.node)], stats)
+        by_node = {L.node.index: i for i, L in enumerate(Ls)}
+
+        def refit(node, Wt, Hn) -> bool:
+            i = by_node.get(node.index)
+            if i is None:
+                return False
+            c = _sequential_refit(Ls[i], chosen[i], k, Wt, Hn)
+            if c is None:
+                return False
+            L = Ls[i]
+            L.t.clustering = c.cl
+            if c.scale is not None:
+                from ..ir import QuantParams
+
+                src.setdefault(L.t.id, L.t.quant)
+                L.t.quant = QuantParams(scale=np.asarray(c.scale, np.float32), zero_point=np.zeros(L.C, np.int64),
+                                        axis=L.axis)
+            elif L.t.id in src:
+                L.t.quant = src[L.t.id]
+            get_handler(node.op).resolve(node, graph)
+            chosen[i] = c
+            return True
+
+        corrected, refit_nodes = correct_biases(graph, orig, calib, [L.node for L in Ls if own(L.node)], stats,
+                                                refit=refit)
     rewritten = graph.meta.setdefault("rewritten", set())
     rewritten.update(tid for tid, b in biases.items() if not np.array_equal(graph.tensors[tid].data, b))
 
     method = ("lossless" if opts.lossless else
               f"output-aware (calibration data: {len(calib)} inputs{' from ' + calib_source if calib_source else ''}; "
-              "output error per layer, GPTQ assignment, bias correction)" if use_data else
+              "output error per layer, GPTQ assignment, sequential refit, bias correction)" if use_data else
               "data-free (weight error in real units)")
     records = []
     for L, c, reason in zip(Ls, chosen, why):
@@ -875,6 +932,8 @@ def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[i
                     "output_error": c.error if L.stats is not None else None})
         if node.index in corrected:
             rec["bias_correction_max_lsb"] = corrected[node.index]
+        if use_data and L.stats is not None:
+            rec["sequential_refit"] = node.index in refit_nodes
         cands = cand_lists[Ls.index(L)]
         if len(cands) > 2 or opts.lossless:
             rec["candidates"] = {o.name: {"flash_bytes": o.cost.flash, "codebook_bytes": o.cost.codebooks,

@@ -56,11 +56,15 @@ def test_economy_bound_and_layers_larger_than_int8():
 
 
 def test_int8_inputs_without_data_are_verify_s_random_int8():
+    """kws ships no data: evaluation inputs are verify's seeded random int8 (seed 0), calibration
+    inputs other draws of the same distribution (seed 1), never the evaluation inputs."""
     from tinycluster.verify import make_inputs
 
-    cal, xs, what = fidelity.int8_inputs("kws_ref_model.tflite", (1, 49, 10, 1), 64, 7)
-    assert cal is None and xs.shape == (7, 49, 10, 1) and xs.dtype == np.int8 and "random" in what
+    cal, xs, what = fidelity.int8_inputs("kws_ref_model.tflite", (1, 49, 10, 1), 5, 7)
+    assert xs.shape == (7, 49, 10, 1) and xs.dtype == np.int8 and "random" in what
     assert np.array_equal(xs[3], make_inputs((1, 49, 10, 1), np.int8, 7, 0)[3].reshape(49, 10, 1))
+    assert cal.shape == (5, 49, 10, 1) and cal.dtype == np.int8 and "seed 1" in what
+    assert not any(np.array_equal(c, x) for c in cal for x in xs)
 
 
 def test_tflm_lut_peer_on_kws():

@@ -30,7 +30,8 @@ shared by the channels, each channel naming its codebook in a uint8 map
 layout (one codebook per tensor in each channel's normalized domain, refit per-channel scales,
 ``calibrated.fit_normalized``), per-tensor, per-channel, shared with G in ``SHARED_GROUPS``
 (G <= n_channels/2, only when cheaper than per-channel) and RAW8 (the int8 weights, exact), all
-at the requested index width and priced by :func:`cost.weight_cost`. Every layer starts at its
+at the requested index width, and (mixed widths) the normalized layout one bit narrower and one
+bit wider (1..7 bits), all priced by :func:`cost.weight_cost`. Every layer starts at its
 cheapest candidate (never above RAW8); then, while the flash allowance lasts
 (:func:`auto_allowance`: up to the codebook-economy bound ``AUTO_ECONOMY`` x (b-bit indices +
 4 B per bias + 5 B per output channel)), the upgrade of any layer to any of its candidates that
@@ -40,6 +41,12 @@ error ``e^T H e / w^T S w`` on the calibration data (``--calib``; H the input co
 mean error going into the bias), or, without data, the relative weight error under the
 data-free prior of :func:`_prior_alpha`. The reason is recorded per layer, and the figures of
 every candidate tried are kept under ``candidates``.
+
+With calibration data the chosen fits (normalized and per-channel) are then fitted again in
+graph order, same layout and width (:func:`_sequential_refit`): each to the original layer's
+output as a function of the *clustered* graph's inputs (upstream error compensated, as GPTQ's
+sequential mode), kept only where that lowers the error of the values in place; the bias
+correction follows in the same pass.
 
 ``lossless``: per layer the smallest index width that keeps every weight exact for each
 layout, and the layout with the smallest footprint: per-channel needs k = max distinct
@@ -636,14 +643,15 @@ def _sequential_refit(L: _Layer, c: Candidate, k: int, Wt: np.ndarray, Hn: np.nd
     from .calibrated import QMAX, fit_normalized, fit_per_channel_oa, quad_cost, weight_matrix
     from .cost import weight_cost
 
-    if c.cl is None or L.stats is None or c.name not in ("normalized", "per-channel"):
+    if c.cl is None or L.stats is None or c.cl.granularity not in ("normalized", "per-channel"):
         return None
-    if c.name == "normalized":
+    k = int(c.cl.codebooks.shape[1])  # the candidate's own width (mixed widths)
+    if c.cl.granularity == "normalized":
         fit = fit_normalized(Wt, Hn, k)
     else:
         Qt = np.clip(np.rint(Wt / L.s[:, None]), -QMAX, QMAX).astype(np.int64)
         fit = fit_per_channel_oa(Wt, Hn, k, L.s, Qt, new_grid=L.per_tensor)
-    cl = L.from_fit(fit, k, c.name)
+    cl = L.from_fit(fit, k, c.cl.granularity)
     scale = L.rescaled(fit.scale)
     cost = weight_cost(L.node, L.graph, cl, scale)
     if cost.flash > c.cost.flash:
@@ -674,6 +682,11 @@ def _candidates(L: _Layer, k: int, granularity: str) -> list:
         if g <= L.C // 2 and g * k + L.C < L.C * k:
             cl = cluster_tensor(L.t, k, "shared", L.axis, groups=g)
             cands.append(L.candidate(f"shared-{cl.codebooks.shape[0]}", cl))
+    for kk in (k // 2, 2 * k):  # mixed widths: the normalized layout one bit narrower and wider
+        if 2 <= kk <= 128:
+            c = _fit_candidate(L, kk, "normalized")
+            c.name = f"normalized {_bits_for(kk)}-bit"
+            cands.append(c)
     return cands + [raw]
 
 

@@ -313,13 +313,15 @@ def test_bookkeeping_and_granularities(model, bits):
             if p["granularity"] == "per-channel":
                 assert p["rms_error"] <= q["rms_error"] * (1 + 1e-9) + 1e-15
         # auto: the documented rule (choose_auto): the choice is one of the candidates, never above
-        # raw int8, and no candidate is both cheaper (or as cheap) and more accurate
+        # raw int8, and no candidate is both cheaper (or as cheap) in flash and in SRAM codebooks
+        # and more accurate (a cheaper-in-flash candidate may be left for SRAM: per-channel codebooks)
         cands = a["candidates"]
         assert {"normalized", "per-tensor", "per-channel", "raw int8"} <= set(cands)
         assert a["footprint_bytes"] <= t.size == cands["raw int8"]["flash_bytes"]
         chosen_err = min(c["error"] for c in cands.values() if c["flash_bytes"] == a["footprint_bytes"])
         for name, c in cands.items():
-            assert not (c["flash_bytes"] <= a["footprint_bytes"] and c["error"] < chosen_err - 1e-12), (name, a)
+            assert not (c["flash_bytes"] <= a["footprint_bytes"] and c["codebook_bytes"] <= a["codebook_bytes"]
+                        and c["error"] < chosen_err - 1e-12), (name, a)
     info = ga.meta["clustering"]["auto"]
     assert 0 <= info["extra_bytes_spent"] <= info["extra_bytes_allowed"]
     base = sum(min(c["flash_bytes"] for c in r["candidates"].values()) for r in auto.values())

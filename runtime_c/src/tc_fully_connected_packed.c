@@ -19,7 +19,8 @@
  *  - other widths and short per-channel rows: a codebook lookup per weight, indices cut from
  *    whole groups of 8 (`bits` bytes) with constant shifts, no bit cursor.
  *  - x86 hosts (TC_HOST_X86_SIMD): AVX2 decode + dot for every width (run-time check; see
- *    fc_host_avx2), the SSSE3 4-bit path otherwise.
+ *    fc_host_avx2, and fc_host_avx2_narrow for widths 1-3 and 5-7), the SSSE3 4-bit path
+ *    otherwise.
  * The input offset is folded out of the inner loop: sum(w*(x+io)) = sum(w*x) + io*sum(w); the
  * generated code passes input_offset 0 and folds io*sum(w) into the bias at compile time
  * (ops/fully_connected.py), so sum(w) is only computed (second pass) when io != 0.
@@ -1110,36 +1111,23 @@ __attribute__((target("ssse3"))) static int32_t fc_dot4_ssse3(const uint8_t *p, 
     return _mm_cvtsi128_si32(acc);
 }
 
-/* x86 hosts with AVX2, any width 1..8: 32 indices (4*bits bytes) per step are cut into bytes
- * without a bit cursor: each 128-bit lane gathers, for its 8 indices, the two bytes holding
- * each one into a 16-bit lane (vpshufb), a multiply by 2^(8 - bit offset) and a shift right by 8
- * bring every field to bits 0..7; the codebook lookup is vpshufb over 16-entry slices (one for
- * k <= 16, selected by the index's upper bits for larger codebooks); the int8 weights are
- * widened to int16 and dotted with the input (vpmaddwd). Reads bytes [0, 3*bits + 16) of each
- * step: the caller keeps those inside the stream. */
+/* x86 hosts with AVX2, widths 4 and 8 (the others: fc_host_avx2_narrow below): 32 indices
+ * (4*bits bytes) per step as bytes (4 bits: nibbles split and interleaved; 8 bits: loaded); the
+ * codebook lookup is vpshufb over 16-entry slices (one for k <= 16, merged by the index's upper
+ * bits for larger codebooks); the weights are dotted with the input by vpsignb + vpmaddubsw.
+ * Reads bytes [0, 16) (4 bits) or [0, 32) (8 bits) of each step: the caller keeps those inside
+ * the stream. */
 struct fc_avx2_tabs {
-    __m256i shuf, mul; /* the width's byte gather and field shift, in both 128-bit lanes */
-    int32_t slices;    /* 16-entry slices of a codebook */
+    int32_t slices; /* 16-entry slices of a codebook */
 };
 struct fc_avx2_cb {
     const int8_t *src; /* 16-entry slices of the codebook: the codebook itself, or pad */
     int8_t pad[256];   /* a zero-padded copy, for a codebook too close to the array's end */
 };
 
-__attribute__((target("avx2"))) static void fc_avx2_setup(struct fc_avx2_tabs *t, uint32_t bits)
+static void fc_avx2_setup(struct fc_avx2_tabs *t, uint32_t bits)
 {
-    int8_t sh[16];
-    int16_t mu[8];
-    int32_t i;
     t->slices = bits >= 8 ? 16 : bits > 4 ? 1 << (bits - 4) : 1;
-    for (i = 0; i < 8; i++) { /* field i: bits [o, o + bits) of the 16-bit window at byte bit/8 */
-        const uint32_t bit = bits * (uint32_t)i, o = bit & 7u;
-        sh[2 * i] = (int8_t)(bit >> 3);
-        sh[2 * i + 1] = (int8_t)((bit >> 3) + 1);
-        mu[i] = (int16_t)(uint16_t)(bits < 8 ? 1u << (16u - o - bits) : 1u);
-    }
-    t->shuf = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)sh));
-    t->mul = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)mu));
 }
 
 /* a codebook's slices: read in place while all of them stay below cb_end (entries past the k
@@ -1158,34 +1146,22 @@ static void fc_avx2_set_cb(struct fc_avx2_cb *c, int32_t slices, const int8_t *c
     c->src = c->pad;
 }
 
-/* the 32 indices of the step at p as bytes, in the order 0-7, 16-23, 8-15, 24-31 (that of
- * vpackuswb over two 256-bit registers; the widened input is stored in the same order) */
+/* the 32 indices of the step at p as bytes, in the order 0-7, 16-23, 8-15, 24-31 (the input
+ * blocks of fc_prep_blocks are stored in the same order) */
 __attribute__((target("avx2"), always_inline)) static inline __m256i fc_avx2_indices(const struct fc_avx2_tabs *t,
                                                                       const uint8_t *p, uint32_t bits)
 {
     if (bits == 8) {
         return _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)(const void *)p), 0xD8);
     }
-    if (bits == 4) {
+    {
         const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
         const __m128i m = _mm_set1_epi8(0x0F);
         const __m128i lo = _mm_and_si128(v, m), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
-        /* indices 0-7, 16-23 | 8-15, 24-31 (the order of the other widths) */
+        /* indices 0-7, 16-23 | 8-15, 24-31 */
         const __m128i a = _mm_unpacklo_epi8(lo, hi), b = _mm_unpackhi_epi8(lo, hi);
+        (void)t;
         return _mm256_set_m128i(_mm_unpackhi_epi64(a, b), _mm_unpacklo_epi64(a, b));
-    } else {
-        const __m256i s01 = _mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p)),
-            _mm_loadu_si128((const __m128i *)(const void *)(p + bits)), 1);
-        const __m256i s23 = _mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p + 2 * bits))),
-            _mm_loadu_si128((const __m128i *)(const void *)(p + 3 * bits)), 1);
-        /* the multiply moves the field to the top of the 16-bit lane (the bits above it fall
-         * out), the shift brings it down: no mask needed */
-        const __m256i f01 = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(s01, t->shuf), t->mul), 16 - bits);
-        const __m256i f23 = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(s23, t->shuf), t->mul), 16 - bits);
-        /* packus interleaves the lanes: indices 0-7, 16-23, 8-15, 24-31 (x16 is in that order) */
-        return _mm256_packus_epi16(f01, f23);
     }
 }
 
@@ -1300,21 +1276,15 @@ __attribute__((target("avx2"), always_inline)) static inline void fc_dot4_avx2(c
             fc_dot4_avx2(t, c, p, rb, b, xs, xa, steps, out, 0);                              \
         }                                                                                     \
     }
-TC_FC_DOT4_AVX2(1)
-TC_FC_DOT4_AVX2(2)
-TC_FC_DOT4_AVX2(3)
 TC_FC_DOT4_AVX2(4)
-TC_FC_DOT4_AVX2(5)
-TC_FC_DOT4_AVX2(6)
-TC_FC_DOT4_AVX2(7)
 TC_FC_DOT4_AVX2(8)
 
 typedef void (*fc_dot4_avx2_fn)(const struct fc_avx2_tabs *, const struct fc_avx2_cb *,
                                 const uint8_t *, int32_t, const int8_t *, const uint8_t *, int32_t,
                                 int32_t *, int);
+/* widths 4 and 8 (the others: fc_host_avx2_narrow) */
 static const fc_dot4_avx2_fn fc_dot4_avx2_by_bits[9] = {
-    NULL, fc_dot4_avx2_1, fc_dot4_avx2_2, fc_dot4_avx2_3, fc_dot4_avx2_4,
-    fc_dot4_avx2_5, fc_dot4_avx2_6, fc_dot4_avx2_7, fc_dot4_avx2_8};
+    NULL, NULL, NULL, NULL, fc_dot4_avx2_4, NULL, NULL, NULL, fc_dot4_avx2_8};
 
 /* instances with a constant width, so that the width tests fold */
 #define TC_FC_DOT_AVX2(b)                                                                     \
@@ -1324,20 +1294,13 @@ static const fc_dot4_avx2_fn fc_dot4_avx2_by_bits[9] = {
     {                                                                                         \
         return fc_dot_avx2(t, c, p, b, xs, xa, steps);                                        \
     }
-TC_FC_DOT_AVX2(1)
-TC_FC_DOT_AVX2(2)
-TC_FC_DOT_AVX2(3)
 TC_FC_DOT_AVX2(4)
-TC_FC_DOT_AVX2(5)
-TC_FC_DOT_AVX2(6)
-TC_FC_DOT_AVX2(7)
 TC_FC_DOT_AVX2(8)
 
 typedef int32_t (*fc_dot_avx2_fn)(const struct fc_avx2_tabs *, const struct fc_avx2_cb *,
                                   const uint8_t *, const int8_t *, const uint8_t *, int32_t);
 static const fc_dot_avx2_fn fc_dot_avx2_by_bits[9] = {
-    NULL, fc_dot_avx2_1, fc_dot_avx2_2, fc_dot_avx2_3, fc_dot_avx2_4,
-    fc_dot_avx2_5, fc_dot_avx2_6, fc_dot_avx2_7, fc_dot_avx2_8};
+    NULL, NULL, NULL, NULL, fc_dot_avx2_4, NULL, NULL, NULL, fc_dot_avx2_8};
 
 /* raw int8 weights (any value, -128 included), four rows `rb` apart: 16 weights per step
  * sign-extended (vpmovsxbw) against the input widened to int16 (natural order), vpmaddwd;
@@ -1417,6 +1380,288 @@ __attribute__((target("avx2"))) static int fc_has_min(const int8_t *cb, const in
     return 0;
 }
 
+/* x86 hosts with AVX2, widths 1-3 and 5-7 (fc_host_avx2_narrow): the same 32 weights per step
+ * as fc_dot_avx2, with fewer shuffle-port instructions and no per-call codebook set-up:
+ *  - decode: two 16-byte broadcast loads (groups 0 and 1 from p, 2 and 3 from p + 2*bits: each
+ *    128-bit lane gathers its own group's byte pairs), one vpshufb each; groups 0/1 are cut with
+ *    vpmulhuw (the window shifted right by the field's offset, taken from one byte higher when
+ *    the offset is 0), groups 2/3 with vpmullw (the field moved to the high byte); one vpblendvb
+ *    (low bytes from the first, high bytes from the second) and one mask give 32 clean indices,
+ *    in the order 0,16,1,17,..,7,23 | 8,24,..,15,31 (the input is stored in that order);
+ *  - lookup: vpshufb over 16-entry slices merged by vpblendvb on index bits 4, 5, 6 (their
+ *    masks by byte additions, not shifts); the slices come from prepared tables (each 16-entry
+ *    slice stored twice, 32 bytes, zero past k) read as memory operands, prepared once per
+ *    codebook and call in a small cache (shared layouts: once per codebook; per-channel: once
+ *    per row);
+ *  - dot: vpsignb + vpmaddubsw + vpmaddwd as fc_dot_avx2 (no -128 in the codebooks).
+ * Reads bytes [0, 2*bits + 16) of each step. */
+
+struct fc_nw_consts {
+    __m256i shuf_a, mul_a, shuf_b, mul_b, mask;
+};
+
+__attribute__((target("avx2"))) static void fc_nw_setup(struct fc_nw_consts *d, uint32_t bits)
+{
+    int8_t sa[32], sb[32], mk[32];
+    uint16_t ma[16], mb[16];
+    int32_t l, k;
+    for (l = 0; l < 2; l++) { /* 128-bit lane l: group l (of s01) or 2 + l (of s23) */
+        for (k = 0; k < 8; k++) {
+            const uint32_t bit = bits * (uint32_t)k, o = bit & 7u;
+            const int32_t byte = l * (int32_t)bits + (int32_t)(bit >> 3), e = 16 * l + 2 * k;
+            sb[e] = (int8_t)byte;
+            sb[e + 1] = (int8_t)(byte + 1);
+            mb[8 * l + k] = (uint16_t)(1u << (8u - o)); /* field to bits 8.. */
+            if (o == 0) { /* window = byte << 8, shifted right by 8 */
+                sa[e] = (int8_t)-128; /* vpshufb: 0 */
+                sa[e + 1] = (int8_t)byte;
+                ma[8 * l + k] = (uint16_t)(1u << 8);
+            } else {
+                sa[e] = (int8_t)byte;
+                sa[e + 1] = (int8_t)(byte + 1);
+                ma[8 * l + k] = (uint16_t)(1u << (16u - o)); /* high half = window >> o */
+            }
+        }
+    }
+    memset(mk, (int)((1u << bits) - 1u), sizeof(mk));
+    d->shuf_a = _mm256_loadu_si256((const __m256i *)(const void *)sa);
+    d->shuf_b = _mm256_loadu_si256((const __m256i *)(const void *)sb);
+    d->mul_a = _mm256_loadu_si256((const __m256i *)(const void *)ma);
+    d->mul_b = _mm256_loadu_si256((const __m256i *)(const void *)mb);
+    d->mask = _mm256_loadu_si256((const __m256i *)(const void *)mk);
+}
+
+/* the input blocks of 32 in the decode's order (see above), zero past n; xa = |xs| */
+__attribute__((target("avx2"))) static void fc_nw_prep_x(const int8_t *x, int32_t n, int8_t *xs,
+                                                         uint8_t *xa)
+{
+    const __m256i perm = _mm256_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15,
+                                          0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+    int32_t i;
+    for (i = 0; i < n; i += 32) {
+        int8_t tmp[32];
+        const int8_t *src = x + i;
+        __m256i v;
+        if (i + 32 > n) {
+            memset(tmp, 0, sizeof(tmp));
+            memcpy(tmp, src, (size_t)(n - i));
+            src = tmp;
+        }
+        /* 64-bit groups 0 2 | 1 3, then within each lane the bytes of its two groups interleaved */
+        v = _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)(const void *)src), 0xD8);
+        v = _mm256_shuffle_epi8(v, perm);
+        _mm256_storeu_si256((__m256i *)(void *)(xs + i), v);
+        _mm256_storeu_si256((__m256i *)(void *)(xa + i), _mm256_abs_epi8(v));
+    }
+}
+
+/* 32 indices of the step at p (see above) */
+__attribute__((target("avx2"), always_inline)) static inline __m256i fc_nw_indices(const struct fc_nw_consts *d,
+                                                                    const uint8_t *p, uint32_t bits)
+{
+    const __m256i s01 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p));
+    const __m256i s23 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p + 2 * bits)));
+    const __m256i a = _mm256_mulhi_epu16(_mm256_shuffle_epi8(s01, d->shuf_a), d->mul_a);
+    const __m256i b = _mm256_mullo_epi16(_mm256_shuffle_epi8(s23, d->shuf_b), d->mul_b);
+    return _mm256_and_si256(_mm256_blendv_epi8(a, b, _mm256_set1_epi16((short)0x8000)), d->mask);
+}
+
+/* the weights of 32 clean indices (bit 7 clear) from the codebook's 16-entry slices at t (each
+ * broadcast to both 128-bit lanes by its load) */
+#define TC_FC_NW_SLICE(t, s) _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)((t) + 16 * (s))))
+__attribute__((target("avx2"), always_inline)) static inline __m256i fc_nw_lookup(const int8_t *t, __m256i i,
+                                                                   int32_t slices)
+{
+    __m256i i1, i2, i3, r0, r1, r2, r3;
+    if (slices == 1) {
+        return _mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 0), i);
+    }
+    i1 = _mm256_add_epi8(i, i);   /* index bit 6 at bit 7 */
+    i2 = _mm256_add_epi8(i1, i1); /* bit 5 */
+    i3 = _mm256_add_epi8(i2, i2); /* bit 4 */
+    r0 = _mm256_blendv_epi8(_mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 0), i), _mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 1), i), i3);
+    if (slices == 2) {
+        return r0;
+    }
+    r1 = _mm256_blendv_epi8(_mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 2), i), _mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 3), i), i3);
+    r0 = _mm256_blendv_epi8(r0, r1, i2);
+    if (slices == 4) {
+        return r0;
+    }
+    r2 = _mm256_blendv_epi8(_mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 4), i), _mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 5), i), i3);
+    r3 = _mm256_blendv_epi8(_mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 6), i), _mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 7), i), i3);
+    r2 = _mm256_blendv_epi8(r2, r3, i2);
+    return _mm256_blendv_epi8(r0, r2, i1);
+}
+#undef TC_FC_NW_SLICE
+
+#define TC_FC_NW_SLICES(bits) ((bits) > 4 ? 1 << ((bits) - 4) : 1)
+
+/* rows nr (1 or 4) `rb` bytes apart from p, steps whole steps each, prepared codebook of row r
+ * at t[r]; sums to out[0..nr). The four rows go phase by phase (decode all, look up all, dot
+ * all): measured faster than row after row, whose long dependency chains stall the vector
+ * scheduler. The slices are read inside the loop (vpshufb operands), hidden from GCC, which
+ * would otherwise hoist all 4*slices of them out of the short loop into spilled copies. */
+__attribute__((always_inline)) static inline const int8_t *fc_nw_opaque(const int8_t *t)
+{
+    __asm__("" : "+r"(t));
+    return t;
+}
+#define TC_FC_NW_TAB(r) fc_nw_opaque(t[r])
+#define TC_FC_NW_DOT(acc, w)                                                                  \
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a8, _mm256_sign_epi8(w, s8)), ones))
+__attribute__((target("avx2"), always_inline)) static inline void fc_nw_rows(const struct fc_nw_consts *d,
+                                                              const int8_t *const *t, const uint8_t *p,
+                                                              int32_t rb, uint32_t bits, int32_t nr,
+                                                              const int8_t *xs, const uint8_t *xa,
+                                                              int32_t steps, int32_t *out)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int32_t slices = TC_FC_NW_SLICES(bits);
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    int32_t i;
+    __m128i r;
+    for (i = 0; i < steps; i++) {
+        const __m256i s8 = _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32 * i));
+        const __m256i a8 = _mm256_loadu_si256((const __m256i *)(const void *)(xa + 32 * i));
+        if (nr == 4) {
+            __m256i w0 = fc_nw_indices(d, p, bits), w1 = fc_nw_indices(d, p + rb, bits);
+            __m256i w2 = fc_nw_indices(d, p + 2 * rb, bits), w3 = fc_nw_indices(d, p + 3 * rb, bits);
+            w0 = fc_nw_lookup(TC_FC_NW_TAB(0), w0, slices);
+            w1 = fc_nw_lookup(TC_FC_NW_TAB(1), w1, slices);
+            w2 = fc_nw_lookup(TC_FC_NW_TAB(2), w2, slices);
+            w3 = fc_nw_lookup(TC_FC_NW_TAB(3), w3, slices);
+            TC_FC_NW_DOT(a0, w0);
+            TC_FC_NW_DOT(a1, w1);
+            TC_FC_NW_DOT(a2, w2);
+            TC_FC_NW_DOT(a3, w3);
+        } else {
+            const __m256i w0 = fc_nw_lookup(TC_FC_NW_TAB(0), fc_nw_indices(d, p, bits), slices);
+            TC_FC_NW_DOT(a0, w0);
+        }
+        p += 4 * bits;
+    }
+    a0 = _mm256_hadd_epi32(a0, a1);
+    a2 = _mm256_hadd_epi32(a2, a3);
+    a0 = _mm256_hadd_epi32(a0, a2);
+    r = _mm_add_epi32(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1));
+    if (nr == 4) {
+        _mm_storeu_si128((__m128i *)(void *)out, r);
+    } else {
+        out[0] = _mm_cvtsi128_si32(r);
+    }
+}
+#undef TC_FC_NW_DOT
+
+/* instances per width (constant bits and slices), four rows or one */
+#define TC_FC_NW_FN(b)                                                                        \
+    __attribute__((target("avx2"))) static void fc_nw_rows_##b(                               \
+        const struct fc_nw_consts *d, const int8_t *const *t, const uint8_t *p, int32_t rb,   \
+        int32_t nr, const int8_t *xs, const uint8_t *xa, int32_t steps, int32_t *out)         \
+    {                                                                                         \
+        if (nr == 4) {                                                                        \
+            fc_nw_rows(d, t, p, rb, b, 4, xs, xa, steps, out);                                \
+        } else {                                                                              \
+            fc_nw_rows(d, t, p, rb, b, 1, xs, xa, steps, out);                                \
+        }                                                                                     \
+    }
+TC_FC_NW_FN(1)
+TC_FC_NW_FN(2)
+TC_FC_NW_FN(3)
+TC_FC_NW_FN(5)
+TC_FC_NW_FN(6)
+TC_FC_NW_FN(7)
+
+typedef void (*fc_nw_rows_fn)(const struct fc_nw_consts *, const int8_t *const *, const uint8_t *,
+                              int32_t, int32_t, const int8_t *, const uint8_t *, int32_t, int32_t *);
+static const fc_nw_rows_fn fc_nw_rows_by_bits[8] = {
+    NULL, fc_nw_rows_1, fc_nw_rows_2, fc_nw_rows_3, NULL, fc_nw_rows_5, fc_nw_rows_6, fc_nw_rows_7};
+
+/* fc_host_avx2's body for widths 1-3 and 5-7 (the layer qualified there: rows on byte
+ * boundaries, input offset folded, no -128 in the codebooks); xs, xa: TC_FC_HOST_MAX_IN bytes
+ * each; cb_end: the end of the readable codebook array. Four rows per pass as fc_host_avx2, each
+ * with its own codebook, read in place (entries past a codebook's k are never selected), or
+ * from a zero-padded copy where its slices would reach past cb_end. */
+__attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
+    const tc_fc_packed_params *p, const int8_t *input, const uint8_t *packed, const int8_t *codebooks,
+    const uint8_t *codebook_map, const int32_t *bias, const int32_t *mult, const int8_t *shift,
+    int8_t *output, int8_t *xs, uint8_t *xa, const int8_t *cb_end)
+{
+    const int32_t n = p->in_features, out_f = p->out_features;
+    const uint32_t bits = p->bits;
+    const int32_t slices = TC_FC_NW_SLICES(bits);
+    const int32_t rb = (int32_t)(((uint32_t)n * bits) >> 3);
+    const int64_t stream = ((int64_t)out_f * n * bits + 7) / 8;
+    const int32_t steps = (n + 31) >> 5;
+    const int32_t reach = 2 * (int32_t)bits + 16; /* bytes a step reads past its start */
+    const int32_t stride = p->codebook_stride, k = p->codebook_size;
+    const fc_nw_rows_fn rows_fn = fc_nw_rows_by_bits[bits];
+    int8_t pad[4][128]; /* zero-padded copies, one per row of a pass */
+    const int8_t *pad_of[4] = {NULL, NULL, NULL, NULL};
+    struct fc_nw_consts d;
+    int32_t acc[TC_FC_HOST_BLOCK];
+    int32_t b, c, r, i;
+    fc_nw_setup(&d, bits);
+    for (b = 0; b < p->batches; b++) {
+        const int8_t *x = input + (int32_t)b * n;
+        uint32_t fo_term = 0;
+        if (p->filter_offset != 0) {
+            int32_t xsum = 0;
+            for (i = 0; i < n; i++) {
+                xsum += x[i];
+            }
+            fo_term = (uint32_t)p->filter_offset * (uint32_t)xsum;
+        }
+        fc_nw_prep_x(x, n, xs, xa);
+        for (c = 0; c < out_f; c += TC_FC_HOST_BLOCK) {
+            const int32_t cnt = TC_MIN(TC_FC_HOST_BLOCK, out_f - c);
+            for (r = 0; r < cnt;) {
+                const int32_t ch = c + r;
+                const uint8_t *row = packed + (int64_t)ch * rb;
+                /* steps whose reads stay inside the stream, for the last of 4 rows from ch */
+                const int64_t room4 = stream - (int64_t)(ch + 3) * rb - reach;
+                int32_t nr = r + 4 <= cnt && room4 >= (int64_t)(steps - 1) * 4 * (int64_t)bits ? 4 : 1;
+                const int8_t *t[4];
+                int32_t j;
+                for (j = 0; j < nr; j++) {
+                    const int32_t cbi = codebook_map != NULL ? (int32_t)codebook_map[ch + j] : ch + j;
+                    const int8_t *cb = codebooks + stride * cbi; /* stride 0: per-tensor */
+                    t[j] = cb;
+                    if (cb + 16 * slices > cb_end) {
+                        if (pad_of[j] != cb) {
+                            memset(pad[j], 0, sizeof(pad[j]));
+                            memcpy(pad[j], cb, (size_t)TC_MIN(k, 16 * slices));
+                            pad_of[j] = cb;
+                        }
+                        t[j] = pad[j];
+                    }
+                }
+                if (nr == 4) {
+                    rows_fn(&d, t, row, rb, 4, xs, xa, steps, acc + r);
+                } else {
+                    const int64_t room = stream - (int64_t)ch * rb - reach;
+                    const int32_t fit =
+                        room < 0 ? 0 : (int32_t)TC_MIN((int64_t)steps, room / (4 * (int64_t)bits) + 1);
+                    rows_fn(&d, t, row, rb, 1, xs, xa, fit, acc + r);
+                    if (32 * fit < n) {
+                        const int32_t cbi = codebook_map != NULL ? (int32_t)codebook_map[ch] : ch;
+                        int32_t ws = 0;
+                        acc[r] += fc_row_chunked(packed, (uint32_t)((int64_t)ch * rb * 8 + (int64_t)32 * fit * bits),
+                                                 bits, codebooks + stride * cbi, x + 32 * fit, n - 32 * fit,
+                                                 0, &ws);
+                    }
+                }
+                for (; nr > 0; nr--, r++) {
+                    acc[r] = (int32_t)((uint32_t)acc[r] + fo_term +
+                                       (bias != NULL ? (uint32_t)bias[c + r] : 0u));
+                }
+            }
+            tc_requantize_lanes(acc, cnt, mult, shift, p->requant_per_channel, c, p->output_offset,
+                                p->act_min, p->act_max, output + (int32_t)b * out_f + c);
+        }
+    }
+}
+
 /* x86 hosts with AVX2 (the caller checks the CPU), rows on byte boundaries and the input
  * offset folded (what the generated code passes): vectorized decode + dot, four rows at a time where they share a
  * codebook, every row in whole steps of 32 weights (the zero-padded input cancels the
@@ -1433,8 +1678,8 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
     const int32_t rb = (int32_t)(((uint32_t)n * bits) >> 3);
     const int64_t stream = ((int64_t)out_f * n * bits + 7) / 8;
     const int32_t steps = (n + 31) >> 5;
-    /* the bytes a step reads past its start: its own, or up to 3*bits + 16 when unpacking */
-    const int32_t reach = bits == 8 ? 32 : bits == 4 ? 16 : 3 * (int32_t)bits + 16;
+    /* the bytes a step reads past its start (widths 4 and 8; fc_host_avx2_narrow has its own) */
+    const int32_t reach = bits == 8 ? 32 : 16;
     int16_t xbuf[TC_FC_HOST_MAX_IN]; /* xs | xa, or the input as int16 for raw weights */
     int8_t *xs = (int8_t *)(void *)xbuf;
     uint8_t *xa = (uint8_t *)(void *)(xs + TC_FC_HOST_MAX_IN);
@@ -1513,6 +1758,11 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
     }
     if (fc_has_min(codebooks, cb_end)) {
         return 0; /* a weight of -128 (not from symmetric int8 weights): the portable path */
+    }
+    if (bits != 4 && bits != 8) {
+        fc_host_avx2_narrow(p, input, packed, codebooks, codebook_map, bias, mult, shift, output, xs, xa,
+                            cb_end);
+        return 1;
     }
     for (b = 0; b < p->batches; b++) {
         const int8_t *x = input + (int32_t)b * n;

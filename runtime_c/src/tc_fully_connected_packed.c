@@ -1585,7 +1585,7 @@ static const fc_nw_rows_fn fc_nw_rows_by_bits[8] = {
 __attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
     const tc_fc_packed_params *p, const int8_t *input, const uint8_t *packed, const int8_t *codebooks,
     const uint8_t *codebook_map, const int32_t *bias, const int32_t *mult, const int8_t *shift,
-    int8_t *output, int8_t *xs, uint8_t *xa, const int8_t *cb_end)
+    int8_t *output, int8_t *xs, uint8_t *xa, const int8_t *cb_end, int32_t n_cb)
 {
     const int32_t n = p->in_features, out_f = p->out_features;
     const uint32_t bits = p->bits;
@@ -1598,10 +1598,28 @@ __attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
     const fc_nw_rows_fn rows_fn = fc_nw_rows_by_bits[bits];
     int8_t pad[4][128]; /* zero-padded copies, one per row of a pass */
     const int8_t *pad_of[4] = {NULL, NULL, NULL, NULL};
+    /* per-tensor and shared layouts: each codebook's slices looked up by its index (at most 4
+     * codebooks near the array's end take a padded copy; more: the per-row set-up below) */
+    const int8_t *tp[256];
+    int8_t tp_pad[4][128];
+    int use_tp = stride == 0 || (codebook_map != NULL && n_cb <= 256);
     struct fc_nw_consts d;
     int32_t acc[TC_FC_HOST_BLOCK];
-    int32_t b, c, r, i;
+    int32_t b, c, r, i, n_pad = 0;
     fc_nw_setup(&d, bits);
+    for (i = 0; use_tp && i < (stride == 0 ? 1 : n_cb); i++) {
+        const int8_t *cb = codebooks + stride * i;
+        tp[i] = cb;
+        if (cb + 16 * slices > cb_end) {
+            if (n_pad == 4) {
+                use_tp = 0;
+                break;
+            }
+            memset(tp_pad[n_pad], 0, sizeof(tp_pad[n_pad]));
+            memcpy(tp_pad[n_pad], cb, (size_t)TC_MIN(k, 16 * slices));
+            tp[i] = tp_pad[n_pad++];
+        }
+    }
     for (b = 0; b < p->batches; b++) {
         const int8_t *x = input + (int32_t)b * n;
         uint32_t fo_term = 0;
@@ -1623,7 +1641,10 @@ __attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
                 int32_t nr = r + 4 <= cnt && room4 >= (int64_t)(steps - 1) * 4 * (int64_t)bits ? 4 : 1;
                 const int8_t *t[4];
                 int32_t j;
-                for (j = 0; j < nr; j++) {
+                for (j = 0; use_tp && j < nr; j++) {
+                    t[j] = tp[codebook_map != NULL ? codebook_map[ch + j] : 0];
+                }
+                for (j = 0; !use_tp && j < nr; j++) {
                     const int32_t cbi = codebook_map != NULL ? (int32_t)codebook_map[ch + j] : ch + j;
                     const int8_t *cb = codebooks + stride * cbi; /* stride 0: per-tensor */
                     t[j] = cb;
@@ -1644,17 +1665,18 @@ __attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
                         room < 0 ? 0 : (int32_t)TC_MIN((int64_t)steps, room / (4 * (int64_t)bits) + 1);
                     rows_fn(&d, t, row, rb, 1, xs, xa, fit, acc + r);
                     if (32 * fit < n) {
-                        const int32_t cbi = codebook_map != NULL ? (int32_t)codebook_map[ch] : ch;
+                        const int32_t cbi = stride == 0 ? 0 : codebook_map != NULL ? (int32_t)codebook_map[ch] : ch;
                         int32_t ws = 0;
                         acc[r] += fc_row_chunked(packed, (uint32_t)((int64_t)ch * rb * 8 + (int64_t)32 * fit * bits),
                                                  bits, codebooks + stride * cbi, x + 32 * fit, n - 32 * fit,
                                                  0, &ws);
                     }
                 }
-                for (; nr > 0; nr--, r++) {
-                    acc[r] = (int32_t)((uint32_t)acc[r] + fo_term +
-                                       (bias != NULL ? (uint32_t)bias[c + r] : 0u));
-                }
+                r += nr;
+            }
+            /* (after the block: loads right after the kernels' vector stores would stall) */
+            for (i = 0; i < cnt; i++) {
+                acc[i] = (int32_t)((uint32_t)acc[i] + fo_term + (bias != NULL ? (uint32_t)bias[c + i] : 0u));
             }
             tc_requantize_lanes(acc, cnt, mult, shift, p->requant_per_channel, c, p->output_offset,
                                 p->act_min, p->act_max, output + (int32_t)b * out_f + c);
@@ -1688,7 +1710,7 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
     const int8_t *cb_of[4] = {NULL, NULL, NULL, NULL};
     const int8_t *cb_end;
     int32_t acc[TC_FC_HOST_BLOCK];
-    int32_t b, c, r;
+    int32_t b, c, r, last = 0; /* last: the highest codebook index the layer uses */
     if (p->input_offset != 0 || (((uint32_t)n * bits) & 7u) != 0 || n > TC_FC_HOST_MAX_IN) {
         return 0;
     }
@@ -1732,7 +1754,7 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
     }
     fc_avx2_setup(&t, bits);
     { /* end of the readable codebook array: the last codebook's k entries, 2^bits for bits <= 4 */
-        int32_t last = 0, i;
+        int32_t i;
         if (p->codebook_stride != 0) {
             if (codebook_map == NULL) {
                 last = out_f - 1;
@@ -1761,7 +1783,7 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
     }
     if (bits != 4 && bits != 8) {
         fc_host_avx2_narrow(p, input, packed, codebooks, codebook_map, bias, mult, shift, output, xs, xa,
-                            cb_end);
+                            cb_end, last + 1);
         return 1;
     }
     for (b = 0; b < p->batches; b++) {

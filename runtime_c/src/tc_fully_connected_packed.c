@@ -1830,10 +1830,10 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
                     }
                     acc[r] = a;
                 }
-                for (; k > 0; k--, r++) {
-                    acc[r] = (int32_t)((uint32_t)acc[r] + fo_term +
-                                       (bias != NULL ? (uint32_t)bias[c + r] : 0u));
-                }
+                r += k;
+            }
+            for (r = 0; r < cnt; r++) { /* after the block (see fc_host_avx2_narrow) */
+                acc[r] = (int32_t)((uint32_t)acc[r] + fo_term + (bias != NULL ? (uint32_t)bias[c + r] : 0u));
             }
             tc_requantize_lanes(acc, cnt, mult, shift, p->requant_per_channel, c, p->output_offset,
                                 p->act_min, p->act_max, output + (int32_t)b * out_f + c);

@@ -1497,73 +1497,93 @@ __attribute__((target("avx2"), always_inline)) static inline __m256i fc_nw_looku
 
 #define TC_FC_NW_SLICES(bits) ((bits) > 4 ? 1 << ((bits) - 4) : 1)
 
-/* rows nr (1 or 4) `rb` bytes apart from p, steps whole steps each, prepared codebook of row r
- * at t[r]; sums to out[0..nr). The four rows go phase by phase (decode all, look up all, dot
- * all): measured faster than row after row, whose long dependency chains stall the vector
- * scheduler. The slices are read inside the loop (vpshufb operands), hidden from GCC, which
- * would otherwise hoist all 4*slices of them out of the short loop into spilled copies. */
+/* Four rows at a time, npass passes: rows 4q..4q+3 of p (`rb` bytes apart, steps whole steps
+ * each) with the codebook slices of row j at t[j]; sums to out[0..4*npass). The four rows go
+ * phase by phase (decode all, look up all, dot all): measured faster than row after row, whose
+ * long dependency chains stall the vector scheduler. One call per block of outputs keeps the
+ * constants in registers. The slices are read inside the loop (vpshufb operands), hidden from
+ * GCC, which would otherwise hoist all 4*slices of them out of the short loop into spilled
+ * copies. */
 __attribute__((always_inline)) static inline const int8_t *fc_nw_opaque(const int8_t *t)
 {
     __asm__("" : "+r"(t));
     return t;
 }
-#define TC_FC_NW_TAB(r) fc_nw_opaque(t[r])
 #define TC_FC_NW_DOT(acc, w)                                                                  \
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a8, _mm256_sign_epi8(w, s8)), ones))
-__attribute__((target("avx2"), always_inline)) static inline void fc_nw_rows(const struct fc_nw_consts *d,
-                                                              const int8_t *const *t, const uint8_t *p,
-                                                              int32_t rb, uint32_t bits, int32_t nr,
-                                                              const int8_t *xs, const uint8_t *xa,
-                                                              int32_t steps, int32_t *out)
+__attribute__((target("avx2"), always_inline)) static inline void fc_nw_rows4(const struct fc_nw_consts *d,
+                                                               const int8_t *const *t, const uint8_t *p,
+                                                               int32_t rb, uint32_t bits, int32_t npass,
+                                                               const int8_t *xs, const uint8_t *xa,
+                                                               int32_t steps, int32_t *out)
 {
     const __m256i ones = _mm256_set1_epi16(1);
     const int32_t slices = TC_FC_NW_SLICES(bits);
-    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    int32_t i;
-    __m128i r;
-    for (i = 0; i < steps; i++) {
-        const __m256i s8 = _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32 * i));
-        const __m256i a8 = _mm256_loadu_si256((const __m256i *)(const void *)(xa + 32 * i));
-        if (nr == 4) {
-            __m256i w0 = fc_nw_indices(d, p, bits), w1 = fc_nw_indices(d, p + rb, bits);
-            __m256i w2 = fc_nw_indices(d, p + 2 * rb, bits), w3 = fc_nw_indices(d, p + 3 * rb, bits);
-            w0 = fc_nw_lookup(TC_FC_NW_TAB(0), w0, slices);
-            w1 = fc_nw_lookup(TC_FC_NW_TAB(1), w1, slices);
-            w2 = fc_nw_lookup(TC_FC_NW_TAB(2), w2, slices);
-            w3 = fc_nw_lookup(TC_FC_NW_TAB(3), w3, slices);
+    int32_t q, i;
+    for (q = 0; q < npass; q++) {
+        const uint8_t *pq = p + (int64_t)4 * q * rb;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (i = 0; i < steps; i++) {
+            const __m256i s8 = _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32 * i));
+            const __m256i a8 = _mm256_loadu_si256((const __m256i *)(const void *)(xa + 32 * i));
+            __m256i w0 = fc_nw_indices(d, pq, bits), w1 = fc_nw_indices(d, pq + rb, bits);
+            __m256i w2 = fc_nw_indices(d, pq + 2 * rb, bits), w3 = fc_nw_indices(d, pq + 3 * rb, bits);
+            w0 = fc_nw_lookup(fc_nw_opaque(t[4 * q]), w0, slices);
+            w1 = fc_nw_lookup(fc_nw_opaque(t[4 * q + 1]), w1, slices);
+            w2 = fc_nw_lookup(fc_nw_opaque(t[4 * q + 2]), w2, slices);
+            w3 = fc_nw_lookup(fc_nw_opaque(t[4 * q + 3]), w3, slices);
             TC_FC_NW_DOT(a0, w0);
             TC_FC_NW_DOT(a1, w1);
             TC_FC_NW_DOT(a2, w2);
             TC_FC_NW_DOT(a3, w3);
-        } else {
-            const __m256i w0 = fc_nw_lookup(TC_FC_NW_TAB(0), fc_nw_indices(d, p, bits), slices);
-            TC_FC_NW_DOT(a0, w0);
+            pq += 4 * bits;
         }
+        a0 = _mm256_hadd_epi32(a0, a1);
+        a2 = _mm256_hadd_epi32(a2, a3);
+        a0 = _mm256_hadd_epi32(a0, a2);
+        _mm_storeu_si128((__m128i *)(void *)(out + 4 * q),
+                         _mm_add_epi32(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1)));
+    }
+}
+
+/* one row, steps whole steps */
+__attribute__((target("avx2"), always_inline)) static inline int32_t fc_nw_row(const struct fc_nw_consts *d,
+                                                                const int8_t *t, const uint8_t *p,
+                                                                uint32_t bits, const int8_t *xs,
+                                                                const uint8_t *xa, int32_t steps)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int32_t slices = TC_FC_NW_SLICES(bits);
+    __m256i a0 = _mm256_setzero_si256();
+    __m128i r;
+    int32_t i;
+    for (i = 0; i < steps; i++) {
+        const __m256i s8 = _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32 * i));
+        const __m256i a8 = _mm256_loadu_si256((const __m256i *)(const void *)(xa + 32 * i));
+        const __m256i w0 = fc_nw_lookup(fc_nw_opaque(t), fc_nw_indices(d, p, bits), slices);
+        TC_FC_NW_DOT(a0, w0);
         p += 4 * bits;
     }
-    a0 = _mm256_hadd_epi32(a0, a1);
-    a2 = _mm256_hadd_epi32(a2, a3);
-    a0 = _mm256_hadd_epi32(a0, a2);
     r = _mm_add_epi32(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1));
-    if (nr == 4) {
-        _mm_storeu_si128((__m128i *)(void *)out, r);
-    } else {
-        out[0] = _mm_cvtsi128_si32(r);
-    }
+    r = _mm_add_epi32(r, _mm_srli_si128(r, 8));
+    r = _mm_add_epi32(r, _mm_srli_si128(r, 4));
+    return _mm_cvtsi128_si32(r);
 }
 #undef TC_FC_NW_DOT
 
-/* instances per width (constant bits and slices), four rows or one */
+/* instances per width (constant bits and slices) */
 #define TC_FC_NW_FN(b)                                                                        \
-    __attribute__((target("avx2"))) static void fc_nw_rows_##b(                               \
+    __attribute__((target("avx2"))) static void fc_nw_rows4_##b(                              \
         const struct fc_nw_consts *d, const int8_t *const *t, const uint8_t *p, int32_t rb,   \
-        int32_t nr, const int8_t *xs, const uint8_t *xa, int32_t steps, int32_t *out)         \
+        int32_t npass, const int8_t *xs, const uint8_t *xa, int32_t steps, int32_t *out)      \
     {                                                                                         \
-        if (nr == 4) {                                                                        \
-            fc_nw_rows(d, t, p, rb, b, 4, xs, xa, steps, out);                                \
-        } else {                                                                              \
-            fc_nw_rows(d, t, p, rb, b, 1, xs, xa, steps, out);                                \
-        }                                                                                     \
+        fc_nw_rows4(d, t, p, rb, b, npass, xs, xa, steps, out);                               \
+    }                                                                                         \
+    __attribute__((target("avx2"))) static int32_t fc_nw_row_##b(                             \
+        const struct fc_nw_consts *d, const int8_t *t, const uint8_t *p, const int8_t *xs,    \
+        const uint8_t *xa, int32_t steps)                                                     \
+    {                                                                                         \
+        return fc_nw_row(d, t, p, b, xs, xa, steps);                                          \
     }
 TC_FC_NW_FN(1)
 TC_FC_NW_FN(2)
@@ -1572,20 +1592,26 @@ TC_FC_NW_FN(5)
 TC_FC_NW_FN(6)
 TC_FC_NW_FN(7)
 
-typedef void (*fc_nw_rows_fn)(const struct fc_nw_consts *, const int8_t *const *, const uint8_t *,
-                              int32_t, int32_t, const int8_t *, const uint8_t *, int32_t, int32_t *);
-static const fc_nw_rows_fn fc_nw_rows_by_bits[8] = {
-    NULL, fc_nw_rows_1, fc_nw_rows_2, fc_nw_rows_3, NULL, fc_nw_rows_5, fc_nw_rows_6, fc_nw_rows_7};
+typedef void (*fc_nw_rows4_fn)(const struct fc_nw_consts *, const int8_t *const *, const uint8_t *,
+                               int32_t, int32_t, const int8_t *, const uint8_t *, int32_t, int32_t *);
+typedef int32_t (*fc_nw_row_fn)(const struct fc_nw_consts *, const int8_t *, const uint8_t *,
+                                const int8_t *, const uint8_t *, int32_t);
+static const fc_nw_rows4_fn fc_nw_rows4_by_bits[8] = {
+    NULL, fc_nw_rows4_1, fc_nw_rows4_2, fc_nw_rows4_3, NULL, fc_nw_rows4_5, fc_nw_rows4_6, fc_nw_rows4_7};
+static const fc_nw_row_fn fc_nw_row_by_bits[8] = {
+    NULL, fc_nw_row_1, fc_nw_row_2, fc_nw_row_3, NULL, fc_nw_row_5, fc_nw_row_6, fc_nw_row_7};
 
 /* fc_host_avx2's body for widths 1-3 and 5-7 (the layer qualified there: rows on byte
  * boundaries, input offset folded, no -128 in the codebooks); xs, xa: TC_FC_HOST_MAX_IN bytes
- * each; cb_end: the end of the readable codebook array. Four rows per pass as fc_host_avx2, each
- * with its own codebook, read in place (entries past a codebook's k are never selected), or
- * from a zero-padded copy where its slices would reach past cb_end. */
+ * each; cb_end: the end of the readable codebook array. Per block of 64 outputs, one call for
+ * its passes of four rows (each row with its own codebook), single rows where whole steps would
+ * read past the stream. Codebooks are read in place (entries past a codebook's k are never
+ * selected); a codebook whose slices reach past cb_end is read from a zero-padded local copy
+ * of the array's last bytes. */
 __attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
     const tc_fc_packed_params *p, const int8_t *input, const uint8_t *packed, const int8_t *codebooks,
     const uint8_t *codebook_map, const int32_t *bias, const int32_t *mult, const int8_t *shift,
-    int8_t *output, int8_t *xs, uint8_t *xa, const int8_t *cb_end, int32_t n_cb)
+    int8_t *output, int8_t *xs, uint8_t *xa, const int8_t *cb_end)
 {
     const int32_t n = p->in_features, out_f = p->out_features;
     const uint32_t bits = p->bits;
@@ -1594,32 +1620,19 @@ __attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
     const int64_t stream = ((int64_t)out_f * n * bits + 7) / 8;
     const int32_t steps = (n + 31) >> 5;
     const int32_t reach = 2 * (int32_t)bits + 16; /* bytes a step reads past its start */
-    const int32_t stride = p->codebook_stride, k = p->codebook_size;
-    const fc_nw_rows_fn rows_fn = fc_nw_rows_by_bits[bits];
-    int8_t pad[4][128]; /* zero-padded copies, one per row of a pass */
-    const int8_t *pad_of[4] = {NULL, NULL, NULL, NULL};
-    /* per-tensor and shared layouts: each codebook's slices looked up by its index (at most 4
-     * codebooks near the array's end take a padded copy; more: the per-row set-up below) */
-    const int8_t *tp[256];
-    int8_t tp_pad[4][128];
-    int use_tp = stride == 0 || (codebook_map != NULL && n_cb <= 256);
+    const int32_t stride = p->codebook_stride;
+    const fc_nw_rows4_fn rows4_fn = fc_nw_rows4_by_bits[bits];
+    const fc_nw_row_fn row_fn = fc_nw_row_by_bits[bits];
+    /* the array's last 16*slices bytes (or all of it), then zeros */
+    const int8_t *tail = cb_end - codebooks < 16 * slices ? codebooks : cb_end - 16 * slices;
+    int8_t tail_copy[256];
+    const int8_t *t[TC_FC_HOST_BLOCK];
     struct fc_nw_consts d;
     int32_t acc[TC_FC_HOST_BLOCK];
-    int32_t b, c, r, i, n_pad = 0;
+    int32_t b, c, r, i;
+    memset(tail_copy, 0, sizeof(tail_copy));
+    memcpy(tail_copy, tail, (size_t)(cb_end - tail));
     fc_nw_setup(&d, bits);
-    for (i = 0; use_tp && i < (stride == 0 ? 1 : n_cb); i++) {
-        const int8_t *cb = codebooks + stride * i;
-        tp[i] = cb;
-        if (cb + 16 * slices > cb_end) {
-            if (n_pad == 4) {
-                use_tp = 0;
-                break;
-            }
-            memset(tp_pad[n_pad], 0, sizeof(tp_pad[n_pad]));
-            memcpy(tp_pad[n_pad], cb, (size_t)TC_MIN(k, 16 * slices));
-            tp[i] = tp_pad[n_pad++];
-        }
-    }
     for (b = 0; b < p->batches; b++) {
         const int8_t *x = input + (int32_t)b * n;
         uint32_t fo_term = 0;
@@ -1633,46 +1646,31 @@ __attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
         fc_nw_prep_x(x, n, xs, xa);
         for (c = 0; c < out_f; c += TC_FC_HOST_BLOCK) {
             const int32_t cnt = TC_MIN(TC_FC_HOST_BLOCK, out_f - c);
-            for (r = 0; r < cnt;) {
+            int32_t npass = 0;
+            for (r = 0; r < cnt; r++) { /* each row's codebook slices */
                 const int32_t ch = c + r;
-                const uint8_t *row = packed + (int64_t)ch * rb;
-                /* steps whose reads stay inside the stream, for the last of 4 rows from ch */
-                const int64_t room4 = stream - (int64_t)(ch + 3) * rb - reach;
-                int32_t nr = r + 4 <= cnt && room4 >= (int64_t)(steps - 1) * 4 * (int64_t)bits ? 4 : 1;
-                const int8_t *t[4];
-                int32_t j;
-                for (j = 0; use_tp && j < nr; j++) {
-                    t[j] = tp[codebook_map != NULL ? codebook_map[ch + j] : 0];
+                const int32_t cbi = codebook_map != NULL ? (int32_t)codebook_map[ch] : ch;
+                const int8_t *cb = codebooks + stride * cbi; /* stride 0: per-tensor */
+                t[r] = cb_end - cb < 16 * slices ? tail_copy + (cb - tail) : cb;
+            }
+            /* passes of 4 rows whose reads stay inside the stream (the last row's) */
+            while (4 * npass + 4 <= cnt &&
+                   stream - (int64_t)(c + 4 * npass + 3) * rb - reach >= (int64_t)(steps - 1) * 4 * (int64_t)bits) {
+                npass++;
+            }
+            rows4_fn(&d, t, packed + (int64_t)c * rb, rb, npass, xs, xa, steps, acc);
+            for (r = 4 * npass; r < cnt; r++) { /* single rows, stopping before the stream's end */
+                const int32_t ch = c + r;
+                const int64_t room = stream - (int64_t)ch * rb - reach;
+                const int32_t fit =
+                    room < 0 ? 0 : (int32_t)TC_MIN((int64_t)steps, room / (4 * (int64_t)bits) + 1);
+                acc[r] = row_fn(&d, t[r], packed + (int64_t)ch * rb, xs, xa, fit);
+                if (32 * fit < n) {
+                    const int32_t cbi = codebook_map != NULL ? (int32_t)codebook_map[ch] : ch;
+                    int32_t ws = 0;
+                    acc[r] += fc_row_chunked(packed, (uint32_t)((int64_t)ch * rb * 8 + (int64_t)32 * fit * bits),
+                                             bits, codebooks + stride * cbi, x + 32 * fit, n - 32 * fit, 0, &ws);
                 }
-                for (j = 0; !use_tp && j < nr; j++) {
-                    const int32_t cbi = codebook_map != NULL ? (int32_t)codebook_map[ch + j] : ch + j;
-                    const int8_t *cb = codebooks + stride * cbi; /* stride 0: per-tensor */
-                    t[j] = cb;
-                    if (cb + 16 * slices > cb_end) {
-                        if (pad_of[j] != cb) {
-                            memset(pad[j], 0, sizeof(pad[j]));
-                            memcpy(pad[j], cb, (size_t)TC_MIN(k, 16 * slices));
-                            pad_of[j] = cb;
-                        }
-                        t[j] = pad[j];
-                    }
-                }
-                if (nr == 4) {
-                    rows_fn(&d, t, row, rb, 4, xs, xa, steps, acc + r);
-                } else {
-                    const int64_t room = stream - (int64_t)ch * rb - reach;
-                    const int32_t fit =
-                        room < 0 ? 0 : (int32_t)TC_MIN((int64_t)steps, room / (4 * (int64_t)bits) + 1);
-                    rows_fn(&d, t, row, rb, 1, xs, xa, fit, acc + r);
-                    if (32 * fit < n) {
-                        const int32_t cbi = stride == 0 ? 0 : codebook_map != NULL ? (int32_t)codebook_map[ch] : ch;
-                        int32_t ws = 0;
-                        acc[r] += fc_row_chunked(packed, (uint32_t)((int64_t)ch * rb * 8 + (int64_t)32 * fit * bits),
-                                                 bits, codebooks + stride * cbi, x + 32 * fit, n - 32 * fit,
-                                                 0, &ws);
-                    }
-                }
-                r += nr;
             }
             /* (after the block: loads right after the kernels' vector stores would stall) */
             for (i = 0; i < cnt; i++) {
@@ -1710,7 +1708,7 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
     const int8_t *cb_of[4] = {NULL, NULL, NULL, NULL};
     const int8_t *cb_end;
     int32_t acc[TC_FC_HOST_BLOCK];
-    int32_t b, c, r, last = 0; /* last: the highest codebook index the layer uses */
+    int32_t b, c, r;
     if (p->input_offset != 0 || (((uint32_t)n * bits) & 7u) != 0 || n > TC_FC_HOST_MAX_IN) {
         return 0;
     }
@@ -1754,7 +1752,7 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
     }
     fc_avx2_setup(&t, bits);
     { /* end of the readable codebook array: the last codebook's k entries, 2^bits for bits <= 4 */
-        int32_t i;
+        int32_t last = 0, i;
         if (p->codebook_stride != 0) {
             if (codebook_map == NULL) {
                 last = out_f - 1;
@@ -1783,7 +1781,7 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
     }
     if (bits != 4 && bits != 8) {
         fc_host_avx2_narrow(p, input, packed, codebooks, codebook_map, bias, mult, shift, output, xs, xa,
-                            cb_end, last + 1);
+                            cb_end);
         return 1;
     }
     for (b = 0; b < p->batches; b++) {

@@ -1400,35 +1400,61 @@ struct fc_nw_consts {
     __m256i shuf_a, mul_a, shuf_b, mul_b, mask;
 };
 
+/* fc_nw_setup's constants per width (group 0's lane; group 1's bytes are `bits` higher), from
+ * field k = bits*k: byte b = (bits*k)/8, offset o = (bits*k)%8. shuf_b: the window (b, b+1),
+ * mul_b = 2^(8-o) (field to the high byte). shuf_a: the same window, mul_a = 2^(16-o) (high
+ * half = window >> o), except o = 0: window (zero, b), mul_a = 2^8. */
+static const int8_t fc_nw_shuf_a[8][16] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {-128, 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1},
+    {-128, 0, 0, 1, 0, 1, 0, 1, -128, 1, 1, 2, 1, 2, 1, 2},
+    {-128, 0, 0, 1, 0, 1, 1, 2, 1, 2, 1, 2, 2, 3, 2, 3},
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {-128, 0, 0, 1, 1, 2, 1, 2, 2, 3, 3, 4, 3, 4, 4, 5},
+    {-128, 0, 0, 1, 1, 2, 2, 3, -128, 3, 3, 4, 4, 5, 5, 6},
+    {-128, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7}};
+static const int8_t fc_nw_shuf_b[8][16] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1},
+    {0, 1, 0, 1, 0, 1, 0, 1, 1, 2, 1, 2, 1, 2, 1, 2},
+    {0, 1, 0, 1, 0, 1, 1, 2, 1, 2, 1, 2, 2, 3, 2, 3},
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {0, 1, 0, 1, 1, 2, 1, 2, 2, 3, 3, 4, 3, 4, 4, 5},
+    {0, 1, 0, 1, 1, 2, 2, 3, 3, 4, 3, 4, 4, 5, 5, 6},
+    {0, 1, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7}};
+static const uint16_t fc_nw_mul_a[8][8] = {
+    {0, 0, 0, 0, 0, 0, 0, 0},
+    {256, 32768, 16384, 8192, 4096, 2048, 1024, 512},
+    {256, 16384, 4096, 1024, 256, 16384, 4096, 1024},
+    {256, 8192, 1024, 32768, 4096, 512, 16384, 2048},
+    {0, 0, 0, 0, 0, 0, 0, 0},
+    {256, 2048, 16384, 512, 4096, 32768, 1024, 8192},
+    {256, 1024, 4096, 16384, 256, 1024, 4096, 16384},
+    {256, 512, 1024, 2048, 4096, 8192, 16384, 32768}};
+static const uint16_t fc_nw_mul_b[8][8] = {
+    {0, 0, 0, 0, 0, 0, 0, 0},
+    {256, 128, 64, 32, 16, 8, 4, 2},
+    {256, 64, 16, 4, 256, 64, 16, 4},
+    {256, 32, 4, 128, 16, 2, 64, 8},
+    {0, 0, 0, 0, 0, 0, 0, 0},
+    {256, 8, 64, 2, 16, 128, 4, 32},
+    {256, 4, 16, 64, 256, 4, 16, 64},
+    {256, 2, 4, 8, 16, 32, 64, 128}};
+
 __attribute__((target("avx2"))) static void fc_nw_setup(struct fc_nw_consts *d, uint32_t bits)
 {
-    int8_t sa[32], sb[32], mk[32];
-    uint16_t ma[16], mb[16];
-    int32_t l, k;
-    for (l = 0; l < 2; l++) { /* 128-bit lane l: group l (of s01) or 2 + l (of s23) */
-        for (k = 0; k < 8; k++) {
-            const uint32_t bit = bits * (uint32_t)k, o = bit & 7u;
-            const int32_t byte = l * (int32_t)bits + (int32_t)(bit >> 3), e = 16 * l + 2 * k;
-            sb[e] = (int8_t)byte;
-            sb[e + 1] = (int8_t)(byte + 1);
-            mb[8 * l + k] = (uint16_t)(1u << (8u - o)); /* field to bits 8.. */
-            if (o == 0) { /* window = byte << 8, shifted right by 8 */
-                sa[e] = (int8_t)-128; /* vpshufb: 0 */
-                sa[e + 1] = (int8_t)byte;
-                ma[8 * l + k] = (uint16_t)(1u << 8);
-            } else {
-                sa[e] = (int8_t)byte;
-                sa[e + 1] = (int8_t)(byte + 1);
-                ma[8 * l + k] = (uint16_t)(1u << (16u - o)); /* high half = window >> o */
-            }
-        }
-    }
-    memset(mk, (int)((1u << bits) - 1u), sizeof(mk));
-    d->shuf_a = _mm256_loadu_si256((const __m256i *)(const void *)sa);
-    d->shuf_b = _mm256_loadu_si256((const __m256i *)(const void *)sb);
-    d->mul_a = _mm256_loadu_si256((const __m256i *)(const void *)ma);
-    d->mul_b = _mm256_loadu_si256((const __m256i *)(const void *)mb);
-    d->mask = _mm256_loadu_si256((const __m256i *)(const void *)mk);
+    /* group 1 (high lane) is `bits` bytes on; a zeroing index (-128) stays negative */
+    const __m256i lane1 = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (char)bits,
+                                           (char)bits, (char)bits, (char)bits, (char)bits, (char)bits,
+                                           (char)bits, (char)bits, (char)bits, (char)bits, (char)bits,
+                                           (char)bits, (char)bits, (char)bits, (char)bits, (char)bits);
+#define TC_FC_NW_BOTH(a) _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(a)))
+    d->shuf_a = _mm256_add_epi8(TC_FC_NW_BOTH(fc_nw_shuf_a[bits]), lane1);
+    d->shuf_b = _mm256_add_epi8(TC_FC_NW_BOTH(fc_nw_shuf_b[bits]), lane1);
+    d->mul_a = TC_FC_NW_BOTH(fc_nw_mul_a[bits]);
+    d->mul_b = TC_FC_NW_BOTH(fc_nw_mul_b[bits]);
+    d->mask = _mm256_set1_epi8((char)((1u << bits) - 1u));
+#undef TC_FC_NW_BOTH
 }
 
 /* the input blocks of 32 in the decode's order (see above), zero past n; xa = |xs| */
@@ -1626,12 +1652,11 @@ __attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
     /* the array's last 16*slices bytes (or all of it), then zeros */
     const int8_t *tail = cb_end - codebooks < 16 * slices ? codebooks : cb_end - 16 * slices;
     int8_t tail_copy[256];
+    int tail_ready = 0;
     const int8_t *t[TC_FC_HOST_BLOCK];
     struct fc_nw_consts d;
     int32_t acc[TC_FC_HOST_BLOCK];
     int32_t b, c, r, i;
-    memset(tail_copy, 0, sizeof(tail_copy));
-    memcpy(tail_copy, tail, (size_t)(cb_end - tail));
     fc_nw_setup(&d, bits);
     for (b = 0; b < p->batches; b++) {
         const int8_t *x = input + (int32_t)b * n;
@@ -1651,7 +1676,15 @@ __attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
                 const int32_t ch = c + r;
                 const int32_t cbi = codebook_map != NULL ? (int32_t)codebook_map[ch] : ch;
                 const int8_t *cb = codebooks + stride * cbi; /* stride 0: per-tensor */
-                t[r] = cb_end - cb < 16 * slices ? tail_copy + (cb - tail) : cb;
+                t[r] = cb;
+                if (cb_end - cb < 16 * slices) {
+                    if (!tail_ready) { /* (made when first needed) */
+                        memset(tail_copy, 0, sizeof(tail_copy));
+                        memcpy(tail_copy, tail, (size_t)(cb_end - tail));
+                        tail_ready = 1;
+                    }
+                    t[r] = tail_copy + (cb - tail);
+                }
             }
             /* passes of 4 rows whose reads stay inside the stream (the last row's) */
             while (4 * npass + 4 <= cnt &&

@@ -1597,6 +1597,26 @@ __attribute__((target("avx2"), always_inline)) static inline int32_t fc_nw_row(c
 }
 #undef TC_FC_NW_DOT
 
+/* rows of exactly 8 weights (one group; rows `bits` bytes apart): the step at p holds rows
+ * 0..3 as its groups 0..3, one decode and one lookup for the four when they share a codebook
+ * (t). The input of fc_nw_prep_x8: x (its 8 values) in every byte pair of s8; |x| at the even
+ * bytes of ae (the pair's first index: groups 0 and 1) and at the odd bytes of ao (groups 2
+ * and 3), so that vpmaddubsw keeps the rows apart. Sums to out[0..4). */
+__attribute__((target("avx2"), always_inline)) static inline void fc_nw_rows8(const struct fc_nw_consts *d,
+                                                               const int8_t *t, const uint8_t *p,
+                                                               uint32_t bits, __m256i s8, __m256i ae,
+                                                               __m256i ao, int32_t *out)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i w = _mm256_sign_epi8(fc_nw_lookup(t, fc_nw_indices(d, p, bits), TC_FC_NW_SLICES(bits)), s8);
+    const __m256i v0 = _mm256_madd_epi16(_mm256_maddubs_epi16(ae, w), ones); /* rows 0 | 1 */
+    const __m256i v1 = _mm256_madd_epi16(_mm256_maddubs_epi16(ao, w), ones); /* rows 2 | 3 */
+    __m256i h = _mm256_hadd_epi32(v0, v1);
+    h = _mm256_hadd_epi32(h, h); /* row 0, 2, 0, 2 | 1, 3, 1, 3 */
+    h = _mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 4, 1, 5, 0, 4, 1, 5));
+    _mm_storeu_si128((__m128i *)(void *)out, _mm256_castsi256_si128(h));
+}
+
 /* instances per width (constant bits and slices) */
 #define TC_FC_NW_FN(b)                                                                        \
     __attribute__((target("avx2"))) static void fc_nw_rows4_##b(                              \
@@ -1610,6 +1630,18 @@ __attribute__((target("avx2"), always_inline)) static inline int32_t fc_nw_row(c
         const uint8_t *xa, int32_t steps)                                                     \
     {                                                                                         \
         return fc_nw_row(d, t, p, b, xs, xa, steps);                                          \
+    }                                                                                         \
+    __attribute__((target("avx2"))) static void fc_nw_rows8_##b(                              \
+        const struct fc_nw_consts *d, const int8_t *const *t, const uint8_t *p, int32_t nr,   \
+        const int8_t *xs, const uint8_t *xa, int32_t *out)                                    \
+    {                                                                                         \
+        const __m256i s8 = _mm256_loadu_si256((const __m256i *)(const void *)xs);             \
+        const __m256i ae = _mm256_loadu_si256((const __m256i *)(const void *)xa);             \
+        const __m256i ao = _mm256_loadu_si256((const __m256i *)(const void *)(xa + 32));      \
+        int32_t r;                                                                            \
+        for (r = 0; r < nr; r += 4) {                                                         \
+            fc_nw_rows8(d, fc_nw_opaque(t[r]), p + r * b, b, s8, ae, ao, out + r);            \
+        }                                                                                     \
     }
 TC_FC_NW_FN(1)
 TC_FC_NW_FN(2)
@@ -1626,6 +1658,10 @@ static const fc_nw_rows4_fn fc_nw_rows4_by_bits[8] = {
     NULL, fc_nw_rows4_1, fc_nw_rows4_2, fc_nw_rows4_3, NULL, fc_nw_rows4_5, fc_nw_rows4_6, fc_nw_rows4_7};
 static const fc_nw_row_fn fc_nw_row_by_bits[8] = {
     NULL, fc_nw_row_1, fc_nw_row_2, fc_nw_row_3, NULL, fc_nw_row_5, fc_nw_row_6, fc_nw_row_7};
+typedef void (*fc_nw_rows8_fn)(const struct fc_nw_consts *, const int8_t *const *, const uint8_t *,
+                               int32_t, const int8_t *, const uint8_t *, int32_t *);
+static const fc_nw_rows8_fn fc_nw_rows8_by_bits[8] = {
+    NULL, fc_nw_rows8_1, fc_nw_rows8_2, fc_nw_rows8_3, NULL, fc_nw_rows8_5, fc_nw_rows8_6, fc_nw_rows8_7};
 
 /* fc_host_avx2's body for widths 1-3 and 5-7 (the layer qualified there: rows on byte
  * boundaries, input offset folded, no -128 in the codebooks); xs, xa: TC_FC_HOST_MAX_IN bytes
@@ -1649,6 +1685,9 @@ __attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
     const int32_t stride = p->codebook_stride;
     const fc_nw_rows4_fn rows4_fn = fc_nw_rows4_by_bits[bits];
     const fc_nw_row_fn row_fn = fc_nw_row_by_bits[bits];
+    const fc_nw_rows8_fn rows8_fn = fc_nw_rows8_by_bits[bits];
+    int8_t x8[64];  /* rows of 8 weights: fc_nw_rows8's s8 (32 bytes) */
+    uint8_t a8[64]; /* ... and its ae | ao */
     /* the array's last 16*slices bytes (or all of it), then zeros */
     const int8_t *tail = cb_end - codebooks < 16 * slices ? codebooks : cb_end - 16 * slices;
     int8_t tail_copy[256];
@@ -1669,6 +1708,16 @@ __attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
             fo_term = (uint32_t)p->filter_offset * (uint32_t)xsum;
         }
         fc_nw_prep_x(x, n, xs, xa);
+        if (n == 8) { /* x0 x0 x1 x1 .. x7 x7 in both lanes; |x| at even / odd bytes */
+            const __m256i v = _mm256_shuffle_epi8(
+                _mm256_broadcastq_epi64(_mm_loadl_epi64((const __m128i *)(const void *)x)),
+                _mm256_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4,
+                                 5, 5, 6, 6, 7, 7));
+            const __m256i av = _mm256_abs_epi8(v);
+            _mm256_storeu_si256((__m256i *)(void *)x8, v);
+            _mm256_storeu_si256((__m256i *)(void *)a8, _mm256_and_si256(av, _mm256_set1_epi16(0x00FF)));
+            _mm256_storeu_si256((__m256i *)(void *)(a8 + 32), _mm256_and_si256(av, _mm256_set1_epi16((short)0xFF00)));
+        }
         for (c = 0; c < out_f; c += TC_FC_HOST_BLOCK) {
             const int32_t cnt = TC_MIN(TC_FC_HOST_BLOCK, out_f - c);
             int32_t npass = 0;
@@ -1686,12 +1735,27 @@ __attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
                     t[r] = tail_copy + (cb - tail);
                 }
             }
-            /* passes of 4 rows whose reads stay inside the stream (the last row's) */
-            while (4 * npass + 4 <= cnt &&
-                   stream - (int64_t)(c + 4 * npass + 3) * rb - reach >= (int64_t)(steps - 1) * 4 * (int64_t)bits) {
-                npass++;
+            if (n == 8) { /* four rows per step where they share a codebook */
+                for (npass = 0; 4 * npass + 4 <= cnt; npass++) {
+                    const int32_t r0 = 4 * npass;
+                    const uint8_t *q = packed + (int64_t)(c + r0) * rb;
+                    if (t[r0] == t[r0 + 1] && t[r0] == t[r0 + 2] && t[r0] == t[r0 + 3] &&
+                        (int64_t)(c + r0) * rb + reach <= stream) {
+                        rows8_fn(&d, t + r0, q, 4, x8, a8, acc + r0);
+                    } else if (stream - (int64_t)(c + r0 + 3) * rb - reach >= 0) {
+                        rows4_fn(&d, t + r0, q, rb, 1, xs, xa, 1, acc + r0);
+                    } else {
+                        break;
+                    }
+                }
+            } else {
+                /* passes of 4 rows whose reads stay inside the stream (the last row's) */
+                while (4 * npass + 4 <= cnt &&
+                       stream - (int64_t)(c + 4 * npass + 3) * rb - reach >= (int64_t)(steps - 1) * 4 * (int64_t)bits) {
+                    npass++;
+                }
+                rows4_fn(&d, t, packed + (int64_t)c * rb, rb, npass, xs, xa, steps, acc);
             }
-            rows4_fn(&d, t, packed + (int64_t)c * rb, rb, npass, xs, xa, steps, acc);
             for (r = 4 * npass; r < cnt; r++) { /* single rows, stopping before the stream's end */
                 const int32_t ch = c + r;
                 const int64_t room = stream - (int64_t)ch * rb - reach;

@@ -45,7 +45,7 @@ void tc_harness_entry(void) {}
 void run(void)
 {
     FLAGS[1] = tc_fully_connected_packed_get_buffer_size(&P);
-    tc_fully_connected_packed(&P, X, W, FLAGS[0] ? 0 : CB, 0, BIAS, MULT, SHIFT, Y, FLAGS[2] ? 0 : SCR);
+    tc_fully_connected_packed(&P, X, W, FLAGS[0] ? 0 : CB, 0, 0, BIAS, MULT, SHIFT, Y, FLAGS[2] ? 0 : SCR);
 }
 """
 

@@ -97,6 +97,7 @@ class Case:
     check_with: str = ""    # ours: id of the CMSIS case whose output must equal ours
     layer: str = ""         # model layer name
     scratch: Optional[int] = None  # kernel scratch granted (model layers: the plan's; None: the kernel's full size)
+    flash_tables: int = 0   # flash pair table bytes granted (model layers: the plan's; synthetic layers: none)
     result: dict = field(default_factory=dict)
 
     @property
@@ -240,7 +241,8 @@ def model_cases(name, bits=4) -> list:
         cid = f"{name}_n{node.index}"
         cases.append(Case(f"{cid}_s8", name, "cmsis-s8", kind, g, node, W, layer=node.name))
         cases.append(Case(cid, name, "ours", kind, g, node, W, bits=lay.bits, layout=layout, check_with=f"{cid}_s8",
-                          layer=node.name, scratch=int(cm.plan.scratch_size.get(node.index, 0))))
+                          layer=node.name, scratch=int(cm.plan.scratch_size.get(node.index, 0)),
+                          flash_tables=int(cm.plan.flash_tables.get(node.index, 0))))
     return cases
 
 
@@ -259,6 +261,7 @@ def ours_c(cases, board) -> str:
         # and the arena has no room for it
         ctx.scratch_exprs = {c.node.index: "scratch"} if c.scratch_bytes > 0 else {}
         ctx.scratch_sizes = {c.node.index: c.scratch_bytes}
+        ctx.flash_tables = {c.node.index: c.flash_tables} if c.flash_tables else {}
         ctx.current_node = c.node
         lines = get_handler(c.node.op).emit(c.node, ctx)
         out += [d.text for d in ctx.decls]

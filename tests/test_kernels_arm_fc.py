@@ -42,7 +42,8 @@ int32_t BIAS[64], MULT[64];
 int8_t SHIFT[64];
 int8_t Y[16 + 64 + 16];
 int8_t SCR[8192];
-int32_t FLAGS[5]; /* no codebooks, use map, use bias, scratch size (out), NULL scratch */
+uint32_t PT[8192]; /* flash pair tables (fully_connected.pair_tables) */
+int32_t FLAGS[6]; /* no codebooks, use map, use bias, scratch size (out), NULL scratch, pair tables */
 int32_t UNP[4]; /* bit offset, bits, count, raw */
 int8_t UOUT[16 + 600 + 16];
 void tc_harness_entry(void) {}
@@ -53,8 +54,8 @@ void run_unpack(void)
 void run_fc(void)
 {
     FLAGS[3] = tc_fully_connected_packed_get_buffer_size(&P);
-    tc_fully_connected_packed(&P, X, W, FLAGS[0] ? 0 : CB, FLAGS[1] ? MAP : 0, FLAGS[2] ? BIAS : 0,
-                              MULT, SHIFT, Y + 16, FLAGS[4] ? 0 : SCR + 1);
+    tc_fully_connected_packed(&P, X, W, FLAGS[0] ? 0 : CB, FLAGS[1] ? MAP : 0, FLAGS[5] ? PT : 0,
+                              FLAGS[2] ? BIAS : 0, MULT, SHIFT, Y + 16, FLAGS[4] ? 0 : SCR + 1);
 }
 """
 
@@ -71,7 +72,7 @@ def _pack_struct(fields) -> bytes:
     return struct.pack(fmt, *[int(v) for _, _, v in fields])
 
 
-def run_fc_on_target(board, p, layout, x, bias, null_scratch=False):
+def run_fc_on_target(board, p, layout, x, bias, null_scratch=False, flash_tables=False):
     from arm_harness import read, write
     m = _machine(board)
     fields = fully_connected.struct_fields(p, layout)
@@ -86,8 +87,12 @@ def run_fc_on_target(board, p, layout, x, bias, null_scratch=False):
         write(m, "BIAS", np.asarray(bias, np.int64).astype(np.int32).tobytes())
     write(m, "MULT", np.asarray(p["mult"], np.int64).astype(np.int32).tobytes())
     write(m, "SHIFT", np.asarray(p["shift"], np.int8).tobytes())
-    write(m, "FLAGS", np.array([layout.raw, layout.cmap is not None, bias is not None, 0, null_scratch],
-                               np.int32).tobytes())
+    tabs = fully_connected.pair_tables(layout) if flash_tables else None
+    if tabs is not None:
+        assert tabs.size <= 8192
+        write(m, "PT", tabs.astype("<u4").tobytes())
+    write(m, "FLAGS", np.array([layout.raw, layout.cmap is not None, bias is not None, 0, null_scratch,
+                                tabs is not None], np.int32).tobytes())
     write(m, "SCR", bytes([0xA5]) * 8192)
     n = p["batches"] * p["out_features"]
     write(m, "Y", bytes([0x5A]) * (n + 32))
@@ -126,7 +131,8 @@ def test_fully_connected_on_target_matches_reference(board):
         ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0]
         if bias is not None and data.draw(st.booleans()):  # as emitted: input offset folded into the bias
             p, bias = fully_connected.fold_input_offset(p, w, bias)
-        got = run_fc_on_target(board, p, layout, x, bias, null_scratch=data.draw(st.integers(0, 3)) == 0)
+        got = run_fc_on_target(board, p, layout, x, bias, null_scratch=data.draw(st.integers(0, 3)) == 0,
+                               flash_tables=data.draw(st.booleans()))
         np.testing.assert_array_equal(got, ref.reshape(-1))
 
     check()
@@ -169,12 +175,14 @@ def test_fully_connected_table_and_table_free_passes_on_target(board):
     shared codebooks (consecutive rows with equal and different codebooks), rows of whole
     8-index groups and not, 1..9 rows (passes of 4 and 2 and their remainders), at each table
     level: full (pair table + widened input), compact (split int8 tables) and none (NULL
-    scratch: the table-free paths), against numpy."""
+    scratch: the table-free paths), and with the flash pair tables (per-tensor and shared codebooks,
+    widths 1..5) at the compact level (the widened input in scratch where it fits) and with NULL
+    scratch (widened on the stack), against numpy."""
     require_tool("arm-none-eabi-gcc")
     pytest.importorskip("unicorn")
     from tinycluster.ops import _packed_common as pc
     rng = np.random.default_rng(10)
-    cases = 0
+    cases = flash_cases = 0
     for bits in (1, 2, 3, 4, 5, 6):
         k = 1 << bits
         for mode in ("tensor", "channel", "shared"):
@@ -198,9 +206,15 @@ def test_fully_connected_table_and_table_free_passes_on_target(board):
                 x = rng.integers(-128, 128, size=(1, n_in)).astype(np.int8)
                 node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
                 ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0].reshape(-1)
-                for tables, null_scratch in ((2, False), (1, False), (2, True)):  # full, compact, none
-                    got = run_fc_on_target(board, dict(p, tables=tables), lay, x, bias, null_scratch=null_scratch)
+                configs = [(2, False, False), (1, False, False), (2, True, False)]  # full, compact, none
+                if fully_connected.pair_tables(lay) is not None:
+                    configs += [(1, False, True), (2, True, True)]  # flash tables: compact scratch, none
+                    flash_cases += 2
+                for tables, null_scratch, flash in configs:
+                    got = run_fc_on_target(board, dict(p, tables=tables), lay, x, bias, null_scratch=null_scratch,
+                                           flash_tables=flash)
                     np.testing.assert_array_equal(got, ref, err_msg=f"{bits}-bit {mode} {n_in}x{n_out} "
-                                                                    f"tables {tables} null scratch {null_scratch}")
+                                                                    f"tables {tables} null scratch {null_scratch} "
+                                                                    f"flash tables {flash}")
                     cases += 1
-    assert cases == 6 * 3 * 5 * 3
+    assert cases == 6 * 3 * 5 * 3 + flash_cases and flash_cases == 5 * 2 * 5 * 2

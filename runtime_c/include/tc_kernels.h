@@ -84,14 +84,23 @@ typedef struct {
  * The scratch is optional: with scratch == NULL (or tables 0) the kernel runs without tables
  * (slower; same output). The generated code grants the largest level the arena has room for at
  * that layer (planner.plan_memory). *_get_buffer_size() gives the bytes of p->tables' level.
+ * pair_tables (may be NULL): the pair tables precomputed at compile time (flash), the same
+ * table the DSP kernel would build in scratch, one per codebook (codebook g's at
+ * pair_tables + g * 2^(2*bits)): word lo | hi << bits = (uint16)cb[lo] | (uint16)cb[hi] << 16
+ * (cb[i] = 0 for i >= codebook_size). Only for widths 1..5 and per-tensor or shared codebooks
+ * (codebook_stride == 0 or codebook_map != NULL); NULL otherwise. Cortex-M4/M7/M33 then build no
+ * table (the scratch, when its level holds the widened input row, keeps serving for that);
+ * ARMv6-M, x86 and portable builds ignore it (same output). The generated code passes it
+ * only where the arena has no room for the full level, under the model's flash budget for
+ * tables (docs/kernels.md, "Flash pair tables").
  * Stack: <= 0.75 KiB on Cortex-M (128-weight decode chunk, 16-row pass state), ~5.5 KiB on
  * x86 hosts (the input row prepared for AVX2, up to 2048 inputs). */
 int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p);
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
-                               const uint8_t *codebook_map, const int32_t *bias,
-                               const int32_t *mult, const int8_t *shift, int8_t *output,
-                               int8_t *scratch);
+                               const uint8_t *codebook_map, const uint32_t *pair_tables,
+                               const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                               int8_t *output, int8_t *scratch);
 
 /* CONV_2D, batch 1. input [in_h][in_w][in_c], weights [out_c][k_h][k_w][filter_in_c]
  * (groups = in_c / filter_in_c; output channel c reads input channels

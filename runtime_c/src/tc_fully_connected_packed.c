@@ -359,6 +359,8 @@ TC_INLINE void fc_pairs_rows(const uint8_t *const *rows, int32_t nr, uint32_t bi
     }
 }
 
+#define TC_FC_HAVE_FLASH_PAIRS 1
+
 /* raw int8 weights: SXTB16 of 4 weights against SXTB16 of 4 inputs, (x0, x2) and (x1, x3) */
 #define TC_FC_RAW_ROW(acc, qq)                                                                \
     do {                                                                                      \
@@ -970,6 +972,36 @@ TC_NOINLINE static void fc_pairs_any(const uint8_t *const *q, int32_t nr, uint32
         break;
     }
 }
+
+#if defined(TC_FC_HAVE_FLASH_PAIRS)
+/* Flash pair tables without the widened input row in scratch (the arena had no room at this
+ * layer): the input is widened in chunks of TC_FC_XCHUNK groups into a stack buffer (256 B,
+ * not live at the same time as fc_row_chunked's decode buffer), each chunk serving every row
+ * of the pass through the same row kernels as the full level (fc_pairs_rows). */
+#define TC_FC_XCHUNK 16
+TC_NOINLINE static void fc_xpairs_any(const uint8_t *const *rows, int32_t nr, uint32_t bits,
+                                      const uint32_t *tab, const int8_t *x, int32_t groups,
+                                      int32_t *acc)
+{
+    uint32_t xw[TC_FC_XCHUNK * 4];
+    const uint8_t *rr[TC_FC_PASS];
+    int32_t part[TC_FC_PASS];
+    int32_t g0, r;
+    for (r = 0; r < nr; r++) {
+        acc[r] = 0;
+        rr[r] = rows[r];
+    }
+    for (g0 = 0; g0 < groups; g0 += TC_FC_XCHUNK) {
+        const int32_t gc = TC_MIN(TC_FC_XCHUNK, groups - g0);
+        fc_widen_pairs(x + 8 * g0, 8 * gc, xw);
+        fc_pairs_any(rr, nr, bits, tab, xw, gc, part);
+        for (r = 0; r < nr; r++) {
+            acc[r] += part[r];
+            rr[r] += gc * (int32_t)bits;
+        }
+    }
+}
+#endif
 
 TC_NOINLINE static void fc_lookup_any(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
                                       const int8_t *cb, const int8_t *x, int32_t groups,
@@ -1588,6 +1620,26 @@ TC_NOINLINE static void fc_finish(const tc_fc_packed_params *p, const int32_t *a
     }
 }
 
+/* The flash pair tables the kernel reads (DSP cores, widths 1..5, per-tensor or shared
+ * codebooks), or NULL: ARMv6-M, x86 and portable builds ignore them (their loops read split
+ * int8 tables or none; same output). */
+static const uint32_t *fc_flash_tables(const tc_fc_packed_params *p, const int8_t *codebooks,
+                                       const uint8_t *codebook_map, const uint32_t *pair_tables)
+{
+#if defined(TC_FC_HAVE_FLASH_PAIRS)
+    if (pair_tables != NULL && codebooks != NULL && p->bits >= 1 && p->bits <= TC_FC_PAIR_MAX_BITS &&
+        (p->codebook_stride == 0 || codebook_map != NULL)) {
+        return pair_tables;
+    }
+#else
+    (void)p;
+    (void)codebooks;
+    (void)codebook_map;
+    (void)pair_tables;
+#endif
+    return NULL;
+}
+
 /* 4-bit rows without tables take a codebook per row on these cores (fc_look4_rows,
  * fc_look4_row_v6m): the driver then forms passes across codebook changes */
 #if TC_FC_HAVE_LOOK4 || defined(TC_FC_HAVE_LOOK4_V6M)
@@ -1603,9 +1655,9 @@ TC_NOINLINE static void fc_finish(const tc_fc_packed_params *p, const int32_t *a
  */
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
-                               const uint8_t *codebook_map, const int32_t *bias,
-                               const int32_t *mult, const int8_t *shift, int8_t *output,
-                               int8_t *scratch)
+                               const uint8_t *codebook_map, const uint32_t *pair_tables,
+                               const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                               int8_t *output, int8_t *scratch)
 {
     const int32_t n = p->in_features;
     const int32_t out_f = p->out_features;
@@ -1619,10 +1671,20 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
      * input read as int8) or none (scratch == NULL or tables 0: the planner grants scratch only
      * where the arena has room) */
     const int32_t level = scratch != NULL ? fc_level(p) : 0;
-    uint32_t *tab = level == 2 ? (uint32_t *)(void *)tc_scratch_s32(scratch) : NULL;
+    /* flash pair tables (DSP cores; one per codebook, precomputed by the generator): no table
+     * build, and the scratch, when its level holds the widened input row, serves for that */
+    const uint32_t *ftab = fc_flash_tables(p, codebooks, codebook_map, pair_tables);
+    uint32_t *tab = level == 2 && ftab == NULL ? (uint32_t *)(void *)tc_scratch_s32(scratch) : NULL;
     /* compact: one table per codebook, so not for per-channel layers (a build per row) */
-    int8_t *split = level == 1 && (p->codebook_stride == 0 || codebook_map != NULL) ? scratch : NULL;
-    uint32_t *xw = tab != NULL ? tab + fc_pair_entries(p) : NULL;
+    int8_t *split = level == 1 && ftab == NULL && (p->codebook_stride == 0 || codebook_map != NULL)
+                        ? scratch
+                        : NULL;
+    uint32_t *xw = tab != NULL ? tab + fc_pair_entries(p)
+                   : ftab != NULL && level > 0 &&
+                           tc_fully_connected_packed_get_buffer_size(p) >= 4 * fc_widened_words(p) + 3
+                       ? (uint32_t *)(void *)tc_scratch_s32(scratch)
+                       : NULL;
+    const int tables = tab != NULL || split != NULL || ftab != NULL;
     const int8_t *tab_cb = NULL;
     int32_t b, grouped = 0;
 #ifdef TC_HOST_X86_SIMD
@@ -1641,7 +1703,7 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
 #endif
     /* shared codebooks with a pair table: rows taken codebook by codebook (one table build per
      * codebook and batch row, passes of 4 rows), where the map scans (one per codebook) pay */
-    if ((tab != NULL || split != NULL) && codebook_map != NULL && aligned) {
+    if (tables && codebook_map != NULL && aligned) {
         int32_t i, n_groups = 0;
         for (i = 0; i < out_f; i++) {
             n_groups = TC_MAX(n_groups, (int32_t)codebook_map[i] + 1);
@@ -1708,8 +1770,8 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                       * table-free path (fc_look4_rows: a codebook per row) */
                 /* rows with different codebooks in one pass: the DSP 4-bit table-free path, and
                  * per-channel layers with tables (one build per row, fewer passes) */
-                const int any = g > 0 && ((TC_FC_ANY_CB && tab == NULL && split == NULL && bits == 4) ||
-                                          ((tab != NULL || split != NULL) && codebook_map == NULL));
+                const int any = g > 0 && ((TC_FC_ANY_CB && !tables && bits == 4) ||
+                                          (tables && codebook_map == NULL));
                 const uint8_t *q = packed + c * rb;
                 cbi = codebook_map != NULL ? codebook_map[c] : c;
                 do {
@@ -1758,13 +1820,13 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
             }
 #endif
 #if TC_FC_HAVE_LOOK4
-            else if (mixed && tab == NULL && split == NULL) { /* consecutive rows, a codebook each */
+            else if (mixed && !tables) { /* consecutive rows, a codebook each */
                 fc_look4_rows(rows[0], rb, nr, cbs, x, g, acc);
                 done = 8 * g;
             }
 #endif
 #if defined(TC_FC_HAVE_LOOK4_V6M)
-            else if (mixed && tab == NULL && split == NULL) { /* consecutive rows, a codebook each */
+            else if (mixed && !tables) { /* consecutive rows, a codebook each */
                 for (r = 0; r < nr; r++) {
                     acc[r] = fc_look4_row_v6m(rows[r], cbs[r], x, g);
                 }
@@ -1772,11 +1834,26 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
             }
 #endif
             else if (g > 0) {
-                if (split != NULL || tab != NULL) { /* runs of rows sharing a codebook */
+                if (tables) { /* runs of rows sharing a codebook */
                     int32_t r0, r1;
                     for (r0 = 0; r0 < nr; r0 = r1) {
                         for (r1 = r0 + 1; r1 < nr && cbs[r1] == cbs[r0]; r1++) {
                         }
+#if defined(TC_FC_HAVE_FLASH_PAIRS)
+                        if (ftab != NULL) { /* codebook i's table at ftab + i * 2^(2*bits) */
+                            const uint32_t *t = ftab;
+                            if (p->codebook_stride != 0) {
+                                t += ((int32_t)(cbs[r0] - codebooks) / p->codebook_stride)
+                                     << (2 * bits);
+                            }
+                            if (xw != NULL) {
+                                fc_pairs_any(rows + r0, r1 - r0, bits, t, xw, g, acc + r0);
+                            } else {
+                                fc_xpairs_any(rows + r0, r1 - r0, bits, t, x, g, acc + r0);
+                            }
+                            continue;
+                        }
+#endif
                         if (cbs[r0] != tab_cb) {
                             tab_cb = cbs[r0];
                             if (split != NULL) {

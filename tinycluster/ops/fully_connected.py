@@ -80,6 +80,44 @@ def level_for(p: dict, bits: int, codebook_stride: int, per_channel: bool, grant
     return TABLES_NONE
 
 
+def pair_tables(layout):
+    """The pair tables the Cortex-M DSP kernel would build in scratch, precomputed for flash
+    (``pair_tables`` of tc_fully_connected_packed): one per codebook (per-tensor: 1, shared: G),
+    2^(2*bits) uint32 words each, word ``lo | hi << bits`` = (uint16)cb[lo] | (uint16)cb[hi] << 16
+    with cb[i] = 0 for i >= k (fc_build_pairs). None where the kernel takes none: raw weights,
+    widths above PAIR_MAX_BITS, per-channel codebooks (a table per row would cost more flash
+    than the indices it serves)."""
+    if layout.raw or not 1 <= layout.bits <= PAIR_MAX_BITS or (layout.stride != 0 and layout.cmap is None):
+        return None
+    n, k = 1 << layout.bits, layout.k
+    cbs = np.asarray(layout.codebooks, np.int64).reshape(-1)
+    cbs = cbs[:k].reshape(1, k) if layout.stride == 0 else cbs.reshape(-1, layout.stride)[:, :k]
+    c = np.zeros((cbs.shape[0], n), np.int64)
+    c[:, :k] = cbs
+    c16 = c & 0xFFFF
+    # [codebook, hi, lo] -> word index lo | hi << bits
+    return (c16[:, None, :] | (c16[:, :, None] << 16)).reshape(-1).astype(np.uint32)
+
+
+def flash_table_bytes(p: dict, layout) -> int:
+    """Flash bytes of the layer's pair tables where they may be granted (issue 10's rule: the
+    kernel reads them on whole 8-index rows, and they are at most 1/8 of the layer's index
+    bytes), else 0."""
+    t = pair_tables(layout)
+    return 0 if t is None else flash_table_bytes_at(p, layout.bits, int(t.size) >> (2 * layout.bits))
+
+
+def flash_table_bytes_at(p: dict, bits: int, n_tables: int = 1) -> int:
+    """:func:`flash_table_bytes` for ``n_tables`` codebooks at width ``bits`` (before a layout exists:
+    the flash ``auto`` reserves for the tables, compress/cost.py)."""
+    from ..packing import packed_size
+
+    if not 1 <= bits <= PAIR_MAX_BITS or p["in_features"] < 8 or (p["in_features"] * bits) % 8:
+        return 0
+    nbytes = 4 * n_tables << (2 * bits)
+    return nbytes if 8 * nbytes <= packed_size(p["in_features"] * p["out_features"], bits) else 0
+
+
 def fold_input_offset(p: dict, weights, bias):
     """(params, bias) as emitted: the input offset is folded into the bias
     (bias + io*sum(w) + fo*io*in, int32 wrap), the kernel then runs with input_offset 0 and
@@ -184,14 +222,30 @@ class FullyConnected(OpHandler):
         per_channel = layout.stride != 0 and layout.cmap is None
         p = dict(p, tables=level_for(p, layout.bits, layout.stride, per_channel,
                                      ctx.scratch_size(self.scratch_bytes(node, ctx.graph))))
-        return pc.emit_weight_consts(node, ctx, f"fc{node.index}", layout, bias, p["mult"], p["shift"],
-                                     "tc_fc_packed_params", struct_fields(p, layout))
+        names = pc.emit_weight_consts(node, ctx, f"fc{node.index}", layout, bias, p["mult"], p["shift"],
+                                      "tc_fc_packed_params", struct_fields(p, layout))
+        if "pair_tables" not in names:  # flash pair tables where the planner granted them
+            names["pair_tables"] = "NULL"
+            if node.index in ctx.flash_tables:
+                names["pair_tables"] = ctx.const_array(f"fc{node.index}_pairs", "uint32_t", pair_tables(layout),
+                                                       role="tables")
+        return names
 
     def emit(self, node, ctx) -> list:
         n = self._consts(node, ctx)
         return [f"tc_fully_connected_packed(&{n['params']}, {ctx.tensor(node.inputs[0])}, {n['packed']}, "
-                f"{n['codebooks']}, {n['map']}, {n['bias']}, {n['mult']}, {n['shift']}, "
+                f"{n['codebooks']}, {n['map']}, {n['pair_tables']}, {n['bias']}, {n['mult']}, {n['shift']}, "
                 f"{ctx.tensor(node.outputs[0])}, {ctx.scratch()});"]
+
+    def flash_tables(self, node, graph, granted_scratch: int) -> int:
+        """Bytes of flash pair tables this layer may take (planner.grant_flash_tables): where the
+        kernel does not run the full run-time table level with the scratch it was granted, and the
+        tables are at most 1/8 of its index bytes (:func:`flash_table_bytes`); else 0."""
+        layout, _ = pc.weight_layout_of(node, graph, self)
+        per_channel = layout.stride != 0 and layout.cmap is None
+        if level_for(node.params, layout.bits, layout.stride, per_channel, granted_scratch) == TABLES_FULL:
+            return 0
+        return flash_table_bytes(node.params, layout)
 
     def scratch_bytes(self, node, graph) -> int:
         """The full level's bytes (the kernel's fastest form)."""

@@ -593,66 +593,91 @@ TC_NOINLINE static void fc_look4_rows(const uint8_t *q, int32_t rb, int32_t nr,
     }
 }
 
-/* 4-bit rows against the compact split tables (the arena's room at that layer is < the full
- * level): two rows per pass share the SXTB16 input lanes; per 8 weights of a row one LDR of
- * the 4 field bytes, 4 field extracts, 8 LDRSB (lo[f], hi[f]) and 8 SMLABB/SMLABT. */
-#define TC_FC_S4ROW(acc, qq)                                                                  \
+
+/* The compact level at 4 bits on these cores: one table of 256 halfwords (the same 512 B as the
+ * split tables), entry f = lo | hi << 4 holding (int8)cb[lo] in its low byte and (int8)cb[hi] in
+ * its high byte. Two entries (fields 2h, 2h+1: weights 4h..4h+3) joined into one word give, by
+ * SXTB16 and SXTB16 ROR 8, the weight lanes (w0, w2) and (w1, w3) that match the input lanes
+ * (x0, x2) and (x1, x3): per 4 weights two LDRB, two LDRH, one ORR, two SXTB16 and two SMLAD
+ * (the split tables: four LDRSB and four SMLABB/SMLABT plus the field extracts). Any alignment
+ * (unaligned LDRH and STR are allowed on these cores). */
+TC_NOINLINE static void fc_build_half4(int8_t *restrict t, const int8_t *restrict cb, int32_t k)
+{
+    uint32_t c[16];
+    int32_t a, b;
+    for (a = 0; a < 16; a++) {
+        c[a] = a < k ? (uint32_t)(uint8_t)cb[a] : 0u;
+    }
+    for (b = 0; b < 16; b++) {
+        const uint32_t h = c[b] << 8 | c[b] << 24;
+        for (a = 0; a < 16; a += 2) {
+            const uint32_t w = h | c[a] | c[a + 1] << 16;
+            memcpy(t, &w, 4);
+            t += 4;
+        }
+    }
+}
+
+#define TC_FC_H4(acc, qq, h)                                                                  \
     do {                                                                                      \
-        const uint32_t v_ = tc_ld32(qq);                                                      \
-        uint32_t f_ = v_ & 255u;                                                              \
-        acc = __smlabb(lo[f_], xa, acc);                                                      \
-        acc = __smlabb(hi[f_], xb, acc);                                                      \
-        f_ = (v_ >> 8) & 255u;                                                                \
-        acc = __smlabt(lo[f_], xa, acc);                                                      \
-        acc = __smlabt(hi[f_], xb, acc);                                                      \
-        f_ = (v_ >> 16) & 255u;                                                               \
-        acc = __smlabb(lo[f_], xc, acc);                                                      \
-        acc = __smlabb(hi[f_], xd, acc);                                                      \
-        f_ = v_ >> 24;                                                                        \
-        acc = __smlabt(lo[f_], xc, acc);                                                      \
-        acc = __smlabt(hi[f_], xd, acc);                                                      \
+        const uint32_t w_ = (uint32_t)tc_ld16(t + 2u * (qq)[2 * (h)]) |                      \
+                            (uint32_t)tc_ld16(t + 2u * (qq)[2 * (h) + 1]) << 16;              \
+        acc = __smlad(__sxtb16(w_), xa, acc);                                                 \
+        acc = __smlad(tc_sxtb16_ror8(w_), xb, acc);                                           \
+    } while (0)
+#define TC_FC_H4X(h)                                                                          \
+    do {                                                                                      \
+        const uint32_t v_ = tc_ld32(x + 4 * (h));                                             \
+        const int32_t xa = __sxtb16(v_), xb = tc_sxtb16_ror8(v_);                             \
+        TC_FC_H4(a0, q0, h);                                                                  \
+        TC_AFTER(q1, a0);                                                                     \
+        TC_FC_H4(a1, q1, h);                                                                  \
+        TC_AFTER(q2, a1);                                                                     \
+        TC_FC_H4(a2, q2, h);                                                                  \
+        TC_AFTER(q3, a2);                                                                     \
+        TC_FC_H4(a3, q3, h);                                                                  \
+        TC_AFTER(q0, a3);                                                                     \
     } while (0)
 
-TC_NOINLINE static void fc_split4_rows(const uint8_t *const *rows, int32_t nr, const int8_t *lo,
-                                       const int8_t *x0, int32_t groups, int32_t *acc)
+TC_NOINLINE static void fc_half4_rows(const uint8_t *const *rows, int32_t nr, const int8_t *t,
+                                      const int8_t *x0, int32_t groups, int32_t *acc)
 {
-    const int8_t *hi = lo + 256;
-    int32_t r;
-    for (r = 0; r + 2 <= nr; r += 2) {
-        const uint8_t *qa = rows[r], *qb = rows[r + 1];
+    int32_t r, g;
+    for (r = 0; r + TC_FC_ROWS <= nr; r += TC_FC_ROWS) {
+        const uint8_t *q0 = rows[r], *q1 = rows[r + 1], *q2 = rows[r + 2], *q3 = rows[r + 3];
         const int8_t *x = x0, *end = x0 + 8 * groups;
-        int32_t a0 = 0, a1 = 0;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         while (x != end) {
-            const uint32_t u0 = tc_ld32(x), u1 = tc_ld32(x + 4);
-            const int32_t xa = __sxtb16(u0), xb = tc_sxtb16_ror8(u0);
-            const int32_t xc = __sxtb16(u1), xd = tc_sxtb16_ror8(u1);
-            TC_FC_S4ROW(a0, qa);
-            TC_AFTER(qb, a0);
-            TC_FC_S4ROW(a1, qb);
-            TC_AFTER(qa, a1);
-            qa += 4;
-            qb += 4;
+            TC_FC_H4X(0);
+            TC_FC_H4X(1);
+            q0 += 4;
+            q1 += 4;
+            q2 += 4;
+            q3 += 4;
             x += 8;
         }
         acc[r] = a0;
         acc[r + 1] = a1;
+        acc[r + 2] = a2;
+        acc[r + 3] = a3;
     }
-    if (r < nr) {
+    for (; r < nr; r++) {
         const uint8_t *qa = rows[r];
-        const int8_t *x = x0, *end = x0 + 8 * groups;
-        int32_t a0 = 0;
-        while (x != end) {
-            const uint32_t u0 = tc_ld32(x), u1 = tc_ld32(x + 4);
-            const int32_t xa = __sxtb16(u0), xb = tc_sxtb16_ror8(u0);
-            const int32_t xc = __sxtb16(u1), xd = tc_sxtb16_ror8(u1);
-            TC_FC_S4ROW(a0, qa);
+        int32_t a = 0;
+        for (g = 0; g < groups; g++) {
+            const int8_t *x = x0 + 8 * g;
+            uint32_t h;
+            for (h = 0; h < 2u; h++) {
+                const uint32_t v_ = tc_ld32(x + 4 * h);
+                const int32_t xa = __sxtb16(v_), xb = tc_sxtb16_ror8(v_);
+                TC_FC_H4(a, qa, h);
+            }
             qa += 4;
-            x += 8;
         }
-        acc[r] = a0;
+        acc[r] = a;
     }
 }
-#define TC_FC_HAVE_SPLIT4 1
+#define TC_FC_HAVE_HALF4 1
 
 #else /* !TC_ARCH_ARM_DSP */
 /* ---- plain C (ARMv6-M, portable, x86 hosts for widths they do not vectorize) ----
@@ -1066,9 +1091,9 @@ TC_NOINLINE static void fc_split_any(const uint8_t *const *rows, int32_t nr, uin
                                      int32_t *acc)
 {
     int32_t r;
-#if defined(TC_FC_HAVE_SPLIT4)
-    if (bits == 4) {
-        fc_split4_rows(rows, nr, lo, x, groups, acc);
+#if defined(TC_FC_HAVE_HALF4)
+    if (bits == 4) { /* the halfword table (fc_build_half4) */
+        fc_half4_rows(rows, nr, lo, x, groups, acc);
         return;
     }
 #endif
@@ -1685,6 +1710,15 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                        ? (uint32_t *)(void *)tc_scratch_s32(scratch)
                        : NULL;
     const int tables = tab != NULL || split != NULL || ftab != NULL;
+#if defined(TC_FC_HAVE_FLASH_PAIRS)
+    /* flash tables without room in the scratch for the widened input: rows of up to one chunk
+     * (TC_FC_XCHUNK groups) widen it once per batch row here, longer rows chunk by chunk per
+     * pass (fc_xpairs_any) */
+    uint32_t xw_stack[TC_FC_XCHUNK * 4];
+    if (ftab != NULL && xw == NULL && n <= 8 * TC_FC_XCHUNK) {
+        xw = xw_stack;
+    }
+#endif
     const int8_t *tab_cb = NULL;
     int32_t b, grouped = 0;
 #ifdef TC_HOST_X86_SIMD
@@ -1857,7 +1891,14 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                         if (cbs[r0] != tab_cb) {
                             tab_cb = cbs[r0];
                             if (split != NULL) {
-                                fc_build_split(split, tab_cb, bits, p->codebook_size);
+#if defined(TC_FC_HAVE_HALF4)
+                                if (bits == 4) {
+                                    fc_build_half4(split, tab_cb, p->codebook_size);
+                                } else
+#endif
+                                {
+                                    fc_build_split(split, tab_cb, bits, p->codebook_size);
+                                }
                             } else {
                                 fc_build_pairs(tab, tab_cb, bits, p->codebook_size);
                             }

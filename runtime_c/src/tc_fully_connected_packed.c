@@ -1000,15 +1000,14 @@ TC_NOINLINE static void fc_pairs_any(const uint8_t *const *q, int32_t nr, uint32
 
 #if defined(TC_FC_HAVE_FLASH_PAIRS)
 /* Flash pair tables without the widened input row in scratch (the arena had no room at this
- * layer): the input is widened in chunks of TC_FC_XCHUNK groups into a stack buffer (256 B,
- * not live at the same time as fc_row_chunked's decode buffer), each chunk serving every row
- * of the pass through the same row kernels as the full level (fc_pairs_rows). */
+ * layer), rows longer than one chunk: the input is widened in chunks of TC_FC_XCHUNK groups into
+ * xw (the driver's stack buffer, 256 B), each chunk serving every row of the pass through the
+ * same row kernels as the full level (fc_pairs_rows). */
 #define TC_FC_XCHUNK 16
 TC_NOINLINE static void fc_xpairs_any(const uint8_t *const *rows, int32_t nr, uint32_t bits,
                                       const uint32_t *tab, const int8_t *x, int32_t groups,
-                                      int32_t *acc)
+                                      int32_t *acc, uint32_t *xw)
 {
-    uint32_t xw[TC_FC_XCHUNK * 4];
     const uint8_t *rr[TC_FC_PASS];
     int32_t part[TC_FC_PASS];
     int32_t g0, r;
@@ -1665,6 +1664,25 @@ static const uint32_t *fc_flash_tables(const tc_fc_packed_params *p, const int8_
     return NULL;
 }
 
+/* the largest codebook number of the map (DSP cores: four bytes per USUB8 + SEL) */
+static int32_t fc_map_max(const uint8_t *map, int32_t n)
+{
+    int32_t i = 0, mx = 0;
+#if defined(TC_ARCH_ARM_DSP)
+    uint32_t m4 = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t v = tc_ld32(map + i);
+        (void)__usub8(v, m4);
+        m4 = __sel(v, m4);
+    }
+    mx = (int32_t)TC_MAX(TC_MAX(m4 & 255u, (m4 >> 8) & 255u), TC_MAX((m4 >> 16) & 255u, m4 >> 24));
+#endif
+    for (; i < n; i++) {
+        mx = TC_MAX(mx, (int32_t)map[i]);
+    }
+    return mx;
+}
+
 /* 4-bit rows without tables take a codebook per row on these cores (fc_look4_rows,
  * fc_look4_row_v6m): the driver then forms passes across codebook changes */
 #if TC_FC_HAVE_LOOK4 || defined(TC_FC_HAVE_LOOK4_V6M)
@@ -1713,7 +1731,7 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
 #if defined(TC_FC_HAVE_FLASH_PAIRS)
     /* flash tables without room in the scratch for the widened input: rows of up to one chunk
      * (TC_FC_XCHUNK groups) widen it once per batch row here, longer rows chunk by chunk per
-     * pass (fc_xpairs_any) */
+     * pass into the same buffer (fc_xpairs_any) */
     uint32_t xw_stack[TC_FC_XCHUNK * 4];
     if (ftab != NULL && xw == NULL && n <= 8 * TC_FC_XCHUNK) {
         xw = xw_stack;
@@ -1738,11 +1756,7 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
     /* shared codebooks with a pair table: rows taken codebook by codebook (one table build per
      * codebook and batch row, passes of 4 rows), where the map scans (one per codebook) pay */
     if (tables && codebook_map != NULL && aligned) {
-        int32_t i, n_groups = 0;
-        for (i = 0; i < out_f; i++) {
-            n_groups = TC_MAX(n_groups, (int32_t)codebook_map[i] + 1);
-        }
-        grouped = 16 * n_groups <= n;
+        grouped = 16 * (fc_map_max(codebook_map, out_f) + 1) <= n;
     }
 
     for (b = 0; b < p->batches; b++) {
@@ -1829,8 +1843,8 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
             }
             left -= nr;
             cb = codebooks == NULL ? NULL : codebooks + (int32_t)p->codebook_stride * cbi;
-            mixed = 0;
-            for (r = 1; r < nr; r++) {
+            mixed = 0; /* (only the table-free paths ask; passes with tables are taken apart below) */
+            for (r = 1; r < nr && !tables; r++) {
                 mixed |= cbs[r] != cb;
             }
             if (cb == NULL) { /* raw int8 weights */
@@ -1871,7 +1885,9 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                 if (tables) { /* runs of rows sharing a codebook */
                     int32_t r0, r1;
                     for (r0 = 0; r0 < nr; r0 = r1) {
-                        for (r1 = r0 + 1; r1 < nr && cbs[r1] == cbs[r0]; r1++) {
+                        /* (a pass of one codebook: per-tensor, or shared taken codebook by codebook) */
+                        r1 = grouped || p->codebook_stride == 0 ? nr : r0 + 1;
+                        for (; r1 < nr && cbs[r1] == cbs[r0]; r1++) {
                         }
 #if defined(TC_FC_HAVE_FLASH_PAIRS)
                         if (ftab != NULL) { /* codebook i's table at ftab + i * 2^(2*bits) */
@@ -1883,7 +1899,7 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                             if (xw != NULL) {
                                 fc_pairs_any(rows + r0, r1 - r0, bits, t, xw, g, acc + r0);
                             } else {
-                                fc_xpairs_any(rows + r0, r1 - r0, bits, t, x, g, acc + r0);
+                                fc_xpairs_any(rows + r0, r1 - r0, bits, t, x, g, acc + r0, xw_stack);
                             }
                             continue;
                         }

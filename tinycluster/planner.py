@@ -172,7 +172,7 @@ def grant_flash_tables(graph, plan: Plan, percent: float = FLASH_TABLE_PERCENT, 
     (``handler.flash_tables``: per-tensor or shared codebooks, widths 1..5, tables at most 1/8 of
     its index bytes) and where the tables keep it below its raw int8 weight bytes (the "never
     larger than int8" rule, with the tables counted). Layers are taken most MACs per table byte
-    first while the model's tables stay within ``percent`` % of its index bytes and, when given,
+    first (ties: the one with less granted scratch, i.e. the slower table level, first) while the model's tables stay within ``percent`` % of its index bytes and, when given,
     ``room`` bytes (what auto kept free under the codebook-economy bound). ``percent`` 0: none."""
     from .compress.cost import int8_weight_bytes, weight_cost
 
@@ -192,14 +192,16 @@ def grant_flash_tables(graph, plan: Plan, percent: float = FLASH_TABLE_PERCENT, 
         idx_total += cost.indices
         if not hasattr(h, "flash_tables"):
             continue
-        n = int(h.flash_tables(node, graph, int(plan.scratch_size.get(node.index, 0))))
+        scratch = int(plan.scratch_size.get(node.index, 0))
+        n = int(h.flash_tables(node, graph, scratch))
         if n > 0 and cost.flash + n <= int8_weight_bytes(node, graph):
-            cands.append((-_macs(graph, node.index) / n, node.index, n))
+            # ties (same MACs per byte): the layer the arena gave less scratch (a slower level) first
+            cands.append((-_macs(graph, node.index) / n, scratch, node.index, n))
     budget = int(percent / 100.0 * idx_total)
     if room is not None:
         budget = min(budget, int(room))
     total = 0
-    for _, idx, n in sorted(cands):
+    for _, _, idx, n in sorted(cands):
         if total + n <= budget:
             plan.flash_tables[idx] = n
             total += n

@@ -39,7 +39,7 @@ int8_t X[16384];
 uint8_t W[1 << 18];
 int8_t CB[65536];
 int32_t BIAS[4096], MULT[4096];
-int8_t SHIFT[4096], Y[4096], SCR[16384];
+int8_t SHIFT[4096], Y[4096], SCR[20480];
 int32_t FLAGS[3]; /* raw, scratch bytes (out), NULL scratch */
 void tc_harness_entry(void) {}
 void run(void)

@@ -32,7 +32,7 @@
 #define TC_FC_CHUNK 128
 #define TC_FC_ROWS 4  /* output channels per pass of a row kernel */
 #define TC_FC_PASS 16 /* output channels the driver hands to a row kernel at once */
-#define TC_FC_PAIR_MAX_BITS 5 /* pair tables for widths 1..5 */
+#define TC_FC_PAIR_MAX_BITS 6 /* pair tables for widths 1..6 */
 #if defined(TC_ARCH_ARM_DSP)
 #define TC_FC_HAVE_LOOK4 1 /* fc_look4_rows: 4-bit rows without a table, a codebook per row */
 #else
@@ -43,9 +43,11 @@
  * Pair tables and scratch
  */
 
-/* Entries of the pair table this layer uses (0: none). One table per codebook: per-tensor
- * layers build it once per call (worth it from 4 weights per entry), per-channel and shared
- * layers whenever the codebook changes (worth it on rows of >= 2 weights per entry). */
+/* Entries of the pair table this layer's scratch level holds (0: none): layers of >= 4 weights
+ * per entry. One table per codebook: per-tensor layers build it once per call; per-channel
+ * layers once per row, so they use it only on rows of >= 2 weights per entry
+ * (fc_tables_pay); shared layers once per codebook, where the rows are taken codebook by
+ * codebook and every codebook's table serves >= 4 weights per entry. */
 static int32_t fc_pair_entries(const tc_fc_packed_params *p)
 {
     const int32_t bits = p->bits;
@@ -54,10 +56,7 @@ static int32_t fc_pair_entries(const tc_fc_packed_params *p)
         return 0;
     }
     e = (int32_t)1 << (2 * bits);
-    if (p->codebook_stride == 0) {
-        return (int32_t)p->in_features * p->out_features >= 4 * e ? e : 0;
-    }
-    return (int32_t)p->in_features >= 2 * e ? e : 0;
+    return (uint32_t)p->in_features * p->out_features >= 4u * (uint32_t)e ? e : 0;
 }
 
 /* The input row widened once per batch row to int16 pairs (xw[j] = x[2j] low lane, x[2j+1]
@@ -98,6 +97,10 @@ TC_INLINE uint32_t fc_field(const uint8_t *q, uint32_t bits, uint32_t j)
     if (bits == 4) {
         return q[j];
     }
+    if (bits == 6) { /* 12-bit fields at bits 0, 12, 24, 36 of q[0..5] */
+        const uint32_t b = (3u * j) >> 1, o = 4u * (j & 1u);
+        return (((uint32_t)q[b] | (uint32_t)q[b + 1] << 8) >> o) & 4095u;
+    }
     if (bits == 5) { /* 10-bit fields at bits 0, 10, 20, 30 of q[0..4] */
         const uint32_t s = 10u * j, b = s >> 3, o = s & 7u;
         return (((uint32_t)q[b] | (uint32_t)q[b + 1] << 8) >> o) & 1023u;
@@ -126,7 +129,7 @@ TC_NOINLINE static void fc_build_split(int8_t *restrict lo, const int8_t *restri
 {
     const int32_t n = (int32_t)1 << bits;
     int8_t *hi = lo + n * n;
-    int8_t c[32];
+    int8_t c[1 << TC_FC_PAIR_MAX_BITS];
     int32_t a, b;
     for (a = 0; a < n; a++) {
         c[a] = a < k ? cb[a] : 0;
@@ -195,7 +198,7 @@ TC_NOINLINE static void fc_build_pairs(uint32_t *restrict tab, const int8_t *res
                                        uint32_t bits, int32_t k)
 {
     const int32_t n = (int32_t)1 << bits;
-    uint32_t c16[32];
+    uint32_t c16[1 << TC_FC_PAIR_MAX_BITS];
     int32_t hi, lo;
     for (lo = 0; lo < n; lo++) {
         c16[lo] = lo < k ? (uint32_t)(uint16_t)(int16_t)cb[lo] : 0u;
@@ -208,6 +211,72 @@ TC_NOINLINE static void fc_build_pairs(uint32_t *restrict tab, const int8_t *res
         }
         return;
     }
+#if defined(__OPTIMIZE__) && defined(__GNUC__)
+    /* eight entries per step: the high lanes replaced in place (PKHBT), one STM, four steps per
+     * iteration (n >= 8 is a multiple of 4): 1.44 instructions per entry (the C loop below: 2.5;
+     * shared 5/6-bit layers build a table per codebook) */
+    for (lo = 0; lo < n; lo += 8) {
+        register uint32_t v0 __asm__("r4") = c16[lo], v1 __asm__("r5") = c16[lo + 1];
+        register uint32_t v2 __asm__("r6") = c16[lo + 2], v3 __asm__("r7") = c16[lo + 3];
+        register uint32_t v4 __asm__("r8") = c16[lo + 4], v5 __asm__("r9") = c16[lo + 5];
+        register uint32_t v6 __asm__("r10") = c16[lo + 6], v7 __asm__("r11") = c16[lo + 7];
+        const uint32_t *hp = c16, *end = c16 + n;
+        uint32_t *t = tab + lo, h;
+        __asm__ volatile("1:\n\t"
+                         "ldr %[h], [%[hp]], #4\n\t"
+                         "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"
+                         "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"
+                         "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"
+                         "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"
+                         "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"
+                         "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"
+                         "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"
+                         "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"
+                         "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+                         "add %[t], %[t], %[stride]\n\t"
+                         "ldr %[h], [%[hp]], #4\n\t"
+                         "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"
+                         "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"
+                         "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"
+                         "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"
+                         "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"
+                         "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"
+                         "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"
+                         "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"
+                         "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+                         "add %[t], %[t], %[stride]\n\t"
+                         "ldr %[h], [%[hp]], #4\n\t"
+                         "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"
+                         "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"
+                         "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"
+                         "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"
+                         "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"
+                         "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"
+                         "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"
+                         "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"
+                         "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+                         "add %[t], %[t], %[stride]\n\t"
+                         "ldr %[h], [%[hp]], #4\n\t"
+                         "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"
+                         "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"
+                         "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"
+                         "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"
+                         "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"
+                         "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"
+                         "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"
+                         "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"
+                         "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+                         "add %[t], %[t], %[stride]\n\t"
+                         "cmp %[hp], %[end]\n\t"
+                         "bne 1b\n"
+                         : [v0] "+r"(v0), [v1] "+r"(v1), [v2] "+r"(v2), [v3] "+r"(v3), [v4] "+r"(v4),
+                           [v5] "+r"(v5), [v6] "+r"(v6), [v7] "+r"(v7), [hp] "+r"(hp), [t] "+r"(t),
+                           [h] "=&r"(h)
+                         : [end] "r"(end), [stride] "r"((uint32_t)n * 4u)
+                         : "cc", "memory");
+    }
+    return;
+#endif
     for (lo = 0; lo < n; lo += 8) { /* eight low lanes in registers: ~2.2 instructions/entry */
         const uint32_t l0 = c16[lo], l1 = c16[lo + 1], l2 = c16[lo + 2], l3 = c16[lo + 3];
         const uint32_t l4 = c16[lo + 4], l5 = c16[lo + 5], l6 = c16[lo + 6], l7 = c16[lo + 7];
@@ -253,6 +322,10 @@ TC_INLINE void fc_fields2(const uint8_t *q, uint32_t bits, uint32_t h, uint32_t 
     if (bits == 4) {
         *f0 = q[2u * h];
         *f1 = q[2u * h + 1u];
+    } else if (bits == 6) { /* 24 bits at bit 24h: q[0..3] from bit 0, or q[2..5] from bit 8 */
+        const uint32_t v = tc_ld32(q + 2u * h);
+        *f0 = (v >> (8u * h)) & 4095u;
+        *f1 = (v >> (8u * h + 12u)) & 4095u;
     } else if (bits == 5) { /* 20 bits at bit 20h: q[0..3] from bit 0, or q[1..4] from bit 12 */
         const uint32_t v = tc_ld32(q + h);
         *f0 = (v >> (12u * h)) & 1023u;
@@ -743,6 +816,7 @@ TC_INLINE int32_t fc_pairs_row(const uint8_t *qa, uint32_t bits, const uint32_t 
     {                                                                                         \
         return fc_pairs_row(q, b, tab, xw, groups);                                           \
     }
+TC_FC_PAIRS_ROW_FN(fc_pairs_row6, 6)
 TC_FC_PAIRS_ROW_FN(fc_pairs_row5, 5)
 #if defined(TC_ARCH_ARMV6M) && defined(TC_V6M_ASM)
 /* 4-bit rows on ARMv6-M, the shape the core wants (GCC's Thumb-1 allocation of the C loop
@@ -799,7 +873,8 @@ TC_INLINE void fc_pairs_rows(const uint8_t *const *rows, int32_t nr, uint32_t bi
     int32_t r;
     for (r = 0; r < nr; r++) {
         const uint8_t *qr = rows[r];
-        acc[r] = bits == 5   ? fc_pairs_row5(qr, tab, xw, groups)
+        acc[r] = bits == 6   ? fc_pairs_row6(qr, tab, xw, groups)
+                 : bits == 5 ? fc_pairs_row5(qr, tab, xw, groups)
                  : bits == 4 ? fc_pairs_row4(qr, tab, xw, groups)
                  : bits == 3 ? fc_pairs_row3(qr, tab, xw, groups)
                  : bits == 2 ? fc_pairs_row2(qr, tab, xw, groups)
@@ -980,6 +1055,9 @@ TC_NOINLINE static void fc_pairs_any(const uint8_t *const *q, int32_t nr, uint32
                                      int32_t *acc)
 {
     switch (bits) {
+    case 6:
+        fc_pairs_rows(q, nr, 6, tab, xw, groups, acc);
+        break;
     case 5:
         fc_pairs_rows(q, nr, 5, tab, xw, groups, acc);
         break;
@@ -1664,6 +1742,24 @@ static const uint32_t *fc_flash_tables(const tc_fc_packed_params *p, const int8_
     return NULL;
 }
 
+/* Whether the scratch's pair tables pay for this layout (ops/fully_connected.tables_pay mirrors
+ * it): per-tensor layers always (fc_pair_entries); per-channel layers (a build per row) on rows of
+ * >= 2 weights per entry; shared layers (n_cb codebooks) where the rows are taken codebook by
+ * codebook (16 * n_cb <= in, rows of whole groups) with >= 4 weights per entry of the n_cb
+ * tables, or on rows of >= 2 weights per entry. */
+static int fc_tables_pay(const tc_fc_packed_params *p, int shared, int32_t n_cb)
+{
+    const int32_t e = fc_pair_entries(p), n = p->in_features;
+    if (e == 0 || p->codebook_stride == 0) {
+        return e != 0;
+    }
+    if (n >= 2 * e) {
+        return 1;
+    }
+    return shared && (((uint32_t)n * p->bits) & 7u) == 0 && 16 * n_cb <= n &&
+           2u * (uint32_t)n_cb * (uint32_t)e <= (uint32_t)n * p->out_features;
+}
+
 /* the largest codebook number of the map (DSP cores: four bytes per USUB8 + SEL) */
 static int32_t fc_map_max(const uint8_t *map, int32_t n)
 {
@@ -1713,7 +1809,19 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
     /* the table level: full (pair table + widened input), compact (split int8 tables, the
      * input read as int8) or none (scratch == NULL or tables 0: the planner grants scratch only
      * where the arena has room) */
-    const int32_t level = scratch != NULL ? fc_level(p) : 0;
+    /* shared layouts: the number of codebooks (the map's largest entry + 1), when it decides */
+    const int32_t n_cb = codebook_map != NULL && codebooks != NULL && (scratch != NULL || pair_tables != NULL)
+                             ? fc_map_max(codebook_map, out_f) + 1
+                             : 0;
+    int32_t level = scratch != NULL && fc_tables_pay(p, codebook_map != NULL, n_cb) ? fc_level(p) : 0;
+#if !defined(TC_ARCH_ARM_DSP)
+    /* outside the DSP cores the 6-bit tables and the per-codebook tables of short shared rows
+     * (16 KiB builds; rows of < 2 weights per entry) run no faster than the lookups (Cortex-M0+,
+     * FC 640x128: 6-bit 11.1 without, 11.7 with; 5-bit shared 11.3 / 12.3): the scratch stays unused */
+    if (level > 0 && (p->bits > 5 || (p->codebook_stride != 0 && n < 2 * fc_pair_entries(p)))) {
+        level = 0;
+    }
+#endif
     /* flash pair tables (DSP cores; one per codebook, precomputed by the generator): no table
      * build, and the scratch, when its level holds the widened input row, serves for that */
     const uint32_t *ftab = fc_flash_tables(p, codebooks, codebook_map, pair_tables);
@@ -1756,7 +1864,7 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
     /* shared codebooks with a pair table: rows taken codebook by codebook (one table build per
      * codebook and batch row, passes of 4 rows), where the map scans (one per codebook) pay */
     if (tables && codebook_map != NULL && aligned) {
-        grouped = 16 * (fc_map_max(codebook_map, out_f) + 1) <= n;
+        grouped = 16 * n_cb <= n;
     }
 
     for (b = 0; b < p->batches; b++) {

@@ -74,9 +74,12 @@ typedef struct {
     uint8_t tables;           /* pair tables the caller's scratch holds: 2 full, 1 compact, 0 none */
 } tc_fc_packed_params;
 
-/* Scratch (any alignment), for widths 1..5 where a pair table pays (per-tensor codebooks with
- * in_features * out_features >= 4 * 2^(2*bits), per-channel / shared codebooks with
- * in_features >= 2 * 2^(2*bits), rebuilt per codebook; otherwise 0), by p->tables:
+/* Scratch (any alignment), for widths 1..6 and layers of in_features * out_features >=
+ * 4 * 2^(2*bits) (otherwise 0), by p->tables (the kernel uses it where the tables pay: per-tensor
+ * codebooks; per-channel codebooks with in_features >= 2 * 2^(2*bits), rebuilt per row; shared
+ * codebooks with in_features >= 2 * 2^(2*bits), or rows taken codebook by codebook with
+ * 2 * codebooks * 2^(2*bits) <= in_features * out_features, rebuilt per codebook; ARMv6-M and
+ * portable builds not at 6 bits nor in that last case):
  *  2 (full): a pair table of 4 * 2^(2*bits) bytes and the input row widened to int16 pairs
  *    (2 * ceil4(in_features) bytes), + 3 bytes of alignment slack;
  *  1 (compact): two int8 tables of 2^(2*bits) bytes each (2 * 2^(2*bits) bytes, no slack);

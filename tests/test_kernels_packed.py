@@ -793,7 +793,7 @@ def _sanitizer_source(cases, rng):
         if kind == "fc":
             lines += ["    int32_t ns = tc_fully_connected_packed_get_buffer_size(&prm);",
                       "    int8_t *scr_block = malloc((size_t)ns + 1), *scr = scr_block + 1;",
-                      "    tc_fully_connected_packed(&prm, x, pk, cb, map, b, m, s, out, scr);",
+                      "    tc_fully_connected_packed(&prm, x, pk, cb, map, NULL, b, m, s, out, scr);",
                       "    free(scr_block);"]
         else:
             fn = "tc_conv2d_packed" if kind == "conv" else "tc_depthwise_conv2d_packed"

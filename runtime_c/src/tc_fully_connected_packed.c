@@ -33,7 +33,7 @@
 #define TC_FC_CHUNK 128
 #define TC_FC_ROWS 4  /* output channels per pass of a row kernel */
 #define TC_FC_PASS 16 /* output channels the driver hands to a row kernel at once */
-#define TC_FC_PAIR_MAX_BITS 5 /* pair tables for widths 1..5 */
+#define TC_FC_PAIR_MAX_BITS 6 /* pair tables for widths 1..6 */
 #if defined(TC_ARCH_ARM_DSP)
 #define TC_FC_HAVE_LOOK4 1 /* fc_look4_rows: 4-bit rows without a table, a codebook per row */
 #else
@@ -44,9 +44,11 @@
  * Pair tables and scratch
  */
 
-/* Entries of the pair table this layer uses (0: none). One table per codebook: per-tensor
- * layers build it once per call (worth it from 4 weights per entry), per-channel and shared
- * layers whenever the codebook changes (worth it on rows of >= 2 weights per entry). */
+/* Entries of the pair table this layer's scratch level holds (0: none): layers of >= 4 weights
+ * per entry. One table per codebook: per-tensor layers build it once per call; per-channel
+ * layers once per row, so they use it only on rows of >= 2 weights per entry
+ * (fc_tables_pay); shared layers once per codebook, where the rows are taken codebook by
+ * codebook and every codebook's table serves >= 4 weights per entry. */
 static int32_t fc_pair_entries(const tc_fc_packed_params *p)
 {
     const int32_t bits = p->bits;
@@ -55,10 +57,7 @@ static int32_t fc_pair_entries(const tc_fc_packed_params *p)
         return 0;
     }
     e = (int32_t)1 << (2 * bits);
-    if (p->codebook_stride == 0) {
-        return (int32_t)p->in_features * p->out_features >= 4 * e ? e : 0;
-    }
-    return (int32_t)p->in_features >= 2 * e ? e : 0;
+    return (uint32_t)p->in_features * p->out_features >= 4u * (uint32_t)e ? e : 0;
 }
 
 /* The input row widened once per batch row to int16 pairs (xw[j] = x[2j] low lane, x[2j+1]
@@ -99,6 +98,10 @@ TC_INLINE uint32_t fc_field(const uint8_t *q, uint32_t bits, uint32_t j)
     if (bits == 4) {
         return q[j];
     }
+    if (bits == 6) { /* 12-bit fields at bits 0, 12, 24, 36 of q[0..5] */
+        const uint32_t b = (3u * j) >> 1, o = 4u * (j & 1u);
+        return (((uint32_t)q[b] | (uint32_t)q[b + 1] << 8) >> o) & 4095u;
+    }
     if (bits == 5) { /* 10-bit fields at bits 0, 10, 20, 30 of q[0..4] */
         const uint32_t s = 10u * j, b = s >> 3, o = s & 7u;
         return (((uint32_t)q[b] | (uint32_t)q[b + 1] << 8) >> o) & 1023u;
@@ -127,7 +130,7 @@ TC_NOINLINE static void fc_build_split(int8_t *restrict lo, const int8_t *restri
 {
     const int32_t n = (int32_t)1 << bits;
     int8_t *hi = lo + n * n;
-    int8_t c[32];
+    int8_t c[1 << TC_FC_PAIR_MAX_BITS];
     int32_t a, b;
     for (a = 0; a < n; a++) {
         c[a] = a < k ? cb[a] : 0;
@@ -196,7 +199,7 @@ TC_NOINLINE static void fc_build_pairs(uint32_t *restrict tab, const int8_t *res
                                        uint32_t bits, int32_t k)
 {
     const int32_t n = (int32_t)1 << bits;
-    uint32_t c16[32];
+    uint32_t c16[1 << TC_FC_PAIR_MAX_BITS];
     int32_t hi, lo;
     for (lo = 0; lo < n; lo++) {
         c16[lo] = lo < k ? (uint32_t)(uint16_t)(int16_t)cb[lo] : 0u;
@@ -209,6 +212,72 @@ TC_NOINLINE static void fc_build_pairs(uint32_t *restrict tab, const int8_t *res
         }
         return;
     }
+#if defined(__OPTIMIZE__) && defined(__GNUC__)
+    /* eight entries per step: the high lanes replaced in place (PKHBT), one STM, four steps per
+     * iteration (n >= 8 is a multiple of 4): 1.44 instructions per entry (the C loop below: 2.5;
+     * shared 5/6-bit layers build a table per codebook) */
+    for (lo = 0; lo < n; lo += 8) {
+        register uint32_t v0 __asm__("r4") = c16[lo], v1 __asm__("r5") = c16[lo + 1];
+        register uint32_t v2 __asm__("r6") = c16[lo + 2], v3 __asm__("r7") = c16[lo + 3];
+        register uint32_t v4 __asm__("r8") = c16[lo + 4], v5 __asm__("r9") = c16[lo + 5];
+        register uint32_t v6 __asm__("r10") = c16[lo + 6], v7 __asm__("r11") = c16[lo + 7];
+        const uint32_t *hp = c16, *end = c16 + n;
+        uint32_t *t = tab + lo, h;
+        __asm__ volatile("1:\n\t"
+                         "ldr %[h], [%[hp]], #4\n\t"
+                         "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"
+                         "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"
+                         "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"
+                         "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"
+                         "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"
+                         "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"
+                         "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"
+                         "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"
+                         "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+                         "add %[t], %[t], %[stride]\n\t"
+                         "ldr %[h], [%[hp]], #4\n\t"
+                         "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"
+                         "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"
+                         "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"
+                         "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"
+                         "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"
+                         "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"
+                         "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"
+                         "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"
+                         "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+                         "add %[t], %[t], %[stride]\n\t"
+                         "ldr %[h], [%[hp]], #4\n\t"
+                         "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"
+                         "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"
+                         "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"
+                         "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"
+                         "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"
+                         "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"
+                         "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"
+                         "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"
+                         "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+                         "add %[t], %[t], %[stride]\n\t"
+                         "ldr %[h], [%[hp]], #4\n\t"
+                         "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"
+                         "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"
+                         "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"
+                         "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"
+                         "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"
+                         "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"
+                         "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"
+                         "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"
+                         "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+                         "add %[t], %[t], %[stride]\n\t"
+                         "cmp %[hp], %[end]\n\t"
+                         "bne 1b\n"
+                         : [v0] "+r"(v0), [v1] "+r"(v1), [v2] "+r"(v2), [v3] "+r"(v3), [v4] "+r"(v4),
+                           [v5] "+r"(v5), [v6] "+r"(v6), [v7] "+r"(v7), [hp] "+r"(hp), [t] "+r"(t),
+                           [h] "=&r"(h)
+                         : [end] "r"(end), [stride] "r"((uint32_t)n * 4u)
+                         : "cc", "memory");
+    }
+    return;
+#endif
     for (lo = 0; lo < n; lo += 8) { /* eight low lanes in registers: ~2.2 instructions/entry */
         const uint32_t l0 = c16[lo], l1 = c16[lo + 1], l2 = c16[lo + 2], l3 = c16[lo + 3];
         const uint32_t l4 = c16[lo + 4], l5 = c16[lo + 5], l6 = c16[lo + 6], l7 = c16[lo + 7];
@@ -254,6 +323,10 @@ TC_INLINE void fc_fields2(const uint8_t *q, uint32_t bits, uint32_t h, uint32_t 
     if (bits == 4) {
         *f0 = q[2u * h];
         *f1 = q[2u * h + 1u];
+    } else if (bits == 6) { /* 24 bits at bit 24h: q[0..3] from bit 0, or q[2..5] from bit 8 */
+        const uint32_t v = tc_ld32(q + 2u * h);
+        *f0 = (v >> (8u * h)) & 4095u;
+        *f1 = (v >> (8u * h + 12u)) & 4095u;
     } else if (bits == 5) { /* 20 bits at bit 20h: q[0..3] from bit 0, or q[1..4] from bit 12 */
         const uint32_t v = tc_ld32(q + h);
         *f0 = (v >> (12u * h)) & 1023u;
@@ -359,6 +432,8 @@ TC_INLINE void fc_pairs_rows(const uint8_t *const *rows, int32_t nr, uint32_t bi
         fc_pairs_rows4(rows + r, TC_MIN(TC_FC_ROWS, nr - r), bits, tab, xw, groups, acc + r);
     }
 }
+
+#define TC_FC_HAVE_FLASH_PAIRS 1
 
 /* raw int8 weights: SXTB16 of 4 weights against SXTB16 of 4 inputs, (x0, x2) and (x1, x3) */
 #define TC_FC_RAW_ROW(acc, qq)                                                                \
@@ -592,66 +667,91 @@ TC_NOINLINE static void fc_look4_rows(const uint8_t *q, int32_t rb, int32_t nr,
     }
 }
 
-/* 4-bit rows against the compact split tables (the arena's room at that layer is < the full
- * level): two rows per pass share the SXTB16 input lanes; per 8 weights of a row one LDR of
- * the 4 field bytes, 4 field extracts, 8 LDRSB (lo[f], hi[f]) and 8 SMLABB/SMLABT. */
-#define TC_FC_S4ROW(acc, qq)                                                                  \
+
+/* The compact level at 4 bits on these cores: one table of 256 halfwords (the same 512 B as the
+ * split tables), entry f = lo | hi << 4 holding (int8)cb[lo] in its low byte and (int8)cb[hi] in
+ * its high byte. Two entries (fields 2h, 2h+1: weights 4h..4h+3) joined into one word give, by
+ * SXTB16 and SXTB16 ROR 8, the weight lanes (w0, w2) and (w1, w3) that match the input lanes
+ * (x0, x2) and (x1, x3): per 4 weights two LDRB, two LDRH, one ORR, two SXTB16 and two SMLAD
+ * (the split tables: four LDRSB and four SMLABB/SMLABT plus the field extracts). Any alignment
+ * (unaligned LDRH and STR are allowed on these cores). */
+TC_NOINLINE static void fc_build_half4(int8_t *restrict t, const int8_t *restrict cb, int32_t k)
+{
+    uint32_t c[16];
+    int32_t a, b;
+    for (a = 0; a < 16; a++) {
+        c[a] = a < k ? (uint32_t)(uint8_t)cb[a] : 0u;
+    }
+    for (b = 0; b < 16; b++) {
+        const uint32_t h = c[b] << 8 | c[b] << 24;
+        for (a = 0; a < 16; a += 2) {
+            const uint32_t w = h | c[a] | c[a + 1] << 16;
+            memcpy(t, &w, 4);
+            t += 4;
+        }
+    }
+}
+
+#define TC_FC_H4(acc, qq, h)                                                                  \
     do {                                                                                      \
-        const uint32_t v_ = tc_ld32(qq);                                                      \
-        uint32_t f_ = v_ & 255u;                                                              \
-        acc = __smlabb(lo[f_], xa, acc);                                                      \
-        acc = __smlabb(hi[f_], xb, acc);                                                      \
-        f_ = (v_ >> 8) & 255u;                                                                \
-        acc = __smlabt(lo[f_], xa, acc);                                                      \
-        acc = __smlabt(hi[f_], xb, acc);                                                      \
-        f_ = (v_ >> 16) & 255u;                                                               \
-        acc = __smlabb(lo[f_], xc, acc);                                                      \
-        acc = __smlabb(hi[f_], xd, acc);                                                      \
-        f_ = v_ >> 24;                                                                        \
-        acc = __smlabt(lo[f_], xc, acc);                                                      \
-        acc = __smlabt(hi[f_], xd, acc);                                                      \
+        const uint32_t w_ = (uint32_t)tc_ld16(t + 2u * (qq)[2 * (h)]) |                      \
+                            (uint32_t)tc_ld16(t + 2u * (qq)[2 * (h) + 1]) << 16;              \
+        acc = __smlad(__sxtb16(w_), xa, acc);                                                 \
+        acc = __smlad(tc_sxtb16_ror8(w_), xb, acc);                                           \
+    } while (0)
+#define TC_FC_H4X(h)                                                                          \
+    do {                                                                                      \
+        const uint32_t v_ = tc_ld32(x + 4 * (h));                                             \
+        const int32_t xa = __sxtb16(v_), xb = tc_sxtb16_ror8(v_);                             \
+        TC_FC_H4(a0, q0, h);                                                                  \
+        TC_AFTER(q1, a0);                                                                     \
+        TC_FC_H4(a1, q1, h);                                                                  \
+        TC_AFTER(q2, a1);                                                                     \
+        TC_FC_H4(a2, q2, h);                                                                  \
+        TC_AFTER(q3, a2);                                                                     \
+        TC_FC_H4(a3, q3, h);                                                                  \
+        TC_AFTER(q0, a3);                                                                     \
     } while (0)
 
-TC_NOINLINE static void fc_split4_rows(const uint8_t *const *rows, int32_t nr, const int8_t *lo,
-                                       const int8_t *x0, int32_t groups, int32_t *acc)
+TC_NOINLINE static void fc_half4_rows(const uint8_t *const *rows, int32_t nr, const int8_t *t,
+                                      const int8_t *x0, int32_t groups, int32_t *acc)
 {
-    const int8_t *hi = lo + 256;
-    int32_t r;
-    for (r = 0; r + 2 <= nr; r += 2) {
-        const uint8_t *qa = rows[r], *qb = rows[r + 1];
+    int32_t r, g;
+    for (r = 0; r + TC_FC_ROWS <= nr; r += TC_FC_ROWS) {
+        const uint8_t *q0 = rows[r], *q1 = rows[r + 1], *q2 = rows[r + 2], *q3 = rows[r + 3];
         const int8_t *x = x0, *end = x0 + 8 * groups;
-        int32_t a0 = 0, a1 = 0;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         while (x != end) {
-            const uint32_t u0 = tc_ld32(x), u1 = tc_ld32(x + 4);
-            const int32_t xa = __sxtb16(u0), xb = tc_sxtb16_ror8(u0);
-            const int32_t xc = __sxtb16(u1), xd = tc_sxtb16_ror8(u1);
-            TC_FC_S4ROW(a0, qa);
-            TC_AFTER(qb, a0);
-            TC_FC_S4ROW(a1, qb);
-            TC_AFTER(qa, a1);
-            qa += 4;
-            qb += 4;
+            TC_FC_H4X(0);
+            TC_FC_H4X(1);
+            q0 += 4;
+            q1 += 4;
+            q2 += 4;
+            q3 += 4;
             x += 8;
         }
         acc[r] = a0;
         acc[r + 1] = a1;
+        acc[r + 2] = a2;
+        acc[r + 3] = a3;
     }
-    if (r < nr) {
+    for (; r < nr; r++) {
         const uint8_t *qa = rows[r];
-        const int8_t *x = x0, *end = x0 + 8 * groups;
-        int32_t a0 = 0;
-        while (x != end) {
-            const uint32_t u0 = tc_ld32(x), u1 = tc_ld32(x + 4);
-            const int32_t xa = __sxtb16(u0), xb = tc_sxtb16_ror8(u0);
-            const int32_t xc = __sxtb16(u1), xd = tc_sxtb16_ror8(u1);
-            TC_FC_S4ROW(a0, qa);
+        int32_t a = 0;
+        for (g = 0; g < groups; g++) {
+            const int8_t *x = x0 + 8 * g;
+            uint32_t h;
+            for (h = 0; h < 2u; h++) {
+                const uint32_t v_ = tc_ld32(x + 4 * h);
+                const int32_t xa = __sxtb16(v_), xb = tc_sxtb16_ror8(v_);
+                TC_FC_H4(a, qa, h);
+            }
             qa += 4;
-            x += 8;
         }
-        acc[r] = a0;
+        acc[r] = a;
     }
 }
-#define TC_FC_HAVE_SPLIT4 1
+#define TC_FC_HAVE_HALF4 1
 
 #else /* !TC_ARCH_ARM_DSP */
 /* ---- plain C (ARMv6-M, portable, x86 hosts for widths they do not vectorize) ----
@@ -717,6 +817,7 @@ TC_INLINE int32_t fc_pairs_row(const uint8_t *qa, uint32_t bits, const uint32_t 
     {                                                                                         \
         return fc_pairs_row(q, b, tab, xw, groups);                                           \
     }
+TC_FC_PAIRS_ROW_FN(fc_pairs_row6, 6)
 TC_FC_PAIRS_ROW_FN(fc_pairs_row5, 5)
 #if defined(TC_ARCH_ARMV6M) && defined(TC_V6M_ASM)
 /* 4-bit rows on ARMv6-M, the shape the core wants (GCC's Thumb-1 allocation of the C loop
@@ -773,7 +874,8 @@ TC_INLINE void fc_pairs_rows(const uint8_t *const *rows, int32_t nr, uint32_t bi
     int32_t r;
     for (r = 0; r < nr; r++) {
         const uint8_t *qr = rows[r];
-        acc[r] = bits == 5   ? fc_pairs_row5(qr, tab, xw, groups)
+        acc[r] = bits == 6   ? fc_pairs_row6(qr, tab, xw, groups)
+                 : bits == 5 ? fc_pairs_row5(qr, tab, xw, groups)
                  : bits == 4 ? fc_pairs_row4(qr, tab, xw, groups)
                  : bits == 3 ? fc_pairs_row3(qr, tab, xw, groups)
                  : bits == 2 ? fc_pairs_row2(qr, tab, xw, groups)
@@ -954,6 +1056,9 @@ TC_NOINLINE static void fc_pairs_any(const uint8_t *const *q, int32_t nr, uint32
                                      int32_t *acc)
 {
     switch (bits) {
+    case 6:
+        fc_pairs_rows(q, nr, 6, tab, xw, groups, acc);
+        break;
     case 5:
         fc_pairs_rows(q, nr, 5, tab, xw, groups, acc);
         break;
@@ -971,6 +1076,35 @@ TC_NOINLINE static void fc_pairs_any(const uint8_t *const *q, int32_t nr, uint32
         break;
     }
 }
+
+#if defined(TC_FC_HAVE_FLASH_PAIRS)
+/* Flash pair tables without the widened input row in scratch (the arena had no room at this
+ * layer), rows longer than one chunk: the input is widened in chunks of TC_FC_XCHUNK groups into
+ * xw (the driver's stack buffer, 256 B), each chunk serving every row of the pass through the
+ * same row kernels as the full level (fc_pairs_rows). */
+#define TC_FC_XCHUNK 16
+TC_NOINLINE static void fc_xpairs_any(const uint8_t *const *rows, int32_t nr, uint32_t bits,
+                                      const uint32_t *tab, const int8_t *x, int32_t groups,
+                                      int32_t *acc, uint32_t *xw)
+{
+    const uint8_t *rr[TC_FC_PASS];
+    int32_t part[TC_FC_PASS];
+    int32_t g0, r;
+    for (r = 0; r < nr; r++) {
+        acc[r] = 0;
+        rr[r] = rows[r];
+    }
+    for (g0 = 0; g0 < groups; g0 += TC_FC_XCHUNK) {
+        const int32_t gc = TC_MIN(TC_FC_XCHUNK, groups - g0);
+        fc_widen_pairs(x + 8 * g0, 8 * gc, xw);
+        fc_pairs_any(rr, nr, bits, tab, xw, gc, part);
+        for (r = 0; r < nr; r++) {
+            acc[r] += part[r];
+            rr[r] += gc * (int32_t)bits;
+        }
+    }
+}
+#endif
 
 TC_NOINLINE static void fc_lookup_any(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
                                       const int8_t *cb, const int8_t *x, int32_t groups,
@@ -1035,9 +1169,9 @@ TC_NOINLINE static void fc_split_any(const uint8_t *const *rows, int32_t nr, uin
                                      int32_t *acc)
 {
     int32_t r;
-#if defined(TC_FC_HAVE_SPLIT4)
-    if (bits == 4) {
-        fc_split4_rows(rows, nr, lo, x, groups, acc);
+#if defined(TC_FC_HAVE_HALF4)
+    if (bits == 4) { /* the halfword table (fc_build_half4) */
+        fc_half4_rows(rows, nr, lo, x, groups, acc);
         return;
     }
 #endif
@@ -1956,6 +2090,63 @@ TC_NOINLINE static void fc_finish(const tc_fc_packed_params *p, const int32_t *a
     }
 }
 
+/* The flash pair tables the kernel reads (DSP cores, widths 1..5, per-tensor or shared
+ * codebooks), or NULL: ARMv6-M, x86 and portable builds ignore them (their loops read split
+ * int8 tables or none; same output). */
+static const uint32_t *fc_flash_tables(const tc_fc_packed_params *p, const int8_t *codebooks,
+                                       const uint8_t *codebook_map, const uint32_t *pair_tables)
+{
+#if defined(TC_FC_HAVE_FLASH_PAIRS)
+    if (pair_tables != NULL && codebooks != NULL && p->bits >= 1 && p->bits <= TC_FC_PAIR_MAX_BITS &&
+        (p->codebook_stride == 0 || codebook_map != NULL)) {
+        return pair_tables;
+    }
+#else
+    (void)p;
+    (void)codebooks;
+    (void)codebook_map;
+    (void)pair_tables;
+#endif
+    return NULL;
+}
+
+/* Whether the scratch's pair tables pay for this layout (ops/fully_connected.tables_pay mirrors
+ * it): per-tensor layers always (fc_pair_entries); per-channel layers (a build per row) on rows of
+ * >= 2 weights per entry; shared layers (n_cb codebooks) where the rows are taken codebook by
+ * codebook (16 * n_cb <= in, rows of whole groups) with >= 4 weights per entry of the n_cb
+ * tables, or on rows of >= 2 weights per entry. */
+static int fc_tables_pay(const tc_fc_packed_params *p, int shared, int32_t n_cb)
+{
+    const int32_t e = fc_pair_entries(p), n = p->in_features;
+    if (e == 0 || p->codebook_stride == 0) {
+        return e != 0;
+    }
+    if (n >= 2 * e) {
+        return 1;
+    }
+    return shared && (((uint32_t)n * p->bits) & 7u) == 0 && 16 * n_cb <= n &&
+           2u * (uint32_t)n_cb * (uint32_t)e <= (uint32_t)n * p->out_features;
+}
+
+/* the largest codebook number of the map (DSP cores: four bytes per USUB8 + SEL) */
+static int32_t fc_map_max(const uint8_t *map, int32_t n)
+{
+    int32_t i = 0, mx = 0;
+#if defined(TC_ARCH_ARM_DSP)
+    uint32_t m4 = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t v = tc_ld32(map + i);
+        (void)__usub8(v, m4);
+        m4 = __sel(v, m4);
+    }
+    mx = (int32_t)TC_MAX(TC_MAX(m4 & 255u, (m4 >> 8) & 255u), TC_MAX((m4 >> 16) & 255u, m4 >> 24));
+#endif
+    for (; i < n; i++) {
+        mx = TC_MAX(mx, (int32_t)map[i]);
+    }
+    return mx;
+}
+
 /* 4-bit rows without tables take a codebook per row on these cores (fc_look4_rows,
  * fc_look4_row_v6m): the driver then forms passes across codebook changes */
 #if TC_FC_HAVE_LOOK4 || defined(TC_FC_HAVE_LOOK4_V6M)
@@ -1971,9 +2162,9 @@ TC_NOINLINE static void fc_finish(const tc_fc_packed_params *p, const int32_t *a
  */
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
-                               const uint8_t *codebook_map, const int32_t *bias,
-                               const int32_t *mult, const int8_t *shift, int8_t *output,
-                               int8_t *scratch)
+                               const uint8_t *codebook_map, const uint32_t *pair_tables,
+                               const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                               int8_t *output, int8_t *scratch)
 {
     const int32_t n = p->in_features;
     const int32_t out_f = p->out_features;
@@ -1986,11 +2177,42 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
     /* the table level: full (pair table + widened input), compact (split int8 tables, the
      * input read as int8) or none (scratch == NULL or tables 0: the planner grants scratch only
      * where the arena has room) */
-    const int32_t level = scratch != NULL ? fc_level(p) : 0;
-    uint32_t *tab = level == 2 ? (uint32_t *)(void *)tc_scratch_s32(scratch) : NULL;
+    /* shared layouts: the number of codebooks (the map's largest entry + 1), when it decides */
+    const int32_t n_cb = codebook_map != NULL && codebooks != NULL && (scratch != NULL || pair_tables != NULL)
+                             ? fc_map_max(codebook_map, out_f) + 1
+                             : 0;
+    int32_t level = scratch != NULL && fc_tables_pay(p, codebook_map != NULL, n_cb) ? fc_level(p) : 0;
+#if !defined(TC_ARCH_ARM_DSP)
+    /* outside the DSP cores the 6-bit tables and the per-codebook tables of short shared rows
+     * (16 KiB builds; rows of < 2 weights per entry) run no faster than the lookups (Cortex-M0+,
+     * FC 640x128: 6-bit 11.1 without, 11.7 with; 5-bit shared 11.3 / 12.3): the scratch stays unused */
+    if (level > 0 && (p->bits > 5 || (p->codebook_stride != 0 && n < 2 * fc_pair_entries(p)))) {
+        level = 0;
+    }
+#endif
+    /* flash pair tables (DSP cores; one per codebook, precomputed by the generator): no table
+     * build, and the scratch, when its level holds the widened input row, serves for that */
+    const uint32_t *ftab = fc_flash_tables(p, codebooks, codebook_map, pair_tables);
+    uint32_t *tab = level == 2 && ftab == NULL ? (uint32_t *)(void *)tc_scratch_s32(scratch) : NULL;
     /* compact: one table per codebook, so not for per-channel layers (a build per row) */
-    int8_t *split = level == 1 && (p->codebook_stride == 0 || codebook_map != NULL) ? scratch : NULL;
-    uint32_t *xw = tab != NULL ? tab + fc_pair_entries(p) : NULL;
+    int8_t *split = level == 1 && ftab == NULL && (p->codebook_stride == 0 || codebook_map != NULL)
+                        ? scratch
+                        : NULL;
+    uint32_t *xw = tab != NULL ? tab + fc_pair_entries(p)
+                   : ftab != NULL && level > 0 &&
+                           tc_fully_connected_packed_get_buffer_size(p) >= 4 * fc_widened_words(p) + 3
+                       ? (uint32_t *)(void *)tc_scratch_s32(scratch)
+                       : NULL;
+    const int tables = tab != NULL || split != NULL || ftab != NULL;
+#if defined(TC_FC_HAVE_FLASH_PAIRS)
+    /* flash tables without room in the scratch for the widened input: rows of up to one chunk
+     * (TC_FC_XCHUNK groups) widen it once per batch row here, longer rows chunk by chunk per
+     * pass into the same buffer (fc_xpairs_any) */
+    uint32_t xw_stack[TC_FC_XCHUNK * 4];
+    if (ftab != NULL && xw == NULL && n <= 8 * TC_FC_XCHUNK) {
+        xw = xw_stack;
+    }
+#endif
     const int8_t *tab_cb = NULL;
     int32_t b, grouped = 0;
 #ifdef TC_HOST_X86_SIMD
@@ -2009,12 +2231,8 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
 #endif
     /* shared codebooks with a pair table: rows taken codebook by codebook (one table build per
      * codebook and batch row, passes of 4 rows), where the map scans (one per codebook) pay */
-    if ((tab != NULL || split != NULL) && codebook_map != NULL && aligned) {
-        int32_t i, n_groups = 0;
-        for (i = 0; i < out_f; i++) {
-            n_groups = TC_MAX(n_groups, (int32_t)codebook_map[i] + 1);
-        }
-        grouped = 16 * n_groups <= n;
+    if (tables && codebook_map != NULL && aligned) {
+        grouped = 16 * n_cb <= n;
     }
 
     for (b = 0; b < p->batches; b++) {
@@ -2076,8 +2294,8 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                       * table-free path (fc_look4_rows: a codebook per row) */
                 /* rows with different codebooks in one pass: the DSP 4-bit table-free path, and
                  * per-channel layers with tables (one build per row, fewer passes) */
-                const int any = g > 0 && ((TC_FC_ANY_CB && tab == NULL && split == NULL && bits == 4) ||
-                                          ((tab != NULL || split != NULL) && codebook_map == NULL));
+                const int any = g > 0 && ((TC_FC_ANY_CB && !tables && bits == 4) ||
+                                          (tables && codebook_map == NULL));
                 const uint8_t *q = packed + c * rb;
                 cbi = codebook_map != NULL ? codebook_map[c] : c;
                 do {
@@ -2101,8 +2319,8 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
             }
             left -= nr;
             cb = codebooks == NULL ? NULL : codebooks + (int32_t)p->codebook_stride * cbi;
-            mixed = 0;
-            for (r = 1; r < nr; r++) {
+            mixed = 0; /* (only the table-free paths ask; passes with tables are taken apart below) */
+            for (r = 1; r < nr && !tables; r++) {
                 mixed |= cbs[r] != cb;
             }
             if (cb == NULL) { /* raw int8 weights */
@@ -2126,13 +2344,13 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
             }
 #endif
 #if TC_FC_HAVE_LOOK4
-            else if (mixed && tab == NULL && split == NULL) { /* consecutive rows, a codebook each */
+            else if (mixed && !tables) { /* consecutive rows, a codebook each */
                 fc_look4_rows(rows[0], rb, nr, cbs, x, g, acc);
                 done = 8 * g;
             }
 #endif
 #if defined(TC_FC_HAVE_LOOK4_V6M)
-            else if (mixed && tab == NULL && split == NULL) { /* consecutive rows, a codebook each */
+            else if (mixed && !tables) { /* consecutive rows, a codebook each */
                 for (r = 0; r < nr; r++) {
                     acc[r] = fc_look4_row_v6m(rows[r], cbs[r], x, g);
                 }
@@ -2140,15 +2358,39 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
             }
 #endif
             else if (g > 0) {
-                if (split != NULL || tab != NULL) { /* runs of rows sharing a codebook */
+                if (tables) { /* runs of rows sharing a codebook */
                     int32_t r0, r1;
                     for (r0 = 0; r0 < nr; r0 = r1) {
-                        for (r1 = r0 + 1; r1 < nr && cbs[r1] == cbs[r0]; r1++) {
+                        /* (a pass of one codebook: per-tensor, or shared taken codebook by codebook) */
+                        r1 = grouped || p->codebook_stride == 0 ? nr : r0 + 1;
+                        for (; r1 < nr && cbs[r1] == cbs[r0]; r1++) {
                         }
+#if defined(TC_FC_HAVE_FLASH_PAIRS)
+                        if (ftab != NULL) { /* codebook i's table at ftab + i * 2^(2*bits) */
+                            const uint32_t *t = ftab;
+                            if (p->codebook_stride != 0) {
+                                t += ((int32_t)(cbs[r0] - codebooks) / p->codebook_stride)
+                                     << (2 * bits);
+                            }
+                            if (xw != NULL) {
+                                fc_pairs_any(rows + r0, r1 - r0, bits, t, xw, g, acc + r0);
+                            } else {
+                                fc_xpairs_any(rows + r0, r1 - r0, bits, t, x, g, acc + r0, xw_stack);
+                            }
+                            continue;
+                        }
+#endif
                         if (cbs[r0] != tab_cb) {
                             tab_cb = cbs[r0];
                             if (split != NULL) {
-                                fc_build_split(split, tab_cb, bits, p->codebook_size);
+#if defined(TC_FC_HAVE_HALF4)
+                                if (bits == 4) {
+                                    fc_build_half4(split, tab_cb, p->codebook_size);
+                                } else
+#endif
+                                {
+                                    fc_build_split(split, tab_cb, bits, p->codebook_size);
+                                }
                             } else {
                                 fc_build_pairs(tab, tab_cb, bits, p->codebook_size);
                             }

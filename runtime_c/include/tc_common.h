@@ -21,8 +21,12 @@
  *    layers, the Arm form of shallow conv layers, prepared requantization in both.
  * 4: tc_fc_packed_params.tables (the pair-table level the caller's scratch holds: full,
  *    compact, none); tc_fully_connected_packed() accepts scratch == NULL (no tables): the
- *    generated code grants the tables only where the arena has room for them. */
-#define TC_RUNTIME_ABI_VERSION 4
+ *    generated code grants the tables only where the arena has room for them.
+ * 5: tc_fully_connected_packed() takes `pair_tables` (precomputed pair tables in flash, one
+ *    per codebook, or NULL): the generated code passes them where the arena has no room for
+ *    the run-time table, under the model's flash-table budget; pair tables (scratch levels)
+ *    for widths 1..6, for every layout of >= 4 weights per table entry. */
+#define TC_RUNTIME_ABI_VERSION 5
 
 #ifdef __cplusplus
 extern "C" {

@@ -990,8 +990,9 @@ def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[i
 
     method = ("lossless" if opts.lossless else
               f"output-aware (calibration data: {len(calib)} inputs{' from ' + calib_source if calib_source else ''}; "
-              "output error per layer weighted by its gain to the model output, mixed widths, GPTQ assignment, "
-              "sequential refit, bias correction)" if use_data else
+              + ("output error per layer weighted by its gain to the model output, mixed widths, " if gains is not None
+                 else "output error per layer, ")
+              + "GPTQ assignment, sequential refit, bias correction)" if use_data else
               "data-free (weight error in real units)")
     records = []
     for L, c, reason in zip(Ls, chosen, why):

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import packed_harness as H  # noqa: E402
 import thumb_driver as TD  # noqa: E402
 from conftest import require_tool  # noqa: E402
-from test_kernels_packed import (SETTINGS, _acc_bound, _bias, _geometry, _layout,  # noqa: E402
+from test_kernels_packed import (SETTINGS, _acc_bound, _bias, _bias_bits, _geometry, _layout,  # noqa: E402
                                  _poison_unneeded_rows, _quant, _rows)
 from tinycluster.ops import _packed_common as pc  # noqa: E402
 from tinycluster.ops import conv_2d, depthwise_conv_2d  # noqa: E402
@@ -78,6 +78,7 @@ def test_conv2d_arm_matches_portable(data):
     oy0, oy1 = _rows(data, p["out_h"])
     if conv_2d.never_pads(p) and data.draw(st.booleans()):  # as emitted: input offset in the bias
         p, bias = conv_2d.fold_input_offset(p, w, bias)
+    p = _bias_bits(data, p, bias)
     xp = _poison_unneeded_rows(x, p, oy0, oy1, rng)
     _check("conv", p, layout, xp, bias, conv_2d.struct_fields(p, layout), oy0, oy1,
            data.draw(st.booleans()), data.draw(st.integers(0, 3)))
@@ -107,6 +108,7 @@ def test_depthwise_conv2d_arm_matches_portable(data):
     layout, _ = _layout(data, (1, kh, kw, out_c), 3, out_c)
     x = rng.integers(-128, 128, size=(1, in_h, in_w, in_c)).astype(np.int8)
     oy0, oy1 = _rows(data, p["out_h"])
+    p = _bias_bits(data, p, bias)
     xp = _poison_unneeded_rows(x, p, oy0, oy1, rng)
     _check("dw", p, layout, xp, bias, depthwise_conv_2d.struct_fields(p, layout), oy0, oy1,
            data.draw(st.booleans()), data.draw(st.integers(0, 3)))

@@ -21,8 +21,11 @@
  *    layers, the Arm form of shallow conv layers, prepared requantization in both.
  * 4: tc_fc_packed_params.tables (the pair-table level the caller's scratch holds: full,
  *    compact, none); tc_fully_connected_packed() accepts scratch == NULL (no tables): the
- *    generated code grants the tables only where the arena has room for them. */
-#define TC_RUNTIME_ABI_VERSION 4
+ *    generated code grants the tables only where the arena has room for them.
+ * 5: packed kernels take `const void *bias` stored 16, 24 or 32 bits wide (the params' new
+ *    bias_bits field; read through tc_bias_at()): the generator stores each layer's biases in
+ *    the narrowest width that holds them all. */
+#define TC_RUNTIME_ABI_VERSION 5
 
 #ifdef __cplusplus
 extern "C" {
@@ -137,6 +140,27 @@ TC_INLINE int8_t tc_requantize(int32_t acc, int32_t mult, int32_t shift, int32_t
     v = TC_MAX(v, act_min);
     v = TC_MIN(v, act_max);
     return (int8_t)v;
+}
+
+/* The bias of output channel c, as the packed kernels store it (`bias_bits` wide):
+ *  16: int16_t[] (every bias of the layer in [-32768, 32767]);
+ *  24: three bytes per bias, little-endian two's complement ([-2^23, 2^23));
+ *  32: int32_t[] (any int32; also any other bias_bits value).
+ * bias == NULL (no bias): 0. Every packed kernel reads its biases through this one accessor. */
+TC_INLINE int32_t tc_bias_at(const void *bias, uint32_t bias_bits, int32_t c)
+{
+    if (bias == NULL) {
+        return 0;
+    }
+    if (bias_bits == 16) {
+        return ((const int16_t *)bias)[c];
+    }
+    if (bias_bits == 24) {
+        const uint8_t *b = (const uint8_t *)bias + 3 * c;
+        const uint32_t u = (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16);
+        return (int32_t)(u ^ 0x800000u) - 0x800000; /* sign-extend 24 bits */
+    }
+    return ((const int32_t *)bias)[c];
 }
 
 #ifdef __cplusplus

@@ -40,7 +40,11 @@ extern "C" {
  *               codebook saves nothing).
  *  - requantization: mult[] (int32, [0, 2^31)) and shift[] (int8, [-31, 30]); index c when
  *               requant_per_channel == 1, index 0 for every channel when it is 0.
- * bias may be NULL (no bias). Accumulation is int32 exactly as TFLite Micro's reference
+ *  - bias:      one value per output channel, stored p->bias_bits wide (tc_bias_at() in
+ *               tc_common.h): 16 (int16_t[], values in [-32768, 32767]), 24 (3 bytes per value,
+ *               little-endian two's complement, [-2^23, 2^23)) or 32 (int32_t[]); NULL: no bias.
+ *               The generator picks the narrowest width that holds every bias of the layer.
+ * Accumulation is int32 exactly as TFLite Micro's reference
  * integer kernels: acc = bias[c] + sum(w * (x + input_offset)), then tc_requantize().
  * Decoding: tc_unpack_lut() (fast paths when the stream position is byte aligned) and
  * tc_unpack_lut_generic() (any width, any bit position). */
@@ -72,6 +76,7 @@ typedef struct {
     uint8_t bits;             /* index width 1..8 */
     uint8_t requant_per_channel; /* 0 or 1 */
     uint8_t tables;           /* pair tables the caller's scratch holds: 2 full, 1 compact, 0 none */
+    uint8_t bias_bits;        /* width of the stored biases: 16, 24 or 32 (tc_bias_at) */
 } tc_fc_packed_params;
 
 /* Scratch (any alignment), for widths 1..5 where a pair table pays (per-tensor codebooks with
@@ -89,7 +94,7 @@ typedef struct {
 int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p);
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
-                               const uint8_t *codebook_map, const int32_t *bias,
+                               const uint8_t *codebook_map, const void *bias,
                                const int32_t *mult, const int8_t *shift, int8_t *output,
                                int8_t *scratch);
 
@@ -112,6 +117,7 @@ typedef struct {
     int8_t act_min, act_max;
     uint8_t bits;               /* 1..8 */
     uint8_t requant_per_channel;
+    uint8_t bias_bits;          /* width of the stored biases: 16, 24 or 32 (tc_bias_at) */
 } tc_conv_packed_params;
 
 /* Scratch: one decoded filter as int16 (2*k_h*k_w*filter_in_c bytes) + k_h*(k_w+1) int32
@@ -122,7 +128,7 @@ typedef struct {
 int32_t tc_conv2d_packed_get_buffer_size(const tc_conv_packed_params *p);
 void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
                       const uint8_t *packed, const int8_t *codebooks,
-                      const uint8_t *codebook_map, const int32_t *bias,
+                      const uint8_t *codebook_map, const void *bias,
                       const int32_t *mult, const int8_t *shift,
                       int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch);
 /* Shallow layers in two steps, for row-by-row callers: tc_conv2d_packed_decode() decodes all
@@ -133,7 +139,7 @@ int32_t tc_conv2d_packed_decode(const tc_conv_packed_params *p, const uint8_t *p
                                 const int8_t *codebooks, const uint8_t *codebook_map,
                                 int8_t *scratch);
 void tc_conv2d_packed_rows(const tc_conv_packed_params *p, const int8_t *input,
-                           const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                           const void *bias, const int32_t *mult, const int8_t *shift,
                            int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch);
 
 /* DEPTHWISE_CONV_2D, batch 1. input [in_h][in_w][in_c], weights [1][k_h][k_w][out_c],
@@ -153,6 +159,7 @@ typedef struct {
     int8_t act_min, act_max;
     uint8_t bits;               /* 1..8 */
     uint8_t requant_per_channel;
+    uint8_t bias_bits;          /* width of the stored biases: 16, 24 or 32 (tc_bias_at) */
 } tc_dw_packed_params;
 
 /* Scratch: the whole decoded filter as int16 (2*k_h*k_w*out_c bytes) + 3 bytes of
@@ -161,7 +168,7 @@ typedef struct {
 int32_t tc_depthwise_conv2d_packed_get_buffer_size(const tc_dw_packed_params *p);
 void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *input,
                                 const uint8_t *packed, const int8_t *codebooks,
-                                const uint8_t *codebook_map, const int32_t *bias,
+                                const uint8_t *codebook_map, const void *bias,
                                 const int32_t *mult, const int8_t *shift,
                                 int32_t oy_begin, int32_t oy_end, int8_t *output,
                                 int8_t *scratch);
@@ -172,7 +179,7 @@ void tc_depthwise_conv2d_packed_decode(const tc_dw_packed_params *p, const uint8
                                        const int8_t *codebooks, const uint8_t *codebook_map,
                                        int8_t *scratch);
 void tc_depthwise_conv2d_packed_rows(const tc_dw_packed_params *p, const int8_t *input,
-                                     const int32_t *bias, const int32_t *mult,
+                                     const void *bias, const int32_t *mult,
                                      const int8_t *shift, int32_t oy_begin, int32_t oy_end,
                                      int8_t *output, int8_t *scratch);
 

@@ -20,7 +20,7 @@
 #define TC_DW_BLOCK 16
 
 static void dw_rows_portable(const tc_dw_packed_params *p, const int8_t *input,
-                             const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                             const void *bias, const int32_t *mult, const int8_t *shift,
                              int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
@@ -52,7 +52,7 @@ static void dw_rows_portable(const tc_dw_packed_params *p, const int8_t *input,
                     int32_t lanes[16];
                     int32_t j;
                     for (j = 0; j < 16; j++) {
-                        lanes[j] = bias != NULL ? bias[j & 7] : 0;
+                        lanes[j] = tc_bias_at(bias, p->bias_bits, j & 7);
                     }
                     for (ky = ky_lo; ky < ky_hi; ky++) {
                         const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * 8;
@@ -123,7 +123,7 @@ static void dw_rows_portable(const tc_dw_packed_params *p, const int8_t *input,
                 }
                 if (bias != NULL) {
                     for (j = 0; j < nb; j++) {
-                        lanes[j] += bias[c0 + j];
+                        lanes[j] += tc_bias_at(bias, p->bias_bits, c0 + j);
                     }
                 }
                 tc_requantize_lanes(lanes, nb, mult, shift, p->requant_per_channel, c0,
@@ -184,19 +184,16 @@ TC_INLINE void dsp_dw3x3_group(const int8_t *pk, int32_t s, int32_t rr, const ui
  * block of ntaps (kw per filter row) lane-ordered weight pairs */
 static TC_NOINLINE void dsp_dw_sums(const int8_t *x, int32_t s, int32_t r, const int16_t *wt,
                                     int32_t ntaps, int32_t kw, int32_t t0, int32_t rows,
-                                    int32_t cols, int32_t ng, uint32_t io2, const int32_t *bias,
-                                    int32_t *acc)
+                                    int32_t cols, int32_t ng, uint32_t io2, const void *bias,
+                                    uint32_t bias_bits, int32_t c0, int32_t *acc)
 {
     int32_t g;
     for (g = 0; g < ng; g++) {
         const uint32_t *wg = (const uint32_t *)(const void *)(wt + 4 * g * ntaps);
-        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        if (bias != NULL) {
-            a0 = bias[4 * g];
-            a1 = bias[4 * g + 1];
-            a2 = bias[4 * g + 2];
-            a3 = bias[4 * g + 3];
-        }
+        int32_t a0 = tc_bias_at(bias, bias_bits, c0 + 4 * g);
+        int32_t a1 = tc_bias_at(bias, bias_bits, c0 + 4 * g + 1);
+        int32_t a2 = tc_bias_at(bias, bias_bits, c0 + 4 * g + 2);
+        int32_t a3 = tc_bias_at(bias, bias_bits, c0 + 4 * g + 3);
         if (rows == 3 && cols == 3 && kw == 3) { /* a full 3x3 window */
             dsp_dw3x3_group(x + 4 * g, s, r - 2 * s, wg, io2, &a0, &a1, &a2, &a3);
         } else if (kw == 3 && cols >= 2) { /* 3x3 windows cut by the padding: rows of 2 or 3 */
@@ -261,7 +258,7 @@ static TC_NOINLINE void dsp_dw_requant(const int32_t *acc, int32_t ng, const tc_
     }
 }
 
-static void dw_rows_dsp(const tc_dw_packed_params *p, const int8_t *input, const int32_t *bias,
+static void dw_rows_dsp(const tc_dw_packed_params *p, const int8_t *input, const void *bias,
                         const int32_t *mult, const int8_t *shift, int32_t oy_begin,
                         int32_t oy_end, int8_t *output, const int16_t *filt, tc_rq *rq)
 {
@@ -308,11 +305,11 @@ static void dw_rows_dsp(const tc_dw_packed_params *p, const int8_t *input, const
             for (c0 = 0; c0 < c4; c0 += TC_DW_CHUNK) {
                 const int32_t ng = TC_MIN(TC_DW_CHUNK, c4 - c0) >> 2;
                 dsp_dw_sums(xw + c0, xstep, ystep, filt + c0 * ntaps, ntaps, kw, ky_lo * kw + kx_lo,
-                            rows, cols, ng, io2, bias != NULL ? bias + c0 : NULL, acc);
+                            rows, cols, ng, io2, bias, p->bias_bits, c0, acc);
                 dsp_dw_requant(acc, ng, rq + c0, out_off, min4, max4, o + c0, fast);
             }
             for (c = c4; c < oc; c++) { /* tail channels, natural order */
-                int32_t a = bias != NULL ? bias[c] : 0, ky, kx;
+                int32_t a = tc_bias_at(bias, p->bias_bits, c), ky, kx;
                 const int32_t k = per_ch ? c : 0;
                 for (ky = 0; ky < rows; ky++) {
                     for (kx = 0; kx < cols; kx++) {
@@ -354,20 +351,21 @@ static TC_NOINLINE void dw_v6m_sums(const int8_t *x, const int8_t *w, const int3
     }
 }
 
-/* out[j] = tc_requantize(acc[j] + bias[j], ...) for n channels, parameters prepared in q[] */
-static TC_NOINLINE void v6m_dw_requant(const int32_t *acc, const int32_t *bias, int32_t n,
+/* out[j] = tc_requantize(acc[j] + bias[c0 + j], ...) for n channels, parameters prepared in q[] */
+static TC_NOINLINE void v6m_dw_requant(const int32_t *acc, const void *bias, uint32_t bias_bits,
+                                       int32_t c0, int32_t n,
                                        const tc_rq *q, int32_t out_off, int32_t amin, int32_t amax,
                                        int8_t *out)
 {
     int32_t j;
     for (j = 0; j < n; j++) {
-        int32_t v = tc_rq_apply(q + j, acc[j] + (bias != NULL ? bias[j] : 0)) + out_off;
+        int32_t v = tc_rq_apply(q + j, acc[j] + tc_bias_at(bias, bias_bits, c0 + j)) + out_off;
         v = v < amin ? amin : v;
         out[j] = (int8_t)(v > amax ? amax : v);
     }
 }
 
-static void dw_rows_v6m(const tc_dw_packed_params *p, const int8_t *input, const int32_t *bias,
+static void dw_rows_v6m(const tc_dw_packed_params *p, const int8_t *input, const void *bias,
                         const int32_t *mult, const int8_t *shift, int32_t oy_begin,
                         int32_t oy_end, int8_t *output, const int32_t *wsum, tc_rq *rq)
 {
@@ -425,7 +423,7 @@ static void dw_rows_v6m(const tc_dw_packed_params *p, const int8_t *input, const
                         acc[j] = a;
                     }
                 }
-                v6m_dw_requant(acc, bias != NULL ? bias + c0 : NULL, n, rq + c0, out_off, amin, amax,
+                v6m_dw_requant(acc, bias, p->bias_bits, c0, n, rq + c0, out_off, amin, amax,
                                o + c0);
             }
             o += oc;
@@ -454,7 +452,7 @@ __attribute__((target("avx2"), always_inline)) static inline void dw_avx2_tap16(
 }
 
 __attribute__((target("avx2"))) static void dw_rows_avx2(const tc_dw_packed_params *p, const int8_t *input,
-                                                        const int32_t *bias, const int32_t *mult,
+                                                        const void *bias, const int32_t *mult,
                                                         const int8_t *shift, int32_t oy_begin, int32_t oy_end,
                                                         int8_t *output, int8_t *scratch)
 {
@@ -493,7 +491,7 @@ __attribute__((target("avx2"))) static void dw_rows_avx2(const tc_dw_packed_para
                             dw_avx2_tap16(xrow + (ix0 + kx * dwl) * 8, f2 + (ky * kw + kx) * 16, iov, &a0, &a1);
                         }
                     }
-                    b = bias != NULL ? _mm256_loadu_si256((const __m256i *)(const void *)bias) : _mm256_setzero_si256();
+                    b = tc_bias8_avx2(bias, p->bias_bits, 0);
                     tc_rq8_prepare(&rq, mult, shift, pc);
                     tc_rq8_store16(tc_rq8_apply(&rq, _mm256_add_epi32(a0, b), out_off, amin, amax),
                                    tc_rq8_apply(&rq, _mm256_add_epi32(a1, b), out_off, amin, amax), o);
@@ -512,8 +510,8 @@ __attribute__((target("avx2"))) static void dw_rows_avx2(const tc_dw_packed_para
                     }
                 }
                 if (bias != NULL) {
-                    a0 = _mm256_add_epi32(a0, _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0)));
-                    a1 = _mm256_add_epi32(a1, _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0 + 8)));
+                    a0 = _mm256_add_epi32(a0, tc_bias8_avx2(bias, p->bias_bits, c0));
+                    a1 = _mm256_add_epi32(a1, tc_bias8_avx2(bias, p->bias_bits, c0 + 8));
                 }
                 tc_rq8_prepare(&r0, pc ? mult + c0 : mult, pc ? shift + c0 : shift, pc);
                 tc_rq8_prepare(&r1, pc ? mult + c0 + 8 : mult, pc ? shift + c0 + 8 : shift, pc);
@@ -535,13 +533,13 @@ __attribute__((target("avx2"))) static void dw_rows_avx2(const tc_dw_packed_para
                     }
                 }
                 if (bias != NULL) {
-                    a = _mm256_add_epi32(a, _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0)));
+                    a = _mm256_add_epi32(a, tc_bias8_avx2(bias, p->bias_bits, c0));
                 }
                 tc_rq8_prepare(&r, pc ? mult + c0 : mult, pc ? shift + c0 : shift, pc);
                 tc_rq8_store8(tc_rq8_apply(&r, a, out_off, amin, amax), o + c0);
             }
             for (; c0 < oc; c0++) {
-                int32_t acc = bias != NULL ? bias[c0] : 0;
+                int32_t acc = tc_bias_at(bias, p->bias_bits, c0);
                 for (ky = ky_lo; ky < ky_hi; ky++) {
                     const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * in_c + c0;
                     const int16_t *frow = filt + ky * kw * oc + c0;
@@ -557,7 +555,7 @@ __attribute__((target("avx2"))) static void dw_rows_avx2(const tc_dw_packed_para
 #endif
 
 void tc_depthwise_conv2d_packed_rows(const tc_dw_packed_params *p, const int8_t *input,
-                                     const int32_t *bias, const int32_t *mult,
+                                     const void *bias, const int32_t *mult,
                                      const int8_t *shift, int32_t oy_begin, int32_t oy_end,
                                      int8_t *output, int8_t *scratch)
 {

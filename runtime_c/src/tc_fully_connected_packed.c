@@ -1425,7 +1425,7 @@ __attribute__((target("avx2"))) static int fc_has_min(const int8_t *cb, const in
  * (nothing done) when the layer does not qualify. Stack: the widened input (<= 4 KiB). */
 __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_params *p, const int8_t *input, const uint8_t *packed,
                         const int8_t *codebooks, const uint8_t *codebook_map,
-                        const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                        const void *bias, const int32_t *mult, const int8_t *shift,
                         int8_t *output)
 {
     const int32_t n = p->in_features, out_f = p->out_features;
@@ -1475,7 +1475,7 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
                             four[j] += w[i] * x[i];
                         }
                         acc[r] = (int32_t)((uint32_t)four[j] + fo_term +
-                                           (bias != NULL ? (uint32_t)bias[c + r] : 0u));
+                                           (uint32_t)tc_bias_at(bias, p->bias_bits, c + r));
                     }
                 }
                 tc_requantize_lanes(acc, cnt, mult, shift, p->requant_per_channel, c,
@@ -1560,7 +1560,7 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
                 }
                 for (; k > 0; k--, r++) {
                     acc[r] = (int32_t)((uint32_t)acc[r] + fo_term +
-                                       (bias != NULL ? (uint32_t)bias[c + r] : 0u));
+                                       (uint32_t)tc_bias_at(bias, p->bias_bits, c + r));
                 }
             }
             tc_requantize_lanes(acc, cnt, mult, shift, p->requant_per_channel, c, p->output_offset,
@@ -1575,7 +1575,7 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
  * sums are whole (kept out of the driver's loop: fewer live values there) */
 TC_NOINLINE static void fc_finish(const tc_fc_packed_params *p, const int32_t *acc,
                                   const int32_t *chs, int32_t nr, uint32_t add,
-                                  const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                                  const void *bias, const int32_t *mult, const int8_t *shift,
                                   int8_t *y)
 {
     const int32_t oo = p->output_offset, lo = p->act_min, hi = p->act_max;
@@ -1583,7 +1583,7 @@ TC_NOINLINE static void fc_finish(const tc_fc_packed_params *p, const int32_t *a
     int32_t r;
     for (r = 0; r < nr; r++) {
         const int32_t ch = chs[r], q = ch * step;
-        const uint32_t t = (uint32_t)acc[r] + add + (bias != NULL ? (uint32_t)bias[ch] : 0u);
+        const uint32_t t = (uint32_t)acc[r] + add + (uint32_t)tc_bias_at(bias, p->bias_bits, ch);
         y[ch] = tc_requantize((int32_t)t, mult[q], shift[q], oo, lo, hi);
     }
 }
@@ -1603,7 +1603,7 @@ TC_NOINLINE static void fc_finish(const tc_fc_packed_params *p, const int32_t *a
  */
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
-                               const uint8_t *codebook_map, const int32_t *bias,
+                               const uint8_t *codebook_map, const void *bias,
                                const int32_t *mult, const int8_t *shift, int8_t *output,
                                int8_t *scratch)
 {
@@ -1828,7 +1828,7 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                 }
                 total += fo_term;
                 if (bias != NULL) {
-                    total += (uint32_t)bias[ch];
+                    total += (uint32_t)tc_bias_at(bias, p->bias_bits, ch);
                 }
                 output[(int32_t)b * out_f + ch] = tc_requantize((int32_t)total, mult[q], shift[q],
                                                                 p->output_offset, p->act_min,

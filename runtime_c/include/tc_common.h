@@ -24,7 +24,8 @@
  *    generated code grants the tables only where the arena has room for them.
  * 5: packed kernels take `const void *bias` stored 16, 24 or 32 bits wide (the params' new
  *    bias_bits field; read through tc_bias_at()): the generator stores each layer's biases in
- *    the narrowest width that holds them all. */
+ *    the narrowest width that holds them all. tc_add_params / tc_mul_params: narrow fields
+ *    and one broadcast mask per input (a_bcast, b_bcast) instead of eight int32 strides. */
 #define TC_RUNTIME_ABI_VERSION 5
 
 #ifdef __cplusplus
@@ -140,6 +141,22 @@ TC_INLINE int8_t tc_requantize(int32_t acc, int32_t mult, int32_t shift, int32_t
     v = TC_MAX(v, act_min);
     v = TC_MIN(v, act_max);
     return (int8_t)v;
+}
+
+/* Element strides of an ADD / MUL input over the output dims d[0..3]: 0 along the dims whose
+ * bit is set in `bcast` (the input has size 1 there), else the product of the input's later
+ * dims (tc_kernels.h, tc_add_params). */
+TC_INLINE void tc_bcast_strides(const int32_t d[4], uint32_t bcast, int32_t s[4])
+{
+    int32_t acc = 1, k;
+    for (k = 3; k >= 0; --k) {
+        if ((bcast >> k) & 1u) {
+            s[k] = 0;
+        } else {
+            s[k] = acc;
+            acc *= d[k];
+        }
+    }
 }
 
 /* The bias of output channel c, as the packed kernels store it (`bias_bits` wide):

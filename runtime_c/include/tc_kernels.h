@@ -196,26 +196,26 @@ void tc_depthwise_conv2d_packed_rows(const tc_dw_packed_params *p, const int8_t 
  *   a = (in1 + input1_offset) << left_shift, b = (in2 + input2_offset) << left_shift,
  *   a' = tc_mul_by_quant_mult(a, input1_multiplier, input1_shift), same for b',
  *   out = clamp(tc_mul_by_quant_mult(a' + b', output_multiplier, output_shift) + output_offset).
- * Output index (i0,i1,i2,i3) over d0..d3 reads in1[i0*a_s0 + i1*a_s1 + i2*a_s2 + i3*a_s3]
- * (a_sK = 0 where input 1 is broadcast along dim K), same for in2 with b_sK.
- * broadcast == 0: both inputs have the output's shape (flat loop of d0*d1*d2*d3 elements).
+ * Broadcast geometry (ADD and MUL): output index (i0,i1,i2,i3) over d0..d3 reads
+ * in1[i0*a_s0 + i1*a_s1 + i2*a_s2 + i3*a_s3], where a_sK = 0 when bit K of a_bcast is set
+ * (input 1 has size 1 along dim K, broadcast to dK) and otherwise the product of input 1's
+ * dims after K (dJ, or 1 where bit J is set); the same for in2 with b_bcast.
+ * a_bcast == b_bcast == 0: both inputs have the output's shape (flat loop of d0*d1*d2*d3 elements).
  * Elementwise in place (output == in1) when in1 has the output's shape. */
 typedef struct {
     int32_t d0, d1, d2, d3;         /* output dims, 1..2^31-1, product < 2^31 */
-    int32_t a_s0, a_s1, a_s2, a_s3; /* input 1 element strides (0: broadcast) */
-    int32_t b_s0, b_s1, b_s2, b_s3; /* input 2 element strides (0: broadcast) */
-    int32_t broadcast;              /* 0 or 1 */
-    int32_t input1_offset;          /* -zero_point, [-127, 128] */
-    int32_t input2_offset;          /* -zero_point, [-127, 128] */
-    int32_t output_offset;          /* zero_point, [-128, 127] */
-    int32_t left_shift;             /* 20 for int8 */
     int32_t input1_multiplier;      /* [0, 2^31) */
-    int32_t input1_shift;           /* [-31, 0] */
     int32_t input2_multiplier;      /* [0, 2^31) */
-    int32_t input2_shift;           /* [-31, 0] */
     int32_t output_multiplier;      /* [0, 2^31) */
-    int32_t output_shift;           /* [-31, 0] */
-    int32_t act_min, act_max;       /* [-128, 127], act_min <= act_max */
+    int16_t input1_offset;          /* -zero_point, [-127, 128] */
+    int16_t input2_offset;          /* -zero_point, [-127, 128] */
+    int8_t output_offset;           /* zero_point, [-128, 127] */
+    int8_t left_shift;              /* 20 for int8 */
+    int8_t input1_shift;            /* [-31, 0] */
+    int8_t input2_shift;            /* [-31, 0] */
+    int8_t output_shift;            /* [-31, 0] */
+    int8_t act_min, act_max;        /* [-128, 127], act_min <= act_max */
+    uint8_t a_bcast, b_bcast;       /* bit K: the input is broadcast along dim K (0..15) */
 } tc_add_params;
 void tc_add_s8(const tc_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 
@@ -225,15 +225,13 @@ void tc_add_s8(const tc_add_params *p, const int8_t *in1, const int8_t *in2, int
  * Elementwise in place (output == in1) when in1 has the output's shape. */
 typedef struct {
     int32_t d0, d1, d2, d3;         /* output dims */
-    int32_t a_s0, a_s1, a_s2, a_s3; /* input 1 element strides (0: broadcast) */
-    int32_t b_s0, b_s1, b_s2, b_s3; /* input 2 element strides (0: broadcast) */
-    int32_t broadcast;              /* 0 or 1 */
-    int32_t input1_offset;          /* -zero_point, [-127, 128] */
-    int32_t input2_offset;          /* -zero_point, [-127, 128] */
-    int32_t output_offset;          /* zero_point, [-128, 127] */
     int32_t output_multiplier;      /* [0, 2^31) */
-    int32_t output_shift;           /* [-31, 30] */
-    int32_t act_min, act_max;       /* [-128, 127], act_min <= act_max */
+    int16_t input1_offset;          /* -zero_point, [-127, 128] */
+    int16_t input2_offset;          /* -zero_point, [-127, 128] */
+    int8_t output_offset;           /* zero_point, [-128, 127] */
+    int8_t output_shift;            /* [-31, 30] */
+    int8_t act_min, act_max;        /* [-128, 127], act_min <= act_max */
+    uint8_t a_bcast, b_bcast;       /* as tc_add_params */
 } tc_mul_params;
 void tc_mul_s8(const tc_mul_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 

@@ -118,18 +118,23 @@ def test_depthwise_conv2d_arm_matches_portable(data):
 def test_model_layer_shapes_match_portable(kind):
     """The layer shapes the shared models run (kws pointwise / depthwise, ResNet-8 3x3 and its
     strided 1x1 shortcut, vww's 3x3-position pointwise), at full size, 4-bit per-tensor
-    codebook, per-channel requantization; plus a strided 1x1 with odd rows."""
+    codebook, per-channel requantization; plus a strided 1x1 with odd rows, and layers wider
+    than the 64-channel bias stage (shallow conv, depthwise). Biases stored 16, 24 and 32 bits
+    wide in turn."""
     rng = np.random.default_rng(7)
     shapes = {"conv": [(25, 5, 64, 64, 1, 1), (16, 16, 32, 32, 3, 1), (16, 16, 32, 64, 3, 2),
-                       (16, 16, 32, 64, 1, 2), (3, 3, 128, 64, 1, 1), (9, 7, 32, 24, 1, 3)],
-              "dw": [(25, 5, 64, 64, 3, 1), (24, 24, 32, 32, 3, 2), (48, 48, 8, 8, 3, 1)]}[kind]
-    for ih, iw, ic, oc, k, s in shapes:
+                       (16, 16, 32, 64, 1, 2), (3, 3, 128, 64, 1, 1), (9, 7, 32, 24, 1, 3),
+                       (6, 5, 3, 96, 3, 1)],
+              "dw": [(25, 5, 64, 64, 3, 1), (24, 24, 32, 32, 3, 2), (48, 48, 8, 8, 3, 1),
+                     (5, 4, 136, 136, 3, 1)]}[kind]
+    for i, (ih, iw, ic, oc, k, s) in enumerate(shapes):
         oh, ow = pc.out_size("SAME", ih, k, s, 1), pc.out_size("SAME", iw, k, s, 1)
         p = dict(in_h=ih, in_w=iw, in_c=ic, out_c=oc, k_h=k, k_w=k, stride_h=s, stride_w=s, dil_h=1,
                  dil_w=1, out_h=oh, out_w=ow, pad_top=pc.pad_before(s, 1, ih, k, oh),
                  pad_left=pc.pad_before(s, 1, iw, k, ow), input_offset=128, output_offset=-5,
                  act_min=-128, act_max=127, requant_per_channel=1,
-                 mult=list(rng.integers(1 << 30, 1 << 31, oc)), shift=list(rng.integers(-10, -5, oc)))
+                 mult=list(rng.integers(1 << 30, 1 << 31, oc)), shift=list(rng.integers(-10, -5, oc)),
+                 bias_bits=(16, 24, 32)[i % 3])
         shape, axis = ((oc, k, k, ic), 0) if kind == "conv" else ((1, k, k, oc), 3)
         if kind == "conv":
             p["filter_in_c"] = ic
@@ -140,6 +145,8 @@ def test_model_layer_shapes_match_portable(kind):
         bias = rng.integers(-5000, 5000, oc)
         x = rng.integers(-128, 128, size=(1, ih, iw, ic)).astype(np.int8)
         mod = conv_2d if kind == "conv" else depthwise_conv_2d
+        if kind == "conv" and oc > 64:
+            assert conv_2d.is_shallow(p)  # the shallow Arm path's block-by-block bias stage
         _check(kind, p, layout, x, bias, mod.struct_fields(p, layout), 0, oh, False, 1)
 
 

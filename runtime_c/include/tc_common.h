@@ -180,6 +180,32 @@ TC_INLINE int32_t tc_bias_at(const void *bias, uint32_t bias_bits, int32_t c)
     return ((const int32_t *)bias)[c];
 }
 
+/* out[j] = tc_bias_at(bias, bias_bits, c + j) for j < n, the width dispatched once (hot loops
+ * read a group of biases per output position through this). */
+TC_INLINE void tc_bias_n(const void *bias, uint32_t bias_bits, int32_t c, int32_t n, int32_t *out)
+{
+    int32_t j;
+    if (bias == NULL) {
+        for (j = 0; j < n; j++) {
+            out[j] = 0;
+        }
+    } else if (bias_bits == 16) {
+        const int16_t *b = (const int16_t *)bias + c;
+        for (j = 0; j < n; j++) {
+            out[j] = b[j];
+        }
+    } else if (bias_bits == 24) {
+        for (j = 0; j < n; j++) {
+            out[j] = tc_bias_at(bias, 24, c + j);
+        }
+    } else {
+        const int32_t *b = (const int32_t *)bias + c;
+        for (j = 0; j < n; j++) {
+            out[j] = b[j];
+        }
+    }
+}
+
 #ifdef __cplusplus
 }
 #endif

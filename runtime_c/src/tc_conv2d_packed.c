@@ -347,7 +347,7 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
         const int32_t c1 = c + 1 < out_c ? c + 1 : c;
         const int8_t *cb0 = NULL, *cb1 = NULL;
         const int32_t q0 = p->requant_per_channel ? c : 0, q1 = p->requant_per_channel ? c1 : 0;
-        const int32_t b0 = tc_bias_at(bias, p->bias_bits, c), b1 = tc_bias_at(bias, p->bias_bits, c1);
+        const int32_t b0 = tc_bias_cold(bias, p->bias_bits, c), b1 = tc_bias_cold(bias, p->bias_bits, c1);
         const int8_t *in0 = input + (c / per_group) * fic;
         const int has1 = c1 != c;
         const int32_t m0 = mult[q0], s0 = shift[q0], m1 = mult[q1], s1 = shift[q1];

@@ -551,9 +551,8 @@ static void dsp_patch(const tc_conv_packed_params *p, const int8_t *input, int32
  * requantization and two-byte stores per position (o1 == NULL: one position) */
 TC_INLINE void dsp_patch_channels_body(const uint32_t *pt, const int8_t *w8, int32_t flen,
                                        int32_t ng, int32_t oc, const tc_rq *rq,
-                                       const void *bias, uint32_t bias_bits, int32_t out_off,
-                                       uint32_t min4, uint32_t max4, int8_t *o0, int8_t *o1,
-                                       const int fast)
+                                       const int32_t *bias, int32_t out_off, uint32_t min4,
+                                       uint32_t max4, int8_t *o0, int8_t *o1, const int fast)
 {
     int32_t c;
     for (c = 0; c < oc; c += 2) {
@@ -561,7 +560,11 @@ TC_INLINE void dsp_patch_channels_body(const uint32_t *pt, const int8_t *w8, int
         const int8_t *w0 = w8 + c * flen;
         const int32_t d = (c1 - c) * flen;
         const uint32_t *q = pt, *end = pt + 4 * ng;
-        int32_t a0 = tc_bias_at(bias, bias_bits, c), a1 = tc_bias_at(bias, bias_bits, c1), b0, b1;
+        int32_t a0 = 0, a1 = 0, b0, b1;
+        if (bias != NULL) {
+            a0 = bias[c];
+            a1 = bias[c1];
+        }
         b0 = a0;
         b1 = a1;
         while (q != end) {
@@ -602,14 +605,13 @@ TC_INLINE void dsp_patch_channels_body(const uint32_t *pt, const int8_t *w8, int
 /* the body above, specialized for tables whose channels all take tc_rq_apply_fast */
 static TC_NOINLINE void dsp_patch_channels(const uint32_t *pt, const int8_t *w8, int32_t flen,
                                            int32_t ng, int32_t oc, const tc_rq *rq,
-                                           const void *bias, uint32_t bias_bits, int32_t out_off,
-                                           uint32_t min4, uint32_t max4, int8_t *o0, int8_t *o1,
-                                           int fast)
+                                           const int32_t *bias, int32_t out_off, uint32_t min4,
+                                           uint32_t max4, int8_t *o0, int8_t *o1, int fast)
 {
     if (fast) {
-        dsp_patch_channels_body(pt, w8, flen, ng, oc, rq, bias, bias_bits, out_off, min4, max4, o0, o1, 1);
+        dsp_patch_channels_body(pt, w8, flen, ng, oc, rq, bias, out_off, min4, max4, o0, o1, 1);
     } else {
-        dsp_patch_channels_body(pt, w8, flen, ng, oc, rq, bias, bias_bits, out_off, min4, max4, o0, o1, 0);
+        dsp_patch_channels_body(pt, w8, flen, ng, oc, rq, bias, out_off, min4, max4, o0, o1, 0);
     }
 }
 #endif
@@ -629,6 +631,8 @@ static void conv_shallow_arm(const tc_conv_packed_params *p, const int8_t *input
     const int8_t *w8 = (const int8_t *)(wsum + 3 * oc);
     int8_t *patch = (int8_t *)(void *)(wsum + 3 * oc) + ((flen * oc + 3) & ~3);
     const int32_t npos = (oy_end - oy_begin) * out_w;
+    int32_t bstage[TC_BIAS_STAGE];
+    const int32_t *b32 = tc_bias_stage(bias, p->bias_bits, oc, bstage); /* NULL: blocks */
     int32_t pos, oy = oy_begin, ox = 0;
 #if defined(TC_ARCH_ARM_DSP)
     tc_rq *rq = (tc_rq *)(void *)(flag + 1);
@@ -649,8 +653,18 @@ static void conv_shallow_arm(const tc_conv_packed_params *p, const int8_t *input
         uint32_t *pt = (uint32_t *)(void *)patch;
         dsp_patch(p, input, oy, ox, 0, ng, pt);
         dsp_patch(p, input, two ? oy1 : oy, two ? ox1 : ox, 1, ng, pt);
-        dsp_patch_channels(pt, w8, flen, ng, oc, rq, bias, p->bias_bits, out_off, min4, max4, o0,
-                           two ? o0 + oc : NULL, (uint32_t)*flag == TC_RQ_READY_FAST);
+        if (b32 != NULL) {
+            dsp_patch_channels(pt, w8, flen, ng, oc, rq, b32, out_off, min4, max4, o0,
+                               two ? o0 + oc : NULL, (uint32_t)*flag == TC_RQ_READY_FAST);
+        } else { /* more channels than the stage, stored narrower: blocks of staged biases */
+            int32_t cb;
+            for (cb = 0; cb < oc; cb += TC_BIAS_STAGE) {
+                const int32_t nb = TC_MIN(TC_BIAS_STAGE, oc - cb);
+                tc_bias_n(bias, p->bias_bits, cb, nb, bstage);
+                dsp_patch_channels(pt, w8 + cb * flen, flen, ng, nb, rq + cb, bstage, out_off, min4, max4,
+                                   o0 + cb, two ? o0 + oc + cb : NULL, (uint32_t)*flag == TC_RQ_READY_FAST);
+            }
+        }
 #else
         int32_t c;
         (void)ng;
@@ -659,7 +673,8 @@ static void conv_shallow_arm(const tc_conv_packed_params *p, const int8_t *input
         for (c = 0; c < oc; c += 2) {
             const int32_t c1 = c + 1 < oc ? c + 1 : c;
             const int32_t q0 = per_ch ? c : 0, q1 = per_ch ? c1 : 0;
-            int32_t b0 = tc_bias_at(bias, p->bias_bits, c), b1 = tc_bias_at(bias, p->bias_bits, c1);
+            int32_t b0 = b32 != NULL ? b32[c] : tc_bias_cold(bias, p->bias_bits, c);
+            int32_t b1 = b32 != NULL ? b32[c1] : tc_bias_cold(bias, p->bias_bits, c1);
             int32_t acc[4] = {0, 0, 0, 0};
             tc_v6m_dot2x2(patch, patch + flen, w8 + c * flen, w8 + c1 * flen, flen, acc);
             b0 += io * wsum[c];

@@ -184,16 +184,19 @@ TC_INLINE void dsp_dw3x3_group(const int8_t *pk, int32_t s, int32_t rr, const ui
  * block of ntaps (kw per filter row) lane-ordered weight pairs */
 static TC_NOINLINE void dsp_dw_sums(const int8_t *x, int32_t s, int32_t r, const int16_t *wt,
                                     int32_t ntaps, int32_t kw, int32_t t0, int32_t rows,
-                                    int32_t cols, int32_t ng, uint32_t io2, const void *bias,
-                                    uint32_t bias_bits, int32_t c0, int32_t *acc)
+                                    int32_t cols, int32_t ng, uint32_t io2, const int32_t *bias,
+                                    int32_t *acc)
 {
     int32_t g;
     for (g = 0; g < ng; g++) {
         const uint32_t *wg = (const uint32_t *)(const void *)(wt + 4 * g * ntaps);
-        int32_t a0 = tc_bias_at(bias, bias_bits, c0 + 4 * g);
-        int32_t a1 = tc_bias_at(bias, bias_bits, c0 + 4 * g + 1);
-        int32_t a2 = tc_bias_at(bias, bias_bits, c0 + 4 * g + 2);
-        int32_t a3 = tc_bias_at(bias, bias_bits, c0 + 4 * g + 3);
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        if (bias != NULL) {
+            a0 = bias[4 * g];
+            a1 = bias[4 * g + 1];
+            a2 = bias[4 * g + 2];
+            a3 = bias[4 * g + 3];
+        }
         if (rows == 3 && cols == 3 && kw == 3) { /* a full 3x3 window */
             dsp_dw3x3_group(x + 4 * g, s, r - 2 * s, wg, io2, &a0, &a1, &a2, &a3);
         } else if (kw == 3 && cols >= 2) { /* 3x3 windows cut by the padding: rows of 2 or 3 */
@@ -275,7 +278,8 @@ static void dw_rows_dsp(const tc_dw_packed_params *p, const int8_t *input, const
     const int32_t c4 = oc & ~3, tail = oc - c4;
     const int32_t xstep = dwl * in_c, ystep = dh * in_w * in_c;
     const int16_t *ftail = filt + c4 * ntaps; /* [tap][tail] */
-    int32_t acc[TC_DW_CHUNK];
+    int32_t acc[TC_DW_CHUNK], bstage[TC_BIAS_STAGE];
+    const int32_t *b32 = tc_bias_stage(bias, p->bias_bits, oc, bstage); /* NULL: per chunk */
     int32_t oy;
 
     uint32_t *flag = (uint32_t *)(void *)rq - 1;
@@ -304,8 +308,11 @@ static void dw_rows_dsp(const tc_dw_packed_params *p, const int8_t *input, const
             xw = input + ((iy0 + ky_lo * dh) * in_w + ix0 + kx_lo * dwl) * in_c;
             for (c0 = 0; c0 < c4; c0 += TC_DW_CHUNK) {
                 const int32_t ng = TC_MIN(TC_DW_CHUNK, c4 - c0) >> 2;
+                if (b32 == NULL) { /* more channels than the stage, stored narrower */
+                    tc_bias_n(bias, p->bias_bits, c0, 4 * ng, bstage);
+                }
                 dsp_dw_sums(xw + c0, xstep, ystep, filt + c0 * ntaps, ntaps, kw, ky_lo * kw + kx_lo,
-                            rows, cols, ng, io2, bias, p->bias_bits, c0, acc);
+                            rows, cols, ng, io2, b32 != NULL ? b32 + c0 : bstage, acc);
                 dsp_dw_requant(acc, ng, rq + c0, out_off, min4, max4, o + c0, fast);
             }
             for (c = c4; c < oc; c++) { /* tail channels, natural order */
@@ -351,15 +358,14 @@ static TC_NOINLINE void dw_v6m_sums(const int8_t *x, const int8_t *w, const int3
     }
 }
 
-/* out[j] = tc_requantize(acc[j] + bias[c0 + j], ...) for n channels, parameters prepared in q[] */
-static TC_NOINLINE void v6m_dw_requant(const int32_t *acc, const void *bias, uint32_t bias_bits,
-                                       int32_t c0, int32_t n,
+/* out[j] = tc_requantize(acc[j] + bias[j], ...) for n channels, parameters prepared in q[] */
+static TC_NOINLINE void v6m_dw_requant(const int32_t *acc, const int32_t *bias, int32_t n,
                                        const tc_rq *q, int32_t out_off, int32_t amin, int32_t amax,
                                        int8_t *out)
 {
     int32_t j;
     for (j = 0; j < n; j++) {
-        int32_t v = tc_rq_apply(q + j, acc[j] + tc_bias_at(bias, bias_bits, c0 + j)) + out_off;
+        int32_t v = tc_rq_apply(q + j, acc[j] + (bias != NULL ? bias[j] : 0)) + out_off;
         v = v < amin ? amin : v;
         out[j] = (int8_t)(v > amax ? amax : v);
     }
@@ -379,6 +385,8 @@ static void dw_rows_v6m(const tc_dw_packed_params *p, const int8_t *input, const
     const int8_t *w8 = (const int8_t *)(wsum + oc); /* [tap][oc] */
     const int32_t xstep = dwl * in_c, ystep = dh * in_w * in_c;
     const int same_step = dm == 1 && dwl == 1; /* input and filter advance by oc per tap */
+    int32_t bstage[TC_BIAS_STAGE];
+    const int32_t *b32 = tc_bias_stage(bias, p->bias_bits, oc, bstage); /* NULL: per chunk */
     int32_t oy;
 
     if (!tc_rq_table_ready(((uint32_t *)(void *)rq)[-1])) { /* first rows call after the decode */
@@ -423,7 +431,10 @@ static void dw_rows_v6m(const tc_dw_packed_params *p, const int8_t *input, const
                         acc[j] = a;
                     }
                 }
-                v6m_dw_requant(acc, bias, p->bias_bits, c0, n, rq + c0, out_off, amin, amax,
+                if (b32 == NULL) { /* more channels than the stage, stored narrower */
+                    tc_bias_n(bias, p->bias_bits, c0, n, bstage);
+                }
+                v6m_dw_requant(acc, b32 != NULL ? b32 + c0 : bstage, n, rq + c0, out_off, amin, amax,
                                o + c0);
             }
             o += oc;

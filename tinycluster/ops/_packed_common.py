@@ -165,14 +165,14 @@ def bias_values(node, graph, tid, n_channels):
 BIAS_WIDTHS = (16, 24, 32)  # bias_bits the kernels read (tc_bias_at() in tc_common.h)
 
 
-def bias_bits_for(bias) -> int:
-    """The narrowest stored bias width (16, 24 or 32 bits) that holds every value of ``bias``
-    (int32 values, as emitted); 32 for no bias."""
+def bias_bits_for(bias, widths=BIAS_WIDTHS) -> int:
+    """The narrowest stored bias width of ``widths`` (16, 24 or 32 bits) that holds every value
+    of ``bias`` (int32 values, as emitted); 32 for no bias."""
     if bias is None or np.asarray(bias).size == 0:
         return 32
     b = np.asarray(bias, np.int64)
     lo, hi = int(b.min()), int(b.max())
-    for bits in BIAS_WIDTHS:
+    for bits in widths:
         if -(1 << (bits - 1)) <= lo and hi < (1 << (bits - 1)):
             return bits
     raise ValueError(f"bias values [{lo}, {hi}] do not fit int32")

@@ -31,6 +31,7 @@ def struct_fields(p: dict, layout) -> list:
 
 
 PAIR_MAX_BITS = 5  # TC_FC_PAIR_MAX_BITS
+FC_BIAS_WIDTHS = (16, 32)  # stored bias widths the generator picks for FC (the kernel reads 16/24/32)
 
 
 def pair_entries(p: dict, bits: int, codebook_stride: int) -> int:
@@ -180,7 +181,9 @@ class FullyConnected(OpHandler):
             if bias is None:
                 bias = np.zeros(p["out_features"], np.int64)
             p, bias = fold_input_offset(p, layout.values((p["out_features"], p["in_features"]), 0), bias)
-        return dict(p, bias_bits=pc.bias_bits_for(bias)), bias
+        # 16 or 32 bits: the kernel reads each bias once per output row, where the 3-byte form
+        # would cost ~10 instructions per row on Cortex-M (conv and depthwise read it once per call)
+        return dict(p, bias_bits=pc.bias_bits_for(bias, FC_BIAS_WIDTHS)), bias
 
     def _consts(self, node, ctx):
         graph = ctx.graph

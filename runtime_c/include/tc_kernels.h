@@ -43,7 +43,9 @@ extern "C" {
  *  - bias:      one value per output channel, stored p->bias_bits wide (tc_bias_at() in
  *               tc_common.h): 16 (int16_t[], values in [-32768, 32767]), 24 (3 bytes per value,
  *               little-endian two's complement, [-2^23, 2^23)) or 32 (int32_t[]); NULL: no bias.
- *               The generator picks the narrowest width that holds every bias of the layer.
+ *               The generator picks the narrowest width that holds every bias of the layer
+ *               (of 16 and 32 for FULLY_CONNECTED, which reads each bias once per output row);
+ *               every kernel accepts all three.
  * Accumulation is int32 exactly as TFLite Micro's reference
  * integer kernels: acc = bias[c] + sum(w * (x + input_offset)), then tc_requantize().
  * Decoding: tc_unpack_lut() (fast paths when the stream position is byte aligned) and

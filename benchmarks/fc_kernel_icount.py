@@ -39,13 +39,13 @@ int8_t X[16384];
 uint8_t W[1 << 18];
 int8_t CB[65536];
 int32_t BIAS[4096], MULT[4096];
-int8_t SHIFT[4096], Y[4096], SCR[16384];
+int8_t SHIFT[4096], Y[4096], SCR[20480];
 int32_t FLAGS[3]; /* raw, scratch bytes (out), NULL scratch */
 void tc_harness_entry(void) {}
 void run(void)
 {
     FLAGS[1] = tc_fully_connected_packed_get_buffer_size(&P);
-    tc_fully_connected_packed(&P, X, W, FLAGS[0] ? 0 : CB, 0, BIAS, MULT, SHIFT, Y, FLAGS[2] ? 0 : SCR);
+    tc_fully_connected_packed(&P, X, W, FLAGS[0] ? 0 : CB, 0, 0, BIAS, MULT, SHIFT, Y, FLAGS[2] ? 0 : SCR);
 }
 """
 

@@ -97,13 +97,18 @@ class Case:
     check_with: str = ""    # ours: id of the CMSIS case whose output must equal ours
     layer: str = ""         # model layer name
     scratch: Optional[int] = None  # kernel scratch granted (model layers: the plan's; None: the kernel's full size)
+    flash_tables: int = 0   # flash pair table bytes granted (model layers: the plan's; synthetic layers: none)
     result: dict = field(default_factory=dict)
 
     @property
     def scratch_bytes(self) -> int:
         if self.scratch is not None:
             return self.scratch
-        return int(get_handler(self.node.op).scratch_bytes(self.node, self.graph))
+        h = get_handler(self.node.op)
+        if hasattr(h, "scratch_levels"):  # optional scratch: the fastest level, where it pays at all
+            levels = h.scratch_levels(self.node, self.graph)
+            return int(levels[0]) if levels else 0
+        return int(h.scratch_bytes(self.node, self.graph))
 
     @property
     def macs(self) -> int:
@@ -240,7 +245,8 @@ def model_cases(name, bits=4) -> list:
         cid = f"{name}_n{node.index}"
         cases.append(Case(f"{cid}_s8", name, "cmsis-s8", kind, g, node, W, layer=node.name))
         cases.append(Case(cid, name, "ours", kind, g, node, W, bits=lay.bits, layout=layout, check_with=f"{cid}_s8",
-                          layer=node.name, scratch=int(cm.plan.scratch_size.get(node.index, 0))))
+                          layer=node.name, scratch=int(cm.plan.scratch_size.get(node.index, 0)),
+                          flash_tables=int(cm.plan.flash_tables.get(node.index, 0))))
     return cases
 
 
@@ -259,6 +265,7 @@ def ours_c(cases, board) -> str:
         # and the arena has no room for it
         ctx.scratch_exprs = {c.node.index: "scratch"} if c.scratch_bytes > 0 else {}
         ctx.scratch_sizes = {c.node.index: c.scratch_bytes}
+        ctx.flash_tables = {c.node.index: c.flash_tables} if c.flash_tables else {}
         ctx.current_node = c.node
         lines = get_handler(c.node.op).emit(c.node, ctx)
         out += [d.text for d in ctx.decls]
@@ -343,7 +350,7 @@ def pack_s4(w: np.ndarray) -> bytes:
 
 
 def cmsis_args(m, c: Case, in_addr, out_addr):
-    """(function name, args address, scratch) for a CMSIS-NN case."""
+    """(function name, args address, scratch bytes) for a CMSIS-NN case."""
     g, node, p = c.graph, c.node, c.node.params
     n_ch = p["out_features"] if c.kind == "fc" else p["out_c"]
     bias = pc.bias_values(node, g, node.inputs[2] if len(node.inputs) > 2 else -1, n_ch)
@@ -384,7 +391,7 @@ def cmsis_args(m, c: Case, in_addr, out_addr):
     scr = m.alloc(max(nscr, 4))
     args[4], args[5] = scr, nscr
     m.write(a_addr, blob())
-    return fn, a_addr
+    return fn, a_addr, max(int(nscr), 0)
 
 
 def run_case(m, c: Case, x: np.ndarray, core: str) -> dict:
@@ -399,7 +406,7 @@ def run_case(m, c: Case, x: np.ndarray, core: str) -> dict:
         scr = m.alloc(nscr + 1) + 1  # misaligned on purpose: the kernels accept any scratch alignment
         fn, args = f"tcb_{c.id}", (in_addr, out_addr, scr)
     else:
-        fn, a_addr = cmsis_args(m, c, in_addr, out_addr)
+        fn, a_addr, nscr = cmsis_args(m, c, in_addr, out_addr)
         args = (a_addr,)
     t0 = time.perf_counter()
     res = {}
@@ -418,6 +425,7 @@ def run_case(m, c: Case, x: np.ndarray, core: str) -> dict:
     res["output"] = raw[GUARD:GUARD + n_out]
     res["seconds"] = time.perf_counter() - t0
     res["macs"] = c.macs
+    res["scratch"] = int(nscr)  # kernel scratch the call was given (bytes)
     return res
 
 
@@ -522,9 +530,10 @@ def report(a, cases, by_id, runs, mismatches, checked):
 
     # --- kernel table
     print("\n## Kernels: instructions per MAC (estimated cycles per MAC)\n")
-    head = "| shape | implementation | " + " | ".join(f"{CORE_LABEL[c]}" for c in cores) + " | stack (B, max) |"
+    head = ("| shape | implementation | " + " | ".join(f"{CORE_LABEL[c]}" for c in cores)
+            + " | stack (B, max) | scratch (B) |")
     print(head)
-    print("|---|---|" + "---:|" * len(cores) + "---:|")
+    print("|---|---|" + "---:|" * len(cores) + "---:|---:|")
     for key in SHAPES:
         rows = [c for c in cases if c.group == key and c.profile]
         for c in rows:
@@ -535,7 +544,8 @@ def report(a, cases, by_id, runs, mismatches, checked):
                 rr = r(core, c.id)
                 cells.append(f"{fmt(per_mac(rr))} ({fmt(per_mac(rr, 'cycles'))})")
             stack = max(r(core, c.id)["stack"] for core in cores)
-            print(f"| {SHAPES[key]['label']} | {name} | " + " | ".join(cells) + f" | {stack} |")
+            scratch = max(r(core, c.id).get("scratch", 0) for core in cores)  # the same on every core
+            print(f"| {SHAPES[key]['label']} | {name} | " + " | ".join(cells) + f" | {stack} | {scratch:,} |")
 
     # --- models
     groups = [g for g in MODELS if any(c.group == g for c in cases)]

@@ -108,9 +108,11 @@ def _read_out(ffi, buf, n):
     return raw[GUARD:GUARD + n]
 
 
-def run_fc(p, layout, x, bias, fields, portable=False, null_scratch=False):
+def run_fc(p, layout, x, bias, fields, portable=False, null_scratch=False, flash_tables=False):
     """null_scratch: pass NULL (what the generated code passes where the planner grants the
-    kernel's optional scratch no room in the arena): the table-free paths."""
+    kernel's optional scratch no room in the arena): the table-free paths. flash_tables: pass
+    the precomputed pair tables (fully_connected.pair_tables) as the generated code does where
+    they were granted (host builds ignore them: same output)."""
     ffi, L = lib(portable=portable)
     ps = _struct(ffi, "tc_fc_packed_params", fields)
     pk, cb, cmap = _weights(ffi, layout)
@@ -123,7 +125,9 @@ def run_fc(p, layout, x, bias, fields, portable=False, null_scratch=False):
     # scratch deliberately misaligned by one byte, poisoned: the kernel must not read before writing
     scr_buf = ffi.new("int8_t[]", nscr + 1)
     ffi.memmove(scr_buf, bytes([0xA5]) * (nscr + 1), nscr + 1)
-    L.tc_fully_connected_packed(ps, xin, pk, cb, cmap, b, m, s, out + GUARD,
+    tabs = fully_connected.pair_tables(layout) if flash_tables else None
+    pt = ffi.NULL if tabs is None else _arr(ffi, "uint32_t", tabs)[0]
+    L.tc_fully_connected_packed(ps, xin, pk, cb, cmap, pt, b, m, s, out + GUARD,
                                 ffi.NULL if null_scratch else scr_buf + 1)
     return _read_out(ffi, out, n)
 

@@ -126,18 +126,22 @@ def _fc_takes_scratch() -> bool:
     return "scratch" in proto
 
 
-def arm_fc(arm, p, layout, x, bias, fields, null_scratch=False):
+def arm_fc(arm, p, layout, x, bias, fields, null_scratch=False, flash_tables=False):
+    """flash_tables: pass the precomputed pair tables (fully_connected.pair_tables; NULL where the
+    layout takes none), as the generated code does where the planner granted them."""
     _, m = arm
     m.reset_heap()
     ps = m.put(_struct_bytes(fields))
     pk, cb, cmap = _weights(m, layout)
+    tabs = fully_connected.pair_tables(layout) if flash_tables else None
+    pt = 0 if tabs is None else m.put(tabs)
     b, mu, sh = _requant(m, p, bias)
     xin = m.put(np.asarray(x, np.int8))
     n = p["batches"] * p["out_features"]
     out = _out(m, n)
     m.call("tc_fully_connected_packed_get_buffer_size", ps)
     nscr = _ret(m)
-    args = [ps, xin, pk, cb, cmap, b, mu, sh, out + GUARD]
+    args = [ps, xin, pk, cb, cmap, pt, b, mu, sh, out + GUARD]
     if _fc_takes_scratch() and null_scratch:
         args.append(0)  # NULL: the table-free paths (the planner found no room for the tables)
     elif _fc_takes_scratch():
@@ -267,8 +271,11 @@ def test_arm_fully_connected_matches_portable(arm, data):
     p = _bias_bits(data, p, bias)
     fields = fully_connected.struct_fields(p, layout)
     null_scratch = data.draw(st.integers(0, 3)) == 0  # NULL scratch: the table-free paths
+    # flash pair tables (the DSP cores read them; ARMv6-M ignores them) at any scratch level
+    flash = fully_connected.pair_tables(layout) is not None and data.draw(st.booleans())
     host = H.run_fc(p, layout, x, bias, fields, portable=True)
-    got = arm_fc(arm, p, layout, x, bias, fields, null_scratch)
+    got = arm_fc(arm, p, layout, x, bias, fields, null_scratch, flash_tables=flash)
+    STATS[arm[0]]["fc_flash_tables"] = STATS[arm[0]].get("fc_flash_tables", 0) + int(flash)
     np.testing.assert_array_equal(host, ref)
     np.testing.assert_array_equal(got, host)
     _count(arm)

@@ -266,6 +266,21 @@ def test_run_bit_exact_in_qemu(kws_dir, tmp_path, board):
     assert abs(r["stack_used"] - r["stack_used_qemu"]) <= 128
 
 
+@pytest.mark.parametrize("board", ["cortex-m4", "rp2040"])
+def test_ad01_flash_pair_tables_bit_exact_in_qemu(tmp_path, board):
+    """ad01 at 4 bits takes FULLY_CONNECTED's flash pair tables (its 768 B arena has no room for
+    the run-time ones): the DSP path that reads them (Cortex-M4) and ARMv6-M, which ignores them,
+    both give the host's bytes in QEMU and in the instruction counter."""
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    from tinycluster.builders.board import run_on_board
+    d = _compile(shared_model("ad01_int8.tflite"), tmp_path / "ad01")
+    assert json.loads((d / "report.json").read_text())["totals"]["flash_table_bytes"] > 0
+    r = run_on_board(d, board, samples=3, seed=5, count=1)
+    assert json.loads((d / "run.json").read_text())["mismatches"] == 0
+    assert r["counter"]["mismatches"] == 0
+
+
 def test_run_reports_mismatch(kws_dir, tmp_path, monkeypatch):
     """If the host reference differs, run fails and says how many samples differ."""
     require_tool("arm-none-eabi-gcc")

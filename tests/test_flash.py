@@ -84,3 +84,41 @@ def test_codebooks_in_flash_cost_no_sram():
     assert tf["codebook_sram_bytes"] == 0
     assert ts["sram_bytes"] - tf["sram_bytes"] == ts["codebook_bytes"]
     assert ts["flash_bytes"] == tf["flash_bytes"]
+
+
+def test_ad01_flash_pair_tables_within_budget_and_economy_bound(tmp_path):
+    """Issue 10's flash pair tables on ad01 (arena = TFLite Micro's 768 B head, so its FC layers
+    cannot hold the run-time tables): granted only where the arena gives no full table level, each
+    at most 1/8 of its layer's index bytes, all together within 5 % of the model's index bytes, counted
+    in each layer's flash (own field) and in the real const data; issue 9's economy bound still holds
+    (flash <= 1.10 x (4-bit indices + 4 B per bias + 5 B per output channel)); --flash-tables 0 emits none."""
+    from tinycluster.ops import get_handler
+    from tinycluster.ops._packed_common import weight_layout_of
+    from tinycluster.ops.fully_connected import TABLES_FULL, level_for
+
+    m = tinycluster.compile(shared_model("ad01_int8.tflite"), bits=4)
+    t, layers = m.report["totals"], m.report["layers"]
+    granted = m.plan.flash_tables
+    assert granted and t["flash_table_bytes"] == sum(granted.values()) == sum(r["flash_table_bytes"] for r in layers)
+    assert t["flash_table_bytes"] <= 0.05 * t["indices_bytes"]
+    economy = sum((r["weights"] * 4 + 7) // 8 + 4 * r["biases"] + 5 * r["output_channels"]
+                  for r in layers if r["weights"])
+    assert t["flash_bytes"] <= 1.10 * economy, (t["flash_bytes"], economy)
+    g = m.graph
+    for r in layers:
+        if r["flash_table_bytes"]:
+            node = g.nodes[r["index"]]
+            assert r["flash_table_bytes"] * 8 <= r["indices_bytes"]
+            assert r["flash_bytes"] - r["flash_table_bytes"] > r["indices_bytes"]  # counted in the layer's flash
+            assert r["weight_flash_bytes"] <= r["int8_weight_only_bytes"]  # never larger than int8, tables included
+            lay = weight_layout_of(node, g, get_handler(node.op))[0]
+            # the arena could not give this layer the full run-time level
+            assert level_for(node.params, lay.bits, lay.stride, False,
+                             m.plan.scratch_size.get(node.index, 0)) != TABLES_FULL
+    assert t["arena_bytes"] == 768
+    out = m.write(tmp_path / "ad01")
+    obj = compile_obj("cc", out, m.name)
+    assert const_data_bytes(obj) == t["flash_bytes"]
+    m0 = tinycluster.compile(shared_model("ad01_int8.tflite"), bits=4, flash_tables=0)
+    assert not m0.plan.flash_tables and m0.report["totals"]["flash_table_bytes"] == 0
+    assert "_pairs" not in m0.c_source and "_pairs" in m.c_source

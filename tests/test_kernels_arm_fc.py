@@ -36,14 +36,15 @@ FC_HARNESS = r"""
 #include "tc_kernels.h"
 tc_fc_packed_params P;
 int8_t X[2200];
-uint8_t W[9000];
+uint8_t W[24576];
 int8_t CB[4096];
 uint8_t MAP[64];
 int32_t BIAS[64], MULT[64];
 int8_t SHIFT[64];
 int8_t Y[16 + 64 + 16];
-int8_t SCR[8192];
-int32_t FLAGS[5]; /* no codebooks, use map, use bias, scratch size (out), NULL scratch */
+int8_t SCR[20480]; /* the 6-bit full level: 16 KiB + widened input */
+uint32_t PT[16384]; /* flash pair tables (fully_connected.pair_tables) */
+int32_t FLAGS[6]; /* no codebooks, use map, use bias, scratch size (out), NULL scratch, pair tables */
 int32_t UNP[4]; /* bit offset, bits, count, raw */
 int8_t UOUT[16 + 600 + 16];
 void tc_harness_entry(void) {}
@@ -54,8 +55,8 @@ void run_unpack(void)
 void run_fc(void)
 {
     FLAGS[3] = tc_fully_connected_packed_get_buffer_size(&P);
-    tc_fully_connected_packed(&P, X, W, FLAGS[0] ? 0 : CB, FLAGS[1] ? MAP : 0, FLAGS[2] ? BIAS : 0,
-                              MULT, SHIFT, Y + 16, FLAGS[4] ? 0 : SCR + 1);
+    tc_fully_connected_packed(&P, X, W, FLAGS[0] ? 0 : CB, FLAGS[1] ? MAP : 0, FLAGS[5] ? PT : 0,
+                              FLAGS[2] ? BIAS : 0, MULT, SHIFT, Y + 16, FLAGS[4] ? 0 : SCR + 1);
 }
 """
 
@@ -72,7 +73,7 @@ def _pack_struct(fields) -> bytes:
     return struct.pack(fmt, *[int(v) for _, _, v in fields])
 
 
-def run_fc_on_target(board, p, layout, x, bias, null_scratch=False):
+def run_fc_on_target(board, p, layout, x, bias, null_scratch=False, flash_tables=False):
     from arm_harness import read, write
     m = _machine(board)
     fields = fully_connected.struct_fields(p, layout)
@@ -87,9 +88,15 @@ def run_fc_on_target(board, p, layout, x, bias, null_scratch=False):
         write(m, "BIAS", pc.bias_storage(bias, p.get("bias_bits", 32))[1].tobytes())  # as the params say
     write(m, "MULT", np.asarray(p["mult"], np.int64).astype(np.int32).tobytes())
     write(m, "SHIFT", np.asarray(p["shift"], np.int8).tobytes())
-    write(m, "FLAGS", np.array([layout.raw, layout.cmap is not None, bias is not None, 0, null_scratch],
-                               np.int32).tobytes())
-    write(m, "SCR", bytes([0xA5]) * 8192)
+    tabs = fully_connected.pair_tables(layout) if flash_tables else None
+    if tabs is not None and tabs.size > 16384:  # (more 6-bit codebooks than the harness holds)
+        tabs = None
+    if tabs is not None:
+        write(m, "PT", tabs.astype("<u4").tobytes())
+    write(m, "FLAGS", np.array([layout.raw, layout.cmap is not None, bias is not None, 0, null_scratch,
+                                tabs is not None], np.int32).tobytes())
+    assert fully_connected.scratch_size(p, layout.bits, layout.stride) < 20480
+    write(m, "SCR", bytes([0xA5]) * 20480)
     n = p["batches"] * p["out_features"]
     write(m, "Y", bytes([0x5A]) * (n + 32))
     m.call("run_fc", limit=50_000_000)
@@ -128,7 +135,8 @@ def test_fully_connected_on_target_matches_reference(board):
         if bias is not None and data.draw(st.booleans()):  # as emitted: input offset folded into the bias
             p, bias = fully_connected.fold_input_offset(p, w, bias)
         p = K._bias_bits(data, p, bias)
-        got = run_fc_on_target(board, p, layout, x, bias, null_scratch=data.draw(st.integers(0, 3)) == 0)
+        got = run_fc_on_target(board, p, layout, x, bias, null_scratch=data.draw(st.integers(0, 3)) == 0,
+                               flash_tables=data.draw(st.booleans()))
         np.testing.assert_array_equal(got, ref.reshape(-1))
 
     check()
@@ -167,20 +175,26 @@ def test_unpack_on_target_matches_numpy(board):
 
 @pytest.mark.parametrize("board", ["cortex-m4", "rp2040"])
 def test_fully_connected_table_and_table_free_passes_on_target(board):
-    """Deterministic sweep of the pass shapes on target: widths 1..6, per-tensor / per-channel /
+    """Deterministic sweep of the pass shapes on target: widths 1..6 (5/6 bits also on a 640 x 40
+    layer, where their pair tables pay: 16 KiB at 6 bits, one per codebook for shared rows), per-tensor / per-channel /
     shared codebooks (consecutive rows with equal and different codebooks), rows of whole
     8-index groups and not, 1..9 rows (passes of 4 and 2 and their remainders), at each table
     level: full (pair table + widened input), compact (split int8 tables) and none (NULL
-    scratch: the table-free paths), against numpy."""
+    scratch: the table-free paths), and with the flash pair tables (per-tensor and shared codebooks,
+    widths 1..5) at the compact level (the widened input in scratch where it fits) and with NULL
+    scratch (widened on the stack), against numpy."""
     require_tool("arm-none-eabi-gcc")
     pytest.importorskip("unicorn")
     from tinycluster.ops import _packed_common as pc
     rng = np.random.default_rng(10)
-    cases = 0
+    cases = flash_cases = 0
     for bits in (1, 2, 3, 4, 5, 6):
         k = 1 << bits
         for mode in ("tensor", "channel", "shared"):
-            for n_in, n_out in ((64, 9), (72, 5), (37, 3), (128, 6), (520, 9)):
+            shapes = ((64, 9), (72, 5), (37, 3), (128, 6), (520, 9))
+            if bits >= 5:  # 5/6-bit tables: per-tensor layers of >= 4 weights per entry, shared rows
+                shapes += ((640, 40),)  # taken codebook by codebook (>= 2 weights per entry of 3 tables)
+            for n_in, n_out in shapes:
                 idx = rng.integers(0, k, size=n_out * n_in)
                 n_cb = {"tensor": 1, "channel": n_out, "shared": 3}[mode]
                 cbs = rng.integers(-128, 128, size=(n_cb, k)).astype(np.int8)
@@ -189,7 +203,7 @@ def test_fully_connected_table_and_table_free_passes_on_target(board):
                 elif mode == "channel":
                     lay = pc.PackedLayout(idx, bits, cbs.reshape(-1), k, None, k)
                 else:  # runs of equal codebooks and changes
-                    cmap = np.array([0, 0, 1, 1, 1, 2, 0, 2, 2][:n_out], np.uint8)
+                    cmap = np.resize(np.array([0, 0, 1, 1, 1, 2, 0, 2, 2], np.uint8), n_out)
                     lay = pc.PackedLayout(idx, bits, cbs.reshape(-1), k, cmap, k)
                 w = lay.values((n_out, n_in), 0)
                 bias = rng.integers(-5000, 5000, size=n_out)
@@ -200,9 +214,15 @@ def test_fully_connected_table_and_table_free_passes_on_target(board):
                 x = rng.integers(-128, 128, size=(1, n_in)).astype(np.int8)
                 node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
                 ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0].reshape(-1)
-                for tables, null_scratch in ((2, False), (1, False), (2, True)):  # full, compact, none
-                    got = run_fc_on_target(board, dict(p, tables=tables), lay, x, bias, null_scratch=null_scratch)
+                configs = [(2, False, False), (1, False, False), (2, True, False)]  # full, compact, none
+                if fully_connected.pair_tables(lay) is not None:
+                    configs += [(1, False, True), (2, True, True)]  # flash tables: compact scratch, none
+                    flash_cases += 2
+                for tables, null_scratch, flash in configs:
+                    got = run_fc_on_target(board, dict(p, tables=tables), lay, x, bias, null_scratch=null_scratch,
+                                           flash_tables=flash)
                     np.testing.assert_array_equal(got, ref, err_msg=f"{bits}-bit {mode} {n_in}x{n_out} "
-                                                                    f"tables {tables} null scratch {null_scratch}")
+                                                                    f"tables {tables} null scratch {null_scratch} "
+                                                                    f"flash tables {flash}")
                     cases += 1
-    assert cases == 6 * 3 * 5 * 3
+    assert cases == 6 * 3 * 5 * 3 + 2 * 3 * 3 + flash_cases and flash_cases == 6 * 2 * 5 * 2 + 2 * 2 * 2

@@ -290,6 +290,53 @@ def test_fully_connected_every_width_and_layout(portable):
     assert cases == 8 * 3 * 7
 
 
+def test_fully_connected_x86_narrow_widths_vs_portable():
+    """The x86 AVX2 path for widths 1-3 and 5-7 (fc_host_avx2_narrow: shuffle decode, codebooks
+    read in place or from a padded copy near the array's end) against the portable kernel and
+    the numpy reference: rows of 8..136 weights (around the 32-weight steps, 1 to 5 steps), 1..67
+    outputs (the 4-row passes, the single rows at the stream's end, the 64-output requantization
+    blocks), codebooks of 2^n and 2^n - 1 entries, per-tensor, per-channel and shared (2 and 20
+    codebooks, so that a pass mixes them), symmetric int8 values (what the path takes)."""
+    rng = np.random.default_rng(107)
+    cases = 0
+    for bits in (1, 2, 3, 5, 6, 7):
+        for mode, n_cb_shared in (("tensor", 1), ("channel", 0), ("shared", 2), ("shared", 20)):
+            for n_in, n_out in ((8, 67), (16, 9), (24, 5), (32, 13), (40, 4), (64, 7), (96, 1), (128, 66),
+                                (136, 11)):
+                full = 1 << bits
+                k = full if (n_in + n_out + cases) % 2 else max(1, full - 1)
+                n_cb = {"tensor": 1, "channel": n_out, "shared": n_cb_shared}[mode]
+                cbs = rng.integers(-127, 128, size=(n_cb, k)).astype(np.int8)
+                idx = rng.integers(0, k, size=n_out * n_in)
+                idx[:: max(1, n_in - 1)] = k - 1  # the largest index at both ends of rows
+                if mode == "tensor":
+                    lay = pc.PackedLayout(idx, bits, cbs[0], 0, None, k)
+                elif mode == "channel":
+                    lay = pc.PackedLayout(idx, bits, cbs.reshape(-1), k, None, k)
+                else:
+                    cmap = rng.integers(0, n_cb, size=n_out).astype(np.uint8)
+                    cmap[-1] = n_cb - 1  # the last codebook (read through the padded copy) in use
+                    lay = pc.PackedLayout(idx, bits, cbs.reshape(-1), k, cmap, k)
+                w = lay.values((n_out, n_in), 0)
+                bias = rng.integers(-20000, 20000, size=n_out)
+                p = dict(in_features=n_in, out_features=n_out, batches=1 + cases % 2, input_offset=0,
+                         filter_offset=0, output_offset=int(rng.integers(-128, 128)), act_min=-128, act_max=127,
+                         mult=rng.integers(1 << 30, 1 << 31, size=n_out).tolist(),
+                         shift=rng.integers(-14, -6, size=n_out).tolist(), requant_per_channel=1, tables=0)
+                x = rng.integers(-128, 128, size=(p["batches"], n_in)).astype(np.int8)
+                x[:, 0] = -128  # |x| = 128 in the sign trick
+                node = Node(index=0, op="FULLY_CONNECTED", inputs=[0, 1, 2], outputs=[3], params=p)
+                ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0].reshape(-1)
+                fields = fully_connected.struct_fields(p, lay)
+                fast = H.run_fc(p, lay, x, bias, fields, null_scratch=True)
+                port = H.run_fc(p, lay, x, bias, fields, portable=True, null_scratch=True)
+                msg = f"bits {bits} {mode}/{n_cb} k {k} {n_in}x{n_out}"
+                np.testing.assert_array_equal(fast, port, err_msg=msg)
+                np.testing.assert_array_equal(fast, ref, err_msg=msg)
+                cases += 1
+    assert cases == 6 * 4 * 9
+
+
 # ---------------------------------------------------------------------------------------------
 # decoders: fast paths vs generic bitstream reader vs numpy
 
@@ -645,13 +692,13 @@ def _sanitizer_cases():
     rng = np.random.default_rng(2024)
     cases = []
 
-    def layout_for(shape, axis, n_ch, bits, k, mode):
+    def layout_for(shape, axis, n_ch, bits, k, mode, lo=-128):
         if mode == "raw":
             lay = pc.raw_layout(rng.integers(-128, 128, size=shape))
             return lay, lay.values(shape, axis)
         idx = rng.integers(0, k, size=shape)
         n_cb = {"tensor": 1, "channel": n_ch, "shared": 2}[mode]
-        cbs = rng.integers(-128, 128, size=(n_cb, k)).astype(np.int8)
+        cbs = rng.integers(lo, 128, size=(n_cb, k)).astype(np.int8)
         if mode == "tensor":
             lay = pc.PackedLayout(idx.reshape(-1), bits, cbs[0], 0, None, k)
         elif mode == "channel":
@@ -702,6 +749,14 @@ def _sanitizer_cases():
         p = dict(in_features=n_in, out_features=n_out, batches=rows, filter_offset=0, **quant(n_out, per_ch))
         lay, w = layout_for((n_out, n_in), 0, n_out, bits, k, mode)
         cases.append(("fc", p, lay, w, (0, rows)))
+    # what the x86 AVX2 paths take (input offset folded, codebooks without -128): every width,
+    # the last rows of the stream (whole steps would read past it)
+    for (n_in, n_out, bits, k, mode) in [(8, 9, 7, 127, "tensor"), (40, 6, 7, 128, "shared"), (128, 7, 6, 63, "channel"),
+                                         (96, 5, 5, 32, "shared"), (24, 10, 3, 7, "tensor"), (64, 5, 4, 16, "tensor"),
+                                         (48, 6, 2, 3, "channel"), (32, 5, 1, 2, "shared"), (136, 5, 8, 256, "tensor")]:
+        p = dict(in_features=n_in, out_features=n_out, batches=1, filter_offset=0, **dict(quant(n_out), input_offset=0))
+        lay, w = layout_for((n_out, n_in), 0, n_out, bits, k, mode, lo=-127)
+        cases.append(("fc", p, lay, w, (0, 1)))
     return cases
 
 
@@ -752,7 +807,7 @@ def _sanitizer_source(cases, rng):
         if kind == "fc":
             lines += ["    int32_t ns = tc_fully_connected_packed_get_buffer_size(&prm);",
                       "    int8_t *scr_block = malloc((size_t)ns + 1), *scr = scr_block + 1;",
-                      "    tc_fully_connected_packed(&prm, x, pk, cb, map, b, m, s, out, scr);",
+                      "    tc_fully_connected_packed(&prm, x, pk, cb, map, NULL, b, m, s, out, scr);",
                       "    free(scr_block);"]
         else:
             fn = "tc_conv2d_packed" if kind == "conv" else "tc_depthwise_conv2d_packed"

@@ -64,7 +64,7 @@ int32_t tc_drv_run(int32_t op)
         tc_depthwise_conv2d_packed_rows(A(0), A(1), A(5), A(6), A(7), I(8), I(9), A(10), A(11));
         return 0;
     case 7:
-        tc_fully_connected_packed(A(0), A(1), A(2), A(3), A(4), A(5), A(6), A(7), A(10), A(11));
+        tc_fully_connected_packed(A(0), A(1), A(2), A(3), A(4), A(12), A(5), A(6), A(7), A(10), A(11));
         return 0;
     case 8:
         return tc_conv2d_packed_get_buffer_size(A(0));

@@ -187,11 +187,13 @@ def _validate(bits, clusters, lossless, granularity, codebooks):
 def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None, lossless: bool = False,
             granularity: str = "auto", name: Optional[str] = None, codebooks: Optional[str] = None,
             board: Optional[str] = None, seed: int = 0, command: str = "", frontend: Optional[dict] = None,
-            quiet: bool = True) -> CompiledModel:
-    """Compile a model file into generated C. See the README for the options."""
+            flash_tables: Optional[float] = None, quiet: bool = True) -> CompiledModel:
+    """Compile a model file into generated C. See the README for the options. ``flash_tables``: the
+    flash budget of FULLY_CONNECTED's precomputed pair tables in % of the model's index bytes
+    (default ``planner.FLASH_TABLE_PERCENT``; 0: none)."""
     from .emit import emit_model
     from .emit_context import sanitize_identifier
-    from .planner import plan_memory
+    from .planner import FLASH_TABLE_PERCENT, grant_flash_tables, plan_memory
     from .report import build_report
 
     board_profile = None
@@ -202,6 +204,11 @@ def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None
     if codebooks is None:
         codebooks = (board_profile.codebook_in if board_profile is not None else "sram")
     _validate(bits, clusters, lossless, granularity, codebooks)
+    if flash_tables is None:
+        flash_tables = FLASH_TABLE_PERCENT
+    if isinstance(flash_tables, bool) or not isinstance(flash_tables, (int, float)) or not 0 <= flash_tables <= 100:
+        raise TinyClusterError(f"--flash-tables {flash_tables}: give a percentage of the index bytes, 0..100 "
+                               "(0: no flash pair tables)")
     if bits is None and clusters is None and not lossless:
         bits = 4
     path = Path(model)
@@ -249,8 +256,13 @@ def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None
                                       seed=seed)
     stats = cluster_graph(graph, bits=bits, clusters=clusters, lossless=lossless, granularity=granularity,
                           calib=x_cal, codebooks_in_sram=codebooks == "sram",
-                          calib_source=str(int8_calib.get("calib") or ""), seed=seed)
+                          calib_source=str(int8_calib.get("calib") or ""), seed=seed, flash_tables=flash_tables)
     plan = plan_memory(graph)
+    auto = graph.meta.get("clustering", {}).get("auto")
+    # with auto, the tables fit in what it kept free under the codebook-economy bound
+    room = None if not auto else auto["extra_bytes_allowed"] + auto.get("flash_table_reserve", 0) \
+        - auto["extra_bytes_spent"]
+    grant_flash_tables(graph, plan, flash_tables, room=room)
     placement = board_profile.emit_options() if board_profile is not None else {}
     placement["codebook_placement"] = codebooks
     if codebooks == "flash":
@@ -258,7 +270,7 @@ def compile(model, *, bits: Optional[int] = None, clusters: Optional[int] = None
     em = emit_model(graph, plan, name=name, command=command or _default_command(model, bits, clusters, lossless, granularity),
                     source_bytes=data, **placement)
     options = {"bits": bits, "clusters": clusters, "lossless": lossless, "granularity": granularity,
-               "codebooks": codebooks, "board": board, "seed": seed}
+               "codebooks": codebooks, "board": board, "seed": seed, "flash_tables": flash_tables}
     report = build_report(graph, plan, em, cluster_stats=_stats_by_layer(stats), options=options,
                           command=command)
     cmeta = graph.meta.get("clustering", {})

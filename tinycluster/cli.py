@@ -62,10 +62,13 @@ def cli():
 @click.option("--flash-budget", default=None, help="per-layer bits chosen to fit this many bytes (e.g. 24KiB)")
 @click.option("--mean-bits", type=float, default=None, help="per-layer bits chosen for this mean index width")
 @click.option("--weight-dtype", type=click.Choice(["int8", "int4"]), default="int8", show_default=True)
+@click.option("--flash-tables", type=float, default=5.0, show_default=True,
+              help="flash for FULLY_CONNECTED's precomputed pair tables (Cortex-M4/M7/M33 speed where the arena "
+                   "has no room for them), in %% of the model's index bytes; 0: none")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def compile_cmd(model, output, name, bits, clusters, lossless, granularity, codebooks, board, seed, calib,
                 calib_random, prune, prune_structured, method, heal, heal_epochs, flash_budget, mean_bits,
-                weight_dtype, quiet):
+                weight_dtype, flash_tables, quiet):
     """Compile MODEL (.tflite int8/float, .keras, .h5, SavedModel) into C sources plus a report."""
     from .api import compile as tc_compile
 
@@ -77,7 +80,7 @@ def compile_cmd(model, output, name, bits, clusters, lossless, granularity, code
         granularity=None).items() if v is not None}
     m = tc_compile(model, bits=bits, clusters=clusters, lossless=lossless, granularity=granularity, name=name,
                    codebooks=codebooks, board=board, seed=seed, command=_command_line(), frontend=frontend,
-                   quiet=quiet)
+                   flash_tables=flash_tables, quiet=quiet)
     out = m.write(output)
     t = m.report["totals"]
     click.echo(f"wrote {out}/{m.name}.c, {m.name}.h, runtime/ (the C runtime it needs), {m.name}_selftest.c, "

@@ -95,6 +95,7 @@ def emit_model(graph, plan, *, name: str, command: str, codebook_placement: str 
     for nidx, off in plan.scratch_offset.items():
         ctx.scratch_exprs[nidx] = f"(TC_ARENA + {off})"
     ctx.scratch_sizes = dict(plan.scratch_size)
+    ctx.flash_tables = dict(plan.flash_tables)
     steps = []
     for node in graph.nodes:
         h = get_handler(node.op)

@@ -65,7 +65,7 @@ class Decl:
     text: str
     nbytes: int
     owner: str = ""  # node name, for the per-layer report
-    role: str = ""  # "indices" | "codebook" | "bias" | "requant" | "params" | "other"
+    role: str = ""  # "indices" | "codebook" | "bias" | "requant" | "params" | "tables" | "other"
 
 
 @dataclass
@@ -79,6 +79,7 @@ class EmitContext:
     tensor_exprs: dict = field(default_factory=dict)  # tensor id -> C expression (set by the planner)
     scratch_exprs: dict = field(default_factory=dict)  # node index -> C expression of its scratch
     scratch_sizes: dict = field(default_factory=dict)  # node index -> bytes of its scratch (as planned)
+    flash_tables: dict = field(default_factory=dict)  # node index -> bytes of its flash pair tables (planned)
     current_node: object = None
     _used: set = field(default_factory=set)
 

@@ -19,6 +19,10 @@ slower, with a NULL scratch; FULLY_CONNECTED's run-time pair tables) is granted 
 layer (most MACs first), the largest of the kernel's levels (``handler.scratch_levels``) that
 does not grow the arena: it lives in the free space the activations leave at that step, never
 sets the arena's size.
+
+Flash pair tables (:func:`grant_flash_tables`, FULLY_CONNECTED): where the arena has no room
+for a layer's full run-time pair table, the same table may be precomputed into flash, under a
+flash budget (a percentage of the model's index bytes, ``--flash-tables``).
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ from typing import Optional
 from .ops import get_handler
 
 ALIGN = 4
+#: default flash budget for FULLY_CONNECTED's flash pair tables, % of the model's index bytes
+FLASH_TABLE_PERCENT = 5.0
 
 
 def _align(n: int) -> int:
@@ -73,6 +79,7 @@ class Plan:
     row_plans: dict  # node index -> RowPlan for nodes run in place by rows
     elementwise_inplace: set  # node indices whose output overwrites input 0
     buffers: list
+    flash_tables: dict = field(default_factory=dict)  # node index -> flash pair table bytes granted
 
     def summary(self) -> dict:
         return {
@@ -80,6 +87,7 @@ class Plan:
             "inplace_elementwise": sorted(self.elementwise_inplace),
             "inplace_rows": {int(k): {"ring_rows": v.ring_rows, "rows_per_call": v.rows_per_call}
                              for k, v in self.row_plans.items()},
+            "flash_tables": {int(k): int(v) for k, v in self.flash_tables.items()},
         }
 
 
@@ -155,6 +163,49 @@ def plan_memory(graph, scratch_of=None) -> Plan:
                 best = trial
                 break
     return best
+
+
+def grant_flash_tables(graph, plan: Plan, percent: float = FLASH_TABLE_PERCENT, room: Optional[int] = None) -> dict:
+    """Grant FULLY_CONNECTED layers flash pair tables (``plan.flash_tables``: node index -> bytes).
+
+    A layer qualifies where the arena could not give it the full run-time table level
+    (``handler.flash_tables``: per-tensor or shared codebooks, widths 1..5, tables at most 1/8 of
+    its index bytes) and where the tables keep it below its raw int8 weight bytes (the "never
+    larger than int8" rule, with the tables counted). Layers are taken most MACs per table byte
+    first (ties: the one with less granted scratch, i.e. the slower table level, first) while the model's tables stay within ``percent`` % of its index bytes and, when given,
+    ``room`` bytes (what auto kept free under the codebook-economy bound). ``percent`` 0: none."""
+    from .compress.cost import int8_weight_bytes, weight_cost
+
+    plan.flash_tables = {}
+    if not percent or percent <= 0:
+        return plan.flash_tables
+    idx_total, cands = 0, []
+    for node in graph.nodes:
+        h = get_handler(node.op)
+        wi = getattr(h, "weight_input", None)
+        if wi is None or wi >= len(node.inputs) or node.inputs[wi] < 0:
+            continue
+        t = graph.tensors[node.inputs[wi]]
+        if t.data is None:
+            continue
+        cost = weight_cost(node, graph, t.clustering)
+        idx_total += cost.indices
+        if not hasattr(h, "flash_tables"):
+            continue
+        scratch = int(plan.scratch_size.get(node.index, 0))
+        n = int(h.flash_tables(node, graph, scratch))
+        if n > 0 and cost.flash + n <= int8_weight_bytes(node, graph):
+            # ties (same MACs per byte): the layer the arena gave less scratch (a slower level) first
+            cands.append((-_macs(graph, node.index) / n, scratch, node.index, n))
+    budget = int(percent / 100.0 * idx_total)
+    if room is not None:
+        budget = min(budget, int(room))
+    total = 0
+    for _, _, idx, n in sorted(cands):
+        if total + n <= budget:
+            plan.flash_tables[idx] = n
+            total += n
+    return plan.flash_tables
 
 
 def _scratch_levels(graph, node) -> list:

@@ -14,14 +14,16 @@ def _check_cost(node, ctx, cost, bias_bytes):
     got = {"indices": ctx.bytes_by(owner=node.name, role="indices"),
            "codebooks": ctx.bytes_by(owner=node.name, role="codebook"),
            "map": ctx.bytes_by(owner=node.name, role="other"),
+           "tables": ctx.bytes_by(owner=node.name, role="tables"),
            "bias": ctx.bytes_by(owner=node.name, role="bias")}
-    want = {"indices": cost.indices, "codebooks": cost.codebooks, "map": cost.map, "bias": bias_bytes}
+    want = {"indices": cost.indices, "codebooks": cost.codebooks, "map": cost.map, "tables": cost.tables,
+            "bias": bias_bytes}
     if got != want:
         raise TinyClusterError(f"internal: {node.name}: emitted weight bytes {got} differ from the cost model "
                                f"{want}; please report this")
 
 
-def _layer_rows(graph, ctx, cluster_stats):
+def _layer_rows(graph, ctx, cluster_stats, flash_tables=()):
     from .compress.cost import bias_bytes, weight_cost
 
     rows = []
@@ -37,6 +39,7 @@ def _layer_rows(graph, ctx, cluster_stats):
             "codebook_bytes": cb,
             "codebook_sram_bytes": cb_sram,
             "indices_bytes": ctx.bytes_by(owner=node.name, role="indices"),
+            "flash_table_bytes": ctx.bytes_by(owner=node.name, role="tables"),  # FC pair tables (in flash_bytes)
             "weights": 0,
         }
         wi = h.weight_input
@@ -49,7 +52,7 @@ def _layer_rows(graph, ctx, cluster_stats):
                 bias_n = graph.tensors[node.inputs[2]].size
             baseline = t.size + 4 * bias_n + 5 * n_out  # int8 weights + int32 bias + per-channel requant
             st = cluster_stats.get(node.name, {}) if cluster_stats else {}
-            cost = weight_cost(node, graph, cl)
+            cost = weight_cost(node, graph, cl, flash_tables=node.index in flash_tables)
             n_bias_bytes = bias_bytes(node, graph, cl)
             _check_cost(node, ctx, cost, n_bias_bytes)
             row.update({
@@ -77,7 +80,7 @@ def _layer_rows(graph, ctx, cluster_stats):
 
 def build_report(graph, plan, emitted, *, cluster_stats=None, options=None, command="", tflm_arena=None):
     ctx = emitted.ctx
-    layers = _layer_rows(graph, ctx, cluster_stats or {})
+    layers = _layer_rows(graph, ctx, cluster_stats or {}, getattr(plan, "flash_tables", {}))
     sram_decl = ctx.bytes_by("sram")
     flash = ctx.bytes_by("flash") + sram_decl
     weights = sum(r["weights"] for r in layers)
@@ -93,6 +96,7 @@ def build_report(graph, plan, emitted, *, cluster_stats=None, options=None, comm
         "codebook_bytes": ctx.bytes_by(role="codebook"),
         "codebook_sram_bytes": ctx.bytes_by("sram", role="codebook"),
         "indices_bytes": ctx.bytes_by(role="indices"),
+        "flash_table_bytes": ctx.bytes_by(role="tables"),
         "weights": weights,
         "macs": sum(r["macs"] for r in layers),
         "int8_weight_bytes": int8_flash,
@@ -120,21 +124,23 @@ def render_markdown(report) -> str:
     out = [f"# tinycluster report: {report['name']}", "",
            f"Source: `{report['source']}`  ", f"Command: `{report['command']}`  ",
            f"tinycluster {report['version']}", "", "## Layers", "",
-           "| # | layer | op | weights | unique before | unique after | index bits | k | granularity | flash bytes | codebook bytes | saving vs int8 |",
-           "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+           "| # | layer | op | weights | unique before | unique after | index bits | k | granularity | flash bytes | codebook bytes | flash pair tables | saving vs int8 |",
+           "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     for r in report["layers"]:
         if r["weights"]:
             out.append(f"| {r['index']} | {r['layer']} | {r['op']} | {_fmt(r['weights'])} | {r['unique_before']} | "
                        f"{r['unique_after']} | {r['index_bits']} | {r['k']} | {r['granularity']} | "
-                       f"{_fmt(r['flash_bytes'])} | {_fmt(r['codebook_bytes'])} | {100 * r['saving']:.1f}% |")
+                       f"{_fmt(r['flash_bytes'])} | {_fmt(r['codebook_bytes'])} | "
+                       f"{_fmt(r.get('flash_table_bytes', 0))} | {100 * r['saving']:.1f}% |")
         else:
-            out.append(f"| {r['index']} | {r['layer']} | {r['op']} | | | | | | | {_fmt(r['flash_bytes'])} | | |")
+            out.append(f"| {r['index']} | {r['layer']} | {r['op']} | | | | | | | {_fmt(r['flash_bytes'])} | | | |")
     saving = 1 - t["flash_bytes"] / t["int8_weight_bytes"] if t["int8_weight_bytes"] else 0
     out += ["", "## Totals", "",
             "| quantity | bytes |", "|---|---:|",
             f"| flash (all constant data, incl. initial codebook values) | {_fmt(t['flash_bytes'])} |",
             f"| of which packed indices | {_fmt(t['indices_bytes'])} |",
             f"| of which codebooks | {_fmt(t['codebook_bytes'])} |",
+            f"| of which flash pair tables (FULLY_CONNECTED, Cortex-M speed) | {_fmt(t.get('flash_table_bytes', 0))} |",
             f"| SRAM (arena + mutable codebooks) | {_fmt(t['sram_bytes'])} |",
             f"| arena (activations, I/O, scratch) | {_fmt(t['arena_bytes'])} |",
             f"| codebooks held in SRAM | {_fmt(t['codebook_sram_bytes'])} |",

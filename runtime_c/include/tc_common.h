@@ -22,11 +22,15 @@
  * 4: tc_fc_packed_params.tables (the pair-table level the caller's scratch holds: full,
  *    compact, none); tc_fully_connected_packed() accepts scratch == NULL (no tables): the
  *    generated code grants the tables only where the arena has room for them.
- * 5: packed kernels take `const void *bias` stored 16, 24 or 32 bits wide (the params' new
+ * 5: tc_fully_connected_packed() takes `pair_tables` (precomputed pair tables in flash, one
+ *    per codebook, or NULL): the generated code passes them where the arena has no room for
+ *    the run-time table, under the model's flash-table budget; pair tables (scratch levels)
+ *    for widths 1..6, for every layout of >= 4 weights per table entry.
+ * 6: packed kernels take `const void *bias` stored 16, 24 or 32 bits wide (the params' new
  *    bias_bits field; read through tc_bias_at()): the generator stores each layer's biases in
  *    the narrowest width that holds them all. tc_add_params / tc_mul_params: narrow fields
  *    and one broadcast mask per input (a_bcast, b_bcast) instead of eight int32 strides. */
-#define TC_RUNTIME_ABI_VERSION 5
+#define TC_RUNTIME_ABI_VERSION 6
 
 #ifdef __cplusplus
 extern "C" {

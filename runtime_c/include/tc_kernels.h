@@ -81,9 +81,12 @@ typedef struct {
     uint8_t bias_bits;        /* width of the stored biases: 16, 24 or 32 (tc_bias_at) */
 } tc_fc_packed_params;
 
-/* Scratch (any alignment), for widths 1..5 where a pair table pays (per-tensor codebooks with
- * in_features * out_features >= 4 * 2^(2*bits), per-channel / shared codebooks with
- * in_features >= 2 * 2^(2*bits), rebuilt per codebook; otherwise 0), by p->tables:
+/* Scratch (any alignment), for widths 1..6 and layers of in_features * out_features >=
+ * 4 * 2^(2*bits) (otherwise 0), by p->tables (the kernel uses it where the tables pay: per-tensor
+ * codebooks; per-channel codebooks with in_features >= 2 * 2^(2*bits), rebuilt per row; shared
+ * codebooks with in_features >= 2 * 2^(2*bits), or rows taken codebook by codebook with
+ * 2 * codebooks * 2^(2*bits) <= in_features * out_features, rebuilt per codebook; ARMv6-M and
+ * portable builds not at 6 bits nor in that last case):
  *  2 (full): a pair table of 4 * 2^(2*bits) bytes and the input row widened to int16 pairs
  *    (2 * ceil4(in_features) bytes), + 3 bytes of alignment slack;
  *  1 (compact): two int8 tables of 2^(2*bits) bytes each (2 * 2^(2*bits) bytes, no slack);
@@ -91,14 +94,23 @@ typedef struct {
  * The scratch is optional: with scratch == NULL (or tables 0) the kernel runs without tables
  * (slower; same output). The generated code grants the largest level the arena has room for at
  * that layer (planner.plan_memory). *_get_buffer_size() gives the bytes of p->tables' level.
+ * pair_tables (may be NULL): the pair tables precomputed at compile time (flash), the same
+ * table the DSP kernel would build in scratch, one per codebook (codebook g's at
+ * pair_tables + g * 2^(2*bits)): word lo | hi << bits = (uint16)cb[lo] | (uint16)cb[hi] << 16
+ * (cb[i] = 0 for i >= codebook_size). Only for widths 1..5 and per-tensor or shared codebooks
+ * (codebook_stride == 0 or codebook_map != NULL); NULL otherwise. Cortex-M4/M7/M33 then build no
+ * table (the scratch, when its level holds the widened input row, keeps serving for that);
+ * ARMv6-M, x86 and portable builds ignore it (same output). The generated code passes it
+ * only where the arena has no room for the full level, under the model's flash budget for
+ * tables (docs/kernels.md, "Flash pair tables").
  * Stack: <= 0.75 KiB on Cortex-M (128-weight decode chunk, 16-row pass state), ~5.5 KiB on
  * x86 hosts (the input row prepared for AVX2, up to 2048 inputs). */
 int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p);
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
-                               const uint8_t *codebook_map, const void *bias,
-                               const int32_t *mult, const int8_t *shift, int8_t *output,
-                               int8_t *scratch);
+                               const uint8_t *codebook_map, const uint32_t *pair_tables,
+                               const void *bias, const int32_t *mult, const int8_t *shift,
+                               int8_t *output, int8_t *scratch);
 
 /* CONV_2D, batch 1. input [in_h][in_w][in_c], weights [out_c][k_h][k_w][filter_in_c]
  * (groups = in_c / filter_in_c; output channel c reads input channels

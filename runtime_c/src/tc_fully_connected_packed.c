@@ -19,7 +19,8 @@
  *  - other widths and short per-channel rows: a codebook lookup per weight, indices cut from
  *    whole groups of 8 (`bits` bytes) with constant shifts, no bit cursor.
  *  - x86 hosts (TC_HOST_X86_SIMD): AVX2 decode + dot for every width (run-time check; see
- *    fc_host_avx2), the SSSE3 4-bit path otherwise.
+ *    fc_host_avx2, and fc_host_avx2_narrow for widths 1-3 and 5-7), the SSSE3 4-bit path
+ *    otherwise.
  * The input offset is folded out of the inner loop: sum(w*(x+io)) = sum(w*x) + io*sum(w); the
  * generated code passes input_offset 0 and folds io*sum(w) into the bias at compile time
  * (ops/fully_connected.py), so sum(w) is only computed (second pass) when io != 0.
@@ -32,7 +33,7 @@
 #define TC_FC_CHUNK 128
 #define TC_FC_ROWS 4  /* output channels per pass of a row kernel */
 #define TC_FC_PASS 16 /* output channels the driver hands to a row kernel at once */
-#define TC_FC_PAIR_MAX_BITS 5 /* pair tables for widths 1..5 */
+#define TC_FC_PAIR_MAX_BITS 6 /* pair tables for widths 1..6 */
 #if defined(TC_ARCH_ARM_DSP)
 #define TC_FC_HAVE_LOOK4 1 /* fc_look4_rows: 4-bit rows without a table, a codebook per row */
 #else
@@ -43,9 +44,11 @@
  * Pair tables and scratch
  */
 
-/* Entries of the pair table this layer uses (0: none). One table per codebook: per-tensor
- * layers build it once per call (worth it from 4 weights per entry), per-channel and shared
- * layers whenever the codebook changes (worth it on rows of >= 2 weights per entry). */
+/* Entries of the pair table this layer's scratch level holds (0: none): layers of >= 4 weights
+ * per entry. One table per codebook: per-tensor layers build it once per call; per-channel
+ * layers once per row, so they use it only on rows of >= 2 weights per entry
+ * (fc_tables_pay); shared layers once per codebook, where the rows are taken codebook by
+ * codebook and every codebook's table serves >= 4 weights per entry. */
 static int32_t fc_pair_entries(const tc_fc_packed_params *p)
 {
     const int32_t bits = p->bits;
@@ -54,10 +57,7 @@ static int32_t fc_pair_entries(const tc_fc_packed_params *p)
         return 0;
     }
     e = (int32_t)1 << (2 * bits);
-    if (p->codebook_stride == 0) {
-        return (int32_t)p->in_features * p->out_features >= 4 * e ? e : 0;
-    }
-    return (int32_t)p->in_features >= 2 * e ? e : 0;
+    return (uint32_t)p->in_features * p->out_features >= 4u * (uint32_t)e ? e : 0;
 }
 
 /* The input row widened once per batch row to int16 pairs (xw[j] = x[2j] low lane, x[2j+1]
@@ -98,6 +98,10 @@ TC_INLINE uint32_t fc_field(const uint8_t *q, uint32_t bits, uint32_t j)
     if (bits == 4) {
         return q[j];
     }
+    if (bits == 6) { /* 12-bit fields at bits 0, 12, 24, 36 of q[0..5] */
+        const uint32_t b = (3u * j) >> 1, o = 4u * (j & 1u);
+        return (((uint32_t)q[b] | (uint32_t)q[b + 1] << 8) >> o) & 4095u;
+    }
     if (bits == 5) { /* 10-bit fields at bits 0, 10, 20, 30 of q[0..4] */
         const uint32_t s = 10u * j, b = s >> 3, o = s & 7u;
         return (((uint32_t)q[b] | (uint32_t)q[b + 1] << 8) >> o) & 1023u;
@@ -126,7 +130,7 @@ TC_NOINLINE static void fc_build_split(int8_t *restrict lo, const int8_t *restri
 {
     const int32_t n = (int32_t)1 << bits;
     int8_t *hi = lo + n * n;
-    int8_t c[32];
+    int8_t c[1 << TC_FC_PAIR_MAX_BITS];
     int32_t a, b;
     for (a = 0; a < n; a++) {
         c[a] = a < k ? cb[a] : 0;
@@ -195,7 +199,7 @@ TC_NOINLINE static void fc_build_pairs(uint32_t *restrict tab, const int8_t *res
                                        uint32_t bits, int32_t k)
 {
     const int32_t n = (int32_t)1 << bits;
-    uint32_t c16[32];
+    uint32_t c16[1 << TC_FC_PAIR_MAX_BITS];
     int32_t hi, lo;
     for (lo = 0; lo < n; lo++) {
         c16[lo] = lo < k ? (uint32_t)(uint16_t)(int16_t)cb[lo] : 0u;
@@ -208,6 +212,72 @@ TC_NOINLINE static void fc_build_pairs(uint32_t *restrict tab, const int8_t *res
         }
         return;
     }
+#if defined(__OPTIMIZE__) && defined(__GNUC__)
+    /* eight entries per step: the high lanes replaced in place (PKHBT), one STM, four steps per
+     * iteration (n >= 8 is a multiple of 4): 1.44 instructions per entry (the C loop below: 2.5;
+     * shared 5/6-bit layers build a table per codebook) */
+    for (lo = 0; lo < n; lo += 8) {
+        register uint32_t v0 __asm__("r4") = c16[lo], v1 __asm__("r5") = c16[lo + 1];
+        register uint32_t v2 __asm__("r6") = c16[lo + 2], v3 __asm__("r7") = c16[lo + 3];
+        register uint32_t v4 __asm__("r8") = c16[lo + 4], v5 __asm__("r9") = c16[lo + 5];
+        register uint32_t v6 __asm__("r10") = c16[lo + 6], v7 __asm__("r11") = c16[lo + 7];
+        const uint32_t *hp = c16, *end = c16 + n;
+        uint32_t *t = tab + lo, h;
+        __asm__ volatile("1:\n\t"
+                         "ldr %[h], [%[hp]], #4\n\t"
+                         "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"
+                         "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"
+                         "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"
+                         "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"
+                         "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"
+                         "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"
+                         "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"
+                         "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"
+                         "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+                         "add %[t], %[t], %[stride]\n\t"
+                         "ldr %[h], [%[hp]], #4\n\t"
+                         "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"
+                         "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"
+                         "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"
+                         "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"
+                         "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"
+                         "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"
+                         "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"
+                         "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"
+                         "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+                         "add %[t], %[t], %[stride]\n\t"
+                         "ldr %[h], [%[hp]], #4\n\t"
+                         "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"
+                         "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"
+                         "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"
+                         "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"
+                         "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"
+                         "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"
+                         "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"
+                         "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"
+                         "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+                         "add %[t], %[t], %[stride]\n\t"
+                         "ldr %[h], [%[hp]], #4\n\t"
+                         "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"
+                         "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"
+                         "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"
+                         "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"
+                         "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"
+                         "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"
+                         "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"
+                         "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"
+                         "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+                         "add %[t], %[t], %[stride]\n\t"
+                         "cmp %[hp], %[end]\n\t"
+                         "bne 1b\n"
+                         : [v0] "+r"(v0), [v1] "+r"(v1), [v2] "+r"(v2), [v3] "+r"(v3), [v4] "+r"(v4),
+                           [v5] "+r"(v5), [v6] "+r"(v6), [v7] "+r"(v7), [hp] "+r"(hp), [t] "+r"(t),
+                           [h] "=&r"(h)
+                         : [end] "r"(end), [stride] "r"((uint32_t)n * 4u)
+                         : "cc", "memory");
+    }
+    return;
+#endif
     for (lo = 0; lo < n; lo += 8) { /* eight low lanes in registers: ~2.2 instructions/entry */
         const uint32_t l0 = c16[lo], l1 = c16[lo + 1], l2 = c16[lo + 2], l3 = c16[lo + 3];
         const uint32_t l4 = c16[lo + 4], l5 = c16[lo + 5], l6 = c16[lo + 6], l7 = c16[lo + 7];
@@ -253,6 +323,10 @@ TC_INLINE void fc_fields2(const uint8_t *q, uint32_t bits, uint32_t h, uint32_t 
     if (bits == 4) {
         *f0 = q[2u * h];
         *f1 = q[2u * h + 1u];
+    } else if (bits == 6) { /* 24 bits at bit 24h: q[0..3] from bit 0, or q[2..5] from bit 8 */
+        const uint32_t v = tc_ld32(q + 2u * h);
+        *f0 = (v >> (8u * h)) & 4095u;
+        *f1 = (v >> (8u * h + 12u)) & 4095u;
     } else if (bits == 5) { /* 20 bits at bit 20h: q[0..3] from bit 0, or q[1..4] from bit 12 */
         const uint32_t v = tc_ld32(q + h);
         *f0 = (v >> (12u * h)) & 1023u;
@@ -358,6 +432,8 @@ TC_INLINE void fc_pairs_rows(const uint8_t *const *rows, int32_t nr, uint32_t bi
         fc_pairs_rows4(rows + r, TC_MIN(TC_FC_ROWS, nr - r), bits, tab, xw, groups, acc + r);
     }
 }
+
+#define TC_FC_HAVE_FLASH_PAIRS 1
 
 /* raw int8 weights: SXTB16 of 4 weights against SXTB16 of 4 inputs, (x0, x2) and (x1, x3) */
 #define TC_FC_RAW_ROW(acc, qq)                                                                \
@@ -591,66 +667,91 @@ TC_NOINLINE static void fc_look4_rows(const uint8_t *q, int32_t rb, int32_t nr,
     }
 }
 
-/* 4-bit rows against the compact split tables (the arena's room at that layer is < the full
- * level): two rows per pass share the SXTB16 input lanes; per 8 weights of a row one LDR of
- * the 4 field bytes, 4 field extracts, 8 LDRSB (lo[f], hi[f]) and 8 SMLABB/SMLABT. */
-#define TC_FC_S4ROW(acc, qq)                                                                  \
+
+/* The compact level at 4 bits on these cores: one table of 256 halfwords (the same 512 B as the
+ * split tables), entry f = lo | hi << 4 holding (int8)cb[lo] in its low byte and (int8)cb[hi] in
+ * its high byte. Two entries (fields 2h, 2h+1: weights 4h..4h+3) joined into one word give, by
+ * SXTB16 and SXTB16 ROR 8, the weight lanes (w0, w2) and (w1, w3) that match the input lanes
+ * (x0, x2) and (x1, x3): per 4 weights two LDRB, two LDRH, one ORR, two SXTB16 and two SMLAD
+ * (the split tables: four LDRSB and four SMLABB/SMLABT plus the field extracts). Any alignment
+ * (unaligned LDRH and STR are allowed on these cores). */
+TC_NOINLINE static void fc_build_half4(int8_t *restrict t, const int8_t *restrict cb, int32_t k)
+{
+    uint32_t c[16];
+    int32_t a, b;
+    for (a = 0; a < 16; a++) {
+        c[a] = a < k ? (uint32_t)(uint8_t)cb[a] : 0u;
+    }
+    for (b = 0; b < 16; b++) {
+        const uint32_t h = c[b] << 8 | c[b] << 24;
+        for (a = 0; a < 16; a += 2) {
+            const uint32_t w = h | c[a] | c[a + 1] << 16;
+            memcpy(t, &w, 4);
+            t += 4;
+        }
+    }
+}
+
+#define TC_FC_H4(acc, qq, h)                                                                  \
     do {                                                                                      \
-        const uint32_t v_ = tc_ld32(qq);                                                      \
-        uint32_t f_ = v_ & 255u;                                                              \
-        acc = __smlabb(lo[f_], xa, acc);                                                      \
-        acc = __smlabb(hi[f_], xb, acc);                                                      \
-        f_ = (v_ >> 8) & 255u;                                                                \
-        acc = __smlabt(lo[f_], xa, acc);                                                      \
-        acc = __smlabt(hi[f_], xb, acc);                                                      \
-        f_ = (v_ >> 16) & 255u;                                                               \
-        acc = __smlabb(lo[f_], xc, acc);                                                      \
-        acc = __smlabb(hi[f_], xd, acc);                                                      \
-        f_ = v_ >> 24;                                                                        \
-        acc = __smlabt(lo[f_], xc, acc);                                                      \
-        acc = __smlabt(hi[f_], xd, acc);                                                      \
+        const uint32_t w_ = (uint32_t)tc_ld16(t + 2u * (qq)[2 * (h)]) |                      \
+                            (uint32_t)tc_ld16(t + 2u * (qq)[2 * (h) + 1]) << 16;              \
+        acc = __smlad(__sxtb16(w_), xa, acc);                                                 \
+        acc = __smlad(tc_sxtb16_ror8(w_), xb, acc);                                           \
+    } while (0)
+#define TC_FC_H4X(h)                                                                          \
+    do {                                                                                      \
+        const uint32_t v_ = tc_ld32(x + 4 * (h));                                             \
+        const int32_t xa = __sxtb16(v_), xb = tc_sxtb16_ror8(v_);                             \
+        TC_FC_H4(a0, q0, h);                                                                  \
+        TC_AFTER(q1, a0);                                                                     \
+        TC_FC_H4(a1, q1, h);                                                                  \
+        TC_AFTER(q2, a1);                                                                     \
+        TC_FC_H4(a2, q2, h);                                                                  \
+        TC_AFTER(q3, a2);                                                                     \
+        TC_FC_H4(a3, q3, h);                                                                  \
+        TC_AFTER(q0, a3);                                                                     \
     } while (0)
 
-TC_NOINLINE static void fc_split4_rows(const uint8_t *const *rows, int32_t nr, const int8_t *lo,
-                                       const int8_t *x0, int32_t groups, int32_t *acc)
+TC_NOINLINE static void fc_half4_rows(const uint8_t *const *rows, int32_t nr, const int8_t *t,
+                                      const int8_t *x0, int32_t groups, int32_t *acc)
 {
-    const int8_t *hi = lo + 256;
-    int32_t r;
-    for (r = 0; r + 2 <= nr; r += 2) {
-        const uint8_t *qa = rows[r], *qb = rows[r + 1];
+    int32_t r, g;
+    for (r = 0; r + TC_FC_ROWS <= nr; r += TC_FC_ROWS) {
+        const uint8_t *q0 = rows[r], *q1 = rows[r + 1], *q2 = rows[r + 2], *q3 = rows[r + 3];
         const int8_t *x = x0, *end = x0 + 8 * groups;
-        int32_t a0 = 0, a1 = 0;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         while (x != end) {
-            const uint32_t u0 = tc_ld32(x), u1 = tc_ld32(x + 4);
-            const int32_t xa = __sxtb16(u0), xb = tc_sxtb16_ror8(u0);
-            const int32_t xc = __sxtb16(u1), xd = tc_sxtb16_ror8(u1);
-            TC_FC_S4ROW(a0, qa);
-            TC_AFTER(qb, a0);
-            TC_FC_S4ROW(a1, qb);
-            TC_AFTER(qa, a1);
-            qa += 4;
-            qb += 4;
+            TC_FC_H4X(0);
+            TC_FC_H4X(1);
+            q0 += 4;
+            q1 += 4;
+            q2 += 4;
+            q3 += 4;
             x += 8;
         }
         acc[r] = a0;
         acc[r + 1] = a1;
+        acc[r + 2] = a2;
+        acc[r + 3] = a3;
     }
-    if (r < nr) {
+    for (; r < nr; r++) {
         const uint8_t *qa = rows[r];
-        const int8_t *x = x0, *end = x0 + 8 * groups;
-        int32_t a0 = 0;
-        while (x != end) {
-            const uint32_t u0 = tc_ld32(x), u1 = tc_ld32(x + 4);
-            const int32_t xa = __sxtb16(u0), xb = tc_sxtb16_ror8(u0);
-            const int32_t xc = __sxtb16(u1), xd = tc_sxtb16_ror8(u1);
-            TC_FC_S4ROW(a0, qa);
+        int32_t a = 0;
+        for (g = 0; g < groups; g++) {
+            const int8_t *x = x0 + 8 * g;
+            uint32_t h;
+            for (h = 0; h < 2u; h++) {
+                const uint32_t v_ = tc_ld32(x + 4 * h);
+                const int32_t xa = __sxtb16(v_), xb = tc_sxtb16_ror8(v_);
+                TC_FC_H4(a, qa, h);
+            }
             qa += 4;
-            x += 8;
         }
-        acc[r] = a0;
+        acc[r] = a;
     }
 }
-#define TC_FC_HAVE_SPLIT4 1
+#define TC_FC_HAVE_HALF4 1
 
 #else /* !TC_ARCH_ARM_DSP */
 /* ---- plain C (ARMv6-M, portable, x86 hosts for widths they do not vectorize) ----
@@ -716,6 +817,7 @@ TC_INLINE int32_t fc_pairs_row(const uint8_t *qa, uint32_t bits, const uint32_t 
     {                                                                                         \
         return fc_pairs_row(q, b, tab, xw, groups);                                           \
     }
+TC_FC_PAIRS_ROW_FN(fc_pairs_row6, 6)
 TC_FC_PAIRS_ROW_FN(fc_pairs_row5, 5)
 #if defined(TC_ARCH_ARMV6M) && defined(TC_V6M_ASM)
 /* 4-bit rows on ARMv6-M, the shape the core wants (GCC's Thumb-1 allocation of the C loop
@@ -772,7 +874,8 @@ TC_INLINE void fc_pairs_rows(const uint8_t *const *rows, int32_t nr, uint32_t bi
     int32_t r;
     for (r = 0; r < nr; r++) {
         const uint8_t *qr = rows[r];
-        acc[r] = bits == 5   ? fc_pairs_row5(qr, tab, xw, groups)
+        acc[r] = bits == 6   ? fc_pairs_row6(qr, tab, xw, groups)
+                 : bits == 5 ? fc_pairs_row5(qr, tab, xw, groups)
                  : bits == 4 ? fc_pairs_row4(qr, tab, xw, groups)
                  : bits == 3 ? fc_pairs_row3(qr, tab, xw, groups)
                  : bits == 2 ? fc_pairs_row2(qr, tab, xw, groups)
@@ -953,6 +1056,9 @@ TC_NOINLINE static void fc_pairs_any(const uint8_t *const *q, int32_t nr, uint32
                                      int32_t *acc)
 {
     switch (bits) {
+    case 6:
+        fc_pairs_rows(q, nr, 6, tab, xw, groups, acc);
+        break;
     case 5:
         fc_pairs_rows(q, nr, 5, tab, xw, groups, acc);
         break;
@@ -970,6 +1076,35 @@ TC_NOINLINE static void fc_pairs_any(const uint8_t *const *q, int32_t nr, uint32
         break;
     }
 }
+
+#if defined(TC_FC_HAVE_FLASH_PAIRS)
+/* Flash pair tables without the widened input row in scratch (the arena had no room at this
+ * layer), rows longer than one chunk: the input is widened in chunks of TC_FC_XCHUNK groups into
+ * xw (the driver's stack buffer, 256 B), each chunk serving every row of the pass through the
+ * same row kernels as the full level (fc_pairs_rows). */
+#define TC_FC_XCHUNK 16
+TC_NOINLINE static void fc_xpairs_any(const uint8_t *const *rows, int32_t nr, uint32_t bits,
+                                      const uint32_t *tab, const int8_t *x, int32_t groups,
+                                      int32_t *acc, uint32_t *xw)
+{
+    const uint8_t *rr[TC_FC_PASS];
+    int32_t part[TC_FC_PASS];
+    int32_t g0, r;
+    for (r = 0; r < nr; r++) {
+        acc[r] = 0;
+        rr[r] = rows[r];
+    }
+    for (g0 = 0; g0 < groups; g0 += TC_FC_XCHUNK) {
+        const int32_t gc = TC_MIN(TC_FC_XCHUNK, groups - g0);
+        fc_widen_pairs(x + 8 * g0, 8 * gc, xw);
+        fc_pairs_any(rr, nr, bits, tab, xw, gc, part);
+        for (r = 0; r < nr; r++) {
+            acc[r] += part[r];
+            rr[r] += gc * (int32_t)bits;
+        }
+    }
+}
+#endif
 
 TC_NOINLINE static void fc_lookup_any(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
                                       const int8_t *cb, const int8_t *x, int32_t groups,
@@ -1034,9 +1169,9 @@ TC_NOINLINE static void fc_split_any(const uint8_t *const *rows, int32_t nr, uin
                                      int32_t *acc)
 {
     int32_t r;
-#if defined(TC_FC_HAVE_SPLIT4)
-    if (bits == 4) {
-        fc_split4_rows(rows, nr, lo, x, groups, acc);
+#if defined(TC_FC_HAVE_HALF4)
+    if (bits == 4) { /* the halfword table (fc_build_half4) */
+        fc_half4_rows(rows, nr, lo, x, groups, acc);
         return;
     }
 #endif
@@ -1110,36 +1245,23 @@ __attribute__((target("ssse3"))) static int32_t fc_dot4_ssse3(const uint8_t *p, 
     return _mm_cvtsi128_si32(acc);
 }
 
-/* x86 hosts with AVX2, any width 1..8: 32 indices (4*bits bytes) per step are cut into bytes
- * without a bit cursor: each 128-bit lane gathers, for its 8 indices, the two bytes holding
- * each one into a 16-bit lane (vpshufb), a multiply by 2^(8 - bit offset) and a shift right by 8
- * bring every field to bits 0..7; the codebook lookup is vpshufb over 16-entry slices (one for
- * k <= 16, selected by the index's upper bits for larger codebooks); the int8 weights are
- * widened to int16 and dotted with the input (vpmaddwd). Reads bytes [0, 3*bits + 16) of each
- * step: the caller keeps those inside the stream. */
+/* x86 hosts with AVX2, widths 4 and 8 (the others: fc_host_avx2_narrow below): 32 indices
+ * (4*bits bytes) per step as bytes (4 bits: nibbles split and interleaved; 8 bits: loaded); the
+ * codebook lookup is vpshufb over 16-entry slices (one for k <= 16, merged by the index's upper
+ * bits for larger codebooks); the weights are dotted with the input by vpsignb + vpmaddubsw.
+ * Reads bytes [0, 16) (4 bits) or [0, 32) (8 bits) of each step: the caller keeps those inside
+ * the stream. */
 struct fc_avx2_tabs {
-    __m256i shuf, mul; /* the width's byte gather and field shift, in both 128-bit lanes */
-    int32_t slices;    /* 16-entry slices of a codebook */
+    int32_t slices; /* 16-entry slices of a codebook */
 };
 struct fc_avx2_cb {
     const int8_t *src; /* 16-entry slices of the codebook: the codebook itself, or pad */
     int8_t pad[256];   /* a zero-padded copy, for a codebook too close to the array's end */
 };
 
-__attribute__((target("avx2"))) static void fc_avx2_setup(struct fc_avx2_tabs *t, uint32_t bits)
+static void fc_avx2_setup(struct fc_avx2_tabs *t, uint32_t bits)
 {
-    int8_t sh[16];
-    int16_t mu[8];
-    int32_t i;
     t->slices = bits >= 8 ? 16 : bits > 4 ? 1 << (bits - 4) : 1;
-    for (i = 0; i < 8; i++) { /* field i: bits [o, o + bits) of the 16-bit window at byte bit/8 */
-        const uint32_t bit = bits * (uint32_t)i, o = bit & 7u;
-        sh[2 * i] = (int8_t)(bit >> 3);
-        sh[2 * i + 1] = (int8_t)((bit >> 3) + 1);
-        mu[i] = (int16_t)(uint16_t)(bits < 8 ? 1u << (16u - o - bits) : 1u);
-    }
-    t->shuf = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)sh));
-    t->mul = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)mu));
 }
 
 /* a codebook's slices: read in place while all of them stay below cb_end (entries past the k
@@ -1158,34 +1280,22 @@ static void fc_avx2_set_cb(struct fc_avx2_cb *c, int32_t slices, const int8_t *c
     c->src = c->pad;
 }
 
-/* the 32 indices of the step at p as bytes, in the order 0-7, 16-23, 8-15, 24-31 (that of
- * vpackuswb over two 256-bit registers; the widened input is stored in the same order) */
+/* the 32 indices of the step at p as bytes, in the order 0-7, 16-23, 8-15, 24-31 (the input
+ * blocks of fc_prep_blocks are stored in the same order) */
 __attribute__((target("avx2"), always_inline)) static inline __m256i fc_avx2_indices(const struct fc_avx2_tabs *t,
                                                                       const uint8_t *p, uint32_t bits)
 {
     if (bits == 8) {
         return _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)(const void *)p), 0xD8);
     }
-    if (bits == 4) {
+    {
         const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
         const __m128i m = _mm_set1_epi8(0x0F);
         const __m128i lo = _mm_and_si128(v, m), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
-        /* indices 0-7, 16-23 | 8-15, 24-31 (the order of the other widths) */
+        /* indices 0-7, 16-23 | 8-15, 24-31 */
         const __m128i a = _mm_unpacklo_epi8(lo, hi), b = _mm_unpackhi_epi8(lo, hi);
+        (void)t;
         return _mm256_set_m128i(_mm_unpackhi_epi64(a, b), _mm_unpacklo_epi64(a, b));
-    } else {
-        const __m256i s01 = _mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p)),
-            _mm_loadu_si128((const __m128i *)(const void *)(p + bits)), 1);
-        const __m256i s23 = _mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p + 2 * bits))),
-            _mm_loadu_si128((const __m128i *)(const void *)(p + 3 * bits)), 1);
-        /* the multiply moves the field to the top of the 16-bit lane (the bits above it fall
-         * out), the shift brings it down: no mask needed */
-        const __m256i f01 = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(s01, t->shuf), t->mul), 16 - bits);
-        const __m256i f23 = _mm256_srli_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(s23, t->shuf), t->mul), 16 - bits);
-        /* packus interleaves the lanes: indices 0-7, 16-23, 8-15, 24-31 (x16 is in that order) */
-        return _mm256_packus_epi16(f01, f23);
     }
 }
 
@@ -1300,21 +1410,15 @@ __attribute__((target("avx2"), always_inline)) static inline void fc_dot4_avx2(c
             fc_dot4_avx2(t, c, p, rb, b, xs, xa, steps, out, 0);                              \
         }                                                                                     \
     }
-TC_FC_DOT4_AVX2(1)
-TC_FC_DOT4_AVX2(2)
-TC_FC_DOT4_AVX2(3)
 TC_FC_DOT4_AVX2(4)
-TC_FC_DOT4_AVX2(5)
-TC_FC_DOT4_AVX2(6)
-TC_FC_DOT4_AVX2(7)
 TC_FC_DOT4_AVX2(8)
 
 typedef void (*fc_dot4_avx2_fn)(const struct fc_avx2_tabs *, const struct fc_avx2_cb *,
                                 const uint8_t *, int32_t, const int8_t *, const uint8_t *, int32_t,
                                 int32_t *, int);
+/* widths 4 and 8 (the others: fc_host_avx2_narrow) */
 static const fc_dot4_avx2_fn fc_dot4_avx2_by_bits[9] = {
-    NULL, fc_dot4_avx2_1, fc_dot4_avx2_2, fc_dot4_avx2_3, fc_dot4_avx2_4,
-    fc_dot4_avx2_5, fc_dot4_avx2_6, fc_dot4_avx2_7, fc_dot4_avx2_8};
+    NULL, NULL, NULL, NULL, fc_dot4_avx2_4, NULL, NULL, NULL, fc_dot4_avx2_8};
 
 /* instances with a constant width, so that the width tests fold */
 #define TC_FC_DOT_AVX2(b)                                                                     \
@@ -1324,20 +1428,13 @@ static const fc_dot4_avx2_fn fc_dot4_avx2_by_bits[9] = {
     {                                                                                         \
         return fc_dot_avx2(t, c, p, b, xs, xa, steps);                                        \
     }
-TC_FC_DOT_AVX2(1)
-TC_FC_DOT_AVX2(2)
-TC_FC_DOT_AVX2(3)
 TC_FC_DOT_AVX2(4)
-TC_FC_DOT_AVX2(5)
-TC_FC_DOT_AVX2(6)
-TC_FC_DOT_AVX2(7)
 TC_FC_DOT_AVX2(8)
 
 typedef int32_t (*fc_dot_avx2_fn)(const struct fc_avx2_tabs *, const struct fc_avx2_cb *,
                                   const uint8_t *, const int8_t *, const uint8_t *, int32_t);
 static const fc_dot_avx2_fn fc_dot_avx2_by_bits[9] = {
-    NULL, fc_dot_avx2_1, fc_dot_avx2_2, fc_dot_avx2_3, fc_dot_avx2_4,
-    fc_dot_avx2_5, fc_dot_avx2_6, fc_dot_avx2_7, fc_dot_avx2_8};
+    NULL, NULL, NULL, NULL, fc_dot_avx2_4, NULL, NULL, NULL, fc_dot_avx2_8};
 
 /* raw int8 weights (any value, -128 included), four rows `rb` apart: 16 weights per step
  * sign-extended (vpmovsxbw) against the input widened to int16 (natural order), vpmaddwd;
@@ -1417,6 +1514,406 @@ __attribute__((target("avx2"))) static int fc_has_min(const int8_t *cb, const in
     return 0;
 }
 
+/* x86 hosts with AVX2, widths 1-3 and 5-7 (fc_host_avx2_narrow): the same 32 weights per step
+ * as fc_dot_avx2, with fewer shuffle-port instructions and no per-call codebook set-up:
+ *  - decode: two 16-byte broadcast loads (groups 0 and 1 from p, 2 and 3 from p + 2*bits: each
+ *    128-bit lane gathers its own group's byte pairs), one vpshufb each; groups 0/1 are cut with
+ *    vpmulhuw (the window shifted right by the field's offset, taken from one byte higher when
+ *    the offset is 0), groups 2/3 with vpmullw (the field moved to the high byte); one vpblendvb
+ *    (low bytes from the first, high bytes from the second) and one mask give 32 clean indices,
+ *    in the order 0,16,1,17,..,7,23 | 8,24,..,15,31 (the input is stored in that order);
+ *  - lookup: vpshufb over 16-entry slices merged by vpblendvb on index bits 4, 5, 6 (their
+ *    masks by byte additions, not shifts); each slice broadcast-loaded from the codebook in
+ *    place (entries past k are never selected), or from a zero-padded copy of the codebook
+ *    array's last bytes for a codebook whose slices would reach past the array;
+ *  - dot: vpsignb + vpmaddubsw + vpmaddwd as fc_dot_avx2 (no -128 in the codebooks).
+ * Reads bytes [0, 2*bits + 16) of each step. Measured against fc_dot_avx2 on ad01's 128x640
+ * 7-bit layer: 5.6 -> 3.9-4.3 ns per step and row (docs/kernels.md). Tried without gain: an
+ * XOR-prefix lookup (vpsubb + vpxor instead of blends), slices pre-broadcast to 32 bytes. */
+
+struct fc_nw_consts {
+    __m256i shuf_a, mul_a, shuf_b, mul_b, mask;
+};
+
+/* fc_nw_setup's constants per width (group 0's lane; group 1's bytes are `bits` higher), from
+ * field k = bits*k: byte b = (bits*k)/8, offset o = (bits*k)%8. shuf_b: the window (b, b+1),
+ * mul_b = 2^(8-o) (field to the high byte). shuf_a: the same window, mul_a = 2^(16-o) (high
+ * half = window >> o), except o = 0: window (zero, b), mul_a = 2^8. */
+static const int8_t fc_nw_shuf_a[8][16] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {-128, 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1},
+    {-128, 0, 0, 1, 0, 1, 0, 1, -128, 1, 1, 2, 1, 2, 1, 2},
+    {-128, 0, 0, 1, 0, 1, 1, 2, 1, 2, 1, 2, 2, 3, 2, 3},
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {-128, 0, 0, 1, 1, 2, 1, 2, 2, 3, 3, 4, 3, 4, 4, 5},
+    {-128, 0, 0, 1, 1, 2, 2, 3, -128, 3, 3, 4, 4, 5, 5, 6},
+    {-128, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7}};
+static const int8_t fc_nw_shuf_b[8][16] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1},
+    {0, 1, 0, 1, 0, 1, 0, 1, 1, 2, 1, 2, 1, 2, 1, 2},
+    {0, 1, 0, 1, 0, 1, 1, 2, 1, 2, 1, 2, 2, 3, 2, 3},
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {0, 1, 0, 1, 1, 2, 1, 2, 2, 3, 3, 4, 3, 4, 4, 5},
+    {0, 1, 0, 1, 1, 2, 2, 3, 3, 4, 3, 4, 4, 5, 5, 6},
+    {0, 1, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7}};
+static const uint16_t fc_nw_mul_a[8][8] = {
+    {0, 0, 0, 0, 0, 0, 0, 0},
+    {256, 32768, 16384, 8192, 4096, 2048, 1024, 512},
+    {256, 16384, 4096, 1024, 256, 16384, 4096, 1024},
+    {256, 8192, 1024, 32768, 4096, 512, 16384, 2048},
+    {0, 0, 0, 0, 0, 0, 0, 0},
+    {256, 2048, 16384, 512, 4096, 32768, 1024, 8192},
+    {256, 1024, 4096, 16384, 256, 1024, 4096, 16384},
+    {256, 512, 1024, 2048, 4096, 8192, 16384, 32768}};
+static const uint16_t fc_nw_mul_b[8][8] = {
+    {0, 0, 0, 0, 0, 0, 0, 0},
+    {256, 128, 64, 32, 16, 8, 4, 2},
+    {256, 64, 16, 4, 256, 64, 16, 4},
+    {256, 32, 4, 128, 16, 2, 64, 8},
+    {0, 0, 0, 0, 0, 0, 0, 0},
+    {256, 8, 64, 2, 16, 128, 4, 32},
+    {256, 4, 16, 64, 256, 4, 16, 64},
+    {256, 2, 4, 8, 16, 32, 64, 128}};
+
+__attribute__((target("avx2"))) static void fc_nw_setup(struct fc_nw_consts *d, uint32_t bits)
+{
+    /* group 1 (high lane) is `bits` bytes on; a zeroing index (-128) stays negative */
+    const __m256i lane1 = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (char)bits,
+                                           (char)bits, (char)bits, (char)bits, (char)bits, (char)bits,
+                                           (char)bits, (char)bits, (char)bits, (char)bits, (char)bits,
+                                           (char)bits, (char)bits, (char)bits, (char)bits, (char)bits);
+#define TC_FC_NW_BOTH(a) _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(a)))
+    d->shuf_a = _mm256_add_epi8(TC_FC_NW_BOTH(fc_nw_shuf_a[bits]), lane1);
+    d->shuf_b = _mm256_add_epi8(TC_FC_NW_BOTH(fc_nw_shuf_b[bits]), lane1);
+    d->mul_a = TC_FC_NW_BOTH(fc_nw_mul_a[bits]);
+    d->mul_b = TC_FC_NW_BOTH(fc_nw_mul_b[bits]);
+    d->mask = _mm256_set1_epi8((char)((1u << bits) - 1u));
+#undef TC_FC_NW_BOTH
+}
+
+/* the input blocks of 32 in the decode's order (see above), zero past n; xa = |xs| */
+__attribute__((target("avx2"))) static void fc_nw_prep_x(const int8_t *x, int32_t n, int8_t *xs,
+                                                         uint8_t *xa)
+{
+    const __m256i perm = _mm256_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15,
+                                          0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+    int32_t i;
+    for (i = 0; i < n; i += 32) {
+        int8_t tmp[32];
+        const int8_t *src = x + i;
+        __m256i v;
+        if (i + 32 > n) {
+            memset(tmp, 0, sizeof(tmp));
+            memcpy(tmp, src, (size_t)(n - i));
+            src = tmp;
+        }
+        /* 64-bit groups 0 2 | 1 3, then within each lane the bytes of its two groups interleaved */
+        v = _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)(const void *)src), 0xD8);
+        v = _mm256_shuffle_epi8(v, perm);
+        _mm256_storeu_si256((__m256i *)(void *)(xs + i), v);
+        _mm256_storeu_si256((__m256i *)(void *)(xa + i), _mm256_abs_epi8(v));
+    }
+}
+
+/* 32 indices of the step at p (see above) */
+__attribute__((target("avx2"), always_inline)) static inline __m256i fc_nw_indices(const struct fc_nw_consts *d,
+                                                                    const uint8_t *p, uint32_t bits)
+{
+    const __m256i s01 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p));
+    const __m256i s23 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p + 2 * bits)));
+    const __m256i a = _mm256_mulhi_epu16(_mm256_shuffle_epi8(s01, d->shuf_a), d->mul_a);
+    const __m256i b = _mm256_mullo_epi16(_mm256_shuffle_epi8(s23, d->shuf_b), d->mul_b);
+    return _mm256_and_si256(_mm256_blendv_epi8(a, b, _mm256_set1_epi16((short)0x8000)), d->mask);
+}
+
+/* the weights of 32 clean indices (bit 7 clear) from the codebook's 16-entry slices at t (each
+ * broadcast to both 128-bit lanes by its load) */
+#define TC_FC_NW_SLICE(t, s) _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)((t) + 16 * (s))))
+__attribute__((target("avx2"), always_inline)) static inline __m256i fc_nw_lookup(const int8_t *t, __m256i i,
+                                                                   int32_t slices)
+{
+    __m256i i1, i2, i3, r0, r1, r2, r3;
+    if (slices == 1) {
+        return _mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 0), i);
+    }
+    i1 = _mm256_add_epi8(i, i);   /* index bit 6 at bit 7 */
+    i2 = _mm256_add_epi8(i1, i1); /* bit 5 */
+    i3 = _mm256_add_epi8(i2, i2); /* bit 4 */
+    r0 = _mm256_blendv_epi8(_mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 0), i), _mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 1), i), i3);
+    if (slices == 2) {
+        return r0;
+    }
+    r1 = _mm256_blendv_epi8(_mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 2), i), _mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 3), i), i3);
+    r0 = _mm256_blendv_epi8(r0, r1, i2);
+    if (slices == 4) {
+        return r0;
+    }
+    r2 = _mm256_blendv_epi8(_mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 4), i), _mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 5), i), i3);
+    r3 = _mm256_blendv_epi8(_mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 6), i), _mm256_shuffle_epi8(TC_FC_NW_SLICE(t, 7), i), i3);
+    r2 = _mm256_blendv_epi8(r2, r3, i2);
+    return _mm256_blendv_epi8(r0, r2, i1);
+}
+#undef TC_FC_NW_SLICE
+
+#define TC_FC_NW_SLICES(bits) ((bits) > 4 ? 1 << ((bits) - 4) : 1)
+
+/* Four rows at a time, npass passes: rows 4q..4q+3 of p (`rb` bytes apart, steps whole steps
+ * each) with the codebook slices of row j at t[j]; sums to out[0..4*npass). The four rows go
+ * phase by phase (decode all, look up all, dot all): measured faster than row after row, whose
+ * long dependency chains stall the vector scheduler. One call per block of outputs keeps the
+ * constants in registers. The slices are read inside the loop (vpshufb operands), hidden from
+ * GCC, which would otherwise hoist all 4*slices of them out of the short loop into spilled
+ * copies. */
+__attribute__((always_inline)) static inline const int8_t *fc_nw_opaque(const int8_t *t)
+{
+    __asm__("" : "+r"(t));
+    return t;
+}
+#define TC_FC_NW_DOT(acc, w)                                                                  \
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a8, _mm256_sign_epi8(w, s8)), ones))
+__attribute__((target("avx2"), always_inline)) static inline void fc_nw_rows4(const struct fc_nw_consts *d,
+                                                               const int8_t *const *t, const uint8_t *p,
+                                                               int32_t rb, uint32_t bits, int32_t npass,
+                                                               const int8_t *xs, const uint8_t *xa,
+                                                               int32_t steps, int32_t *out)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int32_t slices = TC_FC_NW_SLICES(bits);
+    int32_t q, i;
+    for (q = 0; q < npass; q++) {
+        const uint8_t *pq = p + (int64_t)4 * q * rb;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (i = 0; i < steps; i++) {
+            const __m256i s8 = _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32 * i));
+            const __m256i a8 = _mm256_loadu_si256((const __m256i *)(const void *)(xa + 32 * i));
+            __m256i w0 = fc_nw_indices(d, pq, bits), w1 = fc_nw_indices(d, pq + rb, bits);
+            __m256i w2 = fc_nw_indices(d, pq + 2 * rb, bits), w3 = fc_nw_indices(d, pq + 3 * rb, bits);
+            w0 = fc_nw_lookup(fc_nw_opaque(t[4 * q]), w0, slices);
+            w1 = fc_nw_lookup(fc_nw_opaque(t[4 * q + 1]), w1, slices);
+            w2 = fc_nw_lookup(fc_nw_opaque(t[4 * q + 2]), w2, slices);
+            w3 = fc_nw_lookup(fc_nw_opaque(t[4 * q + 3]), w3, slices);
+            TC_FC_NW_DOT(a0, w0);
+            TC_FC_NW_DOT(a1, w1);
+            TC_FC_NW_DOT(a2, w2);
+            TC_FC_NW_DOT(a3, w3);
+            pq += 4 * bits;
+        }
+        a0 = _mm256_hadd_epi32(a0, a1);
+        a2 = _mm256_hadd_epi32(a2, a3);
+        a0 = _mm256_hadd_epi32(a0, a2);
+        _mm_storeu_si128((__m128i *)(void *)(out + 4 * q),
+                         _mm_add_epi32(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1)));
+    }
+}
+
+/* one row, steps whole steps */
+__attribute__((target("avx2"), always_inline)) static inline int32_t fc_nw_row(const struct fc_nw_consts *d,
+                                                                const int8_t *t, const uint8_t *p,
+                                                                uint32_t bits, const int8_t *xs,
+                                                                const uint8_t *xa, int32_t steps)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int32_t slices = TC_FC_NW_SLICES(bits);
+    __m256i a0 = _mm256_setzero_si256();
+    __m128i r;
+    int32_t i;
+    for (i = 0; i < steps; i++) {
+        const __m256i s8 = _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32 * i));
+        const __m256i a8 = _mm256_loadu_si256((const __m256i *)(const void *)(xa + 32 * i));
+        const __m256i w0 = fc_nw_lookup(fc_nw_opaque(t), fc_nw_indices(d, p, bits), slices);
+        TC_FC_NW_DOT(a0, w0);
+        p += 4 * bits;
+    }
+    r = _mm_add_epi32(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1));
+    r = _mm_add_epi32(r, _mm_srli_si128(r, 8));
+    r = _mm_add_epi32(r, _mm_srli_si128(r, 4));
+    return _mm_cvtsi128_si32(r);
+}
+#undef TC_FC_NW_DOT
+
+/* rows of exactly 8 weights (one group; rows `bits` bytes apart): the step at p holds rows
+ * 0..3 as its groups 0..3, one decode and one lookup for the four when they share a codebook
+ * (t). The input of fc_nw_prep_x8: x (its 8 values) in every byte pair of s8; |x| at the even
+ * bytes of ae (the pair's first index: groups 0 and 1) and at the odd bytes of ao (groups 2
+ * and 3), so that vpmaddubsw keeps the rows apart. Sums to out[0..4). */
+__attribute__((target("avx2"), always_inline)) static inline void fc_nw_rows8(const struct fc_nw_consts *d,
+                                                               const int8_t *t, const uint8_t *p,
+                                                               uint32_t bits, __m256i s8, __m256i ae,
+                                                               __m256i ao, int32_t *out)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i w = _mm256_sign_epi8(fc_nw_lookup(t, fc_nw_indices(d, p, bits), TC_FC_NW_SLICES(bits)), s8);
+    const __m256i v0 = _mm256_madd_epi16(_mm256_maddubs_epi16(ae, w), ones); /* rows 0 | 1 */
+    const __m256i v1 = _mm256_madd_epi16(_mm256_maddubs_epi16(ao, w), ones); /* rows 2 | 3 */
+    __m256i h = _mm256_hadd_epi32(v0, v1);
+    h = _mm256_hadd_epi32(h, h); /* row 0, 2, 0, 2 | 1, 3, 1, 3 */
+    h = _mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 4, 1, 5, 0, 4, 1, 5));
+    _mm_storeu_si128((__m128i *)(void *)out, _mm256_castsi256_si128(h));
+}
+
+/* instances per width (constant bits and slices) */
+#define TC_FC_NW_FN(b)                                                                        \
+    __attribute__((target("avx2"))) static void fc_nw_rows4_##b(                              \
+        const struct fc_nw_consts *d, const int8_t *const *t, const uint8_t *p, int32_t rb,   \
+        int32_t npass, const int8_t *xs, const uint8_t *xa, int32_t steps, int32_t *out)      \
+    {                                                                                         \
+        fc_nw_rows4(d, t, p, rb, b, npass, xs, xa, steps, out);                               \
+    }                                                                                         \
+    __attribute__((target("avx2"))) static int32_t fc_nw_row_##b(                             \
+        const struct fc_nw_consts *d, const int8_t *t, const uint8_t *p, const int8_t *xs,    \
+        const uint8_t *xa, int32_t steps)                                                     \
+    {                                                                                         \
+        return fc_nw_row(d, t, p, b, xs, xa, steps);                                          \
+    }                                                                                         \
+    __attribute__((target("avx2"))) static void fc_nw_rows8_##b(                              \
+        const struct fc_nw_consts *d, const int8_t *const *t, const uint8_t *p, int32_t nr,   \
+        const int8_t *xs, const uint8_t *xa, int32_t *out)                                    \
+    {                                                                                         \
+        const __m256i s8 = _mm256_loadu_si256((const __m256i *)(const void *)xs);             \
+        const __m256i ae = _mm256_loadu_si256((const __m256i *)(const void *)xa);             \
+        const __m256i ao = _mm256_loadu_si256((const __m256i *)(const void *)(xa + 32));      \
+        int32_t r;                                                                            \
+        for (r = 0; r < nr; r += 4) {                                                         \
+            fc_nw_rows8(d, fc_nw_opaque(t[r]), p + r * b, b, s8, ae, ao, out + r);            \
+        }                                                                                     \
+    }
+TC_FC_NW_FN(1)
+TC_FC_NW_FN(2)
+TC_FC_NW_FN(3)
+TC_FC_NW_FN(5)
+TC_FC_NW_FN(6)
+TC_FC_NW_FN(7)
+
+typedef void (*fc_nw_rows4_fn)(const struct fc_nw_consts *, const int8_t *const *, const uint8_t *,
+                               int32_t, int32_t, const int8_t *, const uint8_t *, int32_t, int32_t *);
+typedef int32_t (*fc_nw_row_fn)(const struct fc_nw_consts *, const int8_t *, const uint8_t *,
+                                const int8_t *, const uint8_t *, int32_t);
+static const fc_nw_rows4_fn fc_nw_rows4_by_bits[8] = {
+    NULL, fc_nw_rows4_1, fc_nw_rows4_2, fc_nw_rows4_3, NULL, fc_nw_rows4_5, fc_nw_rows4_6, fc_nw_rows4_7};
+static const fc_nw_row_fn fc_nw_row_by_bits[8] = {
+    NULL, fc_nw_row_1, fc_nw_row_2, fc_nw_row_3, NULL, fc_nw_row_5, fc_nw_row_6, fc_nw_row_7};
+typedef void (*fc_nw_rows8_fn)(const struct fc_nw_consts *, const int8_t *const *, const uint8_t *,
+                               int32_t, const int8_t *, const uint8_t *, int32_t *);
+static const fc_nw_rows8_fn fc_nw_rows8_by_bits[8] = {
+    NULL, fc_nw_rows8_1, fc_nw_rows8_2, fc_nw_rows8_3, NULL, fc_nw_rows8_5, fc_nw_rows8_6, fc_nw_rows8_7};
+
+/* fc_host_avx2's body for widths 1-3 and 5-7 (the layer qualified there: rows on byte
+ * boundaries, input offset folded, no -128 in the codebooks); xs, xa: TC_FC_HOST_MAX_IN bytes
+ * each; cb_end: the end of the readable codebook array. Per block of 64 outputs, one call for
+ * its passes of four rows (each row with its own codebook), single rows where whole steps would
+ * read past the stream. Codebooks are read in place (entries past a codebook's k are never
+ * selected); a codebook whose slices reach past cb_end is read from a zero-padded local copy
+ * of the array's last bytes. */
+__attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
+    const tc_fc_packed_params *p, const int8_t *input, const uint8_t *packed, const int8_t *codebooks,
+    const uint8_t *codebook_map, const void *bias, const int32_t *mult, const int8_t *shift,
+    int8_t *output, int8_t *xs, uint8_t *xa, const int8_t *cb_end)
+{
+    const int32_t n = p->in_features, out_f = p->out_features;
+    const uint32_t bits = p->bits;
+    const int32_t slices = TC_FC_NW_SLICES(bits);
+    const int32_t rb = (int32_t)(((uint32_t)n * bits) >> 3);
+    const int64_t stream = ((int64_t)out_f * n * bits + 7) / 8;
+    const int32_t steps = (n + 31) >> 5;
+    const int32_t reach = 2 * (int32_t)bits + 16; /* bytes a step reads past its start */
+    const int32_t stride = p->codebook_stride;
+    const fc_nw_rows4_fn rows4_fn = fc_nw_rows4_by_bits[bits];
+    const fc_nw_row_fn row_fn = fc_nw_row_by_bits[bits];
+    const fc_nw_rows8_fn rows8_fn = fc_nw_rows8_by_bits[bits];
+    int8_t x8[64];  /* rows of 8 weights: fc_nw_rows8's s8 (32 bytes) */
+    uint8_t a8[64]; /* ... and its ae | ao */
+    /* the array's last 16*slices bytes (or all of it), then zeros */
+    const int8_t *tail = cb_end - codebooks < 16 * slices ? codebooks : cb_end - 16 * slices;
+    int8_t tail_copy[256];
+    int tail_ready = 0;
+    const int8_t *t[TC_FC_HOST_BLOCK];
+    struct fc_nw_consts d;
+    int32_t acc[TC_FC_HOST_BLOCK];
+    int32_t b, c, r, i;
+    fc_nw_setup(&d, bits);
+    for (b = 0; b < p->batches; b++) {
+        const int8_t *x = input + (int32_t)b * n;
+        uint32_t fo_term = 0;
+        if (p->filter_offset != 0) {
+            int32_t xsum = 0;
+            for (i = 0; i < n; i++) {
+                xsum += x[i];
+            }
+            fo_term = (uint32_t)p->filter_offset * (uint32_t)xsum;
+        }
+        fc_nw_prep_x(x, n, xs, xa);
+        if (n == 8) { /* x0 x0 x1 x1 .. x7 x7 in both lanes; |x| at even / odd bytes */
+            const __m256i v = _mm256_shuffle_epi8(
+                _mm256_broadcastq_epi64(_mm_loadl_epi64((const __m128i *)(const void *)x)),
+                _mm256_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4,
+                                 5, 5, 6, 6, 7, 7));
+            const __m256i av = _mm256_abs_epi8(v);
+            _mm256_storeu_si256((__m256i *)(void *)x8, v);
+            _mm256_storeu_si256((__m256i *)(void *)a8, _mm256_and_si256(av, _mm256_set1_epi16(0x00FF)));
+            _mm256_storeu_si256((__m256i *)(void *)(a8 + 32), _mm256_and_si256(av, _mm256_set1_epi16((short)0xFF00)));
+        }
+        for (c = 0; c < out_f; c += TC_FC_HOST_BLOCK) {
+            const int32_t cnt = TC_MIN(TC_FC_HOST_BLOCK, out_f - c);
+            int32_t npass = 0;
+            for (r = 0; r < cnt; r++) { /* each row's codebook slices */
+                const int32_t ch = c + r;
+                const int32_t cbi = codebook_map != NULL ? (int32_t)codebook_map[ch] : ch;
+                const int8_t *cb = codebooks + stride * cbi; /* stride 0: per-tensor */
+                t[r] = cb;
+                if (cb_end - cb < 16 * slices) {
+                    if (!tail_ready) { /* (made when first needed) */
+                        memset(tail_copy, 0, sizeof(tail_copy));
+                        memcpy(tail_copy, tail, (size_t)(cb_end - tail));
+                        tail_ready = 1;
+                    }
+                    t[r] = tail_copy + (cb - tail);
+                }
+            }
+            if (n == 8) { /* four rows per step where they share a codebook */
+                for (npass = 0; 4 * npass + 4 <= cnt; npass++) {
+                    const int32_t r0 = 4 * npass;
+                    const uint8_t *q = packed + (int64_t)(c + r0) * rb;
+                    if (t[r0] == t[r0 + 1] && t[r0] == t[r0 + 2] && t[r0] == t[r0 + 3] &&
+                        (int64_t)(c + r0) * rb + reach <= stream) {
+                        rows8_fn(&d, t + r0, q, 4, x8, a8, acc + r0);
+                    } else if (stream - (int64_t)(c + r0 + 3) * rb - reach >= 0) {
+                        rows4_fn(&d, t + r0, q, rb, 1, xs, xa, 1, acc + r0);
+                    } else {
+                        break;
+                    }
+                }
+            } else {
+                /* passes of 4 rows whose reads stay inside the stream (the last row's) */
+                while (4 * npass + 4 <= cnt &&
+                       stream - (int64_t)(c + 4 * npass + 3) * rb - reach >= (int64_t)(steps - 1) * 4 * (int64_t)bits) {
+                    npass++;
+                }
+                rows4_fn(&d, t, packed + (int64_t)c * rb, rb, npass, xs, xa, steps, acc);
+            }
+            for (r = 4 * npass; r < cnt; r++) { /* single rows, stopping before the stream's end */
+                const int32_t ch = c + r;
+                const int64_t room = stream - (int64_t)ch * rb - reach;
+                const int32_t fit =
+                    room < 0 ? 0 : (int32_t)TC_MIN((int64_t)steps, room / (4 * (int64_t)bits) + 1);
+                acc[r] = row_fn(&d, t[r], packed + (int64_t)ch * rb, xs, xa, fit);
+                if (32 * fit < n) {
+                    const int32_t cbi = codebook_map != NULL ? (int32_t)codebook_map[ch] : ch;
+                    int32_t ws = 0;
+                    acc[r] += fc_row_chunked(packed, (uint32_t)((int64_t)ch * rb * 8 + (int64_t)32 * fit * bits),
+                                             bits, codebooks + stride * cbi, x + 32 * fit, n - 32 * fit, 0, &ws);
+                }
+            }
+            /* (after the block: loads right after the kernels' vector stores would stall) */
+            for (i = 0; i < cnt; i++) {
+                acc[i] = (int32_t)((uint32_t)acc[i] + fo_term + (uint32_t)tc_bias_at(bias, p->bias_bits, c + i));
+            }
+            tc_requantize_lanes(acc, cnt, mult, shift, p->requant_per_channel, c, p->output_offset,
+                                p->act_min, p->act_max, output + (int32_t)b * out_f + c);
+        }
+    }
+}
+
 /* x86 hosts with AVX2 (the caller checks the CPU), rows on byte boundaries and the input
  * offset folded (what the generated code passes): vectorized decode + dot, four rows at a time where they share a
  * codebook, every row in whole steps of 32 weights (the zero-padded input cancels the
@@ -1433,8 +1930,8 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
     const int32_t rb = (int32_t)(((uint32_t)n * bits) >> 3);
     const int64_t stream = ((int64_t)out_f * n * bits + 7) / 8;
     const int32_t steps = (n + 31) >> 5;
-    /* the bytes a step reads past its start: its own, or up to 3*bits + 16 when unpacking */
-    const int32_t reach = bits == 8 ? 32 : bits == 4 ? 16 : 3 * (int32_t)bits + 16;
+    /* the bytes a step reads past its start (widths 4 and 8; fc_host_avx2_narrow has its own) */
+    const int32_t reach = bits == 8 ? 32 : 16;
     int16_t xbuf[TC_FC_HOST_MAX_IN]; /* xs | xa, or the input as int16 for raw weights */
     int8_t *xs = (int8_t *)(void *)xbuf;
     uint8_t *xa = (uint8_t *)(void *)(xs + TC_FC_HOST_MAX_IN);
@@ -1514,6 +2011,11 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
     if (fc_has_min(codebooks, cb_end)) {
         return 0; /* a weight of -128 (not from symmetric int8 weights): the portable path */
     }
+    if (bits != 4 && bits != 8) {
+        fc_host_avx2_narrow(p, input, packed, codebooks, codebook_map, bias, mult, shift, output, xs, xa,
+                            cb_end);
+        return 1;
+    }
     for (b = 0; b < p->batches; b++) {
         const int8_t *x = input + (int32_t)b * n;
         uint32_t fo_term = 0;
@@ -1558,10 +2060,10 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
                     }
                     acc[r] = a;
                 }
-                for (; k > 0; k--, r++) {
-                    acc[r] = (int32_t)((uint32_t)acc[r] + fo_term +
-                                       (uint32_t)tc_bias_at(bias, p->bias_bits, c + r));
-                }
+                r += k;
+            }
+            for (r = 0; r < cnt; r++) { /* after the block (see fc_host_avx2_narrow) */
+                acc[r] = (int32_t)((uint32_t)acc[r] + fo_term + (uint32_t)tc_bias_at(bias, p->bias_bits, c + r));
             }
             tc_requantize_lanes(acc, cnt, mult, shift, p->requant_per_channel, c, p->output_offset,
                                 p->act_min, p->act_max, output + (int32_t)b * out_f + c);
@@ -1588,6 +2090,63 @@ TC_NOINLINE static void fc_finish(const tc_fc_packed_params *p, const int32_t *a
     }
 }
 
+/* The flash pair tables the kernel reads (DSP cores, widths 1..5, per-tensor or shared
+ * codebooks), or NULL: ARMv6-M, x86 and portable builds ignore them (their loops read split
+ * int8 tables or none; same output). */
+static const uint32_t *fc_flash_tables(const tc_fc_packed_params *p, const int8_t *codebooks,
+                                       const uint8_t *codebook_map, const uint32_t *pair_tables)
+{
+#if defined(TC_FC_HAVE_FLASH_PAIRS)
+    if (pair_tables != NULL && codebooks != NULL && p->bits >= 1 && p->bits <= TC_FC_PAIR_MAX_BITS &&
+        (p->codebook_stride == 0 || codebook_map != NULL)) {
+        return pair_tables;
+    }
+#else
+    (void)p;
+    (void)codebooks;
+    (void)codebook_map;
+    (void)pair_tables;
+#endif
+    return NULL;
+}
+
+/* Whether the scratch's pair tables pay for this layout (ops/fully_connected.tables_pay mirrors
+ * it): per-tensor layers always (fc_pair_entries); per-channel layers (a build per row) on rows of
+ * >= 2 weights per entry; shared layers (n_cb codebooks) where the rows are taken codebook by
+ * codebook (16 * n_cb <= in, rows of whole groups) with >= 4 weights per entry of the n_cb
+ * tables, or on rows of >= 2 weights per entry. */
+static int fc_tables_pay(const tc_fc_packed_params *p, int shared, int32_t n_cb)
+{
+    const int32_t e = fc_pair_entries(p), n = p->in_features;
+    if (e == 0 || p->codebook_stride == 0) {
+        return e != 0;
+    }
+    if (n >= 2 * e) {
+        return 1;
+    }
+    return shared && (((uint32_t)n * p->bits) & 7u) == 0 && 16 * n_cb <= n &&
+           2u * (uint32_t)n_cb * (uint32_t)e <= (uint32_t)n * p->out_features;
+}
+
+/* the largest codebook number of the map (DSP cores: four bytes per USUB8 + SEL) */
+static int32_t fc_map_max(const uint8_t *map, int32_t n)
+{
+    int32_t i = 0, mx = 0;
+#if defined(TC_ARCH_ARM_DSP)
+    uint32_t m4 = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t v = tc_ld32(map + i);
+        (void)__usub8(v, m4);
+        m4 = __sel(v, m4);
+    }
+    mx = (int32_t)TC_MAX(TC_MAX(m4 & 255u, (m4 >> 8) & 255u), TC_MAX((m4 >> 16) & 255u, m4 >> 24));
+#endif
+    for (; i < n; i++) {
+        mx = TC_MAX(mx, (int32_t)map[i]);
+    }
+    return mx;
+}
+
 /* 4-bit rows without tables take a codebook per row on these cores (fc_look4_rows,
  * fc_look4_row_v6m): the driver then forms passes across codebook changes */
 #if TC_FC_HAVE_LOOK4 || defined(TC_FC_HAVE_LOOK4_V6M)
@@ -1603,9 +2162,9 @@ TC_NOINLINE static void fc_finish(const tc_fc_packed_params *p, const int32_t *a
  */
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
-                               const uint8_t *codebook_map, const void *bias,
-                               const int32_t *mult, const int8_t *shift, int8_t *output,
-                               int8_t *scratch)
+                               const uint8_t *codebook_map, const uint32_t *pair_tables,
+                               const void *bias, const int32_t *mult, const int8_t *shift,
+                               int8_t *output, int8_t *scratch)
 {
     const int32_t n = p->in_features;
     const int32_t out_f = p->out_features;
@@ -1618,11 +2177,42 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
     /* the table level: full (pair table + widened input), compact (split int8 tables, the
      * input read as int8) or none (scratch == NULL or tables 0: the planner grants scratch only
      * where the arena has room) */
-    const int32_t level = scratch != NULL ? fc_level(p) : 0;
-    uint32_t *tab = level == 2 ? (uint32_t *)(void *)tc_scratch_s32(scratch) : NULL;
+    /* shared layouts: the number of codebooks (the map's largest entry + 1), when it decides */
+    const int32_t n_cb = codebook_map != NULL && codebooks != NULL && (scratch != NULL || pair_tables != NULL)
+                             ? fc_map_max(codebook_map, out_f) + 1
+                             : 0;
+    int32_t level = scratch != NULL && fc_tables_pay(p, codebook_map != NULL, n_cb) ? fc_level(p) : 0;
+#if !defined(TC_ARCH_ARM_DSP)
+    /* outside the DSP cores the 6-bit tables and the per-codebook tables of short shared rows
+     * (16 KiB builds; rows of < 2 weights per entry) run no faster than the lookups (Cortex-M0+,
+     * FC 640x128: 6-bit 11.1 without, 11.7 with; 5-bit shared 11.3 / 12.3): the scratch stays unused */
+    if (level > 0 && (p->bits > 5 || (p->codebook_stride != 0 && n < 2 * fc_pair_entries(p)))) {
+        level = 0;
+    }
+#endif
+    /* flash pair tables (DSP cores; one per codebook, precomputed by the generator): no table
+     * build, and the scratch, when its level holds the widened input row, serves for that */
+    const uint32_t *ftab = fc_flash_tables(p, codebooks, codebook_map, pair_tables);
+    uint32_t *tab = level == 2 && ftab == NULL ? (uint32_t *)(void *)tc_scratch_s32(scratch) : NULL;
     /* compact: one table per codebook, so not for per-channel layers (a build per row) */
-    int8_t *split = level == 1 && (p->codebook_stride == 0 || codebook_map != NULL) ? scratch : NULL;
-    uint32_t *xw = tab != NULL ? tab + fc_pair_entries(p) : NULL;
+    int8_t *split = level == 1 && ftab == NULL && (p->codebook_stride == 0 || codebook_map != NULL)
+                        ? scratch
+                        : NULL;
+    uint32_t *xw = tab != NULL ? tab + fc_pair_entries(p)
+                   : ftab != NULL && level > 0 &&
+                           tc_fully_connected_packed_get_buffer_size(p) >= 4 * fc_widened_words(p) + 3
+                       ? (uint32_t *)(void *)tc_scratch_s32(scratch)
+                       : NULL;
+    const int tables = tab != NULL || split != NULL || ftab != NULL;
+#if defined(TC_FC_HAVE_FLASH_PAIRS)
+    /* flash tables without room in the scratch for the widened input: rows of up to one chunk
+     * (TC_FC_XCHUNK groups) widen it once per batch row here, longer rows chunk by chunk per
+     * pass into the same buffer (fc_xpairs_any) */
+    uint32_t xw_stack[TC_FC_XCHUNK * 4];
+    if (ftab != NULL && xw == NULL && n <= 8 * TC_FC_XCHUNK) {
+        xw = xw_stack;
+    }
+#endif
     const int8_t *tab_cb = NULL;
     int32_t b, grouped = 0;
 #ifdef TC_HOST_X86_SIMD
@@ -1641,12 +2231,8 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
 #endif
     /* shared codebooks with a pair table: rows taken codebook by codebook (one table build per
      * codebook and batch row, passes of 4 rows), where the map scans (one per codebook) pay */
-    if ((tab != NULL || split != NULL) && codebook_map != NULL && aligned) {
-        int32_t i, n_groups = 0;
-        for (i = 0; i < out_f; i++) {
-            n_groups = TC_MAX(n_groups, (int32_t)codebook_map[i] + 1);
-        }
-        grouped = 16 * n_groups <= n;
+    if (tables && codebook_map != NULL && aligned) {
+        grouped = 16 * n_cb <= n;
     }
 
     for (b = 0; b < p->batches; b++) {
@@ -1708,8 +2294,8 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                       * table-free path (fc_look4_rows: a codebook per row) */
                 /* rows with different codebooks in one pass: the DSP 4-bit table-free path, and
                  * per-channel layers with tables (one build per row, fewer passes) */
-                const int any = g > 0 && ((TC_FC_ANY_CB && tab == NULL && split == NULL && bits == 4) ||
-                                          ((tab != NULL || split != NULL) && codebook_map == NULL));
+                const int any = g > 0 && ((TC_FC_ANY_CB && !tables && bits == 4) ||
+                                          (tables && codebook_map == NULL));
                 const uint8_t *q = packed + c * rb;
                 cbi = codebook_map != NULL ? codebook_map[c] : c;
                 do {
@@ -1733,8 +2319,8 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
             }
             left -= nr;
             cb = codebooks == NULL ? NULL : codebooks + (int32_t)p->codebook_stride * cbi;
-            mixed = 0;
-            for (r = 1; r < nr; r++) {
+            mixed = 0; /* (only the table-free paths ask; passes with tables are taken apart below) */
+            for (r = 1; r < nr && !tables; r++) {
                 mixed |= cbs[r] != cb;
             }
             if (cb == NULL) { /* raw int8 weights */
@@ -1758,13 +2344,13 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
             }
 #endif
 #if TC_FC_HAVE_LOOK4
-            else if (mixed && tab == NULL && split == NULL) { /* consecutive rows, a codebook each */
+            else if (mixed && !tables) { /* consecutive rows, a codebook each */
                 fc_look4_rows(rows[0], rb, nr, cbs, x, g, acc);
                 done = 8 * g;
             }
 #endif
 #if defined(TC_FC_HAVE_LOOK4_V6M)
-            else if (mixed && tab == NULL && split == NULL) { /* consecutive rows, a codebook each */
+            else if (mixed && !tables) { /* consecutive rows, a codebook each */
                 for (r = 0; r < nr; r++) {
                     acc[r] = fc_look4_row_v6m(rows[r], cbs[r], x, g);
                 }
@@ -1772,15 +2358,39 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
             }
 #endif
             else if (g > 0) {
-                if (split != NULL || tab != NULL) { /* runs of rows sharing a codebook */
+                if (tables) { /* runs of rows sharing a codebook */
                     int32_t r0, r1;
                     for (r0 = 0; r0 < nr; r0 = r1) {
-                        for (r1 = r0 + 1; r1 < nr && cbs[r1] == cbs[r0]; r1++) {
+                        /* (a pass of one codebook: per-tensor, or shared taken codebook by codebook) */
+                        r1 = grouped || p->codebook_stride == 0 ? nr : r0 + 1;
+                        for (; r1 < nr && cbs[r1] == cbs[r0]; r1++) {
                         }
+#if defined(TC_FC_HAVE_FLASH_PAIRS)
+                        if (ftab != NULL) { /* codebook i's table at ftab + i * 2^(2*bits) */
+                            const uint32_t *t = ftab;
+                            if (p->codebook_stride != 0) {
+                                t += ((int32_t)(cbs[r0] - codebooks) / p->codebook_stride)
+                                     << (2 * bits);
+                            }
+                            if (xw != NULL) {
+                                fc_pairs_any(rows + r0, r1 - r0, bits, t, xw, g, acc + r0);
+                            } else {
+                                fc_xpairs_any(rows + r0, r1 - r0, bits, t, x, g, acc + r0, xw_stack);
+                            }
+                            continue;
+                        }
+#endif
                         if (cbs[r0] != tab_cb) {
                             tab_cb = cbs[r0];
                             if (split != NULL) {
-                                fc_build_split(split, tab_cb, bits, p->codebook_size);
+#if defined(TC_FC_HAVE_HALF4)
+                                if (bits == 4) {
+                                    fc_build_half4(split, tab_cb, p->codebook_size);
+                                } else
+#endif
+                                {
+                                    fc_build_split(split, tab_cb, bits, p->codebook_size);
+                                }
                             } else {
                                 fc_build_pairs(tab, tab_cb, bits, p->codebook_size);
                             }

@@ -739,7 +739,8 @@ def choose_auto(layers: list, cand_lists: list, extra_bytes: int, sram_cap: Opti
 
 def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[int] = None,
                   lossless: bool = False, granularity: str = "auto", seed: Optional[int] = None,
-                  calib=None, codebooks_in_sram: bool = True, calib_source: str = "") -> list:
+                  calib=None, codebooks_in_sram: bool = True, calib_source: str = "",
+                  flash_tables: float = 0.0) -> list:
     """Cluster every weight tensor of ``graph`` (resolved; ``graph.weight_tensors()``) in place.
 
     Exactly one of ``bits`` (k = 2^bits, 1..8), ``clusters`` (k in 2..256, index width
@@ -747,8 +748,10 @@ def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[i
     normalized | auto (module docstring). ``calib``: int8 calibration inputs [N, *input shape]
     (validated by :func:`tinycluster.frontends.calib.load_int8_calibration`): codebooks are then
     chosen by each layer's output error and biases corrected; None: the data-free method.
-    ``codebooks_in_sram``: whether auto's SRAM cap applies. ``seed`` is recorded but unused:
-    every step is deterministic.
+    ``codebooks_in_sram``: whether auto's SRAM cap applies. ``flash_tables``: the percentage of
+    the index bytes the planner may spend on FULLY_CONNECTED's flash pair tables; auto keeps that
+    much of its allowance free for them (:func:`cost.flash_table_reserve`, recorded as
+    ``flash_table_reserve``). ``seed`` is recorded but unused: every step is deterministic.
 
     Sets ``tensor.clustering`` (None for a layer kept as raw int8), and for layouts with new
     weight scales rewrites the tensor's ``quant`` and the int32 bias (the source quantization
@@ -809,7 +812,7 @@ def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[i
                 cands = [c for c in cands if c.scale is None]
             cand_lists.append(cands)
 
-    spent, extra, sram_cap = 0, None, None
+    spent, extra, sram_cap, reserve = 0, None, None, 0
     if opts.lossless or opts.granularity != "auto":
         chosen, why = [], []
         for L, cands in zip(Ls, cand_lists):
@@ -825,7 +828,11 @@ def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[i
                 why.append(f"{c.name} (requested)" if L.axis is not None else f"{c.name} (no channel axis)")
             chosen.append(c)
     else:
+        from .cost import flash_table_reserve
+
         extra = auto_allowance(graph, Ls, cand_lists, k)
+        reserve = min(extra, flash_table_reserve(graph, [L.node for L in Ls], _bits_for(k), flash_tables))
+        extra -= reserve
         if codebooks_in_sram:
             from ..planner import plan_memory
 
@@ -882,6 +889,7 @@ def cluster_graph(graph: Graph, bits: Optional[int] = None, clusters: Optional[i
         records.append(rec)
     meta = {"options": dict(opts.as_dict(), seed=seed), "method": method, "layers": records}
     if extra is not None:
-        meta["auto"] = {"extra_bytes_allowed": extra, "extra_bytes_spent": spent, "sram_cap": sram_cap}
+        meta["auto"] = {"extra_bytes_allowed": extra, "extra_bytes_spent": spent, "sram_cap": sram_cap,
+                        "flash_table_reserve": reserve}
     graph.meta["clustering"] = meta
     return records

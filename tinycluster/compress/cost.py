@@ -14,7 +14,9 @@ constants (int32 bias, requantization multipliers and shifts, params struct):
 - ``map``: the uint8 codebook number of each output channel (shared codebooks);
 - ``requant_extra``: 5 bytes (int32 multiplier + int8 shift) for every requantization entry
   beyond the int8 model's own, when a layout gives a per-tensor-quantized layer per-channel
-  weight scales (the normalized layout on e.g. ad01's fully connected layers).
+  weight scales (the normalized layout on e.g. ad01's fully connected layers);
+- ``tables``: FULLY_CONNECTED's flash pair tables (``flash_tables=True``: where the planner
+  granted them, planner.grant_flash_tables; precomputed for the Cortex-M DSP kernels).
 
 RAW8 (the int8 weights themselves, no codebook) costs exactly the layer's int8 weight bytes:
 the yardstick of the rule "a layer never costs more flash clustered than as raw int8".
@@ -42,11 +44,13 @@ class WeightCost:
     map: int
     requant_extra: int
     raw: bool
+    tables: int = 0
 
     @property
     def flash(self) -> int:
-        """Flash bytes of the weights in this layout (initial codebook values included)."""
-        return self.indices + self.codebooks + self.map + self.requant_extra
+        """Flash bytes of the weights in this layout (initial codebook values and flash pair
+        tables included)."""
+        return self.indices + self.codebooks + self.map + self.requant_extra + self.tables
 
     def sram(self, codebooks_in_sram: bool = True) -> int:
         """SRAM bytes the layout needs beyond the arena (codebooks copied to SRAM)."""
@@ -54,7 +58,8 @@ class WeightCost:
 
     def as_dict(self) -> dict:
         return {"indices": self.indices, "codebooks": self.codebooks, "map": self.map,
-                "requant_extra": self.requant_extra, "weight_flash": self.flash, "raw": self.raw}
+                "requant_extra": self.requant_extra, "tables": self.tables, "weight_flash": self.flash,
+                "raw": self.raw}
 
 
 def source_scales(graph, tensor) -> np.ndarray:
@@ -86,9 +91,10 @@ def _channels(node, graph) -> int:
     return int(t.shape[h.weight_channel_axis])
 
 
-def weight_cost(node, graph, clustering, scales=None) -> WeightCost:
+def weight_cost(node, graph, clustering, scales=None, flash_tables: bool = False) -> WeightCost:
     """Cost of ``node``'s weight tensor stored as ``clustering`` (None: RAW8, the int8 values
-    as they are) with weight ``scales`` (None: the tensor's current scales)."""
+    as they are) with weight ``scales`` (None: the tensor's current scales); ``flash_tables``:
+    with the layer's flash pair tables (FULLY_CONNECTED, where granted)."""
     from ..ops import _packed_common as pc
     from ..ops import get_handler
 
@@ -108,7 +114,30 @@ def weight_cost(node, graph, clustering, scales=None) -> WeightCost:
     sc = t.quant.scale if scales is None else scales
     extra = REQUANT_ENTRY_BYTES * max(0, requant_entries(node, graph, sc)
                                       - requant_entries(node, graph, source_scales(graph, t)))
-    return WeightCost(indices=idx, codebooks=cb, map=mp, requant_extra=extra, raw=lay.raw)
+    tables = 0
+    if flash_tables and node.op == "FULLY_CONNECTED":
+        from ..ops.fully_connected import flash_table_bytes
+
+        tables = flash_table_bytes(node.params, lay)
+    return WeightCost(indices=idx, codebooks=cb, map=mp, requant_extra=extra, raw=lay.raw, tables=tables)
+
+
+def flash_table_reserve(graph, nodes, bits: int, percent: float) -> int:
+    """Flash ``auto`` keeps free for FULLY_CONNECTED's flash pair tables at index width ``bits``
+    (so that speed never eats the codebook-economy bound): one table per layer that could take
+    one, at most ``percent`` % of the layers' index bytes at that width; 0 when ``percent`` is 0."""
+    from ..ops import get_handler
+    from ..ops.fully_connected import flash_table_bytes_at
+
+    if not percent or percent <= 0:
+        return 0
+    want = idx = 0
+    for node in nodes:
+        t = graph.tensors[node.inputs[get_handler(node.op).weight_input]]
+        idx += packed_size(int(t.size), bits)
+        if node.op == "FULLY_CONNECTED":
+            want += flash_table_bytes_at(node.params, bits)
+    return int(min(want, percent / 100.0 * idx))
 
 
 def int8_weight_bytes(node, graph) -> int:

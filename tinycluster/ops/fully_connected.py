@@ -30,19 +30,33 @@ def struct_fields(p: dict, layout) -> list:
     ]
 
 
-PAIR_MAX_BITS = 5  # TC_FC_PAIR_MAX_BITS
+PAIR_MAX_BITS = 6  # TC_FC_PAIR_MAX_BITS
 FC_BIAS_WIDTHS = (16, 32)  # stored bias widths the generator picks for FC (the kernel reads 16/24/32)
 
 
-def pair_entries(p: dict, bits: int, codebook_stride: int) -> int:
-    """Mirror of fc_pair_entries() (tc_fully_connected_packed.c): entries of the run-time pair
-    table (two weights per word), 0 when the layer takes no table."""
+def pair_entries(p: dict, bits: int, codebook_stride: int = 0) -> int:
+    """Mirror of fc_pair_entries() (tc_fully_connected_packed.c): entries of the pair table a
+    scratch level holds (two weights per word; layers of >= 4 weights per entry), 0 for none."""
     if not 1 <= bits <= PAIR_MAX_BITS:
         return 0
     e = 1 << (2 * bits)
-    if codebook_stride == 0:
-        return e if p["in_features"] * p["out_features"] >= 4 * e else 0
-    return e if p["in_features"] >= 2 * e else 0
+    return e if p["in_features"] * p["out_features"] >= 4 * e else 0
+
+
+def tables_pay(p: dict, bits: int, codebook_stride: int, per_channel: bool, n_codebooks: int = 1) -> bool:
+    """Mirror of fc_tables_pay(): whether the kernel uses the scratch's pair tables for this layout:
+    per-tensor layers always; per-channel layers (a build per row) on rows of >= 2 weights per
+    entry; shared layers with ``n_codebooks`` codebooks taken codebook by codebook (16 x codebooks
+    <= in_features, whole 8-index groups) with >= 4 weights per entry of all their tables, or on
+    rows of >= 2 weights per entry."""
+    e = pair_entries(p, bits)
+    n = p["in_features"]
+    if not e or codebook_stride == 0:
+        return bool(e)
+    if n >= 2 * e:
+        return True
+    return (not per_channel and (n * bits) % 8 == 0 and 16 * n_codebooks <= n
+            and 2 * n_codebooks * e <= n * p["out_features"])
 
 
 TABLES_NONE, TABLES_COMPACT, TABLES_FULL = 0, 1, 2  # tc_fc_packed_params.tables
@@ -62,10 +76,14 @@ def scratch_size(p: dict, bits: int, codebook_stride: int) -> int:
     return 2 * e if level == TABLES_COMPACT else 0
 
 
-def scratch_levels(p: dict, bits: int, codebook_stride: int, per_channel: bool = False) -> list:
-    """(table level, scratch bytes) the kernel can run with, fastest first, without 'none'.
+def scratch_levels(p: dict, bits: int, codebook_stride: int, per_channel: bool = False,
+                   n_codebooks: int = 1) -> list:
+    """(table level, scratch bytes) the kernel can run with, fastest first, without 'none'; none
+    where the tables do not pay for the layout (:func:`tables_pay`: the kernel would ignore them).
     Per-channel layers (a codebook per row) take no compact level: the kernel would rebuild it
     per row, slower than no table (it ignores it there)."""
+    if not tables_pay(p, bits, codebook_stride, per_channel, n_codebooks):
+        return []
     out = []
     for level in (TABLES_FULL,) + (() if per_channel else (TABLES_COMPACT,)):
         n = scratch_size(dict(p, tables=level), bits, codebook_stride)
@@ -74,12 +92,56 @@ def scratch_levels(p: dict, bits: int, codebook_stride: int, per_channel: bool =
     return out
 
 
-def level_for(p: dict, bits: int, codebook_stride: int, per_channel: bool, granted: int) -> int:
+def level_for(p: dict, bits: int, codebook_stride: int, per_channel: bool, granted: int,
+              n_codebooks: int = 1) -> int:
     """The table level a scratch of `granted` bytes holds (what the emitted params say)."""
-    for level, n in scratch_levels(p, bits, codebook_stride, per_channel):
+    for level, n in scratch_levels(p, bits, codebook_stride, per_channel, n_codebooks):
         if n <= granted:
             return level
     return TABLES_NONE
+
+
+def pair_tables(layout):
+    """The pair tables the Cortex-M DSP kernel would build in scratch, precomputed for flash
+    (``pair_tables`` of tc_fully_connected_packed): one per codebook (per-tensor: 1, shared: G),
+    2^(2*bits) uint32 words each, word ``lo | hi << bits`` = (uint16)cb[lo] | (uint16)cb[hi] << 16
+    with cb[i] = 0 for i >= k (fc_build_pairs). None where the kernel takes none: raw weights,
+    widths above PAIR_MAX_BITS, per-channel codebooks (a table per row would cost more flash
+    than the indices it serves)."""
+    if layout.raw or not 1 <= layout.bits <= PAIR_MAX_BITS or (layout.stride != 0 and layout.cmap is None):
+        return None
+    n, k = 1 << layout.bits, layout.k
+    cbs = np.asarray(layout.codebooks, np.int64).reshape(-1)
+    cbs = cbs[:k].reshape(1, k) if layout.stride == 0 else cbs.reshape(-1, layout.stride)[:, :k]
+    c = np.zeros((cbs.shape[0], n), np.int64)
+    c[:, :k] = cbs
+    c16 = c & 0xFFFF
+    # [codebook, hi, lo] -> word index lo | hi << bits
+    return (c16[:, None, :] | (c16[:, :, None] << 16)).reshape(-1).astype(np.uint32)
+
+
+def flash_table_bytes(p: dict, layout) -> int:
+    """Flash bytes of the layer's pair tables where they may be granted (issue 10's rule: the
+    kernel reads them on whole 8-index rows, and they are at most 1/8 of the layer's index
+    bytes), else 0."""
+    t = pair_tables(layout)
+    return 0 if t is None else flash_table_bytes_at(p, layout.bits, int(t.size) >> (2 * layout.bits))
+
+
+def flash_table_bytes_at(p: dict, bits: int, n_tables: int = 1) -> int:
+    """:func:`flash_table_bytes` for ``n_tables`` codebooks at width ``bits`` (before a layout exists:
+    the flash ``auto`` reserves for the tables, compress/cost.py)."""
+    from ..packing import packed_size
+
+    if not 1 <= bits <= PAIR_MAX_BITS or p["in_features"] < 8 or (p["in_features"] * bits) % 8:
+        return 0
+    nbytes = 4 * n_tables << (2 * bits)
+    return nbytes if 8 * nbytes <= packed_size(p["in_features"] * p["out_features"], bits) else 0
+
+
+def _n_codebooks(layout) -> int:
+    """Codebooks a shared layout's map names (its largest entry + 1, as fc_map_max), else 1."""
+    return int(np.max(layout.cmap)) + 1 if layout.cmap is not None and len(layout.cmap) else 1
 
 
 def fold_input_offset(p: dict, weights, bias):
@@ -193,15 +255,32 @@ class FullyConnected(OpHandler):
         # level the arena has room for at this layer; none: the kernel gets NULL)
         per_channel = layout.stride != 0 and layout.cmap is None
         p = dict(p, tables=level_for(p, layout.bits, layout.stride, per_channel,
-                                     ctx.scratch_size(self.scratch_bytes(node, ctx.graph))))
-        return pc.emit_weight_consts(node, ctx, f"fc{node.index}", layout, bias, p["mult"], p["shift"],
-                                     "tc_fc_packed_params", struct_fields(p, layout))
+                                     ctx.scratch_size(self.scratch_bytes(node, ctx.graph)), _n_codebooks(layout)))
+        names = pc.emit_weight_consts(node, ctx, f"fc{node.index}", layout, bias, p["mult"], p["shift"],
+                                      "tc_fc_packed_params", struct_fields(p, layout))
+        if "pair_tables" not in names:  # flash pair tables where the planner granted them
+            names["pair_tables"] = "NULL"
+            if node.index in ctx.flash_tables:
+                names["pair_tables"] = ctx.const_array(f"fc{node.index}_pairs", "uint32_t", pair_tables(layout),
+                                                       role="tables")
+        return names
 
     def emit(self, node, ctx) -> list:
         n = self._consts(node, ctx)
         return [f"tc_fully_connected_packed(&{n['params']}, {ctx.tensor(node.inputs[0])}, {n['packed']}, "
-                f"{n['codebooks']}, {n['map']}, {n['bias']}, {n['mult']}, {n['shift']}, "
+                f"{n['codebooks']}, {n['map']}, {n['pair_tables']}, {n['bias']}, {n['mult']}, {n['shift']}, "
                 f"{ctx.tensor(node.outputs[0])}, {ctx.scratch()});"]
+
+    def flash_tables(self, node, graph, granted_scratch: int) -> int:
+        """Bytes of flash pair tables this layer may take (planner.grant_flash_tables): where the
+        kernel does not run the full run-time table level with the scratch it was granted, and the
+        tables are at most 1/8 of its index bytes (:func:`flash_table_bytes`); else 0."""
+        layout, _ = pc.weight_layout_of(node, graph, self)
+        per_channel = layout.stride != 0 and layout.cmap is None
+        if level_for(node.params, layout.bits, layout.stride, per_channel, granted_scratch,
+                     _n_codebooks(layout)) == TABLES_FULL:
+            return 0
+        return flash_table_bytes(node.params, layout)
 
     def scratch_bytes(self, node, graph) -> int:
         """The full level's bytes (the kernel's fastest form)."""
@@ -212,7 +291,8 @@ class FullyConnected(OpHandler):
         """Scratch sizes the kernel can use, fastest first (the planner grants the first that fits)."""
         layout, _ = pc.weight_layout_of(node, graph, self)
         per_channel = layout.stride != 0 and layout.cmap is None
-        return [n for _, n in scratch_levels(node.params, layout.bits, layout.stride, per_channel)]
+        return [n for _, n in scratch_levels(node.params, layout.bits, layout.stride, per_channel,
+                                             _n_codebooks(layout))]
 
     def macs(self, node, graph) -> int:
         p = node.params

@@ -11,6 +11,7 @@ import re
 import numpy as np
 
 from tinycluster.builders.host import build_host_module
+from tinycluster.ops import _packed_common as pc
 from tinycluster.ops import fully_connected
 from tinycluster.packing import pack_indices
 from tinycluster.paths import RUNTIME_INCLUDE, RUNTIME_SRC
@@ -84,7 +85,8 @@ def _weights(ffi, layout):
 
 
 def _requant(ffi, p, bias):
-    b = ffi.NULL if bias is None else _arr(ffi, "int32_t", np.asarray(bias, np.int32))[0]
+    # stored as the params say (bias_bits: 16, 24 or 32), as the generated code stores it
+    b = ffi.NULL if bias is None else _arr(ffi, *pc.bias_storage(bias, p.get("bias_bits", 32)))[0]
     m = _arr(ffi, "int32_t", np.asarray(p["mult"], np.int32))[0]
     s = _arr(ffi, "int8_t", np.asarray(p["shift"], np.int8))[0]
     return b, m, s

@@ -29,11 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import packed_harness as H  # noqa: E402
 from conftest import require_tool  # noqa: E402
-from test_kernels_packed import (_acc_bound, _bias, _geometry, _layout, _poison_unneeded_rows,  # noqa: E402
+from test_kernels_packed import (_acc_bound, _bias, _bias_bits, _geometry, _layout, _poison_unneeded_rows,  # noqa: E402
                                  _quant, _rows, _zp)
 
 from tinycluster.emit_context import CTYPES  # noqa: E402
 from tinycluster.ir import Node  # noqa: E402
+from tinycluster.ops import _packed_common as pc  # noqa: E402
 from tinycluster.ops import conv_2d, depthwise_conv_2d, fully_connected, get_handler  # noqa: E402
 from tinycluster.packing import pack_indices  # noqa: E402
 
@@ -84,7 +85,7 @@ def _weights(m, layout):
 
 
 def _requant(m, p, bias):
-    b = 0 if bias is None else m.put(np.asarray(bias, np.int32))
+    b = 0 if bias is None else m.put(pc.bias_storage(bias, p.get("bias_bits", 32))[1])
     return b, m.put(np.asarray(p["mult"], np.int32)), m.put(np.asarray(p["shift"], np.int8))
 
 
@@ -207,6 +208,7 @@ def test_arm_conv2d_matches_portable(arm, data):
     ref = get_handler("CONV_2D").reference(node, None, [x, w, bias])[0][0, oy0:oy1].reshape(-1)
     if conv_2d.never_pads(p) and data.draw(st.booleans()):  # as emitted: input offset in the bias
         p, bias = conv_2d.fold_input_offset(p, w, bias)
+    p = _bias_bits(data, p, bias)
     xp = _poison_unneeded_rows(x, p, oy0, oy1, rng)
     fields = conv_2d.struct_fields(p, layout)
     rowwise = conv_2d.is_shallow(p) and data.draw(st.booleans())
@@ -237,6 +239,7 @@ def test_arm_depthwise_matches_portable(arm, data):
     node = Node(index=0, op="DEPTHWISE_CONV_2D", inputs=[0, 1, 2], outputs=[3], params=p)
     ref = get_handler("DEPTHWISE_CONV_2D").reference(node, None, [x, w, bias])[0]
     oy0, oy1 = _rows(data, p["out_h"])
+    p = _bias_bits(data, p, bias)
     xp = _poison_unneeded_rows(x, p, oy0, oy1, rng)
     fields = depthwise_conv_2d.struct_fields(p, layout)
     rowwise = data.draw(st.booleans())
@@ -265,6 +268,7 @@ def test_arm_fully_connected_matches_portable(arm, data):
     ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0].reshape(-1)
     if bias is not None and data.draw(st.booleans()):  # as emitted: input offset folded into the bias
         p, bias = fully_connected.fold_input_offset(p, w, bias)
+    p = _bias_bits(data, p, bias)
     fields = fully_connected.struct_fields(p, layout)
     null_scratch = data.draw(st.integers(0, 3)) == 0  # NULL scratch: the table-free paths
     # flash pair tables (the DSP cores read them; ARMv6-M ignores them) at any scratch level

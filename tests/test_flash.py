@@ -57,6 +57,25 @@ def test_kws_4bit_flash_bound_and_real_size(granularity, tmp_path):
         pytest.fail("arm-none-eabi-gcc required in CI")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite", "vww_96_int8.tflite",
+                                   "ad01_int8.tflite"])
+def test_lossless_within_int8_baseline(model, tmp_path):
+    """--lossless never exceeds the int8 baseline (int8 weights + 4 B per bias + 5 B per output
+    channel) on any shared model, counting every byte of constant data the compiled C holds
+    (params structs included), and the biases are stored exactly as wide as the report says."""
+    m = tinycluster.compile(shared_model(model), lossless=True)
+    t = m.report["totals"]
+    assert t["flash_bytes"] <= t["int8_weight_bytes"], (t["flash_bytes"], t["int8_weight_bytes"])
+    out = m.write(tmp_path / "out")
+    assert const_data_bytes(compile_obj("cc", out, m.name)) == t["flash_bytes"]
+    src = (out / f"{m.name}.c").read_text()
+    for layer in m.report["layers"]:
+        if layer.get("biases"):
+            assert layer["bias_bytes"] in (2 * layer["biases"], 3 * layer["biases"], 4 * layer["biases"]), layer
+    assert "bias_bits = 16" in src  # every shared model has layers whose biases fit int16
+
+
 def test_codebooks_in_flash_cost_no_sram():
     m_sram = tinycluster.compile(shared_model("kws_ref_model.tflite"), bits=4, granularity="per-channel", codebooks="sram")
     m_flash = tinycluster.compile(shared_model("kws_ref_model.tflite"), bits=4, granularity="per-channel", codebooks="flash")

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import packed_harness as H  # noqa: E402
 import thumb_driver as TD  # noqa: E402
 from conftest import require_tool  # noqa: E402
-from test_kernels_packed import (SETTINGS, _acc_bound, _bias, _geometry, _layout,  # noqa: E402
+from test_kernels_packed import (SETTINGS, _acc_bound, _bias, _bias_bits, _geometry, _layout,  # noqa: E402
                                  _poison_unneeded_rows, _quant, _rows)
 from tinycluster.ops import _packed_common as pc  # noqa: E402
 from tinycluster.ops import conv_2d, depthwise_conv_2d  # noqa: E402
@@ -78,6 +78,7 @@ def test_conv2d_arm_matches_portable(data):
     oy0, oy1 = _rows(data, p["out_h"])
     if conv_2d.never_pads(p) and data.draw(st.booleans()):  # as emitted: input offset in the bias
         p, bias = conv_2d.fold_input_offset(p, w, bias)
+    p = _bias_bits(data, p, bias)
     xp = _poison_unneeded_rows(x, p, oy0, oy1, rng)
     _check("conv", p, layout, xp, bias, conv_2d.struct_fields(p, layout), oy0, oy1,
            data.draw(st.booleans()), data.draw(st.integers(0, 3)))
@@ -107,6 +108,7 @@ def test_depthwise_conv2d_arm_matches_portable(data):
     layout, _ = _layout(data, (1, kh, kw, out_c), 3, out_c)
     x = rng.integers(-128, 128, size=(1, in_h, in_w, in_c)).astype(np.int8)
     oy0, oy1 = _rows(data, p["out_h"])
+    p = _bias_bits(data, p, bias)
     xp = _poison_unneeded_rows(x, p, oy0, oy1, rng)
     _check("dw", p, layout, xp, bias, depthwise_conv_2d.struct_fields(p, layout), oy0, oy1,
            data.draw(st.booleans()), data.draw(st.integers(0, 3)))
@@ -116,18 +118,23 @@ def test_depthwise_conv2d_arm_matches_portable(data):
 def test_model_layer_shapes_match_portable(kind):
     """The layer shapes the shared models run (kws pointwise / depthwise, ResNet-8 3x3 and its
     strided 1x1 shortcut, vww's 3x3-position pointwise), at full size, 4-bit per-tensor
-    codebook, per-channel requantization; plus a strided 1x1 with odd rows."""
+    codebook, per-channel requantization; plus a strided 1x1 with odd rows, and layers wider
+    than the 64-channel bias stage (shallow conv, depthwise). Biases stored 16, 24 and 32 bits
+    wide in turn."""
     rng = np.random.default_rng(7)
     shapes = {"conv": [(25, 5, 64, 64, 1, 1), (16, 16, 32, 32, 3, 1), (16, 16, 32, 64, 3, 2),
-                       (16, 16, 32, 64, 1, 2), (3, 3, 128, 64, 1, 1), (9, 7, 32, 24, 1, 3)],
-              "dw": [(25, 5, 64, 64, 3, 1), (24, 24, 32, 32, 3, 2), (48, 48, 8, 8, 3, 1)]}[kind]
-    for ih, iw, ic, oc, k, s in shapes:
+                       (16, 16, 32, 64, 1, 2), (3, 3, 128, 64, 1, 1), (9, 7, 32, 24, 1, 3),
+                       (6, 5, 3, 96, 3, 1)],
+              "dw": [(25, 5, 64, 64, 3, 1), (24, 24, 32, 32, 3, 2), (48, 48, 8, 8, 3, 1),
+                     (5, 4, 136, 136, 3, 1)]}[kind]
+    for i, (ih, iw, ic, oc, k, s) in enumerate(shapes):
         oh, ow = pc.out_size("SAME", ih, k, s, 1), pc.out_size("SAME", iw, k, s, 1)
         p = dict(in_h=ih, in_w=iw, in_c=ic, out_c=oc, k_h=k, k_w=k, stride_h=s, stride_w=s, dil_h=1,
                  dil_w=1, out_h=oh, out_w=ow, pad_top=pc.pad_before(s, 1, ih, k, oh),
                  pad_left=pc.pad_before(s, 1, iw, k, ow), input_offset=128, output_offset=-5,
                  act_min=-128, act_max=127, requant_per_channel=1,
-                 mult=list(rng.integers(1 << 30, 1 << 31, oc)), shift=list(rng.integers(-10, -5, oc)))
+                 mult=list(rng.integers(1 << 30, 1 << 31, oc)), shift=list(rng.integers(-10, -5, oc)),
+                 bias_bits=(16, 24, 32)[i % 3])
         shape, axis = ((oc, k, k, ic), 0) if kind == "conv" else ((1, k, k, oc), 3)
         if kind == "conv":
             p["filter_in_c"] = ic
@@ -138,6 +145,8 @@ def test_model_layer_shapes_match_portable(kind):
         bias = rng.integers(-5000, 5000, oc)
         x = rng.integers(-128, 128, size=(1, ih, iw, ic)).astype(np.int8)
         mod = conv_2d if kind == "conv" else depthwise_conv_2d
+        if kind == "conv" and oc > 64:
+            assert conv_2d.is_shallow(p)  # the shallow Arm path's block-by-block bias stage
         _check(kind, p, layout, x, bias, mod.struct_fields(p, layout), 0, oh, False, 1)
 
 

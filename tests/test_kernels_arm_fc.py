@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_kernels_packed as K  # noqa: E402
 from conftest import require_tool  # noqa: E402
 from tinycluster.ir import Node  # noqa: E402
+from tinycluster.ops import _packed_common as pc  # noqa: E402
 from tinycluster.ops import fully_connected, get_handler  # noqa: E402
 from tinycluster.packing import pack_indices  # noqa: E402
 
@@ -84,7 +85,7 @@ def run_fc_on_target(board, p, layout, x, bias, null_scratch=False, flash_tables
     if layout.cmap is not None:
         write(m, "MAP", np.asarray(layout.cmap, np.uint8).tobytes())
     if bias is not None:
-        write(m, "BIAS", np.asarray(bias, np.int64).astype(np.int32).tobytes())
+        write(m, "BIAS", pc.bias_storage(bias, p.get("bias_bits", 32))[1].tobytes())  # as the params say
     write(m, "MULT", np.asarray(p["mult"], np.int64).astype(np.int32).tobytes())
     write(m, "SHIFT", np.asarray(p["shift"], np.int8).tobytes())
     tabs = fully_connected.pair_tables(layout) if flash_tables else None
@@ -133,6 +134,7 @@ def test_fully_connected_on_target_matches_reference(board):
         ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0]
         if bias is not None and data.draw(st.booleans()):  # as emitted: input offset folded into the bias
             p, bias = fully_connected.fold_input_offset(p, w, bias)
+        p = K._bias_bits(data, p, bias)
         got = run_fc_on_target(board, p, layout, x, bias, null_scratch=data.draw(st.integers(0, 3)) == 0,
                                flash_tables=data.draw(st.booleans()))
         np.testing.assert_array_equal(got, ref.reshape(-1))

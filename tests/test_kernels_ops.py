@@ -423,7 +423,9 @@ def test_emit_declares_params_and_calls_kernel():
     assert lines == ["tc_add_s8(&m_n0_add, (TC_ARENA + 0), m_n0_in1, (TC_ARENA + 48));"]
     texts = {dd.ident: dd.text for dd in ctx.decls}
     assert "static const tc_add_params m_n0_add = {" in texts["m_n0_add"]
-    assert ".b_s3 = 1" in texts["m_n0_add"] and ".broadcast = 1" in texts["m_n0_add"]
+    # input 2, shape (3,), is broadcast along dims 1 and 2 of the (1, 4, 4, 3) output (bits 1, 2)
+    assert ".a_bcast = 0" in texts["m_n0_add"] and ".b_bcast = 6" in texts["m_n0_add"]
+    assert ctx.bytes_by("flash", role="params") == 44  # sizeof(tc_add_params)
     assert texts["m_n0_in1"].startswith("static const int8_t m_n0_in1[3]")
 
 

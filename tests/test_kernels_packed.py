@@ -99,11 +99,22 @@ def _layout(data, shape, axis, n_ch, fast=False):
 
 
 def _bias(data, rng, n):
-    kind = data.draw(st.sampled_from(["none", "small", "large"]))
+    kind = data.draw(st.sampled_from(["none", "int16", "small", "large"]))
     if kind == "none":
         return None
+    if kind == "int16":  # stored 16 bits wide; the extremes of the range included
+        b = rng.integers(-(1 << 15), 1 << 15, size=n).astype(np.int64)
+        b[rng.random(n) < 0.2] = -(1 << 15)
+        b[rng.random(n) < 0.2] = (1 << 15) - 1
+        return b
     lim = (1 << 16) if kind == "small" else (1 << 30)
     return rng.integers(-lim, lim, size=n).astype(np.int64)
+
+
+def _bias_bits(data, p, bias):
+    """p with a stored bias width that holds ``bias`` (the generator's narrowest, or wider)."""
+    return dict(p, bias_bits=data.draw(st.sampled_from(
+        [w for w in pc.BIAS_WIDTHS if w >= pc.bias_bits_for(bias)])))
 
 
 def _acc_bound(bias, taps: int) -> int:
@@ -172,6 +183,7 @@ def test_conv2d_packed_matches_reference(data):
     assert conv_2d.scratch_size(p) == H.scratch_size("conv", conv_2d.struct_fields(p, layout))
     if conv_2d.never_pads(p) and data.draw(st.booleans()):  # as emitted: input offset in the bias
         p, bias = conv_2d.fold_input_offset(p, w, bias)
+    p = _bias_bits(data, p, bias)
     xp = _poison_unneeded_rows(x, p, oy0, oy1, rng)
     fields = conv_2d.struct_fields(p, layout)
     portable = data.draw(st.booleans())
@@ -201,6 +213,7 @@ def test_depthwise_conv2d_packed_matches_reference(data):
     ref = get_handler("DEPTHWISE_CONV_2D").reference(node, None, [x, w, bias])[0]
     oy0, oy1 = _rows(data, p["out_h"])
     assert depthwise_conv_2d.scratch_size(p) == H.scratch_size("dw", depthwise_conv_2d.struct_fields(p, layout))
+    p = _bias_bits(data, p, bias)
     xp = _poison_unneeded_rows(x, p, oy0, oy1, rng)
     fields = depthwise_conv_2d.struct_fields(p, layout)
     portable = data.draw(st.booleans())
@@ -229,6 +242,7 @@ def test_fully_connected_packed_matches_reference(data):
     ref = get_handler("FULLY_CONNECTED").reference(node, None, [x, w, bias])[0]
     if bias is not None and data.draw(st.booleans()):  # as emitted: input offset folded into the bias
         p, bias = fully_connected.fold_input_offset(p, w, bias)
+    p = _bias_bits(data, p, bias)
     got = H.run_fc(p, layout, x, bias, fully_connected.struct_fields(p, layout),
                    portable=data.draw(st.booleans()), null_scratch=data.draw(st.integers(0, 3)) == 0)
     np.testing.assert_array_equal(got, ref.reshape(-1))

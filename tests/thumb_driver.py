@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from arm_harness import build_machine
+from tinycluster.ops import _packed_common as pc
 from tinycluster.paths import runtime_sources
 
 HEAP_BYTES = 1 << 19
@@ -172,7 +173,7 @@ def run_conv(drv: Driver, kind: str, p: dict, layout, x, bias, fields, oy0: int,
          2: drv.put(pack_indices(layout.indices, layout.bits)),
          3: 0 if layout.raw else drv.put(layout.codebook_array()),
          4: 0 if layout.cmap is None else drv.put(np.asarray(layout.cmap, np.uint8)),
-         5: 0 if bias is None else drv.put(np.asarray(bias, np.int32)),
+         5: 0 if bias is None else drv.put(pc.bias_storage(bias, p.get("bias_bits", 32))[1]),
          6: drv.put(np.asarray(p["mult"], np.int32)), 7: drv.put(np.asarray(p["shift"], np.int8))}
     nscr = drv.run(kind + "_bufsize", a, count=False)[0]
     row = p["out_w"] * p["out_c"]

@@ -7,22 +7,24 @@ from . import __version__
 from .ops import get_handler
 
 
-def _check_cost(node, ctx, cost):
+def _check_cost(node, ctx, cost, bias_bytes):
     """The cost function (compress/cost.py) must describe the bytes the emitter declared."""
     from .errors import TinyClusterError
 
     got = {"indices": ctx.bytes_by(owner=node.name, role="indices"),
            "codebooks": ctx.bytes_by(owner=node.name, role="codebook"),
            "map": ctx.bytes_by(owner=node.name, role="other"),
-           "tables": ctx.bytes_by(owner=node.name, role="tables")}
-    want = {"indices": cost.indices, "codebooks": cost.codebooks, "map": cost.map, "tables": cost.tables}
+           "tables": ctx.bytes_by(owner=node.name, role="tables"),
+           "bias": ctx.bytes_by(owner=node.name, role="bias")}
+    want = {"indices": cost.indices, "codebooks": cost.codebooks, "map": cost.map, "tables": cost.tables,
+            "bias": bias_bytes}
     if got != want:
         raise TinyClusterError(f"internal: {node.name}: emitted weight bytes {got} differ from the cost model "
                                f"{want}; please report this")
 
 
 def _layer_rows(graph, ctx, cluster_stats, flash_tables=()):
-    from .compress.cost import weight_cost
+    from .compress.cost import bias_bytes, weight_cost
 
     rows = []
     for node in graph.nodes:
@@ -51,7 +53,8 @@ def _layer_rows(graph, ctx, cluster_stats, flash_tables=()):
             baseline = t.size + 4 * bias_n + 5 * n_out  # int8 weights + int32 bias + per-channel requant
             st = cluster_stats.get(node.name, {}) if cluster_stats else {}
             cost = weight_cost(node, graph, cl, flash_tables=node.index in flash_tables)
-            _check_cost(node, ctx, cost)
+            n_bias_bytes = bias_bytes(node, graph, cl)
+            _check_cost(node, ctx, cost, n_bias_bytes)
             row.update({
                 "weights": t.size,
                 "output_channels": int(n_out),
@@ -64,6 +67,7 @@ def _layer_rows(graph, ctx, cluster_stats, flash_tables=()):
                 "int8_bytes": baseline,
                 "weight_flash_bytes": cost.flash,
                 "int8_weight_only_bytes": int(t.size),
+                "bias_bytes": n_bias_bytes,  # as stored: 2, 3 or 4 bytes per bias (vs 4 in the baseline)
                 "scales": st.get("scales", "unchanged"),
                 "saving": round(1.0 - (flash + cb_sram) / baseline, 4) if baseline else 0.0,
             })

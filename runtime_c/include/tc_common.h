@@ -25,8 +25,12 @@
  * 5: tc_fully_connected_packed() takes `pair_tables` (precomputed pair tables in flash, one
  *    per codebook, or NULL): the generated code passes them where the arena has no room for
  *    the run-time table, under the model's flash-table budget; pair tables (scratch levels)
- *    for widths 1..6, for every layout of >= 4 weights per table entry. */
-#define TC_RUNTIME_ABI_VERSION 5
+ *    for widths 1..6, for every layout of >= 4 weights per table entry.
+ * 6: packed kernels take `const void *bias` stored 16, 24 or 32 bits wide (the params' new
+ *    bias_bits field; read through tc_bias_at()): the generator stores each layer's biases in
+ *    the narrowest width that holds them all. tc_add_params / tc_mul_params: narrow fields
+ *    and one broadcast mask per input (a_bcast, b_bcast) instead of eight int32 strides. */
+#define TC_RUNTIME_ABI_VERSION 6
 
 #ifdef __cplusplus
 extern "C" {
@@ -141,6 +145,69 @@ TC_INLINE int8_t tc_requantize(int32_t acc, int32_t mult, int32_t shift, int32_t
     v = TC_MAX(v, act_min);
     v = TC_MIN(v, act_max);
     return (int8_t)v;
+}
+
+/* Element strides of an ADD / MUL input over the output dims d[0..3]: 0 along the dims whose
+ * bit is set in `bcast` (the input has size 1 there), else the product of the input's later
+ * dims (tc_kernels.h, tc_add_params). */
+TC_INLINE void tc_bcast_strides(const int32_t d[4], uint32_t bcast, int32_t s[4])
+{
+    int32_t acc = 1, k;
+    for (k = 3; k >= 0; --k) {
+        if ((bcast >> k) & 1u) {
+            s[k] = 0;
+        } else {
+            s[k] = acc;
+            acc *= d[k];
+        }
+    }
+}
+
+/* The bias of output channel c, as the packed kernels store it (`bias_bits` wide):
+ *  16: int16_t[] (every bias of the layer in [-32768, 32767]);
+ *  24: three bytes per bias, little-endian two's complement ([-2^23, 2^23));
+ *  32: int32_t[] (any int32; also any other bias_bits value).
+ * bias == NULL (no bias): 0. Every packed kernel reads its biases through this one accessor. */
+TC_INLINE int32_t tc_bias_at(const void *bias, uint32_t bias_bits, int32_t c)
+{
+    if (bias == NULL) {
+        return 0;
+    }
+    if (bias_bits == 16) {
+        return ((const int16_t *)bias)[c];
+    }
+    if (bias_bits == 24) {
+        const uint8_t *b = (const uint8_t *)bias + 3 * c;
+        const uint32_t u = (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16);
+        return (int32_t)(u ^ 0x800000u) - 0x800000; /* sign-extend 24 bits */
+    }
+    return ((const int32_t *)bias)[c];
+}
+
+/* out[j] = tc_bias_at(bias, bias_bits, c + j) for j < n, the width dispatched once (hot loops
+ * read a group of biases per output position through this). */
+TC_INLINE void tc_bias_n(const void *bias, uint32_t bias_bits, int32_t c, int32_t n, int32_t *out)
+{
+    int32_t j;
+    if (bias == NULL) {
+        for (j = 0; j < n; j++) {
+            out[j] = 0;
+        }
+    } else if (bias_bits == 16) {
+        const int16_t *b = (const int16_t *)bias + c;
+        for (j = 0; j < n; j++) {
+            out[j] = b[j];
+        }
+    } else if (bias_bits == 24) {
+        for (j = 0; j < n; j++) {
+            out[j] = tc_bias_at(bias, 24, c + j);
+        }
+    } else {
+        const int32_t *b = (const int32_t *)bias + c;
+        for (j = 0; j < n; j++) {
+            out[j] = b[j];
+        }
+    }
 }
 
 #ifdef __cplusplus

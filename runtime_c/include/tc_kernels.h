@@ -40,7 +40,13 @@ extern "C" {
  *               codebook saves nothing).
  *  - requantization: mult[] (int32, [0, 2^31)) and shift[] (int8, [-31, 30]); index c when
  *               requant_per_channel == 1, index 0 for every channel when it is 0.
- * bias may be NULL (no bias). Accumulation is int32 exactly as TFLite Micro's reference
+ *  - bias:      one value per output channel, stored p->bias_bits wide (tc_bias_at() in
+ *               tc_common.h): 16 (int16_t[], values in [-32768, 32767]), 24 (3 bytes per value,
+ *               little-endian two's complement, [-2^23, 2^23)) or 32 (int32_t[]); NULL: no bias.
+ *               The generator picks the narrowest width that holds every bias of the layer
+ *               (of 16 and 32 for FULLY_CONNECTED, which reads each bias once per output row);
+ *               every kernel accepts all three.
+ * Accumulation is int32 exactly as TFLite Micro's reference
  * integer kernels: acc = bias[c] + sum(w * (x + input_offset)), then tc_requantize().
  * Decoding: tc_unpack_lut() (fast paths when the stream position is byte aligned) and
  * tc_unpack_lut_generic() (any width, any bit position). */
@@ -72,6 +78,7 @@ typedef struct {
     uint8_t bits;             /* index width 1..8 */
     uint8_t requant_per_channel; /* 0 or 1 */
     uint8_t tables;           /* pair tables the caller's scratch holds: 2 full, 1 compact, 0 none */
+    uint8_t bias_bits;        /* width of the stored biases: 16, 24 or 32 (tc_bias_at) */
 } tc_fc_packed_params;
 
 /* Scratch (any alignment), for widths 1..6 and layers of in_features * out_features >=
@@ -102,7 +109,7 @@ int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p);
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
                                const uint8_t *codebook_map, const uint32_t *pair_tables,
-                               const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                               const void *bias, const int32_t *mult, const int8_t *shift,
                                int8_t *output, int8_t *scratch);
 
 /* CONV_2D, batch 1. input [in_h][in_w][in_c], weights [out_c][k_h][k_w][filter_in_c]
@@ -124,6 +131,7 @@ typedef struct {
     int8_t act_min, act_max;
     uint8_t bits;               /* 1..8 */
     uint8_t requant_per_channel;
+    uint8_t bias_bits;          /* width of the stored biases: 16, 24 or 32 (tc_bias_at) */
 } tc_conv_packed_params;
 
 /* Scratch: one decoded filter as int16 (2*k_h*k_w*filter_in_c bytes) + k_h*(k_w+1) int32
@@ -134,7 +142,7 @@ typedef struct {
 int32_t tc_conv2d_packed_get_buffer_size(const tc_conv_packed_params *p);
 void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
                       const uint8_t *packed, const int8_t *codebooks,
-                      const uint8_t *codebook_map, const int32_t *bias,
+                      const uint8_t *codebook_map, const void *bias,
                       const int32_t *mult, const int8_t *shift,
                       int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch);
 /* Shallow layers in two steps, for row-by-row callers: tc_conv2d_packed_decode() decodes all
@@ -145,7 +153,7 @@ int32_t tc_conv2d_packed_decode(const tc_conv_packed_params *p, const uint8_t *p
                                 const int8_t *codebooks, const uint8_t *codebook_map,
                                 int8_t *scratch);
 void tc_conv2d_packed_rows(const tc_conv_packed_params *p, const int8_t *input,
-                           const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                           const void *bias, const int32_t *mult, const int8_t *shift,
                            int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch);
 
 /* DEPTHWISE_CONV_2D, batch 1. input [in_h][in_w][in_c], weights [1][k_h][k_w][out_c],
@@ -165,6 +173,7 @@ typedef struct {
     int8_t act_min, act_max;
     uint8_t bits;               /* 1..8 */
     uint8_t requant_per_channel;
+    uint8_t bias_bits;          /* width of the stored biases: 16, 24 or 32 (tc_bias_at) */
 } tc_dw_packed_params;
 
 /* Scratch: the whole decoded filter as int16 (2*k_h*k_w*out_c bytes) + 3 bytes of
@@ -173,7 +182,7 @@ typedef struct {
 int32_t tc_depthwise_conv2d_packed_get_buffer_size(const tc_dw_packed_params *p);
 void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *input,
                                 const uint8_t *packed, const int8_t *codebooks,
-                                const uint8_t *codebook_map, const int32_t *bias,
+                                const uint8_t *codebook_map, const void *bias,
                                 const int32_t *mult, const int8_t *shift,
                                 int32_t oy_begin, int32_t oy_end, int8_t *output,
                                 int8_t *scratch);
@@ -184,7 +193,7 @@ void tc_depthwise_conv2d_packed_decode(const tc_dw_packed_params *p, const uint8
                                        const int8_t *codebooks, const uint8_t *codebook_map,
                                        int8_t *scratch);
 void tc_depthwise_conv2d_packed_rows(const tc_dw_packed_params *p, const int8_t *input,
-                                     const int32_t *bias, const int32_t *mult,
+                                     const void *bias, const int32_t *mult,
                                      const int8_t *shift, int32_t oy_begin, int32_t oy_end,
                                      int8_t *output, int8_t *scratch);
 
@@ -201,26 +210,26 @@ void tc_depthwise_conv2d_packed_rows(const tc_dw_packed_params *p, const int8_t 
  *   a = (in1 + input1_offset) << left_shift, b = (in2 + input2_offset) << left_shift,
  *   a' = tc_mul_by_quant_mult(a, input1_multiplier, input1_shift), same for b',
  *   out = clamp(tc_mul_by_quant_mult(a' + b', output_multiplier, output_shift) + output_offset).
- * Output index (i0,i1,i2,i3) over d0..d3 reads in1[i0*a_s0 + i1*a_s1 + i2*a_s2 + i3*a_s3]
- * (a_sK = 0 where input 1 is broadcast along dim K), same for in2 with b_sK.
- * broadcast == 0: both inputs have the output's shape (flat loop of d0*d1*d2*d3 elements).
+ * Broadcast geometry (ADD and MUL): output index (i0,i1,i2,i3) over d0..d3 reads
+ * in1[i0*a_s0 + i1*a_s1 + i2*a_s2 + i3*a_s3], where a_sK = 0 when bit K of a_bcast is set
+ * (input 1 has size 1 along dim K, broadcast to dK) and otherwise the product of input 1's
+ * dims after K (dJ, or 1 where bit J is set); the same for in2 with b_bcast.
+ * a_bcast == b_bcast == 0: both inputs have the output's shape (flat loop of d0*d1*d2*d3 elements).
  * Elementwise in place (output == in1) when in1 has the output's shape. */
 typedef struct {
     int32_t d0, d1, d2, d3;         /* output dims, 1..2^31-1, product < 2^31 */
-    int32_t a_s0, a_s1, a_s2, a_s3; /* input 1 element strides (0: broadcast) */
-    int32_t b_s0, b_s1, b_s2, b_s3; /* input 2 element strides (0: broadcast) */
-    int32_t broadcast;              /* 0 or 1 */
-    int32_t input1_offset;          /* -zero_point, [-127, 128] */
-    int32_t input2_offset;          /* -zero_point, [-127, 128] */
-    int32_t output_offset;          /* zero_point, [-128, 127] */
-    int32_t left_shift;             /* 20 for int8 */
     int32_t input1_multiplier;      /* [0, 2^31) */
-    int32_t input1_shift;           /* [-31, 0] */
     int32_t input2_multiplier;      /* [0, 2^31) */
-    int32_t input2_shift;           /* [-31, 0] */
     int32_t output_multiplier;      /* [0, 2^31) */
-    int32_t output_shift;           /* [-31, 0] */
-    int32_t act_min, act_max;       /* [-128, 127], act_min <= act_max */
+    int16_t input1_offset;          /* -zero_point, [-127, 128] */
+    int16_t input2_offset;          /* -zero_point, [-127, 128] */
+    int8_t output_offset;           /* zero_point, [-128, 127] */
+    int8_t left_shift;              /* 20 for int8 */
+    int8_t input1_shift;            /* [-31, 0] */
+    int8_t input2_shift;            /* [-31, 0] */
+    int8_t output_shift;            /* [-31, 0] */
+    int8_t act_min, act_max;        /* [-128, 127], act_min <= act_max */
+    uint8_t a_bcast, b_bcast;       /* bit K: the input is broadcast along dim K (0..15) */
 } tc_add_params;
 void tc_add_s8(const tc_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 
@@ -230,15 +239,13 @@ void tc_add_s8(const tc_add_params *p, const int8_t *in1, const int8_t *in2, int
  * Elementwise in place (output == in1) when in1 has the output's shape. */
 typedef struct {
     int32_t d0, d1, d2, d3;         /* output dims */
-    int32_t a_s0, a_s1, a_s2, a_s3; /* input 1 element strides (0: broadcast) */
-    int32_t b_s0, b_s1, b_s2, b_s3; /* input 2 element strides (0: broadcast) */
-    int32_t broadcast;              /* 0 or 1 */
-    int32_t input1_offset;          /* -zero_point, [-127, 128] */
-    int32_t input2_offset;          /* -zero_point, [-127, 128] */
-    int32_t output_offset;          /* zero_point, [-128, 127] */
     int32_t output_multiplier;      /* [0, 2^31) */
-    int32_t output_shift;           /* [-31, 30] */
-    int32_t act_min, act_max;       /* [-128, 127], act_min <= act_max */
+    int16_t input1_offset;          /* -zero_point, [-127, 128] */
+    int16_t input2_offset;          /* -zero_point, [-127, 128] */
+    int8_t output_offset;           /* zero_point, [-128, 127] */
+    int8_t output_shift;            /* [-31, 30] */
+    int8_t act_min, act_max;        /* [-128, 127], act_min <= act_max */
+    uint8_t a_bcast, b_bcast;       /* as tc_add_params */
 } tc_mul_params;
 void tc_mul_s8(const tc_mul_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 

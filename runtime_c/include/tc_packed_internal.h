@@ -127,6 +127,34 @@ TC_INLINE int tc_conv_pairs8(const tc_conv_packed_params *p)
 #define TC_NOINLINE
 #endif
 
+/* Biases in per-position hot loops (depthwise, shallow conv on Arm): those loops read int32.
+ * tc_bias_stage() gives the int32 biases of channels [0, n) once per call: the stored array
+ * itself when it is int32, else a copy in `buf` (TC_BIAS_STAGE entries, zeros for no bias) when
+ * n <= TC_BIAS_STAGE; NULL otherwise (more channels, stored narrower or absent: the caller
+ * stages a block of channels at a time with tc_bias_n(), or reads with tc_bias_cold()). */
+#define TC_BIAS_STAGE 64
+
+TC_INLINE const int32_t *tc_bias_stage(const void *bias, uint32_t bias_bits, int32_t n, int32_t *buf)
+{
+    if (bias != NULL && bias_bits != 16 && bias_bits != 24) {
+        return (const int32_t *)bias;
+    }
+    if (n > TC_BIAS_STAGE) {
+        return NULL;
+    }
+    tc_bias_n(bias, bias_bits, 0, n, buf);
+    return buf;
+}
+
+/* tc_bias_at out of line (the rare fallback inside a hot loop keeps the loop's registers) */
+#if defined(__GNUC__)
+__attribute__((unused))
+#endif
+static TC_NOINLINE int32_t tc_bias_cold(const void *bias, uint32_t bias_bits, int32_t c)
+{
+    return tc_bias_at(bias, bias_bits, c);
+}
+
 /* Scheduling order for the unrolled hot loops on Arm (no instruction emitted): GCC's first
  * scheduling pass (on at -O2) hoists every table load of an unrolled loop body to the top,
  * which needs more registers than the core has and spills accumulators to the stack

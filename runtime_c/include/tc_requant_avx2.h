@@ -84,5 +84,24 @@ __attribute__((target("avx2"), always_inline)) static inline void tc_rq8_store16
     _mm_storeu_si128((__m128i *)(void *)out, _mm_packs_epi16(lo, hi));
 }
 
+/* the biases of channels c0..c0+7 (tc_bias_at(bias, bias_bits, c0 + j)) as eight int32 lanes */
+__attribute__((target("avx2"), always_inline)) static inline __m256i tc_bias8_avx2(
+    const void *bias, uint32_t bias_bits, int32_t c0)
+{
+    if (bias == NULL) {
+        return _mm256_setzero_si256();
+    }
+    if (bias_bits == 16) {
+        return _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(const void *)((const int16_t *)bias + c0)));
+    }
+    if (bias_bits == 24) {
+        return _mm256_setr_epi32(tc_bias_at(bias, 24, c0), tc_bias_at(bias, 24, c0 + 1),
+                                 tc_bias_at(bias, 24, c0 + 2), tc_bias_at(bias, 24, c0 + 3),
+                                 tc_bias_at(bias, 24, c0 + 4), tc_bias_at(bias, 24, c0 + 5),
+                                 tc_bias_at(bias, 24, c0 + 6), tc_bias_at(bias, 24, c0 + 7));
+    }
+    return _mm256_loadu_si256((const __m256i *)(const void *)((const int32_t *)bias + c0));
+}
+
 #endif /* TC_HOST_X86_SIMD */
 #endif /* TC_REQUANT_AVX2_H */

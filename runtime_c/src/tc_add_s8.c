@@ -44,8 +44,9 @@ static int8_t tc_add_one(const tc_add_params *p, int32_t x1, int32_t x2)
 
 void tc_add_s8(const tc_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out)
 {
-    int32_t i0, i1, i2, i3;
-    if (!p->broadcast) {
+    const int32_t d[4] = {p->d0, p->d1, p->d2, p->d3};
+    int32_t as[4], bs[4], i0, i1, i2, i3;
+    if ((p->a_bcast | p->b_bcast) == 0) {
         const int32_t n = p->d0 * p->d1 * p->d2 * p->d3;
         int32_t i = 0;
 #ifdef TC_HOST_X86_SIMD
@@ -58,13 +59,15 @@ void tc_add_s8(const tc_add_params *p, const int8_t *in1, const int8_t *in2, int
         }
         return;
     }
-    for (i0 = 0; i0 < p->d0; ++i0) {
-        for (i1 = 0; i1 < p->d1; ++i1) {
-            for (i2 = 0; i2 < p->d2; ++i2) {
-                const int8_t *a = in1 + i0 * p->a_s0 + i1 * p->a_s1 + i2 * p->a_s2;
-                const int8_t *b = in2 + i0 * p->b_s0 + i1 * p->b_s1 + i2 * p->b_s2;
-                for (i3 = 0; i3 < p->d3; ++i3) {
-                    *out++ = tc_add_one(p, a[i3 * p->a_s3], b[i3 * p->b_s3]);
+    tc_bcast_strides(d, p->a_bcast, as);
+    tc_bcast_strides(d, p->b_bcast, bs);
+    for (i0 = 0; i0 < d[0]; ++i0) {
+        for (i1 = 0; i1 < d[1]; ++i1) {
+            for (i2 = 0; i2 < d[2]; ++i2) {
+                const int8_t *a = in1 + i0 * as[0] + i1 * as[1] + i2 * as[2];
+                const int8_t *b = in2 + i0 * bs[0] + i1 * bs[1] + i2 * bs[2];
+                for (i3 = 0; i3 < d[3]; ++i3) {
+                    *out++ = tc_add_one(p, a[i3 * as[3]], b[i3 * bs[3]]);
                 }
             }
         }

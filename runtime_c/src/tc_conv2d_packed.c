@@ -48,7 +48,7 @@ int32_t tc_conv2d_packed_get_buffer_size(const tc_conv_packed_params *p)
 /* Portable reference: one filter at a time, any geometry. */
 static void conv_deep_portable(const tc_conv_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
-                               const uint8_t *codebook_map, const int32_t *bias,
+                               const uint8_t *codebook_map, const void *bias,
                                const int32_t *mult, const int8_t *shift, int32_t oy_begin,
                                int32_t oy_end, int8_t *output, int8_t *scratch)
 {
@@ -72,7 +72,7 @@ static void conv_deep_portable(const tc_conv_packed_params *p, const int8_t *inp
         const int8_t *cb = codebooks != NULL ? codebooks + (int32_t)p->codebook_stride * cbi : NULL;
         const int32_t q = p->requant_per_channel ? c : 0;
         const int32_t m = mult[q], s = shift[q];
-        const int32_t b0 = bias != NULL ? bias[c] : 0;
+        const int32_t b0 = tc_bias_at(bias, p->bias_bits, c);
         const int8_t *in_c0 = input + (c / per_group) * fic;
         int8_t *out_c0 = output + c;
         int32_t ky, kx, oy;
@@ -322,7 +322,7 @@ TC_INLINE int8_t arm_rq_clamp(const tc_rq *q, int32_t acc, int32_t out_off, int3
 
 static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
                           const uint8_t *packed, const int8_t *codebooks,
-                          const uint8_t *codebook_map, const int32_t *bias, const int32_t *mult,
+                          const uint8_t *codebook_map, const void *bias, const int32_t *mult,
                           const int8_t *shift, int32_t oy_begin, int32_t oy_end, int8_t *output,
                           int8_t *scratch)
 {
@@ -347,7 +347,7 @@ static void conv_deep_arm(const tc_conv_packed_params *p, const int8_t *input,
         const int32_t c1 = c + 1 < out_c ? c + 1 : c;
         const int8_t *cb0 = NULL, *cb1 = NULL;
         const int32_t q0 = p->requant_per_channel ? c : 0, q1 = p->requant_per_channel ? c1 : 0;
-        const int32_t b0 = bias != NULL ? bias[c] : 0, b1 = bias != NULL ? bias[c1] : 0;
+        const int32_t b0 = tc_bias_cold(bias, p->bias_bits, c), b1 = tc_bias_cold(bias, p->bias_bits, c1);
         const int8_t *in0 = input + (c / per_group) * fic;
         const int has1 = c1 != c;
         const int32_t m0 = mult[q0], s0 = shift[q0], m1 = mult[q1], s1 = shift[q1];
@@ -545,7 +545,7 @@ __attribute__((target("avx2"), always_inline)) static inline __m256i avx2_reduce
 }
 __attribute__((target("avx2"))) static void conv_deep_avx2(
     const tc_conv_packed_params *p, const int8_t *input, const uint8_t *packed,
-    const int8_t *codebooks, const uint8_t *codebook_map, const int32_t *bias, const int32_t *mult,
+    const int8_t *codebooks, const uint8_t *codebook_map, const void *bias, const int32_t *mult,
     const int8_t *shift, int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
@@ -566,7 +566,7 @@ __attribute__((target("avx2"))) static void conv_deep_avx2(
     for (c = 0; c < out_c; c += 2) {
         const int32_t c1 = c + 1 < out_c && (c + 1) / per_group == c / per_group ? c + 1 : c;
         const int32_t q0 = p->requant_per_channel ? c : 0, q1 = p->requant_per_channel ? c1 : 0;
-        const int32_t b0 = bias != NULL ? bias[c] : 0, b1 = bias != NULL ? bias[c1] : 0;
+        const int32_t b0 = tc_bias_at(bias, p->bias_bits, c), b1 = tc_bias_at(bias, p->bias_bits, c1);
         const int8_t *in0 = input + (c / per_group) * fic;
         const int32_t m8[8] = {mult[q0], mult[q1], mult[q0], mult[q1], mult[q0], mult[q1], mult[q0], mult[q1]};
         const int8_t s8[8] = {shift[q0], shift[q1], shift[q0], shift[q1],
@@ -695,7 +695,7 @@ __attribute__((target("avx2"))) static void conv_deep_avx2(
 
 void tc_conv2d_packed(const tc_conv_packed_params *p, const int8_t *input,
                       const uint8_t *packed, const int8_t *codebooks,
-                      const uint8_t *codebook_map, const int32_t *bias,
+                      const uint8_t *codebook_map, const void *bias,
                       const int32_t *mult, const int8_t *shift,
                       int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch)
 {

@@ -13,7 +13,7 @@
  * two products: 8 multiply-accumulates per instruction. */
 
 static void conv_shallow_sse2(const tc_conv_packed_params *p, const int8_t *input,
-                              const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                              const void *bias, const int32_t *mult, const int8_t *shift,
                               int32_t oy_begin, int32_t oy_end, int8_t *output, const int16_t *wt)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
@@ -86,7 +86,7 @@ static void conv_shallow_sse2(const tc_conv_packed_params *p, const int8_t *inpu
                 }
                 if (bias != NULL) {
                     for (j = 0; j < nb; j++) {
-                        lanes[j] += bias[c0 + j];
+                        lanes[j] += tc_bias_at(bias, p->bias_bits, c0 + j);
                     }
                 }
                 tc_requantize_lanes(lanes, nb, mult, shift, p->requant_per_channel, c0,
@@ -139,7 +139,7 @@ __attribute__((target("avx2"), always_inline)) static inline void shallow_avx2_r
  * the two filter rows interleaved by VPUNPCKLBW/HBW and widened, one VPMADDWD against the
  * broadcast input pair per 8 channels; 16 channels per block, then 8, then the rest (scalar). */
 __attribute__((target("avx2"))) static void conv_shallow_s8_avx2(
-    const tc_conv_packed_params *p, const int8_t *input, const int32_t *bias, const int32_t *mult,
+    const tc_conv_packed_params *p, const int8_t *input, const void *bias, const int32_t *mult,
     const int8_t *shift, int32_t oy_begin, int32_t oy_end, int8_t *output, const int8_t *wt)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
@@ -187,15 +187,15 @@ __attribute__((target("avx2"))) static void conv_shallow_s8_avx2(
                     }
                 }
                 if (bias != NULL) {
-                    a0 = _mm256_add_epi32(a0, _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0)));
+                    a0 = _mm256_add_epi32(a0, tc_bias8_avx2(bias, p->bias_bits, c0));
                     if (nb == 16) {
-                        a1 = _mm256_add_epi32(a1, _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0 + 8)));
+                        a1 = _mm256_add_epi32(a1, tc_bias8_avx2(bias, p->bias_bits, c0 + 8));
                     }
                 }
                 shallow_avx2_requant(rq, c0, nb, a0, a1, p, mult, shift, o + c0);
             }
             for (; c0 < oc; c0++) {
-                int32_t acc = bias != NULL ? bias[c0] : 0;
+                int32_t acc = tc_bias_at(bias, p->bias_bits, c0);
                 for (ky = ky_lo; ky < ky_hi && kx_lo < kx_hi; ky++) {
                     const int8_t *x = input + ((int32_t)(iy0 + ky * dh) * in_w + ix0 + kx_lo) * in_c;
                     const int8_t *w = wt + ((ky * kw + kx_lo) * in_c) * oc + c0;
@@ -234,7 +234,7 @@ __attribute__((target("avx2"), always_inline)) static inline void shallow_avx2_m
  * (two input channels each): weights int16 (mode 1) or int8 widened by VPMOVSXBW (mode 2, even
  * depth); 16 channels per block in two registers, then 8, then the rest (scalar, same layout). */
 __attribute__((target("avx2"))) static void conv_shallow_avx2(
-    const tc_conv_packed_params *p, const int8_t *input, const int32_t *bias, const int32_t *mult,
+    const tc_conv_packed_params *p, const int8_t *input, const void *bias, const int32_t *mult,
     const int8_t *shift, int32_t oy_begin, int32_t oy_end, int8_t *output, const void *wt,
     int int8_weights)
 {
@@ -321,9 +321,9 @@ __attribute__((target("avx2"))) static void conv_shallow_avx2(
                         }
                     }
                     if (bias != NULL) {
-                        a0 = _mm256_add_epi32(a0, _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0)));
+                        a0 = _mm256_add_epi32(a0, tc_bias8_avx2(bias, p->bias_bits, c0));
                         if (nb == 16) {
-                            a1 = _mm256_add_epi32(a1, _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0 + 8)));
+                            a1 = _mm256_add_epi32(a1, tc_bias8_avx2(bias, p->bias_bits, c0 + 8));
                         }
                     }
                     shallow_avx2_requant(rq, c0, nb, a0, a1, p, mult, shift, o + c0);
@@ -351,7 +351,7 @@ __attribute__((target("avx2"))) static void conv_shallow_avx2(
                 }
                 if (bias != NULL) {
                     for (j = 0; j < nb; j++) {
-                        lanes[j] += bias[c0 + j];
+                        lanes[j] += tc_bias_at(bias, p->bias_bits, c0 + j);
                     }
                 }
                 tc_requantize_lanes(lanes, nb, mult, shift, p->requant_per_channel, c0,
@@ -365,7 +365,7 @@ __attribute__((target("avx2"))) static void conv_shallow_avx2(
 /* int8 filters ([kh*kw*in_c][oc], mode 2): 16 channels per block in two chains (even / odd
  * input channels), then 8, then the rest */
 static void conv_shallow_s8(const tc_conv_packed_params *p, const int8_t *input,
-                            const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                            const void *bias, const int32_t *mult, const int8_t *shift,
                             int32_t oy_begin, int32_t oy_end, int8_t *output, const int8_t *wt)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
@@ -434,7 +434,7 @@ static void conv_shallow_s8(const tc_conv_packed_params *p, const int8_t *input,
                 }
                 if (bias != NULL) {
                     for (j = 0; j < nb; j++) {
-                        lanes[j] += bias[c0 + j];
+                        lanes[j] += tc_bias_at(bias, p->bias_bits, c0 + j);
                     }
                 }
                 tc_requantize_lanes(lanes, nb, mult, shift, p->requant_per_channel, c0,
@@ -617,7 +617,7 @@ static TC_NOINLINE void dsp_patch_channels(const uint32_t *pt, const int8_t *w8,
 #endif
 
 static void conv_shallow_arm(const tc_conv_packed_params *p, const int8_t *input,
-                             const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                             const void *bias, const int32_t *mult, const int8_t *shift,
                              int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch)
 {
     const int32_t out_w = p->out_w, oc = p->out_c;
@@ -631,6 +631,8 @@ static void conv_shallow_arm(const tc_conv_packed_params *p, const int8_t *input
     const int8_t *w8 = (const int8_t *)(wsum + 3 * oc);
     int8_t *patch = (int8_t *)(void *)(wsum + 3 * oc) + ((flen * oc + 3) & ~3);
     const int32_t npos = (oy_end - oy_begin) * out_w;
+    int32_t bstage[TC_BIAS_STAGE];
+    const int32_t *b32 = tc_bias_stage(bias, p->bias_bits, oc, bstage); /* NULL: blocks */
     int32_t pos, oy = oy_begin, ox = 0;
 #if defined(TC_ARCH_ARM_DSP)
     tc_rq *rq = (tc_rq *)(void *)(flag + 1);
@@ -651,8 +653,18 @@ static void conv_shallow_arm(const tc_conv_packed_params *p, const int8_t *input
         uint32_t *pt = (uint32_t *)(void *)patch;
         dsp_patch(p, input, oy, ox, 0, ng, pt);
         dsp_patch(p, input, two ? oy1 : oy, two ? ox1 : ox, 1, ng, pt);
-        dsp_patch_channels(pt, w8, flen, ng, oc, rq, bias, out_off, min4, max4, o0,
-                           two ? o0 + oc : NULL, (uint32_t)*flag == TC_RQ_READY_FAST);
+        if (b32 != NULL) {
+            dsp_patch_channels(pt, w8, flen, ng, oc, rq, b32, out_off, min4, max4, o0,
+                               two ? o0 + oc : NULL, (uint32_t)*flag == TC_RQ_READY_FAST);
+        } else { /* more channels than the stage, stored narrower: blocks of staged biases */
+            int32_t cb;
+            for (cb = 0; cb < oc; cb += TC_BIAS_STAGE) {
+                const int32_t nb = TC_MIN(TC_BIAS_STAGE, oc - cb);
+                tc_bias_n(bias, p->bias_bits, cb, nb, bstage);
+                dsp_patch_channels(pt, w8 + cb * flen, flen, ng, nb, rq + cb, bstage, out_off, min4, max4,
+                                   o0 + cb, two ? o0 + oc + cb : NULL, (uint32_t)*flag == TC_RQ_READY_FAST);
+            }
+        }
 #else
         int32_t c;
         (void)ng;
@@ -661,7 +673,8 @@ static void conv_shallow_arm(const tc_conv_packed_params *p, const int8_t *input
         for (c = 0; c < oc; c += 2) {
             const int32_t c1 = c + 1 < oc ? c + 1 : c;
             const int32_t q0 = per_ch ? c : 0, q1 = per_ch ? c1 : 0;
-            int32_t b0 = bias != NULL ? bias[c] : 0, b1 = bias != NULL ? bias[c1] : 0;
+            int32_t b0 = b32 != NULL ? b32[c] : tc_bias_cold(bias, p->bias_bits, c);
+            int32_t b1 = b32 != NULL ? b32[c1] : tc_bias_cold(bias, p->bias_bits, c1);
             int32_t acc[4] = {0, 0, 0, 0};
             tc_v6m_dot2x2(patch, patch + flen, w8 + c * flen, w8 + c1 * flen, flen, acc);
             b0 += io * wsum[c];
@@ -689,7 +702,7 @@ static void conv_shallow_arm(const tc_conv_packed_params *p, const int8_t *input
 #endif
 
 void tc_conv2d_packed_rows(const tc_conv_packed_params *p, const int8_t *input,
-                           const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                           const void *bias, const int32_t *mult, const int8_t *shift,
                            int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
@@ -798,7 +811,7 @@ void tc_conv2d_packed_rows(const tc_conv_packed_params *p, const int8_t *input,
                 }
                 if (bias != NULL) {
                     for (j = 0; j < nb; j++) {
-                        lanes[j] += bias[c0 + j];
+                        lanes[j] += tc_bias_at(bias, p->bias_bits, c0 + j);
                     }
                 }
                 tc_requantize_lanes(lanes, nb, mult, shift, p->requant_per_channel, c0,

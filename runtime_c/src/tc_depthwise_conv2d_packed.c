@@ -18,7 +18,7 @@ int32_t tc_depthwise_conv2d_packed_get_buffer_size(const tc_dw_packed_params *p)
 
 void tc_depthwise_conv2d_packed(const tc_dw_packed_params *p, const int8_t *input,
                                 const uint8_t *packed, const int8_t *codebooks,
-                                const uint8_t *codebook_map, const int32_t *bias,
+                                const uint8_t *codebook_map, const void *bias,
                                 const int32_t *mult, const int8_t *shift,
                                 int32_t oy_begin, int32_t oy_end, int8_t *output,
                                 int8_t *scratch)

@@ -20,7 +20,7 @@
 #define TC_DW_BLOCK 16
 
 static void dw_rows_portable(const tc_dw_packed_params *p, const int8_t *input,
-                             const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                             const void *bias, const int32_t *mult, const int8_t *shift,
                              int32_t oy_begin, int32_t oy_end, int8_t *output, int8_t *scratch)
 {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
@@ -52,7 +52,7 @@ static void dw_rows_portable(const tc_dw_packed_params *p, const int8_t *input,
                     int32_t lanes[16];
                     int32_t j;
                     for (j = 0; j < 16; j++) {
-                        lanes[j] = bias != NULL ? bias[j & 7] : 0;
+                        lanes[j] = tc_bias_at(bias, p->bias_bits, j & 7);
                     }
                     for (ky = ky_lo; ky < ky_hi; ky++) {
                         const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * 8;
@@ -123,7 +123,7 @@ static void dw_rows_portable(const tc_dw_packed_params *p, const int8_t *input,
                 }
                 if (bias != NULL) {
                     for (j = 0; j < nb; j++) {
-                        lanes[j] += bias[c0 + j];
+                        lanes[j] += tc_bias_at(bias, p->bias_bits, c0 + j);
                     }
                 }
                 tc_requantize_lanes(lanes, nb, mult, shift, p->requant_per_channel, c0,
@@ -261,7 +261,7 @@ static TC_NOINLINE void dsp_dw_requant(const int32_t *acc, int32_t ng, const tc_
     }
 }
 
-static void dw_rows_dsp(const tc_dw_packed_params *p, const int8_t *input, const int32_t *bias,
+static void dw_rows_dsp(const tc_dw_packed_params *p, const int8_t *input, const void *bias,
                         const int32_t *mult, const int8_t *shift, int32_t oy_begin,
                         int32_t oy_end, int8_t *output, const int16_t *filt, tc_rq *rq)
 {
@@ -278,7 +278,8 @@ static void dw_rows_dsp(const tc_dw_packed_params *p, const int8_t *input, const
     const int32_t c4 = oc & ~3, tail = oc - c4;
     const int32_t xstep = dwl * in_c, ystep = dh * in_w * in_c;
     const int16_t *ftail = filt + c4 * ntaps; /* [tap][tail] */
-    int32_t acc[TC_DW_CHUNK];
+    int32_t acc[TC_DW_CHUNK], bstage[TC_BIAS_STAGE];
+    const int32_t *b32 = tc_bias_stage(bias, p->bias_bits, oc, bstage); /* NULL: per chunk */
     int32_t oy;
 
     uint32_t *flag = (uint32_t *)(void *)rq - 1;
@@ -307,12 +308,15 @@ static void dw_rows_dsp(const tc_dw_packed_params *p, const int8_t *input, const
             xw = input + ((iy0 + ky_lo * dh) * in_w + ix0 + kx_lo * dwl) * in_c;
             for (c0 = 0; c0 < c4; c0 += TC_DW_CHUNK) {
                 const int32_t ng = TC_MIN(TC_DW_CHUNK, c4 - c0) >> 2;
+                if (b32 == NULL) { /* more channels than the stage, stored narrower */
+                    tc_bias_n(bias, p->bias_bits, c0, 4 * ng, bstage);
+                }
                 dsp_dw_sums(xw + c0, xstep, ystep, filt + c0 * ntaps, ntaps, kw, ky_lo * kw + kx_lo,
-                            rows, cols, ng, io2, bias != NULL ? bias + c0 : NULL, acc);
+                            rows, cols, ng, io2, b32 != NULL ? b32 + c0 : bstage, acc);
                 dsp_dw_requant(acc, ng, rq + c0, out_off, min4, max4, o + c0, fast);
             }
             for (c = c4; c < oc; c++) { /* tail channels, natural order */
-                int32_t a = bias != NULL ? bias[c] : 0, ky, kx;
+                int32_t a = tc_bias_at(bias, p->bias_bits, c), ky, kx;
                 const int32_t k = per_ch ? c : 0;
                 for (ky = 0; ky < rows; ky++) {
                     for (kx = 0; kx < cols; kx++) {
@@ -367,7 +371,7 @@ static TC_NOINLINE void v6m_dw_requant(const int32_t *acc, const int32_t *bias, 
     }
 }
 
-static void dw_rows_v6m(const tc_dw_packed_params *p, const int8_t *input, const int32_t *bias,
+static void dw_rows_v6m(const tc_dw_packed_params *p, const int8_t *input, const void *bias,
                         const int32_t *mult, const int8_t *shift, int32_t oy_begin,
                         int32_t oy_end, int8_t *output, const int32_t *wsum, tc_rq *rq)
 {
@@ -381,6 +385,8 @@ static void dw_rows_v6m(const tc_dw_packed_params *p, const int8_t *input, const
     const int8_t *w8 = (const int8_t *)(wsum + oc); /* [tap][oc] */
     const int32_t xstep = dwl * in_c, ystep = dh * in_w * in_c;
     const int same_step = dm == 1 && dwl == 1; /* input and filter advance by oc per tap */
+    int32_t bstage[TC_BIAS_STAGE];
+    const int32_t *b32 = tc_bias_stage(bias, p->bias_bits, oc, bstage); /* NULL: per chunk */
     int32_t oy;
 
     if (!tc_rq_table_ready(((uint32_t *)(void *)rq)[-1])) { /* first rows call after the decode */
@@ -425,7 +431,10 @@ static void dw_rows_v6m(const tc_dw_packed_params *p, const int8_t *input, const
                         acc[j] = a;
                     }
                 }
-                v6m_dw_requant(acc, bias != NULL ? bias + c0 : NULL, n, rq + c0, out_off, amin, amax,
+                if (b32 == NULL) { /* more channels than the stage, stored narrower */
+                    tc_bias_n(bias, p->bias_bits, c0, n, bstage);
+                }
+                v6m_dw_requant(acc, b32 != NULL ? b32 + c0 : bstage, n, rq + c0, out_off, amin, amax,
                                o + c0);
             }
             o += oc;
@@ -454,7 +463,7 @@ __attribute__((target("avx2"), always_inline)) static inline void dw_avx2_tap16(
 }
 
 __attribute__((target("avx2"))) static void dw_rows_avx2(const tc_dw_packed_params *p, const int8_t *input,
-                                                        const int32_t *bias, const int32_t *mult,
+                                                        const void *bias, const int32_t *mult,
                                                         const int8_t *shift, int32_t oy_begin, int32_t oy_end,
                                                         int8_t *output, int8_t *scratch)
 {
@@ -493,7 +502,7 @@ __attribute__((target("avx2"))) static void dw_rows_avx2(const tc_dw_packed_para
                             dw_avx2_tap16(xrow + (ix0 + kx * dwl) * 8, f2 + (ky * kw + kx) * 16, iov, &a0, &a1);
                         }
                     }
-                    b = bias != NULL ? _mm256_loadu_si256((const __m256i *)(const void *)bias) : _mm256_setzero_si256();
+                    b = tc_bias8_avx2(bias, p->bias_bits, 0);
                     tc_rq8_prepare(&rq, mult, shift, pc);
                     tc_rq8_store16(tc_rq8_apply(&rq, _mm256_add_epi32(a0, b), out_off, amin, amax),
                                    tc_rq8_apply(&rq, _mm256_add_epi32(a1, b), out_off, amin, amax), o);
@@ -512,8 +521,8 @@ __attribute__((target("avx2"))) static void dw_rows_avx2(const tc_dw_packed_para
                     }
                 }
                 if (bias != NULL) {
-                    a0 = _mm256_add_epi32(a0, _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0)));
-                    a1 = _mm256_add_epi32(a1, _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0 + 8)));
+                    a0 = _mm256_add_epi32(a0, tc_bias8_avx2(bias, p->bias_bits, c0));
+                    a1 = _mm256_add_epi32(a1, tc_bias8_avx2(bias, p->bias_bits, c0 + 8));
                 }
                 tc_rq8_prepare(&r0, pc ? mult + c0 : mult, pc ? shift + c0 : shift, pc);
                 tc_rq8_prepare(&r1, pc ? mult + c0 + 8 : mult, pc ? shift + c0 + 8 : shift, pc);
@@ -535,13 +544,13 @@ __attribute__((target("avx2"))) static void dw_rows_avx2(const tc_dw_packed_para
                     }
                 }
                 if (bias != NULL) {
-                    a = _mm256_add_epi32(a, _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0)));
+                    a = _mm256_add_epi32(a, tc_bias8_avx2(bias, p->bias_bits, c0));
                 }
                 tc_rq8_prepare(&r, pc ? mult + c0 : mult, pc ? shift + c0 : shift, pc);
                 tc_rq8_store8(tc_rq8_apply(&r, a, out_off, amin, amax), o + c0);
             }
             for (; c0 < oc; c0++) {
-                int32_t acc = bias != NULL ? bias[c0] : 0;
+                int32_t acc = tc_bias_at(bias, p->bias_bits, c0);
                 for (ky = ky_lo; ky < ky_hi; ky++) {
                     const int8_t *xrow = input + (int32_t)(iy0 + ky * dh) * in_w * in_c + c0;
                     const int16_t *frow = filt + ky * kw * oc + c0;
@@ -557,7 +566,7 @@ __attribute__((target("avx2"))) static void dw_rows_avx2(const tc_dw_packed_para
 #endif
 
 void tc_depthwise_conv2d_packed_rows(const tc_dw_packed_params *p, const int8_t *input,
-                                     const int32_t *bias, const int32_t *mult,
+                                     const void *bias, const int32_t *mult,
                                      const int8_t *shift, int32_t oy_begin, int32_t oy_end,
                                      int8_t *output, int8_t *scratch)
 {

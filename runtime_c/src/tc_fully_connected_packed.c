@@ -1807,7 +1807,7 @@ static const fc_nw_rows8_fn fc_nw_rows8_by_bits[8] = {
  * of the array's last bytes. */
 __attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
     const tc_fc_packed_params *p, const int8_t *input, const uint8_t *packed, const int8_t *codebooks,
-    const uint8_t *codebook_map, const int32_t *bias, const int32_t *mult, const int8_t *shift,
+    const uint8_t *codebook_map, const void *bias, const int32_t *mult, const int8_t *shift,
     int8_t *output, int8_t *xs, uint8_t *xa, const int8_t *cb_end)
 {
     const int32_t n = p->in_features, out_f = p->out_features;
@@ -1906,7 +1906,7 @@ __attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
             }
             /* (after the block: loads right after the kernels' vector stores would stall) */
             for (i = 0; i < cnt; i++) {
-                acc[i] = (int32_t)((uint32_t)acc[i] + fo_term + (bias != NULL ? (uint32_t)bias[c + i] : 0u));
+                acc[i] = (int32_t)((uint32_t)acc[i] + fo_term + (uint32_t)tc_bias_at(bias, p->bias_bits, c + i));
             }
             tc_requantize_lanes(acc, cnt, mult, shift, p->requant_per_channel, c, p->output_offset,
                                 p->act_min, p->act_max, output + (int32_t)b * out_f + c);
@@ -1922,7 +1922,7 @@ __attribute__((target("avx2"), noinline)) static void fc_host_avx2_narrow(
  * (nothing done) when the layer does not qualify. Stack: the widened input (<= 4 KiB). */
 __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_params *p, const int8_t *input, const uint8_t *packed,
                         const int8_t *codebooks, const uint8_t *codebook_map,
-                        const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                        const void *bias, const int32_t *mult, const int8_t *shift,
                         int8_t *output)
 {
     const int32_t n = p->in_features, out_f = p->out_features;
@@ -1972,7 +1972,7 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
                             four[j] += w[i] * x[i];
                         }
                         acc[r] = (int32_t)((uint32_t)four[j] + fo_term +
-                                           (bias != NULL ? (uint32_t)bias[c + r] : 0u));
+                                           (uint32_t)tc_bias_at(bias, p->bias_bits, c + r));
                     }
                 }
                 tc_requantize_lanes(acc, cnt, mult, shift, p->requant_per_channel, c,
@@ -2063,7 +2063,7 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
                 r += k;
             }
             for (r = 0; r < cnt; r++) { /* after the block (see fc_host_avx2_narrow) */
-                acc[r] = (int32_t)((uint32_t)acc[r] + fo_term + (bias != NULL ? (uint32_t)bias[c + r] : 0u));
+                acc[r] = (int32_t)((uint32_t)acc[r] + fo_term + (uint32_t)tc_bias_at(bias, p->bias_bits, c + r));
             }
             tc_requantize_lanes(acc, cnt, mult, shift, p->requant_per_channel, c, p->output_offset,
                                 p->act_min, p->act_max, output + (int32_t)b * out_f + c);
@@ -2077,7 +2077,7 @@ __attribute__((target("avx2"))) static int fc_host_avx2(const tc_fc_packed_param
  * sums are whole (kept out of the driver's loop: fewer live values there) */
 TC_NOINLINE static void fc_finish(const tc_fc_packed_params *p, const int32_t *acc,
                                   const int32_t *chs, int32_t nr, uint32_t add,
-                                  const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                                  const void *bias, const int32_t *mult, const int8_t *shift,
                                   int8_t *y)
 {
     const int32_t oo = p->output_offset, lo = p->act_min, hi = p->act_max;
@@ -2085,7 +2085,7 @@ TC_NOINLINE static void fc_finish(const tc_fc_packed_params *p, const int32_t *a
     int32_t r;
     for (r = 0; r < nr; r++) {
         const int32_t ch = chs[r], q = ch * step;
-        const uint32_t t = (uint32_t)acc[r] + add + (bias != NULL ? (uint32_t)bias[ch] : 0u);
+        const uint32_t t = (uint32_t)acc[r] + add + (uint32_t)tc_bias_at(bias, p->bias_bits, ch);
         y[ch] = tc_requantize((int32_t)t, mult[q], shift[q], oo, lo, hi);
     }
 }
@@ -2163,7 +2163,7 @@ static int32_t fc_map_max(const uint8_t *map, int32_t n)
 void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input,
                                const uint8_t *packed, const int8_t *codebooks,
                                const uint8_t *codebook_map, const uint32_t *pair_tables,
-                               const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                               const void *bias, const int32_t *mult, const int8_t *shift,
                                int8_t *output, int8_t *scratch)
 {
     const int32_t n = p->in_features;
@@ -2438,7 +2438,7 @@ void tc_fully_connected_packed(const tc_fc_packed_params *p, const int8_t *input
                 }
                 total += fo_term;
                 if (bias != NULL) {
-                    total += (uint32_t)bias[ch];
+                    total += (uint32_t)tc_bias_at(bias, p->bias_bits, ch);
                 }
                 output[(int32_t)b * out_f + ch] = tc_requantize((int32_t)total, mult[q], shift[q],
                                                                 p->output_offset, p->act_min,

@@ -20,6 +20,11 @@ constants (int32 bias, requantization multipliers and shifts, params struct):
 
 RAW8 (the int8 weights themselves, no codebook) costs exactly the layer's int8 weight bytes:
 the yardstick of the rule "a layer never costs more flash clustered than as raw int8".
+
+The int8 model's own constants are not all emitted at their int8-model size: each layer's
+biases (the input offset folded in where the kernel allows) are stored in the narrowest of 16,
+24 or 32 bits that holds them all (``bias_bits`` in the kernels' params). :func:`bias_bytes`
+gives the bytes emitted; the report checks it against the C like the weight cost.
 """
 from __future__ import annotations
 
@@ -141,3 +146,19 @@ def int8_weight_bytes(node, graph) -> int:
 
     h = get_handler(node.op)
     return int(graph.tensors[node.inputs[h.weight_input]].size)
+
+
+def bias_bytes(node, graph, clustering=None) -> int:
+    """Flash bytes of ``node``'s bias array as emitted with its weights stored as ``clustering``
+    (None: RAW8): one value per output channel, ``bias_bits`` wide (the handler's emitted_bias,
+    the function the emitter calls); 0 without a bias."""
+    from ..ops import _packed_common as pc
+    from ..ops import get_handler
+
+    h = get_handler(node.op)
+    t = graph.tensors[node.inputs[h.weight_input]]
+    axis = h.weight_channel_axis
+    lay = pc.raw_layout(t.data) if clustering is None else \
+        pc.packed_layout(node, graph, t, axis, int(t.shape[axis]), cl=clustering)
+    p, bias = h.emitted_bias(node, graph, lay)
+    return 0 if bias is None else int(np.asarray(bias).size) * int(p["bias_bits"]) // 8

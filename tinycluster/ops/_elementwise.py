@@ -6,15 +6,25 @@ import numpy as np
 
 from ._common import extend4, op_error
 
-SHAPE_FIELDS = ["d0", "d1", "d2", "d3", "a_s0", "a_s1", "a_s2", "a_s3", "b_s0", "b_s1", "b_s2", "b_s3",
-                "broadcast"]
+# the geometry fields of tc_add_params / tc_mul_params: output dims, then (after the
+# op's own fields) one broadcast mask per input
+DIM_FIELDS = [("d0", "int32_t"), ("d1", "int32_t"), ("d2", "int32_t"), ("d3", "int32_t")]
+BCAST_FIELDS = [("a_bcast", "uint8_t"), ("b_bcast", "uint8_t")]
 
 
-def _strides(shape4, out4):
+def _bcast_mask(shape4, out4) -> int:
+    """Bit k set where the input has size 1 and the output does not (broadcast along dim k)."""
+    return sum(1 << k for k in range(4) if shape4[k] != out4[k])
+
+
+def bcast_strides(d4, mask: int):
+    """Mirror of tc_bcast_strides() (tc_common.h): element strides of an input over the
+    output dims, 0 along broadcast dims."""
     strides, acc = [0] * 4, 1
     for k in range(3, -1, -1):
-        strides[k] = acc if shape4[k] == out4[k] else 0
-        acc *= shape4[k]
+        if not (mask >> k) & 1:
+            strides[k] = acc
+            acc *= int(d4[k])
     return strides
 
 
@@ -36,10 +46,7 @@ def broadcast_params(node, graph, sa, sb, so) -> dict:
     b4 = extend4(sb, node, graph, "input 2")
     o4 = extend4(expected, node, graph, "output")
     p = {f"d{k}": o4[k] for k in range(4)}
-    ast, bst = _strides(a4, o4), _strides(b4, o4)
-    p.update({f"a_s{k}": ast[k] for k in range(4)})
-    p.update({f"b_s{k}": bst[k] for k in range(4)})
-    p["broadcast"] = 0 if (a4 == o4 and b4 == o4) else 1
+    p["a_bcast"], p["b_bcast"] = _bcast_mask(a4, o4), _bcast_mask(b4, o4)
     return p
 
 
@@ -49,11 +56,12 @@ def broadcast_view(p, x1, x2):
 
     def expand(x, pre):
         x = np.asarray(x).reshape(-1)
+        strides = bcast_strides(o4, int(p[f"{pre}_bcast"]))
         idx = np.zeros(o4, dtype=np.int64)
         for k in range(4):
             shape = [1, 1, 1, 1]
             shape[k] = o4[k]
-            idx = idx + np.arange(o4[k]).reshape(shape) * int(p[f"{pre}_s{k}"])
+            idx = idx + np.arange(o4[k]).reshape(shape) * strides[k]
         return x[idx]
 
     return expand(x1, "a"), expand(x2, "b")

@@ -162,6 +162,38 @@ def bias_values(node, graph, tid, n_channels):
     return b
 
 
+BIAS_WIDTHS = (16, 24, 32)  # bias_bits the kernels read (tc_bias_at() in tc_common.h)
+
+
+def bias_bits_for(bias, widths=BIAS_WIDTHS) -> int:
+    """The narrowest stored bias width of ``widths`` (16, 24 or 32 bits) that holds every value
+    of ``bias`` (int32 values, as emitted); 32 for no bias."""
+    if bias is None or np.asarray(bias).size == 0:
+        return 32
+    b = np.asarray(bias, np.int64)
+    lo, hi = int(b.min()), int(b.max())
+    for bits in widths:
+        if -(1 << (bits - 1)) <= lo and hi < (1 << (bits - 1)):
+            return bits
+    raise ValueError(f"bias values [{lo}, {hi}] do not fit int32")
+
+
+def bias_storage(bias, bits: int):
+    """(C element type, values) of ``bias`` stored ``bits`` wide, as tc_bias_at() reads it:
+    16 -> int16_t[], 24 -> uint8_t[3 * n] (little-endian two's complement), 32 -> int32_t[]."""
+    b = np.asarray(bias, np.int64).reshape(-1)
+    if bits < bias_bits_for(b):
+        raise ValueError(f"bias values do not fit {bits} bits")
+    if bits == 16:
+        return "int16_t", b.astype(np.int16)
+    if bits == 24:
+        u = (b & 0xFFFFFF).astype(np.uint32)
+        return "uint8_t", np.stack([u & 0xFF, (u >> 8) & 0xFF, u >> 16], axis=1).reshape(-1).astype(np.uint8)
+    if bits == 32:
+        return "int32_t", b.astype(np.int32)
+    raise ValueError(f"bias width {bits} is not one of {BIAS_WIDTHS}")
+
+
 def resolve_requant(node, graph, n_channels: int) -> dict:
     """The quantization part of a weighted op's Prepare, shared by conv, depthwise and FC:
     input/output zero points, per-channel (or per-tensor) multipliers and shifts, clamp range.
@@ -297,10 +329,17 @@ def _clustered_layout(node, graph, tensor, channel_axis: int, n_channels: int, c
     return PackedLayout(idx.reshape(-1), bits, cbs[cmap].reshape(-1).copy(), k, None, k)
 
 
+def bias_bits_of(struct_fields: list) -> int:
+    """The bias_bits field of a packed kernel's params (the width the bias array is stored in)."""
+    return int(next(v for n, _, v in struct_fields if n == "bias_bits"))
+
+
 def emit_weight_consts(node, ctx, base: str, layout: PackedLayout, bias, mult, shift,
                        struct_ctype: str, struct_fields: list) -> dict:
     """Declare the per-layer constants once per node (emit_rows may be called for several row
-    ranges); returns the C expressions of each argument (params: the struct identifier)."""
+    ranges); returns the C expressions of each argument (params: the struct identifier). The
+    bias is stored as wide as the params' bias_bits say (the handlers set it to
+    bias_bits_for(bias): the narrowest width that holds the layer's biases)."""
     cache = ctx.__dict__.setdefault("_tc_packed_consts", {})
     if node.index in cache:
         return cache[node.index]
@@ -310,7 +349,8 @@ def emit_weight_consts(node, ctx, base: str, layout: PackedLayout, bias, mult, s
         "codebooks": ctx.codebook_array(f"{base}_cb", layout.codebook_array()) if not layout.raw else "NULL",
         "map": ctx.const_array(f"{base}_cbmap", "uint8_t", layout.cmap, role="other")
         if layout.cmap is not None else "NULL",
-        "bias": ctx.const_array(f"{base}_bias", "int32_t", bias, role="bias") if bias is not None else "NULL",
+        "bias": ctx.const_array(f"{base}_bias", *bias_storage(bias, bias_bits_of(struct_fields)), role="bias")
+        if bias is not None else "NULL",
         "mult": ctx.const_array(f"{base}_mult", "int32_t", mult, role="requant"),
         "shift": ctx.const_array(f"{base}_shift", "int8_t", shift, role="requant"),
         "params": ctx.const_struct(f"{base}_params", struct_ctype, struct_fields),

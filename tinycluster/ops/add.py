@@ -6,14 +6,15 @@ import numpy as np
 
 from ..quantize import activation_range, multiply_by_quantized_multiplier, quantize_multiplier
 from ._common import (emit_call, f32, i32_fields, input_expr, numel, op_error)
-from ._elementwise import BinaryElementwise, broadcast_view, SHAPE_FIELDS
+from ._elementwise import BCAST_FIELDS, DIM_FIELDS, BinaryElementwise, broadcast_view
 from .base import OpHandler, register
 
 LEFT_SHIFT = 20  # int8 (TFLite uses 15 for int16)
 
-FIELDS = i32_fields(SHAPE_FIELDS + [
-    "input1_offset", "input2_offset", "output_offset", "left_shift", "input1_multiplier", "input1_shift",
-    "input2_multiplier", "input2_shift", "output_multiplier", "output_shift", "act_min", "act_max"])
+FIELDS = DIM_FIELDS + i32_fields(["input1_multiplier", "input2_multiplier", "output_multiplier"]) + [
+    ("input1_offset", "int16_t"), ("input2_offset", "int16_t"), ("output_offset", "int8_t"),
+    ("left_shift", "int8_t"), ("input1_shift", "int8_t"), ("input2_shift", "int8_t"), ("output_shift", "int8_t"),
+    ("act_min", "int8_t"), ("act_max", "int8_t")] + BCAST_FIELDS
 
 
 def _smaller_than_one(node, graph, real: float, what: str):

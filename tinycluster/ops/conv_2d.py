@@ -29,6 +29,7 @@ def struct_fields(p: dict, layout) -> list:
         ("output_offset", "int8_t", p["output_offset"]),
         ("act_min", "int8_t", p["act_min"]), ("act_max", "int8_t", p["act_max"]),
         ("bits", "uint8_t", layout.bits), ("requant_per_channel", "uint8_t", p["requant_per_channel"]),
+        ("bias_bits", "uint8_t", p.get("bias_bits", 32)),
     ]
 
 
@@ -182,15 +183,20 @@ class Conv2D(OpHandler):
         node.params = p
 
     # -- emission ---------------------------------------------------------------------------
-    def _consts(self, node, ctx):
-        graph = ctx.graph
+    def emitted_bias(self, node, graph, layout):
+        """(params, bias) as emitted for weights stored as ``layout``: the input offset folded
+        into the bias where the layer never pads; bias_bits the narrowest width that holds it."""
         p = node.params
-        layout, _ = pc.weight_layout_of(node, graph, self)
         bid = node.inputs[2] if len(node.inputs) > 2 else -1
         bias = pc.bias_values(node, graph, bid, p["out_c"])
         if p["input_offset"] != 0 and never_pads(p):
             p, bias = fold_input_offset(p, layout.values((p["out_c"], p["k_h"], p["k_w"], p["filter_in_c"]), 0),
                                         bias)
+        return dict(p, bias_bits=pc.bias_bits_for(bias)), bias
+
+    def _consts(self, node, ctx):
+        layout, _ = pc.weight_layout_of(node, ctx.graph, self)
+        p, bias = self.emitted_bias(node, ctx.graph, layout)
         return pc.emit_weight_consts(node, ctx, f"conv{node.index}", layout, bias, p["mult"], p["shift"],
                                      "tc_conv_packed_params", struct_fields(p, layout))
 

@@ -26,6 +26,7 @@ def struct_fields(p: dict, layout) -> list:
         ("output_offset", "int8_t", p["output_offset"]),
         ("act_min", "int8_t", p["act_min"]), ("act_max", "int8_t", p["act_max"]),
         ("bits", "uint8_t", layout.bits), ("requant_per_channel", "uint8_t", p["requant_per_channel"]),
+        ("bias_bits", "uint8_t", p.get("bias_bits", 32)),
     ]
 
 
@@ -70,12 +71,17 @@ class DepthwiseConv2D(OpHandler):
         pc.check_range(node, graph, p, dict(GEOMETRY_RANGES, depth_multiplier=U16))
         node.params = p
 
-    def _consts(self, node, ctx):
-        graph = ctx.graph
+    def emitted_bias(self, node, graph, layout):
+        """(params, bias) as emitted (no folding: depthwise layers pad); bias_bits the narrowest
+        width that holds the biases."""
         p = node.params
-        layout, _ = pc.weight_layout_of(node, graph, self)
         bid = node.inputs[2] if len(node.inputs) > 2 else -1
         bias = pc.bias_values(node, graph, bid, p["out_c"])
+        return dict(p, bias_bits=pc.bias_bits_for(bias)), bias
+
+    def _consts(self, node, ctx):
+        layout, _ = pc.weight_layout_of(node, ctx.graph, self)
+        p, bias = self.emitted_bias(node, ctx.graph, layout)
         return pc.emit_weight_consts(node, ctx, f"dw{node.index}", layout, bias, p["mult"], p["shift"],
                                      "tc_dw_packed_params", struct_fields(p, layout))
 

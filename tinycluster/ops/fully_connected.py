@@ -26,10 +26,12 @@ def struct_fields(p: dict, layout) -> list:
         ("act_min", "int8_t", p["act_min"]), ("act_max", "int8_t", p["act_max"]),
         ("bits", "uint8_t", layout.bits), ("requant_per_channel", "uint8_t", p["requant_per_channel"]),
         ("tables", "uint8_t", p.get("tables", TABLES_FULL)),
+        ("bias_bits", "uint8_t", p.get("bias_bits", 32)),
     ]
 
 
 PAIR_MAX_BITS = 6  # TC_FC_PAIR_MAX_BITS
+FC_BIAS_WIDTHS = (16, 32)  # stored bias widths the generator picks for FC (the kernel reads 16/24/32)
 
 
 def pair_entries(p: dict, bits: int, codebook_stride: int = 0) -> int:
@@ -229,18 +231,26 @@ class FullyConnected(OpHandler):
                                  f"is {in_s * filter_scale:.6g} (TFLite Micro requires them within 2 % of the output "
                                  "scale)")
 
-    def _consts(self, node, ctx):
-        graph = ctx.graph
+    def emitted_bias(self, node, graph, layout):
+        """(params, bias) as emitted for weights stored as ``layout``: the input offset folded
+        into the bias; bias_bits the narrowest width that holds it."""
         p = node.params
-        layout, _ = pc.weight_layout_of(node, graph, self)
         bid = node.inputs[2] if len(node.inputs) > 2 else -1
         bias = pc.bias_values(node, graph, bid, p["out_features"])
         if p["input_offset"] != 0:
-            # a layer without a bias gets one (4 bytes per output) rather than a second pass
-            # over its weights at run time
+            # a layer without a bias gets one (2 to 4 bytes per output) rather than a second
+            # pass over its weights at run time
             if bias is None:
                 bias = np.zeros(p["out_features"], np.int64)
             p, bias = fold_input_offset(p, layout.values((p["out_features"], p["in_features"]), 0), bias)
+        # 16 or 32 bits: the kernel reads each bias once per output row, where the 3-byte form
+        # would cost ~10 instructions per row on Cortex-M (conv and depthwise read it once per call)
+        return dict(p, bias_bits=pc.bias_bits_for(bias, FC_BIAS_WIDTHS)), bias
+
+    def _consts(self, node, ctx):
+        graph = ctx.graph
+        layout, _ = pc.weight_layout_of(node, graph, self)
+        p, bias = self.emitted_bias(node, graph, layout)
         # the table level the planner's scratch holds (planner.plan_memory grants the largest
         # level the arena has room for at this layer; none: the kernel gets NULL)
         per_channel = layout.stride != 0 and layout.cmap is None

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..quantize import activation_range, multiply_by_quantized_multiplier, quantize_multiplier
-from ._common import emit_call, f32, i32_fields, input_expr, numel, op_error
-from ._elementwise import BinaryElementwise, SHAPE_FIELDS, broadcast_view
+from ._common import emit_call, f32, input_expr, numel, op_error
+from ._elementwise import BCAST_FIELDS, DIM_FIELDS, BinaryElementwise, broadcast_view
 from .base import OpHandler, register
 
-FIELDS = i32_fields(SHAPE_FIELDS + [
-    "input1_offset", "input2_offset", "output_offset", "output_multiplier", "output_shift", "act_min", "act_max"])
+FIELDS = DIM_FIELDS + [("output_multiplier", "int32_t"), ("input1_offset", "int16_t"), ("input2_offset", "int16_t"),
+                      ("output_offset", "int8_t"), ("output_shift", "int8_t"), ("act_min", "int8_t"),
+                      ("act_max", "int8_t")] + BCAST_FIELDS
 
 
 @register("MUL")

@@ -30,8 +30,8 @@ shared by the channels, each channel naming its codebook in a uint8 map
 layout (one codebook per tensor in each channel's normalized domain, refit per-channel scales,
 ``calibrated.fit_normalized``), per-tensor, per-channel, shared with G in ``SHARED_GROUPS``
 (G <= n_channels/2, only when cheaper than per-channel) and RAW8 (the int8 weights, exact), all
-at the requested index width, and (mixed widths) the normalized layout one bit narrower and one
-bit wider (1..7 bits), all priced by :func:`cost.weight_cost`. Every layer starts at its
+at the requested index width, and, with calibration data (mixed widths), the normalized layout
+one bit narrower and one bit wider (1..7 bits), all priced by :func:`cost.weight_cost`. Every layer starts at its
 cheapest candidate (never above RAW8); then, while the flash allowance lasts
 (:func:`auto_allowance`: up to the codebook-economy bound ``AUTO_ECONOMY`` x (b-bit indices +
 4 B per bias + 5 B per output channel)), the upgrade of any layer to any of its candidates that
@@ -685,7 +685,11 @@ def _candidates(L: _Layer, k: int, granularity: str) -> list:
         if g <= L.C // 2 and g * k + L.C < L.C * k:
             cl = cluster_tensor(L.t, k, "shared", L.axis, groups=g)
             cands.append(L.candidate(f"shared-{cl.codebooks.shape[0]}", cl))
-    for kk in (k // 2, 2 * k):  # mixed widths: the normalized layout one bit narrower and wider
+    # Mixed widths: the normalized layout one bit narrower and wider, only with calibration data.
+    # They are traded by output error; without data the weight-error prior does not predict it
+    # (docs/fidelity.md), and a data-free --bits b keeps b bits, which the Cortex-M fast paths
+    # (pair tables, flash tables) are sized for (docs/benchmarks.md, ad01).
+    for kk in ((k // 2, 2 * k) if L.stats is not None else ()):
         if 2 <= kk <= 128:
             c = _fit_candidate(L, kk, "normalized")
             c.name = f"normalized {_bits_for(kk)}-bit"

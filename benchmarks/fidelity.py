@@ -683,9 +683,9 @@ def render(data: dict) -> tuple:
                   "totals. Economy bound: 4-bit indices + 4 B per bias + 5 B per output channel. TFLM arena: the "
                   "source model's whole arena (head + tail).", "",
                   "The int8 baseline counts weights, int32 biases and requantization constants only; the generated C "
-                  "also holds each op's params struct (20-32 B per op: 356 B on kws, about 650 B on ResNet-8), so "
-                  "where no layer can be stored smaller exactly, `--lossless` (every layer raw int8) lands that much "
-                  "above the baseline, at the report's `int8_flash_bytes` (the same C with every layer raw int8).", "",
+                  "also holds each op's params struct (20-44 B per op), and stores biases as narrow as they fit "
+                  "(16, 24 or 32 bits), so `--lossless` stays at or below the baseline on every shared model "
+                  "(docs/architecture.md, 'Flash accounting').", "",
                   "With `--calib` the codebooks are chosen by each layer's output error on the calibration inputs "
                   "(`method` column), the chosen fits are then fitted again in graph order to the original layer's "
                   "output on the clustered graph's own inputs (sequential refit, upstream error compensated), and "

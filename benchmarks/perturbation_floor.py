@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import fidelity  # noqa: E402
+from tinycluster.evaluate import agreement  # noqa: E402
 from tinycluster.executor import run_graph  # noqa: E402
 from tinycluster.frontends.calib import load_int8_calibration  # noqa: E402
 from tinycluster.importers.tflite import load_tflite, resolve_graph  # noqa: E402
@@ -59,7 +60,7 @@ def floor(name, fractions, n_eval, seed=0):
             y = _outputs(g, xs)
             err = float(np.sum((y - y0) ** 2))
             snr = float("inf") if err == 0 else 10 * np.log10(float(np.sum(y0 ** 2)) / err)
-            agr = float(np.mean(y.argmax(1) == y0.argmax(1))) if classifier else None
+            agr = agreement(y, y0) if classifier else None
             rows.append((node.name, frac, snr, agr))
             print(f"{name} {node.name:24s} {100 * frac:5.1f} % of weights +-1: SNR vs int8 {snr:6.2f} dB"
                   + (f", top-1 vs int8 {100 * agr:.1f} %" if agr is not None else ""), flush=True)
@@ -95,7 +96,7 @@ def one_layer_clustered(name, bits, n_eval, n_cal=fidelity.INT8_CALIB):
         y = _outputs(g, xs)
         err = float(np.sum((y - y0) ** 2))
         snr = float("inf") if err == 0 else 10 * np.log10(float(np.sum(y0 ** 2)) / err)
-        return snr, (float(np.mean(y.argmax(1) == y0.argmax(1))) if classifier else None)
+        return snr, (agreement(y, y0) if classifier else None)
 
     rows = []
     for (node, t), (_, tc) in zip(g0.weight_tensors(), gc.weight_tensors()):

@@ -88,8 +88,8 @@ int32_t tc_fully_connected_packed_get_buffer_size(const tc_fc_packed_params *p)
 
 /* ---------------------------------------------------------------------------------------
  * Row kernels. Each computes acc[r] = sum over weights [0, 8*groups) of row r (r < nr, rows
- * `rb` bytes apart from q, each starting on a byte boundary) of w * x. A group of 8 indices
- * is `bits` whole bytes; the kernels read exactly the bytes of their groups.
+ * `rb` bytes apart from q, or at rows[r], each starting on a byte boundary) of w * x. A group of
+ * 8 indices is `bits` whole bytes; the kernels read exactly the bytes of their groups.
  */
 
 /* pair field j (0..3: indices 2j, 2j+1) of the group at q, table widths 1..4 */
@@ -346,159 +346,6 @@ TC_INLINE void fc_fields2(const uint8_t *q, uint32_t bits, uint32_t h, uint32_t 
     }
 }
 
-/* one row, inputs 4h..4h+3 of its group: two SMLAD against the input pair words xp[2h..] */
-#define TC_FC_HALF(acc, q, h)                                                                 \
-    do {                                                                                      \
-        uint32_t f0_, f1_;                                                                    \
-        fc_fields2(q, bits, (h) & 1u, &f0_, &f1_);                                            \
-        acc = __smlad((int32_t)tab[f0_], xp[2 * (h)], acc);                                   \
-        acc = __smlad((int32_t)tab[f1_], xp[2 * (h) + 1], acc);                               \
-    } while (0)
-/* four rows; TC_AFTER keeps each row's loads after the previous row's MACs */
-#define TC_FC_HALF4(h)                                                                        \
-    do {                                                                                      \
-        TC_FC_HALF(a0, q, h);                                                                 \
-        TC_AFTER(q1, a0);                                                                     \
-        TC_FC_HALF(a1, q1, h);                                                                \
-        TC_AFTER(q2, a1);                                                                     \
-        TC_FC_HALF(a2, q2, h);                                                                \
-        TC_AFTER(q3, a2);                                                                     \
-        TC_FC_HALF(a3, q3, h);                                                                \
-        TC_AFTER(q, a3);                                                                      \
-    } while (0)
-
-/* rows[r]: the first index byte of row r of the pass (any rows sharing the table), nr <= 4 */
-TC_INLINE void fc_pairs_rows4(const uint8_t *const *rows, int32_t nr, uint32_t bits,
-                             const uint32_t *tab, const uint32_t *xw, int32_t groups,
-                             int32_t *acc)
-{
-    int32_t g, r;
-    if (nr == TC_FC_ROWS) {
-        const uint8_t *q = rows[0], *q1 = rows[1], *q2 = rows[2], *q3 = rows[3];
-        const int32_t *xp = (const int32_t *)(const void *)xw;
-        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        for (g = 0; g + 2 <= groups; g += 2) { /* two groups per iteration */
-            TC_FC_HALF4(0);
-            TC_FC_HALF4(1);
-            q += bits;
-            q1 += bits;
-            q2 += bits;
-            q3 += bits;
-            TC_FC_HALF4(2);
-            TC_FC_HALF4(3);
-            q += bits;
-            q1 += bits;
-            q2 += bits;
-            q3 += bits;
-            xp += 8;
-        }
-        if (g < groups) {
-            TC_FC_HALF4(0);
-            TC_FC_HALF4(1);
-        }
-        acc[0] = a0;
-        acc[1] = a1;
-        acc[2] = a2;
-        acc[3] = a3;
-        return;
-    }
-    for (r = 0; r < nr; r++) {
-        const uint8_t *qr = rows[r];
-        const int32_t *xp = (const int32_t *)(const void *)xw;
-        int32_t a = 0;
-        for (g = 0; g + 2 <= groups; g += 2) {
-            TC_FC_HALF(a, qr, 0);
-            TC_FC_HALF(a, qr, 1);
-            qr += bits;
-            TC_FC_HALF(a, qr, 2);
-            TC_FC_HALF(a, qr, 3);
-            qr += bits;
-            xp += 8;
-        }
-        if (g < groups) {
-            TC_FC_HALF(a, qr, 0);
-            TC_FC_HALF(a, qr, 1);
-        }
-        acc[r] = a;
-    }
-}
-
-TC_INLINE void fc_pairs_rows(const uint8_t *const *rows, int32_t nr, uint32_t bits,
-                             const uint32_t *tab, const uint32_t *xw, int32_t groups,
-                             int32_t *acc)
-{
-    int32_t r;
-    for (r = 0; r < nr; r += TC_FC_ROWS) {
-        fc_pairs_rows4(rows + r, TC_MIN(TC_FC_ROWS, nr - r), bits, tab, xw, groups, acc + r);
-    }
-}
-
-#define TC_FC_HAVE_FLASH_PAIRS 1
-
-/* raw int8 weights: SXTB16 of 4 weights against SXTB16 of 4 inputs, (x0, x2) and (x1, x3) */
-#define TC_FC_RAW_ROW(acc, qq)                                                                \
-    do {                                                                                      \
-        const uint32_t w_ = tc_ld32(qq);                                                      \
-        acc = __smlad(__sxtb16(w_), xa, acc);                                                 \
-        acc = __smlad(tc_sxtb16_ror8(w_), xb, acc);                                           \
-    } while (0)
-
-TC_INLINE void fc_raw_rows4(const uint8_t *q, int32_t rb, int32_t nr, const int8_t *x,
-                            int32_t groups, int32_t *acc)
-{
-    int32_t g, r, h;
-    if (nr == TC_FC_ROWS) {
-        const uint8_t *q1 = q + rb, *q2 = q1 + rb, *q3 = q2 + rb;
-        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        for (g = 0; g < 2 * groups; g++) {
-            const uint32_t xv = tc_ld32(x);
-            const int32_t xa = __sxtb16(xv), xb = tc_sxtb16_ror8(xv);
-            TC_FC_RAW_ROW(a0, q);
-            TC_AFTER(q1, a0);
-            TC_FC_RAW_ROW(a1, q1);
-            TC_AFTER(q2, a1);
-            TC_FC_RAW_ROW(a2, q2);
-            TC_AFTER(q3, a2);
-            TC_FC_RAW_ROW(a3, q3);
-            TC_AFTER(q, a3);
-            q += 4;
-            q1 += 4;
-            q2 += 4;
-            q3 += 4;
-            x += 4;
-        }
-        acc[0] = a0;
-        acc[1] = a1;
-        acc[2] = a2;
-        acc[3] = a3;
-        return;
-    }
-    for (r = 0; r < nr; r++) {
-        const uint8_t *qr = q + r * rb;
-        const int8_t *xr = x;
-        int32_t a = 0;
-        for (g = 0; g < groups; g++) {
-            for (h = 0; h < 2; h++) {
-                const uint32_t xv = tc_ld32(xr);
-                const int32_t xa = __sxtb16(xv), xb = tc_sxtb16_ror8(xv);
-                TC_FC_RAW_ROW(a, qr);
-                qr += 4;
-                xr += 4;
-            }
-        }
-        acc[r] = a;
-    }
-}
-
-TC_INLINE void fc_raw_rows(const uint8_t *q, int32_t rb, int32_t nr, const int8_t *x,
-                           int32_t groups, int32_t *acc)
-{
-    int32_t r;
-    for (r = 0; r < nr; r += TC_FC_ROWS) {
-        fc_raw_rows4(q + r * rb, rb, TC_MIN(TC_FC_ROWS, nr - r), x, groups, acc + r);
-    }
-}
-
 /* Codebook lookups, one per weight (widths without a pair table): half a group (4 indices,
  * 4*bits bits) comes from one exact 32-bit (or narrower) load, each index from one bit-field
  * extract; LDRSB of the codebook entry, then SMLABB/SMLABT against the SXTB16 lanes (x0, x2)
@@ -518,44 +365,178 @@ TC_INLINE uint32_t fc_half_word(const uint8_t *q, uint32_t bits, uint32_t h)
     return (uint32_t)q[0] >> (4u * h);
 }
 
-#define TC_FC_LOOK(acc, q, h)                                                                 \
+/* The compact level at 4 bits on these cores: one table of 256 halfwords (the same 512 B as the
+ * split tables), entry f = lo | hi << 4 holding (int8)cb[lo] in its low byte and (int8)cb[hi] in
+ * its high byte. Two entries (fields 2h, 2h+1: weights 4h..4h+3) joined into one word give, by
+ * SXTB16 and SXTB16 ROR 8, the weight lanes (w0, w2) and (w1, w3) that match the input lanes
+ * (x0, x2) and (x1, x3): per 4 weights two LDRB, two LDRH, one ORR, two SXTB16 and two SMLAD
+ * (the split tables: four LDRSB and four SMLABB/SMLABT plus the field extracts). Any alignment
+ * (unaligned LDRH and STR are allowed on these cores). */
+TC_NOINLINE static void fc_build_half4(int8_t *restrict t, const int8_t *restrict cb, int32_t k)
+{
+    uint32_t c[16];
+    int32_t a, b;
+    for (a = 0; a < 16; a++) {
+        c[a] = a < k ? (uint32_t)(uint8_t)cb[a] : 0u;
+    }
+    for (b = 0; b < 16; b++) {
+        const uint32_t h = c[b] << 8 | c[b] << 24;
+        for (a = 0; a < 16; a += 2) {
+            const uint32_t w = h | c[a] | c[a + 1] << 16;
+            memcpy(t, &w, 4);
+            t += 4;
+        }
+    }
+}
+
+/* One pass skeleton for the row kernels of every level on these cores (fc_rows_dsp): the full
+ * pair table (in scratch or flash, widths 1..6, one per codebook of shared layouts), the compact
+ * halfword table, codebook lookups (widths without a table) and raw int8 weights. Rows go
+ * TC_FC_ROWS at a time, sharing each load of the input operands of a half group (inputs
+ * 4h..4h+3), then the remaining rows one by one. A level adds only its operands of a half group
+ * (fc_x_half) and one row's four MACs against them (fc_dot_half); `kind` is a constant at every
+ * call, so each instance compiles to that level's loop alone. */
+enum fc_kind {
+    FC_PAIRS, /* pair words tab[field] (int16 lanes: two MACs per SMLAD) against the widened input */
+    FC_HALF4, /* the compact halfword table t (4 bits), the input as int8 */
+    FC_LOOK,  /* a codebook lookup per weight, the input as int8 */
+    FC_RAW    /* raw int8 weights */
+};
+
+/* what the rows of a pass read besides their index bytes (one table or codebook for the pass) */
+struct fc_lv {
+    const uint32_t *tab; /* FC_PAIRS */
+    const int8_t *t;     /* FC_HALF4 */
+    const int8_t *cb;    /* FC_LOOK */
+};
+
+/* index bytes of a group of 8 weights, input bytes of a group (the widened input: 4 words); a
+ * pass of 4 rows takes steps of TC_FC_HALVES half groups (raw weights: one), TC_FC_UNROLL steps
+ * per iteration (the pair rows: two) */
+#define TC_FC_QB(kind, bits) ((kind) == FC_HALF4 ? 4 : (kind) == FC_RAW ? 8 : (int32_t)(bits))
+#define TC_FC_XB(kind) ((kind) == FC_PAIRS ? 16 : 8)
+#define TC_FC_HALVES(kind) ((kind) == FC_RAW ? 1 : 2)
+#define TC_FC_UNROLL(kind) ((kind) == FC_PAIRS ? 2 : 1)
+
+/* the input operands of half h (inputs 4h..4h+3; h 2, 3: the next group) shared by the rows of a
+ * pass: the SXTB16 lanes (x0, x2), (x1, x3) of four int8 inputs. The pair rows read their widened
+ * input words in fc_dot_half instead (loads next to their use: as the loop was before the fold,
+ * measured; the 4-row loop of the narrow widths has no register to spare) */
+TC_INLINE void fc_x_half(enum fc_kind kind, const uint8_t *x, uint32_t h, int32_t *xa, int32_t *xb)
+{
+    if (kind == FC_PAIRS) {
+        *xa = 0;
+        *xb = 0;
+    } else {
+        const uint32_t v = tc_ld32(x + 4u * h);
+        *xa = __sxtb16(v);
+        *xb = tc_sxtb16_ror8(v);
+    }
+}
+
+/* one row's weights 4h..4h+3 of the group at q against the inputs 4h..4h+3 of the group at x
+ * (fc_x_half's operands xa, xb) */
+TC_INLINE int32_t fc_dot_half(enum fc_kind kind, uint32_t bits, struct fc_lv lv, const uint8_t *q,
+                              uint32_t h, const uint8_t *x, int32_t xa, int32_t xb, int32_t acc)
+{
+    uint32_t w;
+    if (kind == FC_PAIRS) { /* two pair fields (LDRB, or a load and two extracts), LDR, SMLAD
+                             * against the input pair words (x0, x1), (x2, x3) */
+        const int32_t *xp = (const int32_t *)(const void *)x;
+        uint32_t f0, f1;
+        fc_fields2(q, bits, h & 1u, &f0, &f1);
+        acc = __smlad((int32_t)lv.tab[f0], xp[2u * h], acc);
+        return __smlad((int32_t)lv.tab[f1], xp[2u * h + 1u], acc);
+    }
+    if (kind == FC_LOOK) { /* four indices from one load, LDRSB + SMLABB/SMLABT each */
+        const uint32_t m = (1u << bits) - 1u, v = fc_half_word(q, bits, h & 1u);
+        acc = __smlabb(lv.cb[v & m], xa, acc);
+        acc = __smlabb(lv.cb[(v >> bits) & m], xb, acc);
+        acc = __smlabt(lv.cb[(v >> (2u * bits)) & m], xa, acc);
+        return __smlabt(lv.cb[(v >> (3u * bits)) & m], xb, acc);
+    }
+    if (kind == FC_HALF4) { /* two halfword entries joined: weights (w0, w2) | (w1, w3) << 8 */
+        const uint32_t j = 2u * (h & 1u);
+        w = (uint32_t)tc_ld16(lv.t + 2u * q[j]) | (uint32_t)tc_ld16(lv.t + 2u * q[j + 1u]) << 16;
+    } else { /* FC_RAW: four int8 weights */
+        w = tc_ld32(q + 4u * (h & 1u));
+    }
+    acc = __smlad(__sxtb16(w), xa, acc);
+    return __smlad(tc_sxtb16_ror8(w), xb, acc);
+}
+
+/* half h of the group at xx for the four rows of a pass (q0..q3, a0..a3 of fc_pass_dsp);
+ * TC_AFTER keeps each row's loads after the previous row's MACs */
+#define TC_FC_PASS_HALF(xx, h)                                                                \
     do {                                                                                      \
-        const uint32_t v_ = fc_half_word(q, bits, (h));                                       \
-        acc = __smlabb(cb[v_ & m], xa, acc);                                                  \
-        acc = __smlabb(cb[(v_ >> bits) & m], xb, acc);                                        \
-        acc = __smlabt(cb[(v_ >> (2u * bits)) & m], xa, acc);                                 \
-        acc = __smlabt(cb[(v_ >> (3u * bits)) & m], xb, acc);                                 \
-    } while (0)
-#define TC_FC_LOOK4(h)                                                                        \
-    do {                                                                                      \
-        const uint32_t xv_ = tc_ld32(x + 4 * (h));                                            \
-        const int32_t xa = __sxtb16(xv_), xb = tc_sxtb16_ror8(xv_);                           \
-        TC_FC_LOOK(a0, q, h);                                                                 \
+        int32_t xa_, xb_;                                                                     \
+        fc_x_half(kind, (xx), (h), &xa_, &xb_);                                               \
+        a0 = fc_dot_half(kind, bits, lv, q0, (h), (xx), xa_, xb_, a0);                        \
         TC_AFTER(q1, a0);                                                                     \
-        TC_FC_LOOK(a1, q1, h);                                                                \
+        a1 = fc_dot_half(kind, bits, lv, q1, (h), (xx), xa_, xb_, a1);                        \
         TC_AFTER(q2, a1);                                                                     \
-        TC_FC_LOOK(a2, q2, h);                                                                \
+        a2 = fc_dot_half(kind, bits, lv, q2, (h), (xx), xa_, xb_, a2);                        \
         TC_AFTER(q3, a2);                                                                     \
-        TC_FC_LOOK(a3, q3, h);                                                                \
-        TC_AFTER(q, a3);                                                                      \
+        a3 = fc_dot_half(kind, bits, lv, q3, (h), (xx), xa_, xb_, a3);                        \
+        TC_AFTER(q0, a3);                                                                     \
     } while (0)
 
-TC_INLINE void fc_lookup_rows4(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
-                               const int8_t *cb, const int8_t *x, int32_t groups, int32_t *acc)
+/* one group of one row at q: halves h0, h0 + 1 (h0 2: the group after the one at x) */
+TC_INLINE int32_t fc_row_group(enum fc_kind kind, uint32_t bits, struct fc_lv lv, const uint8_t *x,
+                               uint32_t h0, const uint8_t *q, int32_t a)
 {
-    const uint32_t m = (1u << bits) - 1u;
+    int32_t xa, xb;
+    fc_x_half(kind, x, h0, &xa, &xb);
+    a = fc_dot_half(kind, bits, lv, q, h0, x, xa, xb, a);
+    fc_x_half(kind, x, h0 + 1u, &xa, &xb);
+    return fc_dot_half(kind, bits, lv, q, h0 + 1u, x, xa, xb, a);
+}
+
+/* row r of a pass: rows[r], or (rows NULL) `rb` bytes apart from q */
+TC_INLINE const uint8_t *fc_row_at(const uint8_t *const *rows, const uint8_t *q, int32_t rb, int32_t r)
+{
+    return rows != NULL ? rows[r] : q + r * rb;
+}
+
+/* acc[r] = the dot product of the first 8*groups weights of row r (r < nr <= TC_FC_ROWS, each
+ * starting on a byte boundary, fc_row_at) with the input x0 (the widened input for FC_PAIRS) */
+TC_INLINE void fc_pass_dsp(enum fc_kind kind, uint32_t bits, struct fc_lv lv,
+                           const uint8_t *const *rows, const uint8_t *q, int32_t rb, int32_t nr,
+                           const uint8_t *x0, int32_t groups, int32_t *acc)
+{
+    const int32_t qb = TC_FC_QB(kind, bits), xs = TC_FC_XB(kind), u = TC_FC_UNROLL(kind);
+    const int32_t hs = TC_FC_HALVES(kind), steps = groups * 2 / hs; /* steps of a 4-row pass */
+    const int32_t qstep = qb * hs / 2, xstep = xs * hs / 2;        /* their index, input bytes */
     int32_t g, r;
     if (nr == TC_FC_ROWS) {
-        const uint8_t *q1 = q + rb, *q2 = q1 + rb, *q3 = q2 + rb;
+        const uint8_t *q0 = fc_row_at(rows, q, rb, 0), *q1 = fc_row_at(rows, q, rb, 1);
+        const uint8_t *q2 = fc_row_at(rows, q, rb, 2), *q3 = fc_row_at(rows, q, rb, 3);
+        const uint8_t *x = x0, *xe = x0 + xstep * steps;
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        for (g = 0; g < groups; g++) {
-            TC_FC_LOOK4(0);
-            TC_FC_LOOK4(1);
-            q += bits;
-            q1 += bits;
-            q2 += bits;
-            q3 += bits;
-            x += 8;
+        /* (the pair rows count steps, the others run to the input's end: each loop as GCC
+         * allocated it best, measured) */
+        for (g = 0; u == 2 ? g + 2 <= steps : x != xe; g += u) {
+            TC_FC_PASS_HALF(x, 0u);
+            if (hs == 2) {
+                TC_FC_PASS_HALF(x, 1u);
+            }
+            q0 += qstep;
+            q1 += qstep;
+            q2 += qstep;
+            q3 += qstep;
+            if (u == 2) { /* the next group: halves 2 and 3 */
+                TC_FC_PASS_HALF(x, 2u);
+                TC_FC_PASS_HALF(x, 3u);
+                q0 += qb;
+                q1 += qb;
+                q2 += qb;
+                q3 += qb;
+            }
+            x += u * xstep;
+        }
+        if (u == 2 && g < steps) {
+            TC_FC_PASS_HALF(x, 0u);
+            TC_FC_PASS_HALF(x, 1u);
         }
         acc[0] = a0;
         acc[1] = a1;
@@ -563,33 +544,76 @@ TC_INLINE void fc_lookup_rows4(const uint8_t *q, int32_t rb, int32_t nr, uint32_
         acc[3] = a3;
         return;
     }
-    for (r = 0; r < nr; r++) {
-        const uint8_t *qr = q + r * rb;
-        const int8_t *xr = x;
+    for (r = 0; r < nr; r++) { /* fewer rows: one by one */
+        const uint8_t *qr = fc_row_at(rows, q, rb, r);
+        const uint8_t *x = x0;
         int32_t a = 0;
-        for (g = 0; g < groups; g++) {
-            uint32_t xv = tc_ld32(xr);
-            int32_t xa = __sxtb16(xv), xb = tc_sxtb16_ror8(xv);
-            TC_FC_LOOK(a, qr, 0);
-            xv = tc_ld32(xr + 4);
-            xa = __sxtb16(xv);
-            xb = tc_sxtb16_ror8(xv);
-            TC_FC_LOOK(a, qr, 1);
-            qr += bits;
-            xr += 8;
+        for (g = 0; g + u <= groups; g += u) {
+            a = fc_row_group(kind, bits, lv, x, 0u, qr, a);
+            qr += qb;
+            if (u == 2) {
+                a = fc_row_group(kind, bits, lv, x, 2u, qr, a);
+                qr += qb;
+            }
+            x += u * xs;
+        }
+        if (u == 2 && g < groups) {
+            a = fc_row_group(kind, bits, lv, x, 0u, qr, a);
         }
         acc[r] = a;
     }
 }
 
-TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
-                              const int8_t *cb, const int8_t *x, int32_t groups, int32_t *acc)
+/* the same for any number of rows (rows[r], or rows NULL: `rb` bytes apart from q): passes of
+ * TC_FC_ROWS */
+TC_INLINE void fc_rows_dsp(enum fc_kind kind, uint32_t bits, struct fc_lv lv,
+                           const uint8_t *const *rows, const uint8_t *q, int32_t rb, int32_t nr,
+                           const void *x, int32_t groups, int32_t *acc)
 {
     int32_t r;
     for (r = 0; r < nr; r += TC_FC_ROWS) {
-        fc_lookup_rows4(q + r * rb, rb, TC_MIN(TC_FC_ROWS, nr - r), bits, cb, x, groups, acc + r);
+        fc_pass_dsp(kind, bits, lv, rows != NULL ? rows + r : NULL, rows != NULL ? q : q + r * rb,
+                    rb, TC_MIN(TC_FC_ROWS, nr - r), (const uint8_t *)x, groups, acc + r);
     }
 }
+
+/* the levels' row kernels: full pair tables (rows sharing the table tab, the widened input xw) */
+TC_INLINE void fc_pairs_rows(const uint8_t *const *rows, int32_t nr, uint32_t bits,
+                             const uint32_t *tab, const uint32_t *xw, int32_t groups,
+                             int32_t *acc)
+{
+    const struct fc_lv lv = {tab, NULL, NULL};
+    fc_rows_dsp(FC_PAIRS, bits, lv, rows, NULL, 0, nr, xw, groups, acc);
+}
+
+#define TC_FC_HAVE_FLASH_PAIRS 1
+
+/* raw int8 weights: SXTB16 of 4 weights against SXTB16 of 4 inputs, (x0, x2) and (x1, x3), as
+ * CMSIS-NN */
+TC_INLINE void fc_raw_rows(const uint8_t *q, int32_t rb, int32_t nr, const int8_t *x,
+                           int32_t groups, int32_t *acc)
+{
+    const struct fc_lv lv = {NULL, NULL, NULL};
+    fc_rows_dsp(FC_RAW, 8u, lv, NULL, q, rb, nr, x, groups, acc);
+}
+
+/* widths without a pair table: a codebook lookup per weight (cb shared by the rows) */
+TC_INLINE void fc_lookup_rows(const uint8_t *q, int32_t rb, int32_t nr, uint32_t bits,
+                              const int8_t *cb, const int8_t *x, int32_t groups, int32_t *acc)
+{
+    const struct fc_lv lv = {NULL, NULL, cb};
+    fc_rows_dsp(FC_LOOK, bits, lv, NULL, q, rb, nr, x, groups, acc);
+}
+
+/* the compact level at 4 bits: the halfword table t (fc_build_half4) */
+TC_NOINLINE static void fc_half4_rows(const uint8_t *const *rows, int32_t nr, const int8_t *t,
+                                      const int8_t *x0, int32_t groups, int32_t *acc)
+{
+    const struct fc_lv lv = {NULL, t, NULL};
+    fc_rows_dsp(FC_HALF4, 4u, lv, rows, NULL, 0, nr, x0, groups, acc);
+}
+#define TC_FC_HAVE_HALF4 1
+
 
 /* 4-bit rows without a pair table (scratch == NULL, or per-channel rows too short for one):
  * two rows per pass share the input words (four SXTB16 lanes per 8 inputs), each with its own
@@ -668,90 +692,6 @@ TC_NOINLINE static void fc_look4_rows(const uint8_t *q, int32_t rb, int32_t nr,
 }
 
 
-/* The compact level at 4 bits on these cores: one table of 256 halfwords (the same 512 B as the
- * split tables), entry f = lo | hi << 4 holding (int8)cb[lo] in its low byte and (int8)cb[hi] in
- * its high byte. Two entries (fields 2h, 2h+1: weights 4h..4h+3) joined into one word give, by
- * SXTB16 and SXTB16 ROR 8, the weight lanes (w0, w2) and (w1, w3) that match the input lanes
- * (x0, x2) and (x1, x3): per 4 weights two LDRB, two LDRH, one ORR, two SXTB16 and two SMLAD
- * (the split tables: four LDRSB and four SMLABB/SMLABT plus the field extracts). Any alignment
- * (unaligned LDRH and STR are allowed on these cores). */
-TC_NOINLINE static void fc_build_half4(int8_t *restrict t, const int8_t *restrict cb, int32_t k)
-{
-    uint32_t c[16];
-    int32_t a, b;
-    for (a = 0; a < 16; a++) {
-        c[a] = a < k ? (uint32_t)(uint8_t)cb[a] : 0u;
-    }
-    for (b = 0; b < 16; b++) {
-        const uint32_t h = c[b] << 8 | c[b] << 24;
-        for (a = 0; a < 16; a += 2) {
-            const uint32_t w = h | c[a] | c[a + 1] << 16;
-            memcpy(t, &w, 4);
-            t += 4;
-        }
-    }
-}
-
-#define TC_FC_H4(acc, qq, h)                                                                  \
-    do {                                                                                      \
-        const uint32_t w_ = (uint32_t)tc_ld16(t + 2u * (qq)[2 * (h)]) |                      \
-                            (uint32_t)tc_ld16(t + 2u * (qq)[2 * (h) + 1]) << 16;              \
-        acc = __smlad(__sxtb16(w_), xa, acc);                                                 \
-        acc = __smlad(tc_sxtb16_ror8(w_), xb, acc);                                           \
-    } while (0)
-#define TC_FC_H4X(h)                                                                          \
-    do {                                                                                      \
-        const uint32_t v_ = tc_ld32(x + 4 * (h));                                             \
-        const int32_t xa = __sxtb16(v_), xb = tc_sxtb16_ror8(v_);                             \
-        TC_FC_H4(a0, q0, h);                                                                  \
-        TC_AFTER(q1, a0);                                                                     \
-        TC_FC_H4(a1, q1, h);                                                                  \
-        TC_AFTER(q2, a1);                                                                     \
-        TC_FC_H4(a2, q2, h);                                                                  \
-        TC_AFTER(q3, a2);                                                                     \
-        TC_FC_H4(a3, q3, h);                                                                  \
-        TC_AFTER(q0, a3);                                                                     \
-    } while (0)
-
-TC_NOINLINE static void fc_half4_rows(const uint8_t *const *rows, int32_t nr, const int8_t *t,
-                                      const int8_t *x0, int32_t groups, int32_t *acc)
-{
-    int32_t r, g;
-    for (r = 0; r + TC_FC_ROWS <= nr; r += TC_FC_ROWS) {
-        const uint8_t *q0 = rows[r], *q1 = rows[r + 1], *q2 = rows[r + 2], *q3 = rows[r + 3];
-        const int8_t *x = x0, *end = x0 + 8 * groups;
-        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        while (x != end) {
-            TC_FC_H4X(0);
-            TC_FC_H4X(1);
-            q0 += 4;
-            q1 += 4;
-            q2 += 4;
-            q3 += 4;
-            x += 8;
-        }
-        acc[r] = a0;
-        acc[r + 1] = a1;
-        acc[r + 2] = a2;
-        acc[r + 3] = a3;
-    }
-    for (; r < nr; r++) {
-        const uint8_t *qa = rows[r];
-        int32_t a = 0;
-        for (g = 0; g < groups; g++) {
-            const int8_t *x = x0 + 8 * g;
-            uint32_t h;
-            for (h = 0; h < 2u; h++) {
-                const uint32_t v_ = tc_ld32(x + 4 * h);
-                const int32_t xa = __sxtb16(v_), xb = tc_sxtb16_ror8(v_);
-                TC_FC_H4(a, qa, h);
-            }
-            qa += 4;
-        }
-        acc[r] = a;
-    }
-}
-#define TC_FC_HAVE_HALF4 1
 
 #else /* !TC_ARCH_ARM_DSP */
 /* ---- plain C (ARMv6-M, portable, x86 hosts for widths they do not vectorize) ----

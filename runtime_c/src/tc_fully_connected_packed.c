@@ -192,6 +192,21 @@ TC_INLINE int32_t fc_split_row(const uint8_t *q, uint32_t bits, const int8_t *lo
  * one-instruction asm statements (as CMSIS-NN's cmsis_gcc.h does). Unaligned LDR/LDRH are
  * allowed on these cores. */
 /* tc_ld32, tc_ld16, tc_sxtb16_ror8, tc_pkhbt16, tc_pkhtb16: tc_packed_internal.h */
+/* one step of fc_build_pairs' asm loop: the next high lane into the eight entries held in
+ * r4..r11 (PKHBT), one STM of them, the table pointer to the next row of entries */
+#define TC_FC_PKH8                                                                            \
+    "ldr %[h], [%[hp]], #4\n\t"                                                               \
+    "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"                                                   \
+    "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"                                                   \
+    "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"                                                   \
+    "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"                                                   \
+    "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"                                                   \
+    "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"                                                   \
+    "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"                                                   \
+    "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"                                                   \
+    "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"                                        \
+    "add %[t], %[t], %[stride]\n\t"
+
 /* Pair words: tab[lo | hi << bits] = cb[lo] (low int16 lane) | cb[hi] (high lane); entries >= k are 0.
  * Four low lanes stay in registers while the high lane runs over the codebook (per-channel
  * layers rebuild the table for every row: ~2 instructions per entry on Cortex-M4). */
@@ -223,51 +238,7 @@ TC_NOINLINE static void fc_build_pairs(uint32_t *restrict tab, const int8_t *res
         register uint32_t v6 __asm__("r10") = c16[lo + 6], v7 __asm__("r11") = c16[lo + 7];
         const uint32_t *hp = c16, *end = c16 + n;
         uint32_t *t = tab + lo, h;
-        __asm__ volatile("1:\n\t"
-                         "ldr %[h], [%[hp]], #4\n\t"
-                         "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"
-                         "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"
-                         "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"
-                         "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"
-                         "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"
-                         "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"
-                         "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"
-                         "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"
-                         "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
-                         "add %[t], %[t], %[stride]\n\t"
-                         "ldr %[h], [%[hp]], #4\n\t"
-                         "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"
-                         "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"
-                         "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"
-                         "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"
-                         "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"
-                         "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"
-                         "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"
-                         "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"
-                         "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
-                         "add %[t], %[t], %[stride]\n\t"
-                         "ldr %[h], [%[hp]], #4\n\t"
-                         "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"
-                         "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"
-                         "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"
-                         "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"
-                         "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"
-                         "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"
-                         "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"
-                         "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"
-                         "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
-                         "add %[t], %[t], %[stride]\n\t"
-                         "ldr %[h], [%[hp]], #4\n\t"
-                         "pkhbt %[v0], %[v0], %[h], lsl #16\n\t"
-                         "pkhbt %[v1], %[v1], %[h], lsl #16\n\t"
-                         "pkhbt %[v2], %[v2], %[h], lsl #16\n\t"
-                         "pkhbt %[v3], %[v3], %[h], lsl #16\n\t"
-                         "pkhbt %[v4], %[v4], %[h], lsl #16\n\t"
-                         "pkhbt %[v5], %[v5], %[h], lsl #16\n\t"
-                         "pkhbt %[v6], %[v6], %[h], lsl #16\n\t"
-                         "pkhbt %[v7], %[v7], %[h], lsl #16\n\t"
-                         "stm %[t], {r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
-                         "add %[t], %[t], %[stride]\n\t"
+        __asm__ volatile("1:\n\t" TC_FC_PKH8 TC_FC_PKH8 TC_FC_PKH8 TC_FC_PKH8
                          "cmp %[hp], %[end]\n\t"
                          "bne 1b\n"
                          : [v0] "+r"(v0), [v1] "+r"(v1), [v2] "+r"(v2), [v3] "+r"(v3), [v4] "+r"(v4),
@@ -397,7 +368,7 @@ TC_NOINLINE static void fc_build_half4(int8_t *restrict t, const int8_t *restric
  * (fc_x_half) and one row's four MACs against them (fc_dot_half); `kind` is a constant at every
  * call, so each instance compiles to that level's loop alone. */
 enum fc_kind {
-    FC_PAIRS, /* pair words tab[field] (int16 lanes: two MACs per SMLAD) against the widened input */
+    FC_PAIRS, /* pair words tab[field] (int16 lanes, two MACs per SMLAD), the widened input */
     FC_HALF4, /* the compact halfword table t (4 bits), the input as int8 */
     FC_LOOK,  /* a codebook lookup per weight, the input as int8 */
     FC_RAW    /* raw int8 weights */
@@ -493,7 +464,8 @@ TC_INLINE int32_t fc_row_group(enum fc_kind kind, uint32_t bits, struct fc_lv lv
 }
 
 /* row r of a pass: rows[r], or (rows NULL) `rb` bytes apart from q */
-TC_INLINE const uint8_t *fc_row_at(const uint8_t *const *rows, const uint8_t *q, int32_t rb, int32_t r)
+TC_INLINE const uint8_t *fc_row_at(const uint8_t *const *rows, const uint8_t *q, int32_t rb,
+                                   int32_t r)
 {
     return rows != NULL ? rows[r] : q + r * rb;
 }

@@ -148,8 +148,28 @@ def accuracy(y, labels) -> Optional[float]:
     return float(np.mean(np.argmax(y, axis=1) == labels))
 
 
+def _top_classes(y) -> np.ndarray:
+    """[N, classes] booleans: the classes holding each row's maximum (more than one on a tie)."""
+    y = np.asarray(y).reshape(len(y), -1)
+    return y == y.max(axis=1, keepdims=True)
+
+
 def agreement(y, ref) -> float:
+    """Top-1 agreement: the fraction of rows on which some class is top-ranked by both ``y`` and
+    ``ref``. An int8 model's output is quantized (a softmax in steps of 1/256), so two classes can
+    tie for its top; ``argmax`` would then pick the lower class index, an artefact of the array
+    order. A tie agrees with either of the tied classes. Without ties this is argmax equality."""
+    return float(np.mean(np.any(_top_classes(y) & _top_classes(ref), axis=1)))
+
+
+def agreement_argmax(y, ref) -> float:
+    """Top-1 agreement by ``argmax`` equality (a tie goes to the lower class index)."""
     return float(np.mean(np.argmax(y, axis=1) == np.argmax(ref, axis=1)))
+
+
+def top_ties(y) -> int:
+    """How many rows of ``y`` have two or more classes tied for the top."""
+    return int(np.sum(_top_classes(y).sum(axis=1) > 1))
 
 
 # ------------------------------------------------------------------------------ evaluation

@@ -163,14 +163,17 @@ class VersusInt8:
         self.y_ref = self.ref.dequantize(self.ref.run_quantized(xs))
 
     def __call__(self, tfl: bytes) -> dict:
-        from .evaluate import TFLiteRunner, agreement, snr_db
+        from .evaluate import TFLiteRunner, agreement, agreement_argmax, snr_db
 
         m = TFLiteRunner(tfl)
         y = m.dequantize(m.run_quantized(self.xs))
         snr = snr_db(y, self.y_ref)
-        return {"snr_db_vs_int8": None if math.isinf(snr) else round(snr, 3),
-                "outputs_identical": bool(math.isinf(snr)),
-                "top1_agreement_vs_int8": round(agreement(y, self.y_ref), 4) if self.classifier else None}
+        r = {"snr_db_vs_int8": None if math.isinf(snr) else round(snr, 3),
+             "outputs_identical": bool(math.isinf(snr)),
+             "top1_agreement_vs_int8": round(agreement(y, self.y_ref), 4) if self.classifier else None}
+        if self.classifier:
+            r["top1_agreement_vs_int8_argmax"] = round(agreement_argmax(y, self.y_ref), 4)
+        return r
 
 
 def _point(label, cm, ev: Optional["VersusInt8"], seconds, command, **opts) -> dict:
@@ -390,7 +393,8 @@ def render_markdown(res: dict, plot: Optional[str]) -> str:
              f"- Evaluation inputs: {res['evaluation']['inputs']}.",
              "- SNR: output SNR of the clustered model vs the int8 model over dequantized outputs "
              "(`identical`: bit-identical outputs)" + (
-                 "; top-1: agreement of the arg-max class with the int8 model." if cls else
+                 "; top-1: agreement with the int8 model's top class (a class top-ranked by both; where two "
+                 "classes tie for the top of a quantized output, either counts)." if cls else
                  "; no top-1 column: the output is not a SOFTMAX (not class scores)."),
              "- Flash: all constant data incl. initial codebook values; SRAM: arena + codebooks held in SRAM "
              "(the report's totals).",

@@ -712,11 +712,11 @@ def render(data: dict) -> tuple:
                   "`default 4 bit, data-free` row is the same compile without them.", "",
                   "ResNet-8's SNR and top-1 vs int8 on these crops are to be read against its perturbation floor "
                   "([perturbation-floor.md](perturbation-floor.md)): moving 1 % of the int8 weights of one early "
-                  "layer by a single step, nothing else changed, already gives 16-21 dB and 88.5-94.5 % top-1 vs "
-                  "int8; any width below 8 bits changes far more than that in every layer. One clustered layer by "
+                  "layer by a single step, nothing else changed, already gives 16-21 dB (and 95.5-97.5 % top-1 vs "
+                  "int8); any width below 8 bits changes far more than that in every layer. One clustered layer by "
                   "itself (same page, `--one-layer-bits`): at `--bits 6` `auto` keeps eight of ten layers exact and "
                   "the first of the two it clusters, fitted on exact inputs, alone stays below 24 dB; at `--bits 7` "
-                  "(one layer clustered) the model is still below 24 dB and 97 %.", ""]
+                  "(one layer clustered) the model is still below 24 dB.", ""]
         lines += distinct_values_md("pretrainedResnet_quant.tflite", 6)
         for res in data["int8"].values():
             lines += int8_md(res)

@@ -34,36 +34,51 @@ def _outputs(g, xs):
     return np.stack([(run_graph(g, x).astype(np.float64).reshape(-1) - zp) * sc for x in xs])
 
 
-def floor(name, fractions, n_eval, seed=0):
-    path = fidelity.SHARED / name
+class _Bench:
+    """One shared model on the fidelity benchmark's inputs: fresh graphs, and scores against the
+    unmodified int8 model (output SNR; top-1 agreement for classifiers)."""
 
-    def load():
-        g = load_tflite(path)
+    def __init__(self, name, n_eval, n_cal=1):
+        self.name, self.path = name, fidelity.SHARED / name
+        g0 = self.load()
+        shape = tuple(g0.tensors[g0.inputs[0]].shape)
+        x_cal, x_eval, _ = fidelity.int8_inputs(name, shape, n_cal, n_eval)
+        self.xs = x_eval if x_eval.dtype == np.int8 else load_int8_calibration(x_eval, g0)
+        self.xc = x_cal if x_cal.dtype == np.int8 else load_int8_calibration(x_cal, g0)
+        self.g0, self.y0 = g0, _outputs(g0, self.xs)
+        self.classifier = g0.nodes[-1].op == "SOFTMAX"
+
+    def load(self):
+        g = load_tflite(self.path)
         resolve_graph(g)
         return g
 
-    g0 = load()
-    shape = tuple(g0.tensors[g0.inputs[0]].shape)
-    _, x_eval, _ = fidelity.int8_inputs(name, shape, 1, n_eval)
-    xs = x_eval if x_eval.dtype == np.int8 else load_int8_calibration(x_eval, g0)
-    y0 = _outputs(g0, xs)
-    classifier = g0.nodes[-1].op == "SOFTMAX"
+    def score(self, g):
+        """(SNR vs int8 in dB, top-1 agreement vs int8 or None)."""
+        y = _outputs(g, self.xs)
+        err = float(np.sum((y - self.y0) ** 2))
+        snr = float("inf") if err == 0 else 10 * np.log10(float(np.sum(self.y0 ** 2)) / err)
+        return snr, (agreement(y, self.y0) if self.classifier else None)
+
+    def say(self, what, snr, agr):
+        print(f"{self.name} {what}: SNR vs int8 {snr:6.2f} dB"
+              + (f", top-1 vs int8 {100 * agr:.1f} %" if agr is not None else ""), flush=True)
+
+
+def floor(name, fractions, n_eval, seed=0):
+    b = _Bench(name, n_eval)
     rows = []
-    for node, t in g0.weight_tensors():
+    for node, t in b.g0.weight_tensors():
         for frac in fractions:
-            g = load()
+            g = b.load()
             w = g.tensors[t.id]
             rng = np.random.default_rng(seed)
             moved = rng.random(w.data.shape) < frac
             step = rng.choice([-1, 1], w.data.shape)
             w.data = np.clip(w.data.astype(np.int64) + moved * step, -127, 127).astype(np.int8)
-            y = _outputs(g, xs)
-            err = float(np.sum((y - y0) ** 2))
-            snr = float("inf") if err == 0 else 10 * np.log10(float(np.sum(y0 ** 2)) / err)
-            agr = agreement(y, y0) if classifier else None
+            snr, agr = b.score(g)
             rows.append((node.name, frac, snr, agr))
-            print(f"{name} {node.name:24s} {100 * frac:5.1f} % of weights +-1: SNR vs int8 {snr:6.2f} dB"
-                  + (f", top-1 vs int8 {100 * agr:.1f} %" if agr is not None else ""), flush=True)
+            b.say(f"{node.name:24s} {100 * frac:5.1f} % of weights +-1", snr, agr)
     return rows
 
 
@@ -75,44 +90,20 @@ def one_layer_clustered(name, bits, n_eval, n_cal=fidelity.INT8_CALIB):
 
     from tinycluster.compress.cluster import cluster_graph
 
-    path = fidelity.SHARED / name
-
-    def load():
-        g = load_tflite(path)
-        resolve_graph(g)
-        return g
-
-    g0 = load()
-    shape = tuple(g0.tensors[g0.inputs[0]].shape)
-    x_cal, x_eval, _ = fidelity.int8_inputs(name, shape, n_cal, n_eval)
-    xs = x_eval if x_eval.dtype == np.int8 else load_int8_calibration(x_eval, g0)
-    xc = x_cal if x_cal.dtype == np.int8 else load_int8_calibration(x_cal, g0)
-    y0 = _outputs(g0, xs)
-    classifier = g0.nodes[-1].op == "SOFTMAX"
-    gc = load()
-    cluster_graph(gc, bits=bits, granularity="auto", calib=xc)
-
-    def score(g):
-        y = _outputs(g, xs)
-        err = float(np.sum((y - y0) ** 2))
-        snr = float("inf") if err == 0 else 10 * np.log10(float(np.sum(y0 ** 2)) / err)
-        return snr, (agreement(y, y0) if classifier else None)
-
+    b = _Bench(name, n_eval, n_cal)
+    gc = b.load()
+    cluster_graph(gc, bits=bits, granularity="auto", calib=b.xc)
     rows = []
-    for (node, t), (_, tc) in zip(g0.weight_tensors(), gc.weight_tensors()):
-        g = load()
-        ids = [t.id] + [i for i in node.inputs[2:3] if i is not None and i >= 0]
-        for i in ids:
+    for (node, t), (_, tc) in zip(b.g0.weight_tensors(), gc.weight_tensors()):
+        g = b.load()
+        for i in [t.id] + [i for i in node.inputs[2:3] if i is not None and i >= 0]:  # weights, bias
             g.tensors[i] = copy.deepcopy(gc.tensors[i])
-        snr, agr = score(g)
+        snr, agr = b.score(g)
         cl = tc.clustering
         what = "raw int8" if cl is None else f"{cl.granularity} {cl.bits} bit"
         rows.append((node.name, what, snr, agr))
-        print(f"{name} {node.name:24s} alone at {what:22s}: SNR vs int8 {snr:6.2f} dB"
-              + (f", top-1 vs int8 {100 * agr:.1f} %" if agr is not None else ""), flush=True)
-    snr, agr = score(gc)
-    print(f"{name} every layer as compiled          : SNR vs int8 {snr:6.2f} dB"
-          + (f", top-1 vs int8 {100 * agr:.1f} %" if agr is not None else ""), flush=True)
+        b.say(f"{node.name:24s} alone at {what:22s}", snr, agr)
+    b.say("every layer as compiled         ", *b.score(gc))
     return rows
 
 

@@ -281,6 +281,24 @@ def test_ad01_flash_pair_tables_bit_exact_in_qemu(tmp_path, board):
     assert r["counter"]["mismatches"] == 0
 
 
+@pytest.fixture(scope="module")
+def resnet8_dir(tmp_path_factory):
+    return _compile(shared_model("pretrainedResnet_quant.tflite"), tmp_path_factory.mktemp("boards") / "resnet8")
+
+
+@pytest.mark.parametrize("board", ["cortex-m4", "rp2040"])
+def test_resnet8_bit_exact_in_qemu(resnet8_dir, tmp_path, board):
+    """ResNet-8 (residual ADDs, packed 3x3 and 1x1 convolutions, a FULLY_CONNECTED, SOFTMAX) at 4 bits
+    gives the host's bytes in QEMU, on the DSP path (Cortex-M4) and on ARMv6-M (RP2040)."""
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    from tinycluster.builders.board import run_on_board
+    d = _copy(resnet8_dir, tmp_path / "resnet8")
+    assert any(n["op"] == "ADD" for n in json.loads((d / "report.json").read_text())["layers"])
+    r = run_on_board(d, board, samples=2, seed=7, count=0)
+    assert r["mismatches"] == 0 and r["samples"] == 2
+
+
 def test_run_reports_mismatch(kws_dir, tmp_path, monkeypatch):
     """If the host reference differs, run fails and says how many samples differ."""
     require_tool("arm-none-eabi-gcc")

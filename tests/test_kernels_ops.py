@@ -1,6 +1,6 @@
-"""C kernels of the non-weighted ops vs their numpy references (hypothesis), the numpy
-references (and the C kernels) vs TensorFlow Lite Micro on small converted models, and a
-sanitizer run of the kernels.
+"""C kernels of the non-weighted ops vs their numpy references (hypothesis; ADD and MUL also as
+Cortex-M4 and M0+ run them, in unicorn), the numpy references (and the C kernels) vs TensorFlow
+Lite Micro on small converted models, and a sanitizer run of the kernels.
 
 Ops: ADD, MUL, AVERAGE_POOL_2D, MAX_POOL_2D, SOFTMAX, LOGISTIC, TANH, RELU, RELU6, QUANTIZE,
 DEQUANTIZE, PAD, MEAN, CONCATENATION, RESHAPE (runtime_c/src/tc_*_s8.c, tinycluster/ops/*.py).
@@ -238,6 +238,65 @@ def test_mul_c_matches_reference(clib, data):
     ts = [qt(0, a, d(scales), d(zps)), qt(1, b, d(scales), d(zps)), qt(2, o, d(scales), d(zps))]
     g, node = resolved("MUL", ts, [0, 1], [2], {"activation": d(acts)})
     check(clib, g, node, [int8_data(d, a), int8_data(d, b)])
+
+
+# ---- ADD / MUL as Cortex-M runs them (unicorn) --------------------------------------------------
+ARM_BOARDS = ["cortex-m4", "cortex-m0plus"]  # ARMv7E-M DSP at -O2, ARMv6-M at -Os (board profiles)
+ARM_EXAMPLES = max(N // 3, 10)  # per board
+ARM_HARNESS = r"""
+#include "tc_kernels.h"
+tc_add_params PA;
+tc_mul_params PM;
+int8_t IN1[640], IN2[640], OUT[16 + 640 + 16];
+void tc_harness_entry(void) {}
+void run_add(void) { tc_add_s8(&PA, IN1, IN2, OUT + 16); }
+void run_mul(void) { tc_mul_s8(&PM, IN1, IN2, OUT + 16); }
+"""
+
+
+@pytest.fixture(scope="module", params=ARM_BOARDS)
+def arm_ops(request):
+    """tc_add_s8 / tc_mul_s8 cross-compiled with a board's flags, in unicorn."""
+    from conftest import require_tool
+    require_tool("arm-none-eabi-gcc")
+    pytest.importorskip("unicorn", reason="unicorn (PyPI) runs the Cortex-M code")
+    from arm_harness import build_machine
+    return build_machine(request.param, ARM_HARNESS, ["tc_add_s8.c", "tc_mul_s8.c"])
+
+
+def _c_struct_bytes(fields, params) -> bytes:
+    """A params struct as the C compiler lays it out (natural alignment, as on Arm EABI)."""
+    import ctypes
+
+    from tinycluster.emit_context import CTYPES
+    S = type("S", (ctypes.Structure,), {"_fields_": [(n, CTYPES[t][0]) for n, t in fields]})
+    return bytes(S(**{n: int(params[n]) for n, _ in fields}))
+
+
+@settings(max_examples=ARM_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+@given(st.data())
+def test_add_mul_on_cortex_m_match_reference(arm_ops, data):
+    """Broadcasting ADD / MUL (the tc_bcast_rows walk and the no-broadcast loop) on Cortex-M give
+    the numpy reference's bytes and write nothing outside the output."""
+    from arm_harness import read, write
+    d = data.draw
+    op = d(st.sampled_from(["ADD", "MUL"]))
+    a, b, o = d(broadcast_shapes())
+    ts = [qt(0, a, d(scales), d(zps)), qt(1, b, d(scales), d(zps)), qt(2, o, d(scales), d(zps))]
+    g, node = resolved(op, ts, [0, 1], [2], {"activation": d(acts)})
+    x1, x2 = int8_data(d, a), int8_data(d, b)
+    want = get_handler(op).reference(node, g, [x1, x2])[0].reshape(-1)
+    mod, var = (add_mod, "PA") if op == "ADD" else (mul_mod, "PM")
+    m, n = arm_ops, want.size
+    write(m, var, _c_struct_bytes(mod.FIELDS, node.params))
+    write(m, "IN1", x1.tobytes())
+    write(m, "IN2", x2.tobytes())
+    write(m, "OUT", bytes([0x5A]) * (n + 32))
+    m.call("run_" + op.lower(), limit=50_000_000)
+    raw = np.frombuffer(read(m, "OUT", n + 32), np.int8)
+    assert np.all(raw[:16] == 0x5A) and np.all(raw[16 + n:] == 0x5A), "kernel wrote outside its output"
+    assert np.array_equal(raw[16:16 + n], want), (op, a, b, node.params)
 
 
 @HSET

@@ -163,6 +163,70 @@ TC_INLINE void tc_bcast_strides(const int32_t d[4], uint32_t bcast, int32_t s[4]
     }
 }
 
+/* The broadcast walk of ADD / MUL (tc_kernels.h, tc_add_params), in one place for every
+ * two-input elementwise kernel: the output's d[0]*d[1]*d[2] rows of d[3] elements, in output
+ * order, each with the start of the matching row of in1 and of in2. The caller keeps its own
+ * inner loop, with its per-element op inlined (no call per element):
+ *     tc_bcast_rows r;
+ *     tc_bcast_rows_init(&r, d, a_bcast, b_bcast, in1, in2);
+ *     while (tc_bcast_rows_next(&r))
+ *         for (i = 0; i < d[3]; ++i) *out++ = op(r.a[i * r.as[3]], r.b[i * r.bs[3]]);
+ * Row (i0, i1, i2) starts at in1 + i0*as[0] + i1*as[1] + i2*as[2] (strides from
+ * tc_bcast_strides(), 0 along broadcast dims; the same for in2 with bs); as[3] / bs[3] step
+ * along d[3]. No multiply or divide per row: the offsets advance by as[2] / bs[2] and by a
+ * precomputed step where i2 or i1 wraps; every offset held stays in [0, input size]. */
+typedef struct {
+    const int8_t *a, *b;            /* the row tc_bcast_rows_next() returned: its start in in1 / in2 */
+    const int8_t *in1, *in2;
+    int32_t as[4], bs[4];           /* element strides of in1 / in2 over the output dims */
+    int32_t rows;                   /* rows not yet returned */
+    int32_t d1, d2, left1, left2;   /* output dims 1, 2; rows left before i1 / i2 wrap */
+    int32_t a_wrap2, b_wrap2;       /* offset step where i2 wraps: as[1] - d[2]*as[2] */
+    int32_t a_wrap1, b_wrap1;       /* ... and where i1 wraps too: as[0] - d[1]*as[1] */
+    int32_t ao, bo;                 /* the next row's offsets in in1 / in2 */
+} tc_bcast_rows;
+
+TC_INLINE void tc_bcast_rows_init(tc_bcast_rows *r, const int32_t d[4], uint32_t a_bcast, uint32_t b_bcast,
+                                  const int8_t *in1, const int8_t *in2)
+{
+    tc_bcast_strides(d, a_bcast, r->as);
+    tc_bcast_strides(d, b_bcast, r->bs);
+    r->a = r->in1 = in1;
+    r->b = r->in2 = in2;
+    r->rows = d[0] * d[1] * d[2];
+    r->left1 = r->d1 = d[1];
+    r->left2 = r->d2 = d[2];
+    r->a_wrap2 = r->as[1] - d[2] * r->as[2];
+    r->b_wrap2 = r->bs[1] - d[2] * r->bs[2];
+    r->a_wrap1 = r->as[0] - d[1] * r->as[1];
+    r->b_wrap1 = r->bs[0] - d[1] * r->bs[1];
+    r->ao = r->bo = 0;
+}
+
+/* 1 with the next row's starts in r->a and r->b; 0 after the last row. */
+TC_INLINE int tc_bcast_rows_next(tc_bcast_rows *r)
+{
+    if (r->rows == 0) {
+        return 0;
+    }
+    --r->rows;
+    r->a = r->in1 + r->ao;
+    r->b = r->in2 + r->bo;
+    r->ao += r->as[2];
+    r->bo += r->bs[2];
+    if (--r->left2 == 0) {
+        r->left2 = r->d2;
+        r->ao += r->a_wrap2;
+        r->bo += r->b_wrap2;
+        if (--r->left1 == 0) {
+            r->left1 = r->d1;
+            r->ao += r->a_wrap1;
+            r->bo += r->b_wrap1;
+        }
+    }
+    return 1;
+}
+
 /* The bias of output channel c, as the packed kernels store it (`bias_bits` wide):
  *  16: int16_t[] (every bias of the layer in [-32768, 32767]);
  *  24: three bytes per bias, little-endian two's complement ([-2^23, 2^23));

@@ -10,7 +10,8 @@ static int8_t tc_mul_one(const tc_mul_params *p, int32_t x1, int32_t x2)
 void tc_mul_s8(const tc_mul_params *p, const int8_t *in1, const int8_t *in2, int8_t *out)
 {
     const int32_t d[4] = {p->d0, p->d1, p->d2, p->d3};
-    int32_t as[4], bs[4], i0, i1, i2, i3;
+    tc_bcast_rows r;
+    int32_t i3;
     if ((p->a_bcast | p->b_bcast) == 0) {
         const int32_t n = p->d0 * p->d1 * p->d2 * p->d3;
         int32_t i;
@@ -19,17 +20,10 @@ void tc_mul_s8(const tc_mul_params *p, const int8_t *in1, const int8_t *in2, int
         }
         return;
     }
-    tc_bcast_strides(d, p->a_bcast, as);
-    tc_bcast_strides(d, p->b_bcast, bs);
-    for (i0 = 0; i0 < d[0]; ++i0) {
-        for (i1 = 0; i1 < d[1]; ++i1) {
-            for (i2 = 0; i2 < d[2]; ++i2) {
-                const int8_t *a = in1 + i0 * as[0] + i1 * as[1] + i2 * as[2];
-                const int8_t *b = in2 + i0 * bs[0] + i1 * bs[1] + i2 * bs[2];
-                for (i3 = 0; i3 < d[3]; ++i3) {
-                    *out++ = tc_mul_one(p, a[i3 * as[3]], b[i3 * bs[3]]);
-                }
-            }
+    tc_bcast_rows_init(&r, d, p->a_bcast, p->b_bcast, in1, in2);
+    while (tc_bcast_rows_next(&r)) {
+        for (i3 = 0; i3 < d[3]; ++i3) {
+            *out++ = tc_mul_one(p, r.a[i3 * r.as[3]], r.b[i3 * r.bs[3]]);
         }
     }
 }

@@ -282,19 +282,28 @@ def test_ad01_flash_pair_tables_bit_exact_in_qemu(tmp_path, board):
 
 
 @pytest.fixture(scope="module")
-def resnet8_dir(tmp_path_factory):
-    return _compile(shared_model("pretrainedResnet_quant.tflite"), tmp_path_factory.mktemp("boards") / "resnet8")
+def compiled_4bit(tmp_path_factory):
+    """Shared models compiled at 4 bits once per module, by name."""
+    done = {}
+
+    def get(model):
+        if model not in done:
+            done[model] = _compile(shared_model(f"{model}.tflite"), tmp_path_factory.mktemp("boards") / model)
+        return done[model]
+    return get
 
 
 @pytest.mark.parametrize("board", ["cortex-m4", "rp2040"])
-def test_resnet8_bit_exact_in_qemu(resnet8_dir, tmp_path, board):
-    """ResNet-8 (residual ADDs, packed 3x3 and 1x1 convolutions, a FULLY_CONNECTED, SOFTMAX) at 4 bits
-    gives the host's bytes in QEMU, on the DSP path (Cortex-M4) and on ARMv6-M (RP2040)."""
+@pytest.mark.parametrize("model, op", [("pretrainedResnet_quant", "ADD"), ("vww_96_int8", "DEPTHWISE_CONV_2D")])
+def test_shared_model_bit_exact_in_qemu(compiled_4bit, tmp_path, board, model, op):
+    """ResNet-8 (residual ADDs, packed 3x3 and 1x1 convolutions, FULLY_CONNECTED, SOFTMAX) and vww (the
+    largest shared model: depthwise and pointwise convolutions) at 4 bits give the host's bytes in QEMU,
+    on the DSP path (Cortex-M4) and on ARMv6-M (RP2040). kws and ad01 run in the tests above."""
     require_tool("arm-none-eabi-gcc")
     require_tool("qemu-system-arm")
     from tinycluster.builders.board import run_on_board
-    d = _copy(resnet8_dir, tmp_path / "resnet8")
-    assert any(n["op"] == "ADD" for n in json.loads((d / "report.json").read_text())["layers"])
+    d = _copy(compiled_4bit(model), tmp_path / model)
+    assert any(n["op"] == op for n in json.loads((d / "report.json").read_text())["layers"])
     r = run_on_board(d, board, samples=2, seed=7, count=0)
     assert r["mismatches"] == 0 and r["samples"] == 2
 

@@ -73,7 +73,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tinycluster.evaluate import TFLiteRunner, agreement, snr_db  # noqa: E402
+from tinycluster.evaluate import TFLiteRunner, agreement, agrees, snr_db  # noqa: E402
 from tinycluster.frontends.keras import load_keras  # noqa: E402
 from tinycluster.frontends.pipeline import compress_to_int8_tflite  # noqa: E402
 
@@ -265,7 +265,7 @@ def run_agreement_model(name, n_cal=100, n_eval=1000, bits=6):
     tfl, info = compress_to_int8_tflite(str(path), calib=str(calib_file), quiet=True, bits=bits,
                                         granularity="per-channel")
     ys = {"int8": TFLiteRunner(info.artifacts["int8.tflite"], "tflm").run(x_eval), str(bits): TFLiteRunner(tfl, "tflm").run(x_eval)}
-    ok = {k: np.array([agreement(y[i:i + 1], y_float[i:i + 1]) == 1.0 for i in range(len(y))]) for k, y in ys.items()}
+    ok = {k: agrees(y, y_float) for k, y in ys.items()}
     res = {"model": name, "bits": bits, "calibration_samples": n_cal, "evaluation_samples": n_eval,
            "rows": {k: {"agreement": float(ok[k].mean()), "agreement_first200": float(ok[k][:200].mean()),
                         "snr_db": snr_db(ys[k], y_float)} for k in ys},
@@ -360,10 +360,8 @@ class Int8Eval:
     (``tinycluster.explore.VersusInt8``, the measurement ``explore`` makes)."""
 
     def __init__(self, src: bytes, x_eval, classifier: bool):
-        from tinycluster.evaluate import model_inputs
+        from tinycluster.evaluate import model_inputs, top_ties
         from tinycluster.explore import VersusInt8
-
-        from tinycluster.evaluate import top_ties
 
         self.xs = model_inputs(x_eval, TFLiteRunner(src, "tflm"), "evaluation inputs")
         self._vs = VersusInt8(src, self.xs, classifier)

@@ -2,7 +2,7 @@
 steps of 1/256, so two classes can tie for its top; a tie agrees with either tied class."""
 import numpy as np
 
-from tinycluster.evaluate import agreement, agreement_argmax, top_ties
+from tinycluster.evaluate import agreement, agreement_argmax, agrees, top_ties
 
 
 def test_without_ties_it_is_argmax_equality():
@@ -17,6 +17,7 @@ def test_a_tie_agrees_with_either_tied_class_only():
     y = np.array([[0, 9, 1], [9, 0, 1], [0, 1, 9], [0, 5, 5]], dtype=np.int8)
     # rows 0, 1: y's top is one of ref's tied classes; row 2: it is not; row 3: y ties, one of them is ref's top
     assert agreement(y, ref) == 0.75 and agreement(ref, y) == 0.75
+    assert agrees(y, ref).tolist() == [True, True, False, True]
     # argmax gives ties to the lowest index: row 0 would count as a disagreement, row 1 as agreement
     assert agreement_argmax(y, ref) == 0.5
     assert top_ties(ref) == 3 and top_ties(y) == 1

@@ -154,12 +154,17 @@ def _top_classes(y) -> np.ndarray:
     return y == y.max(axis=1, keepdims=True)
 
 
+def agrees(y, ref) -> np.ndarray:
+    """[N] booleans: whether some class is top-ranked by both ``y`` and ``ref`` in each row. An int8
+    model's output is quantized (a softmax in steps of 1/256), so two classes can tie for its top;
+    ``argmax`` would then pick the lower class index, an artefact of the array order. A tie agrees
+    with either of the tied classes. Without ties this is argmax equality."""
+    return np.any(_top_classes(y) & _top_classes(ref), axis=1)
+
+
 def agreement(y, ref) -> float:
-    """Top-1 agreement: the fraction of rows on which some class is top-ranked by both ``y`` and
-    ``ref``. An int8 model's output is quantized (a softmax in steps of 1/256), so two classes can
-    tie for its top; ``argmax`` would then pick the lower class index, an artefact of the array
-    order. A tie agrees with either of the tied classes. Without ties this is argmax equality."""
-    return float(np.mean(np.any(_top_classes(y) & _top_classes(ref), axis=1)))
+    """Top-1 agreement: the fraction of rows on which the two agree (:func:`agrees`)."""
+    return float(np.mean(agrees(y, ref)))
 
 
 def agreement_argmax(y, ref) -> float:

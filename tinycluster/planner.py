@@ -169,7 +169,7 @@ def grant_flash_tables(graph, plan: Plan, percent: float = FLASH_TABLE_PERCENT, 
     """Grant FULLY_CONNECTED layers flash pair tables (``plan.flash_tables``: node index -> bytes).
 
     A layer qualifies where the arena could not give it the full run-time table level
-    (``handler.flash_tables``: per-tensor or shared codebooks, widths 1..5, tables at most 1/8 of
+    (``handler.flash_tables``: per-tensor or shared codebooks, widths 1..6, tables at most 1/8 of
     its index bytes) and where the tables keep it below its raw int8 weight bytes (the "never
     larger than int8" rule, with the tables counted). Layers are taken most MACs per table byte
     first (ties: the one with less granted scratch, i.e. the slower table level, first) while the model's tables stay within ``percent`` % of its index bytes and, when given,
@@ -180,14 +180,8 @@ def grant_flash_tables(graph, plan: Plan, percent: float = FLASH_TABLE_PERCENT, 
     if not percent or percent <= 0:
         return plan.flash_tables
     idx_total, cands = 0, []
-    for node in graph.nodes:
+    for node, t in graph.weight_tensors():
         h = get_handler(node.op)
-        wi = getattr(h, "weight_input", None)
-        if wi is None or wi >= len(node.inputs) or node.inputs[wi] < 0:
-            continue
-        t = graph.tensors[node.inputs[wi]]
-        if t.data is None:
-            continue
         cost = weight_cost(node, graph, t.clustering)
         idx_total += cost.indices
         if not hasattr(h, "flash_tables"):

@@ -524,6 +524,18 @@ def fit_per_channel_oa(W: np.ndarray, H: np.ndarray, k: int, s_old: np.ndarray, 
 
 
 # ------------------------------------------------------------------------------ biases
+def corrected_bias(qo, qn, b_o, mu_old, mu_new, s_o, s_n) -> np.ndarray:
+    """Bias correction: the int32 bias that keeps each output channel's mean accumulator (in real
+    units) where the original weights ``qo`` (scales ``s_o``, bias ``b_o``) put it, for weights
+    ``qn`` with scales ``s_n``, given the mean input rows ``mu_old`` / ``mu_new`` each sees
+    ([D], or [C, D] per channel); saturated."""
+    def dot(q, mu):
+        return q @ mu if mu.ndim == 1 else np.einsum("cd,cd->c", q, mu)
+
+    old, new = dot(qo, mu_old) + b_o, dot(qn, mu_new)
+    return np.clip(np.rint(s_o / _f32(s_n) * old - new), INT32_MIN, INT32_MAX).astype(np.int32)
+
+
 def requantized_bias(b_old: np.ndarray, s_old: np.ndarray, s_new: np.ndarray) -> np.ndarray:
     """int32 bias for new weight scales: ``round(b * s_old / s_new)``, saturated."""
     b = np.asarray(b_old, dtype=np.float64) * (np.asarray(s_old, np.float64) / _f32(s_new))
@@ -619,12 +631,7 @@ def correct_biases(graph, orig, x_cal, nodes, stats: dict, max_rows: int = MAX_R
                 C = qo.shape[0]
                 s_o, s_n = row_scales(t_o, C), row_scales(t_n, C)
                 b_o = np.asarray(orig.tensors[on.inputs[2]].data).reshape(-1).astype(np.float64)
-                mo, mn = stats[node.index].mu, acc.mean()
-                if mo.ndim == 1:
-                    old, new = qo @ mo + b_o, qn @ mn
-                else:
-                    old, new = np.einsum("cd,cd->c", qo, mo) + b_o, np.einsum("cd,cd->c", qn, mn)
-                b = np.clip(np.rint(s_o / _f32(s_n) * old - new), INT32_MIN, INT32_MAX).astype(np.int32)
+                b = corrected_bias(qo, qn, b_o, stats[node.index].mu, acc.mean(), s_o, s_n)
                 bt = graph.tensors[node.inputs[2]]
                 plain = requantized_bias(b_o, s_o, s_n)
                 out[node.index] = int(np.max(np.abs(b.astype(np.int64) - plain))) if b.size else 0

@@ -762,7 +762,7 @@ def _output_gains(graph, Ls: list, cand_lists: list, calib) -> list:
     from ..executor import run_graph
     from ..ir import QuantParams
     from ..ops import get_handler
-    from .calibrated import INT32_MIN, INT32_MAX, _f32, weight_matrix
+    from .calibrated import corrected_bias, weight_matrix
 
     if len(calib) > GAIN_SAMPLES:  # an even subsample
         calib = [calib[i] for i in np.linspace(0, len(calib) - 1, GAIN_SAMPLES).astype(np.int64)]
@@ -781,17 +781,14 @@ def _output_gains(graph, Ls: list, cand_lists: list, calib) -> list:
         c = max(probes, key=lambda c: c.error)
         bt = graph.tensors[node.inputs[2]]
         saved = (L.t.clustering, L.t.quant, bt.data)
-        s_n = L.s if c.scale is None else _f32(c.scale)
+        s_n = L.s if c.scale is None else c.scale
         qn = weight_matrix(node, c.cl.values()).astype(np.float64)
-        mu = L.stats.mu
         b_o = np.asarray(bt.data, np.float64).reshape(-1)
-        old = (L.Q @ mu if mu.ndim == 1 else np.einsum("cd,cd->c", L.Q, mu)) + b_o
-        new = qn @ mu if mu.ndim == 1 else np.einsum("cd,cd->c", qn, mu)
         L.t.clustering = c.cl
         if c.scale is not None:
             L.t.quant = QuantParams(scale=np.asarray(c.scale, np.float32), zero_point=np.zeros(L.C, np.int64),
                                     axis=L.axis)
-        bt.data = np.clip(np.rint(L.s / s_n * old - new), INT32_MIN, INT32_MAX).astype(np.int32).reshape(bt.data.shape)
+        bt.data = corrected_bias(L.Q, qn, b_o, L.stats.mu, L.stats.mu, L.s, s_n).reshape(bt.data.shape)
         get_handler(node.op).resolve(node, graph)
         y = np.stack([np.asarray(run_graph(graph, x), np.float64) for x in calib]) - zp
         L.t.clustering, L.t.quant, bt.data = saved
